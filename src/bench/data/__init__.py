@@ -1,0 +1,1 @@
+"""Reading session logs and turning them into arrays the core trains on."""

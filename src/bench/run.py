@@ -1,0 +1,216 @@
+"""`python -m bench.run`: train GRU4Rec on a dataset, evaluate, write a result record.
+
+A Hydra app; `-m` runs grids (e.g. `-m loss=top1,bpr,ce`). Bad input ends with one
+line on stderr naming the file/field/option, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from bench.datasets import PROJECT_ROOT, default_data_dir, load_dataset
+from bench.errors import BenchError
+from bench.records import git_commit, versions, write_json_atomic
+
+
+def _conf_dir() -> str:
+    """Configs ship inside the wheel (bench/conf); an editable install reads the repo's conf/."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else PROJECT_ROOT / "conf")
+
+
+if not OmegaConf.has_resolver("bench_data_dir"):
+    OmegaConf.register_new_resolver("bench_data_dir", default_data_dir)
+
+HP_FIELDS = (
+    "layers", "loss", "batch_size", "dropout_p_embed", "dropout_p_hidden", "learning_rate",
+    "momentum", "sample_alpha", "n_sample", "embedding", "constrained_embedding", "n_epochs",
+    "bpreg", "elu_param", "logq", "sample_store_size", "optimizer",
+)  # fmt: skip
+
+
+def gru4rec_config(cfg: DictConfig):
+    from bench.core.model import GRU4RecConfig
+
+    try:
+        return GRU4RecConfig(**{k: OmegaConf.to_object(cfg)[k] for k in HP_FIELDS})
+    except (ValueError, TypeError) as e:
+        raise BenchError(f"config: {e}") from None
+
+
+def check_eval_config(ev: DictConfig) -> None:
+    """Fail before training, not after it, on a bad evaluation option."""
+    from bench.core.metrics import TIE_MODES
+
+    if ev.tie_mode not in TIE_MODES:
+        raise BenchError(
+            f"eval.tie_mode: unknown '{ev.tie_mode}'; expected one of {', '.join(TIE_MODES)}"
+        )
+    cutoffs = list(ev.cutoffs)
+    if not cutoffs or not all(isinstance(k, int) and k >= 1 for k in cutoffs):
+        raise BenchError(
+            f"eval.cutoffs: got {cutoffs}; expected a non-empty list of positive integers"
+        )
+    metrics = {f"{m}@{k}" for m in ("recall", "mrr", "hr", "ndcg") for k in cutoffs}
+    if ev.primary_metric not in metrics:
+        raise BenchError(
+            f"eval.primary_metric: '{ev.primary_metric}' is not computed; expected one of {sorted(metrics)}"
+        )
+
+
+def pick_device(accelerator: str) -> str:
+    if accelerator == "cpu":
+        return "cpu"
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BenchError(
+            "trainer.accelerator: 'gpu' requested but no CUDA device is available; use cpu or auto"
+        )
+    if accelerator not in ("auto", "gpu", "cuda"):
+        raise BenchError(f"trainer.accelerator: unknown '{accelerator}'; expected auto, cpu or gpu")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def metrics_table(metrics: dict, cutoffs, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("cutoff", "Recall (=HR)", "MRR", "nDCG"):
+        table.add_column(col, justify="right")
+    for k in cutoffs:
+        table.add_row(
+            f"@{k}",
+            f"{metrics[f'recall@{k}']:.4f}",
+            f"{metrics[f'mrr@{k}']:.4f}",
+            f"{metrics[f'ndcg@{k}']:.4f}",
+        )
+    return table
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banner lines and tips would bury the metrics table; warnings still show."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+    """The whole job; returns the result record (also written to out_dir/result.json)."""
+    from rich.console import Console
+
+    from bench.core.checkpoint import save_model
+    from bench.core.evaluate import evaluate
+    from bench.core.train import Engine, fit
+    from bench.lit import GRU4RecModule, make_trainer
+
+    _quiet_lightning()
+    console = Console()
+    if cfg.print_config:
+        console.print(OmegaConf.to_yaml(cfg, resolve=True))
+    hp = gru4rec_config(cfg)
+    check_eval_config(cfg.eval)
+    device = pick_device(cfg.trainer.accelerator)
+    t0 = time.perf_counter()
+    data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir)
+    t_load = time.perf_counter() - t0
+    st = data.stats()
+    console.print(
+        f"[bold]dataset[/] {data.name} [{data.label}]: {st['train_sessions']} train sessions, "
+        f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
+    )
+    engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+    t1 = time.perf_counter()
+    if cfg.trainer.harness == "bare":
+        history = fit(engine, on_epoch=lambda s: console.print(s.line()))
+    elif cfg.trainer.harness == "lightning":
+        module = GRU4RecModule(engine, chunk_steps=int(cfg.trainer.chunk_steps))
+        trainer = make_trainer(
+            hp.n_epochs, "gpu" if device == "cuda" else "cpu", bool(cfg.trainer.progress_bar)
+        )
+        trainer.fit(module)
+        history = module.history
+    else:
+        raise BenchError(
+            f"trainer.harness: unknown '{cfg.trainer.harness}'; expected lightning or bare"
+        )
+    t_train = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    result = evaluate(
+        engine.model,
+        data.test,
+        list(cfg.eval.cutoffs),
+        cfg.eval.tie_mode,
+        int(cfg.eval.batch_size),
+        device,
+    )
+    t_eval = time.perf_counter() - t2
+    record = {
+        "kind": "gru4rec",
+        "dataset": data.stats(),
+        "protocol": {
+            "task": "next-item prediction at every position of each test session",
+            "candidates": "all training items (full ranking)",
+            "tie_mode": cfg.eval.tie_mode,
+            "cutoffs": list(cfg.eval.cutoffs),
+            "unknown_test_items": "dropped, session re-chained",
+            "seen_item_filtering": False,
+            "evaluated_events": result.n_events,
+        },
+        "gru4rec": dataclasses.asdict(hp),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "seed": int(cfg.seed),
+        "metrics": result.metrics,
+        "epochs": [s.as_dict() for s in history],
+        "timings": {"load_s": t_load, "train_s": t_train, "eval_s": t_eval},
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "harness": cfg.trainer.harness,
+        "versions": versions(),
+        "git_commit": git_commit(PROJECT_ROOT),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "result.json", record)
+    if cfg.save_model:
+        save_model(out_dir / "model.pt", engine.model, hp, data.item_map)
+    title = (
+        f"{data.name} [{data.label}] | loss={hp.loss} layers={hp.layers} | {cfg.eval.tie_mode} ties | "
+        f"{result.n_events} events"
+    )
+    console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title))
+    console.print(f"result record: {out_dir / 'result.json'}")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=_conf_dir(), config_name="run")
+def main(cfg: DictConfig) -> float:
+    try:
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        record = train_and_evaluate(cfg, out_dir)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # NaN loss and other training failures: one line, no traceback
+        from bench.core.train import NaNLossError
+
+        if isinstance(e, NaNLossError):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(3)
+        raise
+    return float(record["metrics"].get(cfg.eval.primary_metric, float("nan")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Shared fixtures. Real data comes from ../shared/data (or BENCH_DATA_DIR); where it is
+absent the tests that need it skip with the reason, unless BENCH_REQUIRE_SHARED=1 (set
+by .ci/run), which turns that skip into a failure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.datasets import default_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = default_data_dir()
+    if d and Path(d).is_dir():
+        return Path(d)
+    reason = (
+        "real datasets not found: no ../shared/data beside the checkout and BENCH_DATA_DIR unset"
+    )
+    if os.environ.get("BENCH_REQUIRE_SHARED") == "1":
+        pytest.fail(f"BENCH_REQUIRE_SHARED=1 but {reason}")
+    pytest.skip(reason)
+
+
+def make_sessions(lengths, n_items=10, seed=0):
+    """Sessions with the given lengths and random items, as core arrays."""
+    from bench.data.sessions import Sessions
+
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    items = rng.integers(0, n_items, size=int(lengths.sum()))
+    return Sessions(
+        items=items.astype(np.int64),
+        offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        session_ids=np.arange(len(lengths)),
+    )

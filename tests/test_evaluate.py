@@ -1,0 +1,61 @@
+"""Batched evaluation against a one-session-at-a-time brute force, in every tie mode."""
+
+from itertools import pairwise
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.core.evaluate import evaluate
+from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.data.sessions import ItemMap, to_sessions
+from tests.conftest import make_sessions
+
+
+def brute_force_ranks(model, sessions, mode):
+    ranks = []
+    with torch.no_grad():
+        for s in range(sessions.n_sessions):
+            items = sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]
+            H = model.init_hidden(1)  # zero state at every session start
+            for a, b in pairwise(items):
+                scores = model.step_all(torch.tensor([a]), H)[0].numpy()
+                t = scores[b]
+                gt, eq = int((scores > t).sum()), int((scores == t).sum())
+                ranks.append(
+                    {"standard": gt + 1, "conservative": gt + eq, "median": gt + (eq - 1) / 2 + 1}[
+                        mode
+                    ]
+                )
+    return sorted(ranks)
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
+def test_batched_ranks_equal_brute_force(mode):
+    cfg = GRU4RecConfig(layers=[8, 6], n_sample=0)
+    model = GRU4RecModel(12, cfg)
+    model.reset_parameters(torch.Generator().manual_seed(3))
+    with torch.no_grad():  # round the output table so that ties really occur
+        model.Wy.copy_((model.Wy * 2).round() / 2)
+    test = make_sessions([4, 2, 7, 3, 2, 5, 1, 6], n_items=12, seed=9)
+    res = evaluate(model, test, [1, 5], mode, batch_size=3)
+    assert sorted(res.ranks.tolist()) == brute_force_ranks(model, test, mode)
+    assert res.n_events == int((test.lengths - 1).clip(min=0).sum())
+
+
+def test_unknown_test_items_dropped_and_session_rechained():
+    train = pd.DataFrame(
+        {"SessionId": [1, 1, 2, 2], "ItemId": ["a", "b", "b", "c"], "Time": [0, 1, 2, 3]}
+    )
+    test = pd.DataFrame(
+        {
+            "SessionId": [7, 7, 7, 8, 8],
+            "ItemId": ["a", "zz", "c", "zz", "b"],
+            "Time": [10, 11, 12, 13, 14],
+        }
+    )
+    imap = ItemMap.from_events(train)
+    s = to_sessions(test, imap)
+    assert s.n_dropped_events == 2
+    assert s.offsets.tolist() == [0, 2, 3]  # session 7 re-chained to a -> c; 8 keeps one event
+    assert [imap.ids[i] for i in s.items] == ["a", "c", "b"]

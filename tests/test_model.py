@@ -1,0 +1,85 @@
+"""Model behaviour: embedding modes, hidden dropout, NaN stop, determinism, save/load."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.core.checkpoint import load_model, save_model
+from bench.core.evaluate import evaluate
+from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.train import Engine, NaNLossError, fit
+from bench.data.sessions import ItemMap
+from tests.conftest import make_sessions
+
+
+def small_cfg(**kw):
+    base = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=1, learning_rate=0.05, loss="ce")
+    base.update(kw)
+    return GRU4RecConfig(**base)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        dict(constrained_embedding=True),
+        dict(constrained_embedding=False, embedding=12),
+        dict(constrained_embedding=False, embedding=0),
+    ],
+)
+@pytest.mark.parametrize("loss", ["ce", "bpr-max", "top1-max", "top1", "bpr"])
+def test_every_mode_and_loss_trains(mode, loss):
+    train = make_sessions(np.full(60, 5), n_items=40)
+    eng = Engine(small_cfg(loss=loss, layers=[16, 16], **mode), train, 40)
+    before = {k: v.clone() for k, v in eng.model.state_dict().items()}
+    hist = fit(eng)
+    assert np.isfinite(hist[0].loss)
+    changed = [k for k, v in eng.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "Wy" in changed and any(k.startswith("cells") for k in changed)
+
+
+def test_hidden_dropout_is_active_and_carried():
+    cfg = small_cfg(dropout_p_hidden=0.5)
+    model = GRU4RecModel(20, cfg)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    x = torch.arange(4)
+    H = model.init_hidden(4)
+    model.step_sampled(x, torch.arange(8), H, None, training=True)
+    # The carried state is the dropped-out output: about half of it is exactly zero.
+    zero_frac = (H[0] == 0).float().mean().item()
+    assert 0.25 < zero_frac < 0.75
+    H2 = model.init_hidden(4)
+    model.step_sampled(x, torch.arange(8), H2, None, training=False)
+    assert (H2[0] == 0).float().mean().item() < 0.05  # no dropout at inference
+
+
+def test_nan_loss_stops_with_clear_message():
+    train = make_sessions(np.full(30, 4), n_items=20)
+    eng = Engine(small_cfg(), train, 20)
+    with torch.no_grad():
+        eng.model.Wy[3] = float("nan")
+    with pytest.raises(NaNLossError, match="training diverged: loss became nan"):
+        fit(eng)
+
+
+def test_same_seed_same_metrics_and_save_load_round_trip(tmp_path):
+    train = make_sessions(np.full(80, 6), n_items=30, seed=1)
+    test = make_sessions(np.full(20, 5), n_items=30, seed=2)
+
+    def run(seed):
+        eng = Engine(small_cfg(dropout_p_embed=0.2, dropout_p_hidden=0.2), train, 30, seed=seed)
+        fit(eng)
+        return eng, evaluate(eng.model, test, [5, 20], "conservative", batch_size=7)
+
+    e1, r1 = run(5)
+    _, r2 = run(5)
+    _, r3 = run(6)
+    assert r1.metrics == r2.metrics
+    assert r1.metrics != r3.metrics
+    path = tmp_path / "model.pt"
+    item_map = ItemMap(pd.Index([f"i{i}" for i in range(30)], dtype=object))
+    save_model(path, e1.model, e1.cfg, item_map)
+    model, cfg, imap = load_model(path)
+    assert cfg == e1.cfg and list(imap.ids) == list(item_map.ids)
+    r4 = evaluate(model, test, [5, 20], "conservative", batch_size=7)
+    assert torch.equal(r4.ranks, r1.ranks)

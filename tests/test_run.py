@@ -1,0 +1,66 @@
+"""The Hydra entry point end to end on the synthetic default (subprocesses, as a user runs it)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+FAST = ["n_epochs=1", "n_sample=64", "batch_size=32"]
+SMALL = ["dataset.params.n_train_sessions=1500", "dataset.params.n_test_sessions=200"]
+
+
+def run(args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_single_run_writes_record_and_prints_table(tmp_path):
+    out = tmp_path / "run"
+    p = run([*FAST, *SMALL, f"hydra.run.dir={out}", "print_config=true"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "Recall (=HR)" in p.stdout and "SYNTHETIC" in p.stdout
+    assert "sample_store_size: 10000000" in p.stdout  # resolved config printed on request
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["dataset"]["label"].startswith("SYNTHETIC")
+    assert rec["protocol"]["tie_mode"] == "conservative"
+    assert set(rec["metrics"]) >= {
+        f"{m}@{k}" for m in ("recall", "mrr", "hr", "ndcg") for k in (1, 5, 10, 20)
+    }
+    assert rec["gru4rec"]["n_sample"] == 64 and rec["seed"] == 42
+    assert rec["versions"]["torch"] and rec["git_commit"]
+    assert rec["epochs"][0]["events_per_s"] > 0
+    assert (out / "model.pt").is_file()
+
+
+def test_multirun_over_losses(tmp_path):
+    sweep = tmp_path / "multi"
+    p = run(["-m", "loss=top1,bpr,ce", *FAST, *SMALL, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(3)]
+    assert [r["gru4rec"]["loss"] for r in recs] == ["top1", "bpr", "ce"]
+    assert p.stdout.count("Recall (=HR)") == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["dataset=files", "dataset.train=/nonexistent/train.tsv", "dataset.test=x"],
+            "error: dataset.train: file not found: /nonexistent/train.tsv",
+        ),
+        (["batch_size=0"], "error: config: batch_size: got 0, expected a positive integer"),
+        (["eval.tie_mode=optimistic"], "error: eval.tie_mode: unknown 'optimistic'"),
+        (["trainer.harness=keras"], "error: trainer.harness: unknown 'keras'"),
+    ],
+)
+def test_bad_options_give_one_line(tmp_path, args, message):
+    p = run([*FAST, *args, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in p.stderr
