@@ -78,10 +78,10 @@ def pick_device(accelerator: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def metrics_table(metrics: dict, cutoffs, title: str):
+def metrics_table(metrics: dict, cutoffs, title: str, caption: str):
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     for col in ("cutoff", "Recall (=HR)", "MRR", "nDCG"):
         table.add_column(col, justify="right")
     for k in cutoffs:
@@ -185,11 +185,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     write_json_atomic(out_dir / "result.json", record)
     if cfg.save_model:
         save_model(out_dir / "model.pt", engine.model, hp, data.item_map)
-    title = (
-        f"{data.name} [{data.label}] | loss={hp.loss} layers={hp.layers} | {cfg.eval.tie_mode} ties | "
-        f"{result.n_events} events"
-    )
-    console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title))
+    title = f"{data.name}: GRU4Rec loss={hp.loss} layers={hp.layers}"
+    caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
+    console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title, caption))
     console.print(f"result record: {out_dir / 'result.json'}")
     return record
 
