@@ -185,7 +185,7 @@ def main() -> None:
         "--official", default=None, help="checkout of GRU4Rec_PyTorch_Official to run side by side"
     )
     ap.add_argument("--official-python", default=sys.executable)
-    ap.add_argument("--out", default=str(HERE / "out" / "throughput.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)

@@ -173,21 +173,28 @@ class GRU4RecModel(nn.Module):
         sparse.append((table, idx, rows))
         return rows
 
-    def _input_and_hidden(
-        self, x: torch.Tensor, H: list[torch.Tensor], e: torch.Tensor, training: bool
-    ):
-        if training:
-            e = self.drop_embed(e)
+    def _input_and_hidden(self, H: list[torch.Tensor], e: torch.Tensor, training: bool):
+        """Run the GRU stack on the input rows `e`; H is updated in place.
+
+        In one-hot mode `e` is the first layer's input projection, and (as in the
+        reference) the embedding dropout acts on that layer's output, which is then the
+        carried state; other layers get hidden dropout on their outputs.
+        """
+        drop_embed = training and self.drop_embed.p > 0  # p=0 would still cost a copy
+        drop_hidden = training and self.drop_hidden.p > 0
+        start = 0
         if self.onehot:
-            out = self.GE(e, H[0])
-            H[0] = out
+            e = self.GE(e, H[0])
+            if drop_embed:
+                e = self.drop_embed(e)
+            H[0] = e
             start = 1
-        else:
-            out = e
-            start = 0
+        elif drop_embed:
+            e = self.drop_embed(e)
+        out = e
         for i, cell in enumerate(self.cells, start=start):
             out = cell(out, H[i])
-            if training:
+            if drop_hidden:
                 out = self.drop_hidden(out)
             H[i] = out
         return out
@@ -210,7 +217,7 @@ class GRU4RecModel(nn.Module):
             e = self._rows(table, x, sparse)
             out_w = self._rows(self.Wy, y, sparse)
         bias = self._rows(self.By, y, sparse)
-        h = self._input_and_hidden(x, H, e, training)
+        h = self._input_and_hidden(H, e, training)
         return torch.addmm(bias, h, out_w.T)
 
     def output_table(self) -> torch.Tensor:
@@ -230,7 +237,7 @@ class GRU4RecModel(nn.Module):
             e = self.E.index_select(0, x)
         else:
             e = self.GE.Wx0.index_select(0, x)
-        h = self._input_and_hidden(x, H, e, training=False)
+        h = self._input_and_hidden(H, e, training=False)
         if table is None:
             table = self.output_table()
         return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1) @ table.T

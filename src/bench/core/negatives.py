@@ -6,12 +6,36 @@ import numpy as np
 import torch
 
 
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table: O(1) exact sampling from a discrete distribution.
+
+    Returns (keep probability, alias) per bucket: draw a bucket uniformly, keep it with
+    its probability, else take its alias.
+    """
+    n = len(weights)
+    prob = np.asarray(weights, dtype=np.float64) * n / np.sum(weights)
+    alias = np.arange(n)
+    small = [i for i in range(n) if prob[i] < 1.0]
+    large = [i for i in range(n) if prob[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        alias[s] = g
+        prob[g] -= 1.0 - prob[s]
+        (small if prob[g] < 1.0 else large).append(g)
+    for i in small + large:  # numerical leftovers are (almost exactly) full buckets
+        prob[i] = 1.0
+    return prob, alias
+
+
 class NegativeSampler:
     """`n_sample` item indices per step, shared by the whole mini-batch.
 
     Like the official SampleCache, a store of `store_size // n_sample` rows is drawn at
-    once (uniform numbers + binary search in the cumulative distribution) and handed
-    out row by row; the pointer is a host integer, so no step waits for the device.
+    once on the device and handed out row by row; the pointer is a host integer, so no
+    step waits for the device. The store is filled when the sampler is built (outside
+    any epoch timing, as the official code does) and refilled when used up. Drawing
+    uses an alias table (two uniform draws per sample) rather than a binary search in
+    the cumulative distribution: same distribution, several times faster to refill.
     """
 
     def __init__(
@@ -27,17 +51,20 @@ class NegativeSampler:
         self.device = device
         self.generator = generator
         weights = np.asarray(support, dtype=np.float64) ** sample_alpha
-        cdf = np.cumsum(weights) / weights.sum()
-        cdf[-1] = 1.0
-        self.cdf = torch.as_tensor(cdf, dtype=torch.float32, device=device)
-        self.rows = max(1, store_size // n_sample) if n_sample > 0 else 0
-        self.pointer = self.rows
-        self.store: torch.Tensor | None = None
+        prob, alias = alias_table(weights)
+        self.prob = torch.as_tensor(prob, dtype=torch.float32, device=device)
+        self.alias = torch.as_tensor(alias, dtype=torch.int64, device=device)
+        self.rows = max(1, store_size // n_sample)
+        self._refill()
 
     def _refill(self) -> None:
-        u = torch.rand(self.rows * self.n_sample, generator=self.generator, device=self.device)
-        self.store = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1)
-        self.store = self.store.view(self.rows, self.n_sample)
+        n = self.rows * self.n_sample
+        bucket = torch.randint(len(self.prob), (n,), generator=self.generator, device=self.device)
+        coin = torch.rand(n, generator=self.generator, device=self.device)
+        keep = coin < self.prob.index_select(0, bucket)
+        self.store = torch.where(keep, bucket, self.alias.index_select(0, bucket)).view(
+            self.rows, self.n_sample
+        )
         self.pointer = 0
 
     def next(self) -> torch.Tensor:

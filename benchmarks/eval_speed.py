@@ -1,0 +1,125 @@
+"""Full-ranking evaluation speed: ours against the official `batch_eval`, same data.
+
+Both evaluate an untrained model of the same size (speed does not depend on the
+weights) on the test sessions of the chosen dataset, in interleaved repeats; writes JSON.
+
+  python benchmarks/eval_speed.py --official ~/src/GRU4Rec_PyTorch_Official \
+      --official-python ~/venvs/gru4rec/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+OFFICIAL_SNIPPET = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import pandas as pd, torch
+from gru4rec_pytorch import GRU4Rec
+from evaluation import batch_eval
+train = pd.read_csv(sys.argv[2], sep='\\t', dtype={'ItemId': str})
+test = pd.read_csv(sys.argv[3], sep='\\t', dtype={'ItemId': str})
+gru = GRU4Rec(layers=[int(sys.argv[4])], n_epochs=0, n_sample=2048, device=torch.device(sys.argv[6]))
+gru.fit(train)
+t = time.perf_counter()
+batch_eval(gru, test, cutoff=[1, 5, 10, 20], batch_size=512, mode=sys.argv[5])
+print('SECONDS', time.perf_counter() - t)
+"""
+
+
+def write_tsv(path: Path, sessions, item_ids) -> None:
+    with open(path, "w") as f:
+        f.write("SessionId\tItemId\tTime\n")
+        for s in range(sessions.n_sessions):
+            for pos, it in enumerate(sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]):
+                f.write(f"{s}\t{item_ids[it]}\t{s * 1000 + pos}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dataset", default="diginetica_srgnn")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--layers", type=int, default=100)
+    ap.add_argument("--tie-mode", default="conservative", choices=["standard", "conservative"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--official", default=None)
+    ap.add_argument("--official-python", default=sys.executable)
+    ap.add_argument("--out", default=str(HERE / "results" / "eval_speed.json"))
+    args = ap.parse_args()
+
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bench.core.evaluate import evaluate
+    from bench.core.model import GRU4RecConfig, GRU4RecModel
+    from bench.datasets import default_data_dir, load_dataset
+    from bench.run import _conf_dir
+
+    data_dir = args.data_dir or default_data_dir()
+    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
+        cfg = compose("run", overrides=[f"dataset={args.dataset}", f"data_dir={data_dir}"])
+    data = load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
+    model = GRU4RecModel(len(data.item_map), GRU4RecConfig(layers=[args.layers]))
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    model.to(args.device)
+
+    tmp = Path(tempfile.mkdtemp())
+    if args.official:
+        ids = [str(x) for x in data.item_map.ids]
+        write_tsv(tmp / "train.tsv", data.train, ids)
+        write_tsv(tmp / "test.tsv", data.test, ids)
+    ours, official = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        res = evaluate(model, data.test, [1, 5, 10, 20], args.tie_mode, 512, args.device)
+        ours.append(time.perf_counter() - t)
+        if args.official:
+            p = subprocess.run(
+                [args.official_python, "-c", OFFICIAL_SNIPPET, args.official, str(tmp / "train.tsv"),
+                 str(tmp / "test.tsv"), str(args.layers), args.tie_mode, args.device],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if p.returncode != 0 or "SECONDS" not in p.stdout:
+                raise RuntimeError(f"official evaluation failed: {p.stderr[-800:]}")
+            official.append(float(p.stdout.split("SECONDS")[-1]))
+    report = {
+        "benchmark": "eval_speed",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": args.dataset,
+        "n_items": len(data.item_map),
+        "events": res.n_events,
+        "layers": args.layers,
+        "tie_mode": args.tie_mode,
+        "device": args.device,
+        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "ours_seconds": ours,
+        "ours_median_s": statistics.median(ours),
+        "ours_events_per_s": res.n_events / statistics.median(ours),
+    }
+    if official:
+        report["official_seconds"] = official
+        report["official_median_s"] = statistics.median(official)
+        report["speedup_vs_official"] = statistics.median(official) / statistics.median(ours)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
