@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from bench.data import synthetic
-from bench.data.io import Columns, read_session_file
+from bench.data.io import SESSION, TIME, Columns, read_session_file
 from bench.data.sessions import ItemMap, Sessions, to_sessions
 from bench.errors import BenchError
 
@@ -35,11 +38,13 @@ class PreparedData:
     test: Sessions
     train_path: str
     test_path: str
+    split: str = "final"
 
     def stats(self) -> dict:
         return {
             "dataset": self.name,
             "label": self.label,
+            "split": self.split,
             "n_items": len(self.item_map),
             "train_sessions": self.train.n_sessions,
             "train_events": self.train.n_events,
@@ -64,24 +69,71 @@ def _resolve(path: str, option: str, data_dir: str) -> Path:
     return p
 
 
-def load_dataset(ds: dict, data_dir: str) -> PreparedData:
-    """`ds` is the `dataset` config node as a plain dict."""
+SPLITS = ("final", "tune")
+
+
+def carve_validation(
+    df: pd.DataFrame, fraction: float, source: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tuning split from training data: the most recent `fraction` of sessions (by start
+    time; file order where there is no time) become validation, the rest train_tr."""
+    if not 0 < fraction < 1:
+        raise BenchError(
+            f"dataset.tune.valid_fraction: got {fraction}; expected a number in (0, 1)"
+        )
+    codes, _ = pd.factorize(df[SESSION], sort=False)
+    starts = pd.Series(df[TIME].to_numpy()).groupby(codes).min().to_numpy()
+    order = np.argsort(starts, kind="stable")
+    n_valid = round(len(order) * fraction)
+    if n_valid == 0 or n_valid == len(order):
+        raise BenchError(
+            f"{source}: a valid_fraction of {fraction} leaves an empty train or validation part"
+        )
+    is_valid = np.zeros(len(order), dtype=bool)
+    is_valid[order[-n_valid:]] = True
+    mask = is_valid[codes]
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+
+
+def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
+    """`ds` is the `dataset` config node as a plain dict.
+
+    split="final" trains on the full training data and evaluates on the test set;
+    split="tune" trains on train_tr and evaluates on train_valid (given as files under
+    `tune`, or carved from the training data by `tune.valid_fraction`).
+    """
+    if split not in SPLITS:
+        raise BenchError(f"split: unknown '{split}'; expected one of {', '.join(SPLITS)}")
     kind = ds.get("kind", "files")
+    tune = dict(ds.get("tune") or {})
+    cols = Columns(**dict(ds.get("columns") or {}))
+    fmt = ds.get("format", "auto")
     if kind == "synthetic":
         train_df, test_df = synthetic.generate(**dict(ds.get("params") or {}))
         train_path = test_path = f"<synthetic generator {dict(ds.get('params') or {})}>"
         label = synthetic.LABEL
     elif kind == "files":
-        cols = Columns(**dict(ds.get("columns") or {}))
-        fmt = ds.get("format", "auto")
-        train_p = _resolve(ds.get("train", ""), "train", data_dir)
-        test_p = _resolve(ds.get("test", ""), "test", data_dir)
+        if split == "tune" and tune.get("train"):
+            train_p = _resolve(tune.get("train", ""), "tune.train", data_dir)
+            test_p = _resolve(tune.get("valid", ""), "tune.valid", data_dir)
+        else:
+            train_p = _resolve(ds.get("train", ""), "train", data_dir)
+            test_p = _resolve(ds.get("test", ""), "test", data_dir)
         train_df = read_session_file(train_p, cols, fmt)
-        test_df = read_session_file(test_p, cols, fmt)
+        test_df = (
+            None
+            if split == "tune" and not tune.get("train")
+            else read_session_file(test_p, cols, fmt)
+        )
         train_path, test_path = str(train_p), str(test_p)
         label = ds.get("label", ds.get("name", "files"))
     else:
         raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic or files")
+    if split == "tune" and not tune.get("train"):
+        fraction = float(tune.get("valid_fraction", 0.1))
+        train_df, test_df = carve_validation(train_df, fraction, train_path)
+        test_path = f"{train_path} [most recent {fraction:g} of sessions]"
+        train_path = f"{train_path} [all but the most recent {fraction:g} of sessions]"
     item_map = ItemMap.from_events(train_df)
     train = to_sessions(train_df, item_map, source=train_path)
     test = to_sessions(test_df, item_map, source=test_path)
@@ -89,4 +141,6 @@ def load_dataset(ds: dict, data_dir: str) -> PreparedData:
         raise BenchError(
             f"{test_path}: no test session has two or more known items; nothing to predict"
         )
-    return PreparedData(ds.get("name", kind), label, item_map, train, test, train_path, test_path)
+    return PreparedData(
+        ds.get("name", kind), label, item_map, train, test, train_path, test_path, split
+    )

@@ -9,6 +9,7 @@ benchmarks/throughput.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -35,12 +36,19 @@ def _identity(batch):
 
 
 class GRU4RecModule(pl.LightningModule):
-    def __init__(self, engine: Engine, chunk_steps: int = 500):
+    def __init__(
+        self,
+        engine: Engine,
+        chunk_steps: int = 500,
+        epoch_hook: Callable[[EpochStats], None] | None = None,
+    ):
+        """`epoch_hook` runs after each epoch (validation, reporting to a study trial)."""
         super().__init__()
         self.automatic_optimization = False
         self.engine = engine
         self.model = engine.model  # registered so Lightning sees (and checkpoints) it
         self.chunk_steps = chunk_steps
+        self.epoch_hook = epoch_hook
         self.history: list[EpochStats] = []
         self._t0 = 0.0
 
@@ -80,6 +88,8 @@ class GRU4RecModule(pl.LightningModule):
             prog_bar=False,
         )
         self.print(stats.line())
+        if self.epoch_hook is not None:
+            self.epoch_hook(stats)
 
 
 def make_trainer(

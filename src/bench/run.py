@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench.datasets import PROJECT_ROOT, default_data_dir, load_dataset
@@ -122,7 +123,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     check_eval_config(cfg.eval)
     device = pick_device(cfg.trainer.accelerator)
     t0 = time.perf_counter()
-    data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir)
+    data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir, cfg.split)
     t_load = time.perf_counter() - t0
     st = data.stats()
     console.print(
@@ -130,11 +131,42 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
     )
     engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+
+    def validate():
+        return evaluate(
+            engine.model,
+            data.test,
+            list(cfg.eval.cutoffs),
+            cfg.eval.tie_mode,
+            int(cfg.eval.batch_size),
+            device,
+        )
+
+    trial = None
+    reporter = None
+    if cfg.study.trial is not None:
+        from bench.study import EpochReporter, make_pruner, open_trial
+
+        pruner = make_pruner(
+            cfg.study.pruner,
+            int(cfg.study.pruner_startup_trials),
+            int(cfg.study.pruner_warmup_epochs),
+        )
+        trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
+        reporter = EpochReporter(trial, validate, cfg.eval.primary_metric)
     t1 = time.perf_counter()
     if cfg.trainer.harness == "bare":
-        history = fit(engine, on_epoch=lambda s: console.print(s.line()))
+
+        def on_epoch(stats):
+            console.print(stats.line())
+            if reporter is not None:
+                reporter(stats)
+
+        history = fit(engine, on_epoch=on_epoch)
     elif cfg.trainer.harness == "lightning":
-        module = GRU4RecModule(engine, chunk_steps=int(cfg.trainer.chunk_steps))
+        module = GRU4RecModule(
+            engine, chunk_steps=int(cfg.trainer.chunk_steps), epoch_hook=reporter
+        )
         trainer = make_trainer(
             hp.n_epochs, "gpu" if device == "cuda" else "cpu", bool(cfg.trainer.progress_bar)
         )
@@ -146,14 +178,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         )
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
-    result = evaluate(
-        engine.model,
-        data.test,
-        list(cfg.eval.cutoffs),
-        cfg.eval.tie_mode,
-        int(cfg.eval.batch_size),
-        device,
-    )
+    # In a study the last epoch was just validated on the same data: reuse it.
+    result = reporter.last if reporter is not None and reporter.last is not None else validate()
     t_eval = time.perf_counter() - t2
     record = {
         "kind": "gru4rec",
@@ -171,6 +197,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "seed": int(cfg.seed),
+        "study": OmegaConf.to_container(cfg.study),
         "metrics": result.metrics,
         "epochs": [s.as_dict() for s in history],
         "timings": {"load_s": t_load, "train_s": t_train, "eval_s": t_eval},
@@ -185,6 +212,10 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     write_json_atomic(out_dir / "result.json", record)
     if cfg.save_model:
         save_model(out_dir / "model.pt", engine.model, hp, data.item_map)
+    if trial is not None:
+        from bench.study import record_to_trial
+
+        record_to_trial(trial, record, str(out_dir / "result.json"))
     title = f"{data.name}: GRU4Rec loss={hp.loss} layers={hp.layers}"
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title, caption))
@@ -192,21 +223,32 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return record
 
 
+def _under_study_sweeper() -> bool:
+    try:
+        return "bench_optuna" in str(HydraConfig.get().sweeper.get("_target_", ""))
+    except ValueError:
+        return False
+
+
 @hydra.main(version_base="1.3", config_path=_conf_dir(), config_name="run")
 def main(cfg: DictConfig) -> float:
+    """Exit status 2 on bad input, 3 on a diverged (NaN) training, each with one line.
+
+    In a grid (`-m`) a failed job prints its line and the grid goes on; under the study
+    sweeper the error propagates so that the trial is recorded as failed with its reason.
+    """
+    from bench.core.train import NaNLossError
+
     try:
         out_dir = Path(HydraConfig.get().runtime.output_dir)
         record = train_and_evaluate(cfg, out_dir)
-    except BenchError as e:
+    except (BenchError, NaNLossError) as e:
+        if _under_study_sweeper():
+            raise
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:  # NaN loss and other training failures: one line, no traceback
-        from bench.core.train import NaNLossError
-
-        if isinstance(e, NaNLossError):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(3)
-        raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return float("nan")
+        sys.exit(2 if isinstance(e, BenchError) else 3)
     return float(record["metrics"].get(cfg.eval.primary_metric, float("nan")))
 
 

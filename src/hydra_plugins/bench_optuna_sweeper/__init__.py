@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin of gru4rec-bench, built on current Optuna."""

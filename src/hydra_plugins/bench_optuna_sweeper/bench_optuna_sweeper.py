@@ -1,0 +1,290 @@
+"""`hydra/sweeper=bench_optuna`: Optuna studies from `python -m bench.run -m hparams_search=...`.
+
+Why our own: the released hydra-optuna-sweeper pins optuna<3 (incompatible with
+optuna-dashboard), hides the trial from the job (no pruning) and restarts its trial
+count on resume. Here the study lives in a real storage; every worker process runs the
+same command and the study stops at `n_trials` finished (complete or pruned) trials in
+total, whoever ran them. Each job finds its trial by number (`study.trial=N`), reports
+per-epoch validation metrics for pruning and stores all metrics as user attributes.
+Worker death is caught by Optuna's heartbeat (RDB storages): the dead trial is failed
+and re-queued. With `final_seeds > 0` the best parameters are then retrained on the
+final split (train -> test) once per seed, and a summary is written to final.json.
+"""
+
+import json
+import logging
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread
+from optuna.trial import TrialState
+
+from bench.errors import BenchError
+
+# No `from __future__ import annotations` here: Hydra imports plugins outside
+# sys.modules, where dataclasses cannot resolve string annotations; hence typing's names.
+from bench.study import make_pruner, make_storage, override_value, suggest
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+
+
+@dataclass
+class BenchOptunaSweeperConf:
+    _target_: str = "hydra_plugins.bench_optuna_sweeper.bench_optuna_sweeper.BenchOptunaSweeper"
+    study_name: str = "study"
+    storage: str = "sqlite:///sweeps/study.db"
+    direction: str = "maximize"
+    n_trials: int = (
+        20  # finished (complete or pruned) trials the study stops at, all workers together
+    )
+    n_jobs: int = 1  # trials launched together (use a parallel launcher, e.g. joblib)
+    sampler: str = "tpe"  # tpe | random
+    seed: int | None = 0
+    n_startup_trials: int = 10
+    pruner: str = "median"  # median | hyperband | none
+    pruner_warmup_epochs: int = 0
+    pruner_startup_trials: int = 3
+    heartbeat_interval: int = 10  # seconds; RDB storages only
+    grace_period: int = 30
+    max_retry: int = 2
+    final_seeds: int = 0  # > 0: retrain the best parameters on the final split per seed
+    params: dict[str, Any] = field(default_factory=dict)
+    # Tune only these entries of `params` (empty: all); the others keep their config values.
+    search: list[str] = field(default_factory=list)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="bench_optuna",
+    node=BenchOptunaSweeperConf,
+    provider="gru4rec-bench",
+)
+
+
+class BenchOptunaSweeper(Sweeper):
+    def __init__(self, **cfg: Any):
+        self.cfg = OmegaConf.create(cfg)
+        self.launcher = None
+        self.config: DictConfig | None = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # -- study ----------------------------------------------------------------------
+    def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
+        """Seeded per trial number: workers sharing a study never draw the same values."""
+        c = self.cfg
+        seed = None if c.seed is None else c.seed + (trial_number or 0)
+        if c.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
+        if c.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        raise BenchError(f"hydra.sweeper.sampler: unknown '{c.sampler}'; expected tpe or random")
+
+    def _study(self) -> optuna.Study:
+        c = self.cfg
+        storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
+        return optuna.create_study(
+            study_name=c.study_name, storage=storage, sampler=self._sampler(), pruner=self._pruner(),
+            direction=c.direction, load_if_exists=True,
+        )  # fmt: skip
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        c = self.cfg
+        return make_pruner(c.pruner, c.pruner_startup_trials, c.pruner_warmup_epochs)
+
+    @staticmethod
+    def _count(study: optuna.Study, states) -> int:
+        return len(study.get_trials(deepcopy=False, states=states))
+
+    def _in_budget(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        """Trial numbers are assigned atomically: a trial is surplus when enough earlier
+        ones (finished or still going) already fill the target."""
+        earlier = [
+            t
+            for t in study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
+            if t.number < trial.number
+        ]
+        return len(earlier) < self.cfg.n_trials
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+
+    # -- sweep ----------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> Any:
+        fixed = self._fixed_overrides(arguments)
+        study = self._study()
+        study.set_user_attr("search_space", self._space())
+        study.set_user_attr("n_trials_target", int(self.cfg.n_trials))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        log.info(
+            "study %s in %s: target %d finished trials",
+            self.cfg.study_name,
+            self.cfg.storage,
+            self.cfg.n_trials,
+        )
+        while True:
+            self._fail_stale(study)
+            finished = self._count(study, FINISHED)
+            if finished >= self.cfg.n_trials:
+                break
+            active = self._count(study, ACTIVE)
+            if finished + active >= self.cfg.n_trials:
+                # Others are running the rest (or a dead worker's trial awaits its heartbeat timeout).
+                time.sleep(max(1, self.cfg.heartbeat_interval))
+                continue
+            batch = []
+            for _ in range(min(self.cfg.n_jobs, self.cfg.n_trials - finished - active)):
+                trial = study.ask()
+                study.sampler = self._sampler(trial.number)
+                if not self._in_budget(study, trial):
+                    trial.set_user_attr("fail_reason", "surplus: target reached by other workers")
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
+                batch.append(trial)
+            if batch:
+                self._run_batch(study, batch, fixed)
+        summary = self._summary(study)
+        if self.cfg.final_seeds > 0:
+            summary["final"] = self._final(study, fixed)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        log.info("study summary written to %s", sweep_dir / "final.json")
+        return summary
+
+    def _fixed_overrides(self, arguments: list[str]) -> list[str]:
+        parsed = OverridesParser.create().parse_overrides(arguments)
+        for o in parsed:
+            if o.is_sweep_override():
+                raise BenchError(
+                    f"hparams_search: '{o.input_line}' is a sweep; an Optuna study takes fixed values "
+                    "(run one study per value)"
+                )
+        return list(arguments)
+
+    def _space(self) -> dict:
+        params = OmegaConf.to_container(self.cfg.params)
+        unknown = [n for n in self.cfg.search if n not in params]
+        if unknown:
+            raise BenchError(
+                f"hydra.sweeper.search: {unknown} not in the search space {sorted(params)}"
+            )
+        return {
+            n: spec for n, spec in params.items() if not self.cfg.search or n in self.cfg.search
+        }
+
+    def _job_overrides(self, trial: optuna.Trial, fixed: list[str]) -> list[str]:
+        params = self._space()
+        values = [
+            f"{name}={override_value(suggest(trial, name, spec))}" for name, spec in params.items()
+        ]
+        return [
+            *fixed, *values, "split=tune",
+            f"study.name={self.cfg.study_name}", f"study.storage={self.cfg.storage}", f"study.trial={trial.number}",
+            f"study.pruner={self.cfg.pruner}", f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
+            f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}", f"hydra.sweep.subdir=trial_{trial.number}",
+        ]  # fmt: skip
+
+    def _run_batch(self, study: optuna.Study, batch: list[optuna.Trial], fixed: list[str]) -> None:
+        overrides = [self._job_overrides(t, fixed) for t in batch]
+        heartbeats = [get_heartbeat_thread(t._trial_id, study._storage) for t in batch]
+        for hb in heartbeats:
+            hb.start()
+        try:
+            returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+        finally:
+            for hb in heartbeats:
+                hb.join()
+        for trial, ret in zip(batch, returns):
+            self._tell(study, trial, ret)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> None:
+        if ret.status == JobStatus.COMPLETED:
+            value = ret.return_value
+            if isinstance(value, float) and math.isfinite(value):
+                study.tell(trial, value)
+                return
+            trial.set_user_attr("fail_reason", f"objective returned {value!r}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        err = ret._return_value
+        if isinstance(err, optuna.TrialPruned):
+            trial.set_user_attr("prune_reason", str(err))
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        log.warning("trial %d failed: %s", trial.number, reason)
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+
+    # -- results --------------------------------------------------------------------
+    def _summary(self, study: optuna.Study) -> dict:
+        counts = {s.name.lower(): self._count(study, (s,)) for s in TrialState}
+        out = {"study": self.cfg.study_name, "storage": self.cfg.storage, "trials": counts}
+        if counts["complete"]:
+            best = study.best_trial
+            out["best"] = {"number": best.number, "value": best.value, "params": best.params}
+        return out
+
+    def _final(self, study: optuna.Study, fixed: list[str]) -> dict:
+        """Retrain the best parameters on the final split, one job per seed."""
+        best = study.best_trial
+        params = self._space()
+        values = []
+        for name, spec in params.items():
+            v = best.params[name]
+            values.append(f"{name}={override_value([v] if spec.get('as_list') else v)}")
+        n_finished = self._count(study, FINISHED)
+        jobs = [
+            [*fixed, *values, "split=final", f"seed={seed}", f"study.name={self.cfg.study_name}",
+             f"study.storage={self.cfg.storage}", "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
+             "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
+            for seed in range(self.cfg.final_seeds)
+        ]  # fmt: skip
+        returns = self.launcher.launch(jobs, initial_job_idx=10_000)
+        records = []
+        for ret in returns:
+            path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
+            if ret.status != JobStatus.COMPLETED or not path.is_file():
+                raise BenchError(f"final retraining failed: {ret._return_value}")
+            records.append(json.loads(path.read_text()))
+        metrics = sorted(records[0]["metrics"])
+        agg = {
+            m: {
+                "mean": statistics.fmean(r["metrics"][m] for r in records),
+                "std": statistics.stdev([r["metrics"][m] for r in records])
+                if len(records) > 1
+                else 0.0,
+            }
+            for m in metrics
+        }
+        final = {
+            "best_trial": best.number, "params": best.params, "n_trials": n_finished,
+            "seeds": list(range(self.cfg.final_seeds)), "split": "final",
+            "records": [str(Path(r.hydra_cfg.hydra.runtime.output_dir) / "result.json") for r in returns],
+            "metrics": agg,
+        }  # fmt: skip
+        study.set_user_attr(
+            "final", {k: final[k] for k in ("best_trial", "n_trials", "seeds", "metrics")}
+        )
+        return final

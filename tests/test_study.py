@@ -1,0 +1,222 @@
+"""Optuna studies through `bench.run -m hparams_search=...`: local storage and the
+dashboard, two workers on PostgreSQL, a worker killed mid-trial, pruning, and the
+tune-then-retrain step. Each study runs one- or two-epoch trials on small data."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+SMALL = [
+    "dataset.params.n_train_sessions=1200",
+    "dataset.params.n_test_sessions=200",
+    "n_sample=64",
+    "n_epochs=1",
+]
+SPACE = [
+    "hydra.sweeper.search=[layers,learning_rate]",
+    "hydra.sweeper.params.layers={type:int,low:16,high:48,step:16,as_list:true}",
+    "hydra.sweeper.params.learning_rate={type:float,low:0.02,high:0.2}",
+]
+
+
+def study_cmd(storage, name, sweep_dir, *extra):
+    return [
+        sys.executable, "-m", "bench.run", "-m", "hparams_search=gru4rec_ce",
+        f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={name}", f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.final_seeds=0", "hydra.sweeper.n_startup_trials=2", "hydra.sweeper.pruner=none",
+        "save_model=false", *extra,
+    ]  # fmt: skip
+
+
+def run(cmd, cwd, timeout=600):
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.real_data
+def test_small_real_study_and_dashboard(shared_data, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweeps' / 'rsc.db'}"
+    run(
+        study_cmd(storage, "rsc_ce", tmp_path / "sw", "dataset=rsc15_100k", f"data_dir={shared_data}",
+                  "hydra.sweeper.n_trials=3", "n_epochs=1", "batch_size=32", "n_sample=256", *SPACE),
+        cwd=tmp_path,
+    )  # fmt: skip
+    study = optuna.load_study(study_name="rsc_ce", storage=storage)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3
+    for t in done:  # every metric at every cutoff, timings, tuned on the tuning split
+        assert {"recall@20", "mrr@20", "hr@20", "ndcg@20", "epoch_seconds", "events_per_s"} <= set(
+            t.user_attrs
+        )
+        assert t.user_attrs["split"] == "tune" and t.value == t.user_attrs["mrr@20"]
+        assert 0 in t.intermediate_values
+    exe = Path(sys.executable).parent / "optuna-dashboard"
+    port = free_port()
+    proc = subprocess.Popen([str(exe), storage, "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        body = None
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    assert r.status == 200
+                    body = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "dashboard did not answer"
+        assert [s["study_name"] for s in body["study_summaries"]] == ["rsc_ce"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    admin = "dbname=postgres host=127.0.0.1 port=5432 user=root"
+    try:
+        conn = psycopg.connect(admin, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as e:
+        if os.environ.get("BENCH_REQUIRE_SHARED") == "1":
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI but unreachable: {e}")
+        pytest.skip(f"no PostgreSQL server reachable on 127.0.0.1:5432 ({e})")
+    name = f"bench_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://root@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
+
+
+def test_two_workers_share_one_postgres_study(pg_url, tmp_path):
+    args = ["hydra.sweeper.n_trials=8", *SMALL, *SPACE]
+    procs = [
+        subprocess.Popen(
+            study_cmd(pg_url, "shared", tmp_path / f"w{i}", *args),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    study = optuna.load_study(study_name="shared", storage=pg_url)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 8, [
+        (t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in study.trials
+    ]
+    assert len({t.number for t in done}) == 8
+    records = [t.user_attrs["record"] for t in done]
+    assert len(set(records)) == 8 and all(Path(r).is_file() for r in records)  # no lost result
+    # Both workers did part of the work.
+    assert all(any(str(tmp_path / f"w{i}") in r for r in records) for i in range(2))
+
+
+def test_killed_worker_trial_fails_and_study_completes(pg_url, tmp_path):
+    args = ["hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
+            *SMALL, "n_epochs=30", "dataset.params.n_train_sessions=4000", *SPACE]  # fmt: skip
+    proc = subprocess.Popen(study_cmd(pg_url, "crash", tmp_path / "a", *args), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            s = optuna.load_study(study_name="crash", storage=pg_url)
+            if s.get_trials(states=(TrialState.RUNNING,)):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("no trial started")
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The re-run finishes the study; shorter trials so that it ends quickly.
+    rerun = [a if not a.startswith("n_epochs") else "n_epochs=1" for a in args]
+    run(study_cmd(pg_url, "crash", tmp_path / "b", *rerun), cwd=tmp_path)
+    s = optuna.load_study(study_name="crash", storage=pg_url)
+    states = [t.state for t in s.trials]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.COMPLETE) == 3
+    failed = s.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].number == 0
+    # The dead trial's parameters were retried.
+    retried = [
+        t for t in s.trials if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == 0
+    ]
+    assert retried and retried[0].params == failed[0].params
+
+
+def test_pruning_stops_a_bad_region(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    space = [
+        "hydra.sweeper.search=[learning_rate]",
+        "hydra.sweeper.params.learning_rate.type=categorical",
+        "+hydra.sweeper.params.learning_rate.choices=[0.2,0.000001]",
+    ]
+    run(
+        study_cmd(storage, "prune", tmp_path / "sw", "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
+                  "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=2", *SMALL, "n_epochs=3", *space),
+        cwd=tmp_path,
+    )  # fmt: skip
+    s = optuna.load_study(study_name="prune", storage=storage)
+    pruned = s.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, [(t.params, t.state) for t in s.trials]
+    assert all(t.params["learning_rate"] == 0.000001 for t in pruned)  # only the bad region
+    assert all("pruned after epoch" in t.user_attrs["prune_reason"] for t in pruned)
+
+
+def test_tune_then_retrain_on_test(tmp_path):
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    cmd = study_cmd(storage, "final", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE)
+    cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd]
+    run(cmd, cwd=tmp_path)
+    summary = json.loads((tmp_path / "sw" / "final.json").read_text())
+    final = summary["final"]
+    assert final["n_trials"] == 3 and final["seeds"] == [0, 1] and final["split"] == "final"
+    best = optuna.load_study(study_name="final", storage=storage).best_trial
+    assert final["best_trial"] == best.number
+    for path in final["records"]:
+        rec = json.loads(Path(path).read_text())
+        assert rec["dataset"]["split"] == "final"
+        assert rec["study"]["phase"] == "final" and rec["study"]["n_trials"] == 3
+        assert rec["gru4rec"]["learning_rate"] == pytest.approx(best.params["learning_rate"])
+    assert set(final["metrics"]["mrr@20"]) == {"mean", "std"}
+    # Re-running the same command resumes: the study is already at its target.
+    run(cmd, cwd=tmp_path)
+    assert len(optuna.load_study(study_name="final", storage=storage).trials) == 3
+
+
+def test_grid_values_are_refused_in_a_study(tmp_path):
+    p = subprocess.run(
+        study_cmd(f"sqlite:///{tmp_path / 'g.db'}", "g", tmp_path / "sw", "seed=1,2"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode != 0
+    assert "'seed=1,2' is a sweep" in p.stderr
