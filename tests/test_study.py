@@ -220,3 +220,23 @@ def test_grid_values_are_refused_in_a_study(tmp_path):
     )  # fmt: skip
     assert p.returncode != 0
     assert "'seed=1,2' is a sweep" in p.stderr
+
+
+def test_diverging_trials_fail_with_reason_and_the_study_stops(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'nan.db'}"
+    space = [
+        "hydra.sweeper.search=[learning_rate]",
+        "hydra.sweeper.params.learning_rate.type=categorical",
+        "+hydra.sweeper.params.learning_rate.choices=[1e30]",
+    ]
+    p = subprocess.run(
+        study_cmd(storage, "nan", tmp_path / "sw", "hydra.sweeper.n_trials=3",
+                  "hydra.sweeper.max_failures=2", *SMALL, *space),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode != 0
+    assert "2 failed trials (hydra.sweeper.max_failures=2)" in p.stderr
+    s = optuna.load_study(study_name="nan", storage=storage)
+    failed = s.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 2
+    assert all("training diverged" in t.user_attrs["fail_reason"] for t in failed)

@@ -55,16 +55,23 @@ class NegativeSampler:
         self.prob = torch.as_tensor(prob, dtype=torch.float32, device=device)
         self.alias = torch.as_tensor(alias, dtype=torch.int64, device=device)
         self.rows = max(1, store_size // n_sample)
+        self.store: torch.Tensor | None = None
         self._refill()
 
-    def _refill(self) -> None:
+    def _refill(self, chunk: int = 1 << 20) -> None:
+        """Draw a new store in chunks, so temporaries stay small next to the store itself."""
         n = self.rows * self.n_sample
-        bucket = torch.randint(len(self.prob), (n,), generator=self.generator, device=self.device)
-        coin = torch.rand(n, generator=self.generator, device=self.device)
-        keep = coin < self.prob.index_select(0, bucket)
-        self.store = torch.where(keep, bucket, self.alias.index_select(0, bucket)).view(
-            self.rows, self.n_sample
-        )
+        self.store = None  # let the old store go before the new one is drawn
+        flat = torch.empty(n, dtype=torch.int64, device=self.device)
+        for a in range(0, n, chunk):
+            m = min(chunk, n - a)
+            bucket = torch.randint(
+                len(self.prob), (m,), generator=self.generator, device=self.device
+            )
+            coin = torch.rand(m, generator=self.generator, device=self.device)
+            keep = coin < self.prob.index_select(0, bucket)
+            flat[a : a + m] = torch.where(keep, bucket, self.alias.index_select(0, bucket))
+        self.store = flat.view(self.rows, self.n_sample)
         self.pointer = 0
 
     def next(self) -> torch.Tensor:

@@ -34,6 +34,7 @@ class EpochStats:
     seconds: float
     steps: int
     events: int
+    harness_overhead: float | None = None  # set by a harness that wraps the core loop
 
     @property
     def minibatches_per_s(self) -> float:
@@ -58,6 +59,7 @@ class EpochStats:
             "events": self.events,
             "minibatches_per_s": self.minibatches_per_s,
             "events_per_s": self.events_per_s,
+            "harness_overhead": self.harness_overhead,
         }
 
 

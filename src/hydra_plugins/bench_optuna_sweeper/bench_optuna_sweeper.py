@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from bench.errors import BenchError
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
-# sys.modules, where dataclasses cannot resolve string annotations; hence typing's names.
+# sys.modules, where dataclasses cannot resolve string annotations.
 from bench.study import make_pruner, make_storage, override_value, suggest
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class BenchOptunaSweeperConf:
     heartbeat_interval: int = 10  # seconds; RDB storages only
     grace_period: int = 30
     max_retry: int = 2
+    max_failures: int = 20  # stop the study (with an error) after this many failed trials
     final_seeds: int = 0  # > 0: retrain the best parameters on the final split per seed
     params: dict[str, Any] = field(default_factory=dict)
     # Tune only these entries of `params` (empty: all); the others keep their config values.
@@ -145,6 +146,13 @@ class BenchOptunaSweeper(Sweeper):
         )
         while True:
             self._fail_stale(study)
+            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
+            if len(failed) >= self.cfg.max_failures:
+                raise BenchError(
+                    f"study {self.cfg.study_name}: {len(failed)} failed trials (hydra.sweeper.max_failures="
+                    f"{self.cfg.max_failures}); last: {failed[-1].user_attrs.get('fail_reason', 'worker died')}"
+                )
             finished = self._count(study, FINISHED)
             if finished >= self.cfg.n_trials:
                 break
@@ -193,6 +201,12 @@ class BenchOptunaSweeper(Sweeper):
             n: spec for n, spec in params.items() if not self.cfg.search or n in self.cfg.search
         }
 
+    def _study_ref(self) -> list[str]:
+        """Quoted, so that names like `nan` or `1e3` stay strings in the job's config."""
+        name = self.cfg.study_name.replace("'", "\\'")
+        storage = self.cfg.storage.replace("'", "\\'")
+        return [f"study.name='{name}'", f"study.storage='{storage}'"]
+
     def _job_overrides(self, trial: optuna.Trial, fixed: list[str]) -> list[str]:
         params = self._space()
         values = [
@@ -200,7 +214,7 @@ class BenchOptunaSweeper(Sweeper):
         ]
         return [
             *fixed, *values, "split=tune",
-            f"study.name={self.cfg.study_name}", f"study.storage={self.cfg.storage}", f"study.trial={trial.number}",
+            *self._study_ref(), f"study.trial={trial.number}",
             f"study.pruner={self.cfg.pruner}", f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
             f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}", f"hydra.sweep.subdir=trial_{trial.number}",
         ]  # fmt: skip
@@ -256,8 +270,8 @@ class BenchOptunaSweeper(Sweeper):
             values.append(f"{name}={override_value([v] if spec.get('as_list') else v)}")
         n_finished = self._count(study, FINISHED)
         jobs = [
-            [*fixed, *values, "split=final", f"seed={seed}", f"study.name={self.cfg.study_name}",
-             f"study.storage={self.cfg.storage}", "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
+            [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
+             "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
              "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
             for seed in range(self.cfg.final_seeds)
         ]  # fmt: skip
