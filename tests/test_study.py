@@ -240,3 +240,25 @@ def test_diverging_trials_fail_with_reason_and_the_study_stops(tmp_path):
     failed = s.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 2
     assert all("training diverged" in t.user_attrs["fail_reason"] for t in failed)
+
+
+def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'j.db'}"
+    run(
+        study_cmd(storage, "par", tmp_path / "sw", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
+                  "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", *SMALL, *SPACE),
+        cwd=tmp_path,
+    )  # fmt: skip
+    s = optuna.load_study(study_name="par", storage=storage)
+    done = s.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2
+    assert all(0 in t.intermediate_values and "mrr@20" in t.user_attrs for t in done)
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", "hydra/launcher=slurm", "--cfg", "hydra", "--package", "hydra.launcher"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "SlurmLauncher" in p.stdout and "gpus_per_node: 1" in p.stdout
