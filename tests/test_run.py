@@ -64,3 +64,15 @@ def test_bad_options_give_one_line(tmp_path, args, message):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in p.stderr
+
+
+def test_baselines_run_through_the_same_entry_point(tmp_path):
+    sweep = tmp_path / "bl"
+    p = run(["-m", "baseline=pop,spop,itemknn", *SMALL, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(3)]
+    assert [r["method"] for r in recs] == ["pop", "spop", "itemknn"]
+    assert all(r["kind"] == "baseline" and r["gru4rec"] is None for r in recs)
+    # Same evaluator, same events: the protocol block is identical.
+    assert len({json.dumps(r["protocol"], sort_keys=True) for r in recs}) == 1
+    assert recs[2]["metrics"]["recall@20"] > recs[0]["metrics"]["recall@20"]

@@ -130,11 +130,21 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         f"[bold]dataset[/] {data.name} [{data.label}]: {st['train_sessions']} train sessions, "
         f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
     )
-    engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+    baseline = cfg.get("baseline")
+    if baseline is not None:
+        from bench.baselines import make_baseline
+
+        method = baseline.name
+        baseline_params = OmegaConf.to_container(baseline).get("params") or {}
+        model = make_baseline(method, baseline_params)
+    else:
+        method = "gru4rec"
+        engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+        model = engine.model
 
     def validate():
         return evaluate(
-            engine.model,
+            model,
             data.test,
             list(cfg.eval.cutoffs),
             cfg.eval.tie_mode,
@@ -153,9 +163,13 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             int(cfg.study.pruner_warmup_epochs),
         )
         trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
-        reporter = EpochReporter(trial, validate, cfg.eval.primary_metric)
+        if baseline is None:
+            reporter = EpochReporter(trial, validate, cfg.eval.primary_metric)
     t1 = time.perf_counter()
-    if cfg.trainer.harness == "bare":
+    if baseline is not None:
+        model.fit(data.train, len(data.item_map)).to(device)
+        history = []
+    elif cfg.trainer.harness == "bare":
 
         def on_epoch(stats):
             console.print(stats.line())
@@ -182,7 +196,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     result = reporter.last if reporter is not None and reporter.last is not None else validate()
     t_eval = time.perf_counter() - t2
     record = {
-        "kind": "gru4rec",
+        "kind": "baseline" if baseline is not None else "gru4rec",
+        "method": method,
         "dataset": data.stats(),
         "protocol": {
             "task": "next-item prediction at every position of each test session",
@@ -193,7 +208,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             "seen_item_filtering": False,
             "evaluated_events": result.n_events,
         },
-        "gru4rec": dataclasses.asdict(hp),
+        "gru4rec": dataclasses.asdict(hp) if baseline is None else None,
+        "baseline": OmegaConf.to_container(baseline) if baseline is not None else None,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "seed": int(cfg.seed),
@@ -210,13 +226,17 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "result.json", record)
-    if cfg.save_model:
+    if cfg.save_model and baseline is None:
         save_model(out_dir / "model.pt", engine.model, hp, data.item_map)
     if trial is not None:
         from bench.study import record_to_trial
 
         record_to_trial(trial, record, str(out_dir / "result.json"))
-    title = f"{data.name}: GRU4Rec loss={hp.loss} layers={hp.layers}"
+    title = (
+        f"{data.name}: GRU4Rec loss={hp.loss} layers={hp.layers}"
+        if baseline is None
+        else f"{data.name}: baseline {method} {baseline_params}"
+    )
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title, caption))
     console.print(f"result record: {out_dir / 'result.json'}")

@@ -39,7 +39,9 @@ from bench.study import make_pruner, make_storage, override_value, suggest
 
 log = logging.getLogger(__name__)
 # We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+warnings.filterwarnings(
+    "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
+)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -1,0 +1,23 @@
+"""Baselines scored by the same evaluator as GRU4Rec (same candidates, ties, metrics).
+
+Each baseline is a torch module with the evaluator's interface: `init_hidden` gives the
+per-session state (reset at session starts and shrunk with the batch exactly like
+GRU4Rec's hidden state), `step_all` consumes the current item and returns scores for all
+items. So no baseline has an evaluation path of its own.
+"""
+
+from bench.baselines.knn import ItemKNN
+from bench.baselines.popularity import Pop, SessionPop
+
+BASELINES = {"pop": Pop, "spop": SessionPop, "itemknn": ItemKNN}
+
+
+def make_baseline(name: str, params: dict | None = None):
+    from bench.errors import BenchError
+
+    if name not in BASELINES:
+        raise BenchError(f"baseline: unknown '{name}'; expected one of {', '.join(BASELINES)}")
+    try:
+        return BASELINES[name](**(params or {}))
+    except TypeError as e:
+        raise BenchError(f"baseline.params: {e}") from None
