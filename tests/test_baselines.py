@@ -76,5 +76,5 @@ def test_itemknn_keeps_only_n_sims_neighbours():
 def test_unknown_baseline_and_bad_params_are_one_line():
     with pytest.raises(BenchError, match="baseline: unknown 'sknn2'"):
         make_baseline("sknn2")
-    with pytest.raises(BenchError, match="baseline.params"):
+    with pytest.raises(BenchError, match=r"baseline\.params"):
         make_baseline("pop", {"k": 3})
