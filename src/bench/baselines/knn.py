@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
+from bench.baselines.base import Baseline
 from bench.data.sessions import Sessions
 
 
@@ -47,7 +47,7 @@ def top_k_rows(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, val
 
 
-class ItemKNN(nn.Module):
+class ItemKNN(Baseline):
     def __init__(self, n_sims: int = 100, lmbd: float = 20.0, alpha: float = 0.5):
         super().__init__()
         if n_sims < 1 or lmbd < 0 or not 0 <= alpha <= 1:
@@ -66,12 +66,6 @@ class ItemKNN(nn.Module):
         self.nbr_val = torch.as_tensor(val, dtype=torch.float32)
         self.n_items = n_items
         return self
-
-    def init_hidden(self, batch: int, device=None) -> list[torch.Tensor]:
-        return []
-
-    def output_table(self) -> None:
-        return None
 
     def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
         scores = torch.zeros(len(x), self.n_items, device=x.device)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from bench.baselines.base import Baseline
 from bench.data.sessions import Sessions
 
 
@@ -14,7 +14,7 @@ def _pop_scores(train: Sessions, n_items: int) -> torch.Tensor:
     return supp / (1.0 + supp)
 
 
-class Pop(nn.Module):
+class Pop(Baseline):
     """Most popular items of the training data, whatever the session."""
 
     def __init__(self):
@@ -24,12 +24,6 @@ class Pop(nn.Module):
     def fit(self, train: Sessions, n_items: int) -> Pop:
         self.pop = _pop_scores(train, n_items)
         return self
-
-    def init_hidden(self, batch: int, device=None) -> list[torch.Tensor]:
-        return []
-
-    def output_table(self) -> None:
-        return None
 
     def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
         return self.pop.expand(len(x), -1).clone()
