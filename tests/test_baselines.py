@@ -78,3 +78,34 @@ def test_unknown_baseline_and_bad_params_are_one_line():
         make_baseline("sknn2")
     with pytest.raises(BenchError, match=r"baseline\.params"):
         make_baseline("pop", {"k": 3})
+
+
+@pytest.mark.parametrize(
+    "k, sample_size, current, expected",
+    [
+        # {0} shares item 0 with s0={0,1} (cos 1/sqrt(2)) and s1={0,1,2} (cos 1/sqrt(3)).
+        (100, 500, [0], [1 / math.sqrt(2) + 1 / math.sqrt(3)] * 2 + [1 / math.sqrt(3), 0, 0]),
+        (100, 1, [0], [1 / math.sqrt(3)] * 3 + [0, 0]),  # only the most recent candidate, s1
+        (1, 500, [0], [1 / math.sqrt(2)] * 2 + [0, 0, 0]),  # only the most similar, s0
+        # {2,3}: s1 shares 1 item (1/sqrt(6)), s2={2,3} shares 2 (2/sqrt(4) = 1).
+        (100, 500, [2, 3], [1 / math.sqrt(6)] * 2 + [1 + 1 / math.sqrt(6), 1.0, 0]),
+    ],
+)
+def test_sknn_cosine_neighbours_hand_computed(k, sample_size, current, expected):
+    from bench.baselines import SKNN
+
+    knn = SKNN(k=k, sample_size=sample_size).fit(TRAIN, 5)
+    H = knn.init_hidden(1)
+    for item in current:
+        scores = knn.step_all(torch.tensor([item]), H)[0]
+    assert scores.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sknn_batch_rows_are_independent_and_reset():
+    from bench.baselines import SKNN
+
+    knn = SKNN().fit(TRAIN, 5)
+    test = sessions([0, 1, 2], [2, 3, 0], [3, 2])
+    one_by_one = evaluate(knn, test, [1, 5], "conservative", batch_size=1).ranks
+    batched = evaluate(knn, test, [1, 5], "conservative", batch_size=3).ranks
+    assert sorted(one_by_one.tolist()) == sorted(batched.tolist())

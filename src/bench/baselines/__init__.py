@@ -8,8 +8,9 @@ items. So no baseline has an evaluation path of its own.
 
 from bench.baselines.knn import ItemKNN
 from bench.baselines.popularity import Pop, SessionPop
+from bench.baselines.sknn import SKNN
 
-BASELINES = {"pop": Pop, "spop": SessionPop, "itemknn": ItemKNN}
+BASELINES = {"pop": Pop, "spop": SessionPop, "itemknn": ItemKNN, "sknn": SKNN}
 
 
 def make_baseline(name: str, params: dict | None = None):

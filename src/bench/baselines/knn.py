@@ -32,10 +32,11 @@ def item_similarities(train: Sessions, n_items: int, lmbd: float, alpha: float) 
     return co
 
 
-def top_k_rows(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k largest entries as (indices, values), padded with (row, 0)."""
+def top_k_rows(m: sp.csr_matrix, k: int, pad: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k largest entries as (indices, values), padded with value 0 at column
+    `pad` (default: the row's own index, the zero diagonal of an item-item matrix)."""
     n = m.shape[0]
-    idx = np.tile(np.arange(n)[:, None], (1, k))
+    idx = np.tile(np.arange(n)[:, None], (1, k)) if pad is None else np.full((n, k), pad)
     val = np.zeros((n, k))
     rows = np.repeat(np.arange(n), np.diff(m.indptr))
     order = np.lexsort((-m.data, rows))  # by row, then descending similarity
