@@ -32,7 +32,6 @@ class Schedule:
     step_offsets: np.ndarray  # int64, n_steps + 1
     keep: dict[int, np.ndarray]  # step -> surviving slot rows (only where the batch shrinks)
     session_of_event: np.ndarray  # index of the session each entry belongs to
-    batch_size: int
     initial_width: int  # hidden rows before step 0 (min(batch_size, n_sessions))
 
     @property
@@ -105,7 +104,6 @@ def build_schedule(
         step_offsets=np.r_[0, np.cumsum(cat(sizes, np.int64))].astype(np.int64),
         keep={s: v for s, v in keep.items() if s < n_steps},
         session_of_event=cat(sess_of, np.int64),
-        batch_size=batch_size,
         initial_width=width,
     )
 
