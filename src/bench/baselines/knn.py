@@ -17,12 +17,17 @@ from bench.baselines.base import Baseline
 from bench.data.sessions import Sessions
 
 
-def item_similarities(train: Sessions, n_items: int, lmbd: float, alpha: float) -> sp.csr_matrix:
+def session_item_matrix(train: Sessions, n_items: int) -> sp.csr_matrix:
+    """Sessions x items, each entry the number of events of the item in the session."""
     session_of_event = np.repeat(np.arange(train.n_sessions), train.lengths)
-    incidence = sp.csr_matrix(
+    return sp.csr_matrix(
         (np.ones(train.n_events, dtype=np.float64), (session_of_event, train.items)),
         shape=(train.n_sessions, n_items),
-    )  # duplicates summed: event counts per (session, item)
+    )  # duplicates summed
+
+
+def item_similarities(train: Sessions, n_items: int, lmbd: float, alpha: float) -> sp.csr_matrix:
+    incidence = session_item_matrix(train, n_items)
     co = (incidence.T @ incidence).tocsr()
     co.setdiag(0.0)
     co.eliminate_zeros()

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 
 from bench.baselines.base import Baseline
-from bench.baselines.knn import top_k_rows
+from bench.baselines.knn import session_item_matrix, top_k_rows
 from bench.data.sessions import Sessions
 
 
@@ -30,10 +30,7 @@ class SKNN(Baseline):
         self.session_len: np.ndarray | None = None
 
     def fit(self, train: Sessions, n_items: int) -> SKNN:
-        rows = np.repeat(np.arange(train.n_sessions), train.lengths)
-        m = sp.csr_matrix(
-            (np.ones(train.n_events), (rows, train.items)), shape=(train.n_sessions, n_items)
-        )
+        m = session_item_matrix(train, n_items)
         m.data[:] = 1.0  # sets, not counts
         self.sessions = m
         self.session_len = np.asarray(m.sum(axis=1)).ravel()
