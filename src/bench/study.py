@@ -82,8 +82,7 @@ def make_pruner(
 
 def suggest(trial: optuna.Trial, name: str, spec: dict):
     """One hyperparameter from a search-space entry (the official paramspace fields:
-    type int/float/categorical, low/high, step, log, choices; `as_list` wraps the value
-    in a list, as `layers` needs)."""
+    type int/float/categorical, low/high, step, log, choices)."""
     kind = spec.get("type")
     if kind == "int":
         value = trial.suggest_int(
@@ -108,7 +107,12 @@ def suggest(trial: optuna.Trial, name: str, spec: dict):
         raise BenchError(
             f"hparams_search.params.{name}.type: got {kind!r}; expected int, float or categorical"
         )
-    return [value] if spec.get("as_list") else value
+    return value
+
+
+def param_override(name: str, spec: dict, value) -> str:
+    """`name=value` for a job; `as_list` in the spec wraps the value, as `layers` needs."""
+    return f"{name}={override_value([value] if spec.get('as_list') else value)}"
 
 
 def override_value(value) -> str:

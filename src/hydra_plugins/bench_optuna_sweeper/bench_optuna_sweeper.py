@@ -35,7 +35,7 @@ from bench.errors import BenchError
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
-from bench.study import make_pruner, make_storage, override_value, suggest
+from bench.study import make_pruner, make_storage, param_override, suggest
 
 log = logging.getLogger(__name__)
 # We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
@@ -215,7 +215,7 @@ class BenchOptunaSweeper(Sweeper):
     def _job_overrides(self, trial: optuna.Trial, fixed: list[str]) -> list[str]:
         params = self._space()
         values = [
-            f"{name}={override_value(suggest(trial, name, spec))}" for name, spec in params.items()
+            param_override(name, spec, suggest(trial, name, spec)) for name, spec in params.items()
         ]
         return [
             *fixed, *values, "split=tune",
@@ -269,10 +269,7 @@ class BenchOptunaSweeper(Sweeper):
         """Retrain the best parameters on the final split, one job per seed."""
         best = study.best_trial
         params = self._space()
-        values = []
-        for name, spec in params.items():
-            v = best.params[name]
-            values.append(f"{name}={override_value([v] if spec.get('as_list') else v)}")
+        values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
         n_finished = self._count(study, FINISHED)
         jobs = [
             [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
