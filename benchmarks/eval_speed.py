@@ -20,6 +20,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import load_named_dataset, write_gru4rec_tsv
+
 HERE = Path(__file__).resolve().parent
 
 OFFICIAL_SNIPPET = """
@@ -38,14 +40,6 @@ print('SECONDS', time.perf_counter() - t)
 """
 
 
-def write_tsv(path: Path, sessions, item_ids) -> None:
-    with open(path, "w") as f:
-        f.write("SessionId\tItemId\tTime\n")
-        for s in range(sessions.n_sessions):
-            for pos, it in enumerate(sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]):
-                f.write(f"{s}\t{item_ids[it]}\t{s * 1000 + pos}\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,18 +56,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from bench.core.evaluate import evaluate
     from bench.core.model import GRU4RecConfig, GRU4RecModel
-    from bench.datasets import default_data_dir, load_dataset
-    from bench.run import _conf_dir
+    from bench.datasets import default_data_dir
 
     data_dir = args.data_dir or default_data_dir()
-    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
-        cfg = compose("run", overrides=[f"dataset={args.dataset}", f"data_dir={data_dir}"])
-    data = load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
+    data = load_named_dataset(args.dataset, data_dir)
     model = GRU4RecModel(len(data.item_map), GRU4RecConfig(layers=[args.layers]))
     model.reset_parameters(torch.Generator().manual_seed(0))
     model.to(args.device)
@@ -81,8 +70,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     if args.official:
         ids = [str(x) for x in data.item_map.ids]
-        write_tsv(tmp / "train.tsv", data.train, ids)
-        write_tsv(tmp / "test.tsv", data.test, ids)
+        write_gru4rec_tsv(tmp / "train.tsv", data.train, ids)
+        write_gru4rec_tsv(tmp / "test.tsv", data.test, ids)
     ours, official = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()

@@ -27,22 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+from common import load_named_dataset, write_gru4rec_tsv
+
 HERE = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"\[([\d.]+) mb/s \| (\d+) e/s\]")
 
 
 def subset(dataset: str, data_dir: str, events: int):
     """The first sessions of the training split covering about `events` events."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     from bench.data.sessions import Sessions
-    from bench.datasets import load_dataset
-    from bench.run import _conf_dir
 
-    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
-        cfg = compose("run", overrides=[f"dataset={dataset}", f"data_dir={data_dir}"])
-    data = load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
+    data = load_named_dataset(dataset, data_dir)
     tr = data.train
     if events and events < tr.n_events:
         n = int((tr.offsets <= events).sum()) - 1
@@ -105,14 +100,6 @@ def run_ours(args, device, batch, layers, harness) -> dict:
     if p.returncode != 0 or not line:
         raise RuntimeError(f"worker failed ({harness}, {batch}, {layers}): {p.stderr[-800:]}")
     return json.loads(line[0][7:])
-
-
-def write_official_tsv(tr, path: Path) -> None:
-    with open(path, "w") as f:
-        f.write("SessionId\tItemId\tTime\n")
-        for s in range(tr.n_sessions):
-            for pos, it in enumerate(tr.items[tr.offsets[s] : tr.offsets[s + 1]]):
-                f.write(f"{s}\t{it}\t{s * 1000 + pos}\n")
 
 
 def run_official(args, tsv: Path, device, batch, layers) -> dict:
@@ -208,7 +195,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     tsv = tmp / "train.tsv"
     if args.official:
-        write_official_tsv(tr, tsv)
+        write_gru4rec_tsv(tsv, tr)
     rows = []
     for device in devices:
         for layers in args.layer_sizes:

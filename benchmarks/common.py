@@ -1,0 +1,28 @@
+"""What the benchmark scripts share: loading a named dataset and writing the official
+GRU4Rec's TSV input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def load_named_dataset(name: str, data_dir: str):
+    """The dataset a `dataset=NAME` config names, prepared as `bench.run` prepares it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bench.datasets import load_dataset
+    from bench.run import _conf_dir
+
+    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
+        cfg = compose("run", overrides=[f"dataset={name}", f"data_dir={data_dir}"])
+    return load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
+
+
+def write_gru4rec_tsv(path: Path, sessions, item_ids=None) -> None:
+    """SessionId/ItemId/Time TSV; times keep our session order (start order) and click order."""
+    with open(path, "w") as f:
+        f.write("SessionId\tItemId\tTime\n")
+        for s in range(sessions.n_sessions):
+            for pos, it in enumerate(sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]):
+                f.write(f"{s}\t{it if item_ids is None else item_ids[it]}\t{s * 1000 + pos}\n")
