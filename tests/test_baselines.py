@@ -109,3 +109,131 @@ def test_sknn_batch_rows_are_independent_and_reset():
     one_by_one = evaluate(knn, test, [1, 5], "conservative", batch_size=1).ranks
     batched = evaluate(knn, test, [1, 5], "conservative", batch_size=3).ranks
     assert sorted(one_by_one.tolist()) == sorted(batched.tolist())
+
+
+def test_association_rules_count_position_pairs_hand_computed():
+    from bench.baselines.rules import association_weights
+
+    w = association_weights(TRAIN, 5).toarray()
+    # session0 [0,1,0]: pairs (0,1),(0,0),(1,0) -> w01 += 2, w00 += 2 (a repeat pairs with
+    # itself, both directions); session1 [2,0,1] -> w20, w21, w01 += 1; session2 [2,3] -> w23.
+    assert w[0, 1] == w[1, 0] == 3
+    assert w[0, 0] == 2 and w[1, 1] == 0
+    assert w[2, 0] == w[2, 1] == w[2, 3] == w[3, 2] == 1
+    assert w.sum() == 2 * 3 + 2 + 2 * 3
+
+
+def test_sequential_rules_weight_one_over_gap_hand_computed():
+    from bench.baselines.rules import sequential_weights
+
+    w = sequential_weights(TRAIN, 5, steps=2).toarray()
+    # [0,1,0]: 0->1 (gap 1), 1->0 (1), 0->0 (gap 2: 1/2); [2,0,1]: 2->0, 0->1, 2->1 (1/2); [2,3]: 2->3.
+    expected = np.zeros((5, 5))
+    expected[0, 1], expected[1, 0], expected[0, 0] = 2.0, 1.0, 0.5
+    expected[2, 0], expected[2, 1], expected[2, 3] = 1.0, 0.5, 1.0
+    np.testing.assert_allclose(w, expected)
+    assert sequential_weights(TRAIN, 5, steps=1).toarray()[2, 1] == 0
+
+
+def test_rules_score_from_the_current_item_with_pruning():
+    sr = make_baseline("sr", {"steps": 2, "pruning": 20}).fit(TRAIN, 5)
+    scores = sr.step_all(torch.tensor([2, 4]), sr.init_hidden(2))
+    assert scores[0].tolist() == pytest.approx([1.0, 0.5, 0.0, 1.0, 0.0])
+    assert scores[1].tolist() == [0.0] * 5  # no rules for item 4
+    pruned = make_baseline("sr", {"steps": 2, "pruning": 1}).fit(TRAIN, 5)
+    assert (pruned.step_all(torch.tensor([2]), [])[0] > 0).sum().item() == 1
+    ar = make_baseline("ar", {"pruning": 2}).fit(TRAIN, 5)
+    assert ar.step_all(torch.tensor([0]), [])[0].tolist() == pytest.approx([2.0, 3.0, 0, 0, 0])
+
+
+# Neighbour sessions in time order: n0 = [0,1], n1 = [1,2,3], n2 = [3,4]; current s = [1, 3].
+NEIGHBOURS = sessions([0, 1], [1, 2, 3], [3, 4])
+
+
+def run_session(model, items):
+    H = model.init_hidden(1)
+    for item in items:
+        scores = model.step_all(torch.tensor([item]), H)[0]
+    return scores
+
+
+@pytest.mark.parametrize(
+    "k, sample_size, expected",
+    [
+        # weights: item1 1/2, item3 2/2; sim = weighted overlap / |s|: n0 .25, n1 .75, n2 .5;
+        # vote = sim / step (step 2 for n0: its newest shared item is item1, one step back).
+        (100, 100, [0.125, 0.875, 0.75, 1.25, 0.5]),
+        (2, 100, [0.0, 0.75, 0.75, 1.25, 0.5]),  # the two most similar: n1, n2
+        (100, 2, [0.0, 0.75, 0.75, 1.25, 0.5]),  # the two most recent: n2, n1
+    ],
+)
+def test_vsknn_position_weights_and_decay_hand_computed(k, sample_size, expected):
+    vsknn = make_baseline("vsknn", {"k": k, "sample_size": sample_size}).fit(NEIGHBOURS, 5)
+    assert run_session(vsknn, [1, 3]).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("lambda_snh", [1e12, 2.0])
+def test_stan_three_decays_hand_computed(lambda_snh):
+    stan = make_baseline(
+        "stan",
+        {"lambda_spw": 1.0, "lambda_snh": lambda_snh, "lambda_inh": 1.0, "sample_size": 10},
+    ).fit(NEIGHBOURS, 5)
+    e = math.exp
+    w1, w3 = e(-1), 1.0  # item1 one position before the last, item3 the last
+    norm = math.sqrt(w1**2 + w3**2)
+    age = {0: 3, 1: 2, 2: 1}  # training sessions counted back from the newest
+    sim = {
+        0: w1 / (norm * math.sqrt(2)) * e(-age[0] / lambda_snh),
+        1: (w1 + w3) / (norm * math.sqrt(3)) * e(-age[1] / lambda_snh),
+        2: w3 / (norm * math.sqrt(2)) * e(-age[2] / lambda_snh),
+    }
+    # Votes decay with the distance to the neighbour's last shared item:
+    # n0 anchor item1 (pos 2): item0 e^-1, item1 1; n1 anchor item3 (pos 3): item1 e^-2,
+    # item2 e^-1, item3 1; n2 anchor item3 (pos 1): item3 1, item4 e^-1.
+    expected = [
+        sim[0] * e(-1),
+        sim[0] + sim[1] * e(-2),
+        sim[1] * e(-1),
+        sim[1] + sim[2],
+        sim[2] * e(-1),
+    ]
+    assert run_session(stan, [1, 3]).tolist() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vsknn", "stan", "bprmf"])
+def test_stateful_baselines_batch_rows_are_independent_and_reset(name):
+    model = make_baseline(name, {"n_iterations": 2} if name == "bprmf" else {}).fit(TRAIN, 5)
+    test = sessions([0, 1, 2], [2, 3, 0], [3, 2, 2, 1])
+    one_by_one = evaluate(model, test, [1, 5], "conservative", batch_size=1).ranks
+    batched = evaluate(model, test, [1, 5], "conservative", batch_size=3).ranks
+    assert sorted(one_by_one.tolist()) == sorted(batched.tolist())
+
+
+def test_bprmf_sgd_step_hand_computed():
+    from bench.baselines.bpr import BPRMF
+
+    bpr = BPRMF(n_factors=1, learning_rate=0.1, lambda_session=0.1, lambda_item=0.2)
+    bpr.session_factors = torch.tensor([[0.5]], dtype=torch.float64)
+    bpr.item_factors = torch.tensor([[0.2], [-0.1]], dtype=torch.float64)
+    bpr.sgd_step(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
+    c = 1 - 1 / (1 + math.exp(-(0.5 * (0.2 + 0.1))))
+    assert bpr.session_factors.item() == pytest.approx(0.5 + 0.1 * (c * 0.3 - 0.1 * 0.5))
+    assert bpr.item_factors[0].item() == pytest.approx(0.2 + 0.1 * (c * 0.5 - 0.2 * 0.2))
+    assert bpr.item_factors[1].item() == pytest.approx(-0.1 + 0.1 * (-c * 0.5 + 0.2 * 0.1))
+
+
+def test_bprmf_session_is_the_mean_of_its_item_factors():
+    from bench.baselines.bpr import BPRMF
+
+    bpr = BPRMF(n_factors=2)
+    bpr.item_factors = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    scores = run_session(bpr, [0, 1])  # mean factor (0.5, 1.0)
+    assert scores.tolist() == pytest.approx([0.5, 2.0, 1.5])
+
+
+def test_bprmf_learns_co_occurrence():
+    # Two item clusters that never share a session: after item 0, cluster {0,1,2} must win.
+    train = sessions(*([[0, 1, 2]] * 30 + [[3, 4, 5]] * 30))
+    bpr = make_baseline("bprmf", {"n_factors": 4, "n_iterations": 30, "learning_rate": 0.1})
+    scores = run_session(bpr.fit(train, 6), [0])
+    assert scores[[1, 2]].min() > scores[[3, 4, 5]].max()

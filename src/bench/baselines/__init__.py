@@ -6,11 +6,23 @@ GRU4Rec's hidden state), `step_all` consumes the current item and returns scores
 items. So no baseline has an evaluation path of its own.
 """
 
+from bench.baselines.bpr import BPRMF
 from bench.baselines.knn import ItemKNN
 from bench.baselines.popularity import Pop, SessionPop
-from bench.baselines.sknn import SKNN
+from bench.baselines.rules import AssociationRules, SequentialRules
+from bench.baselines.sknn import SKNN, STAN, VSKNN
 
-BASELINES = {"pop": Pop, "spop": SessionPop, "itemknn": ItemKNN, "sknn": SKNN}
+BASELINES = {
+    "pop": Pop,
+    "spop": SessionPop,
+    "itemknn": ItemKNN,
+    "bprmf": BPRMF,
+    "sknn": SKNN,
+    "vsknn": VSKNN,
+    "stan": STAN,
+    "sr": SequentialRules,
+    "ar": AssociationRules,
+}
 
 
 def make_baseline(name: str, params: dict | None = None):

@@ -82,7 +82,7 @@ def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Se
     # Sessions ordered by start time; a stable sort keeps file order for ties.
     sess_order = np.argsort(start_time, kind="stable")
     lengths = np.diff(bounds)[sess_order]
-    gather = _ranges(bounds[:-1][sess_order], lengths)
+    gather = concat_ranges(bounds[:-1][sess_order], lengths)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     return Sessions(
         items=idx[gather].astype(np.int64),
@@ -92,7 +92,7 @@ def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Se
     )
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s+l) for every (s, l), vectorised."""
     total = int(lengths.sum())
     if total == 0:

@@ -1,0 +1,94 @@
+"""Rule baselines that score from the current item only (Ludewig & Jannach 2018).
+
+AR (association rules of size two): w(a, b) counts, over the training sessions, the pairs
+of positions holding a and b in either order; an item repeated in a session pairs with
+itself. SR (sequential rules): w(a, b) sums 1/g over the pairs where b follows a g <= steps
+positions later in the same session ("div" weighting of session-rec). Both keep only the
+`pruning` strongest rules per item; an item with no rules scores every candidate 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from bench.baselines.base import Baseline
+from bench.baselines.knn import session_item_matrix, top_k_rows
+from bench.data.sessions import Sessions
+
+
+def association_weights(train: Sessions, n_items: int) -> sp.csr_matrix:
+    """C^T C minus each item's event count on the diagonal (C = session x item counts):
+    for a != b that is c_a c_b pairs per session; for a == b, c_a (c_a - 1)."""
+    counts = session_item_matrix(train, n_items)
+    w = (counts.T @ counts).tocsr()
+    w.setdiag(w.diagonal() - train.support(n_items))
+    w.eliminate_zeros()
+    return w
+
+
+def sequential_weights(train: Sessions, n_items: int, steps: int) -> sp.csr_matrix:
+    """sum over (a at position p, b at position p + g), 1 <= g <= steps, of 1/g."""
+    session_of_event = np.repeat(np.arange(train.n_sessions), train.lengths)
+    rows, cols, vals = [], [], []
+    for g in range(1, steps + 1):
+        same = session_of_event[:-g] == session_of_event[g:]
+        rows.append(train.items[:-g][same])
+        cols.append(train.items[g:][same])
+        vals.append(np.full(int(same.sum()), 1.0 / g))
+    if not rows:
+        return sp.csr_matrix((n_items, n_items))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+    )  # duplicates summed
+
+
+class _LastItemRules(Baseline):
+    """Scores = the pruned rule row of the current item, kept as (index, weight) tables."""
+
+    def __init__(self, pruning: int):
+        super().__init__()
+        if pruning < 1:
+            raise ValueError(f"got pruning={pruning}; expected a positive number of rules per item")
+        self.pruning = pruning
+        self.register_buffer("rule_idx", torch.zeros(0, pruning, dtype=torch.int64))
+        self.register_buffer("rule_val", torch.zeros(0, pruning))
+        self.n_items = 0
+
+    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    def fit(self, train: Sessions, n_items: int):
+        idx, val = top_k_rows(self.weights(train, n_items), self.pruning, pad=0)
+        self.rule_idx = torch.as_tensor(idx, dtype=torch.int64)
+        self.rule_val = torch.as_tensor(val, dtype=torch.float32)
+        self.n_items = n_items
+        return self
+
+    def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
+        scores = torch.zeros(len(x), self.n_items, device=x.device)
+        # Padding entries carry weight 0 at column 0; scatter_add leaves real weights intact.
+        return scores.scatter_add_(
+            1, self.rule_idx.index_select(0, x), self.rule_val.index_select(0, x)
+        )
+
+
+class AssociationRules(_LastItemRules):
+    def __init__(self, pruning: int = 20):
+        super().__init__(pruning)
+
+    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
+        return association_weights(train, n_items)
+
+
+class SequentialRules(_LastItemRules):
+    def __init__(self, steps: int = 10, pruning: int = 20):
+        super().__init__(pruning)
+        if steps < 1:
+            raise ValueError(f"got steps={steps}; expected a positive integer")
+        self.steps = steps
+
+    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
+        return sequential_weights(train, n_items, self.steps)
