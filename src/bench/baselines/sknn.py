@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from bench.baselines.base import Baseline
-from bench.baselines.knn import session_item_matrix, top_k_rows
+from bench.baselines.knn import top_k_rows
 from bench.data.sessions import Sessions, concat_ranges
 
 
