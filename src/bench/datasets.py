@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,14 @@ class PreparedData:
     train_path: str
     test_path: str
     split: str = "final"
+
+    def test_fingerprint(self) -> str:
+        """Hash of the evaluated test events (original item ids, session bounds): runs with
+        equal fingerprints rank the same events in the same order, so their per-event
+        ranks can be paired."""
+        h = hashlib.sha1(self.test.offsets.tobytes())
+        h.update("\x1f".join(map(str, self.item_map.ids[self.test.items])).encode())
+        return h.hexdigest()[:16]
 
     def stats(self) -> dict:
         return {

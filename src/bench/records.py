@@ -10,6 +10,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 PACKAGES = ("gru4rec-bench", "torch", "lightning", "hydra-core", "numpy", "pandas", "optuna")
 
 
@@ -47,16 +49,31 @@ def git_commit(start: Path) -> str:
         return "unknown"
 
 
-def write_json_atomic(path: str | Path, obj: dict) -> None:
-    """Temporary file then rename: readers never see a partial record."""
+def _write_atomic(path: str | Path, write, mode: str) -> None:
+    """Temporary file then rename: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            write(f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json_atomic(path: str | Path, obj: dict) -> None:
+    def write(f):
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+    _write_atomic(path, write, "w")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    _write_atomic(path, lambda f: f.write(text), "w")
+
+
+def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
+    _write_atomic(path, lambda f: np.save(f, array), "wb")

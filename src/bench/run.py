@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.datasets import PROJECT_ROOT, default_data_dir, load_dataset
 from bench.errors import BenchError
-from bench.records import git_commit, versions, write_json_atomic
+from bench.records import git_commit, save_array_atomic, versions, write_json_atomic
 
 
 def _conf_dir() -> str:
@@ -207,7 +208,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             "unknown_test_items": "dropped, session re-chained",
             "seen_item_filtering": False,
             "evaluated_events": result.n_events,
+            "test_fingerprint": data.test_fingerprint(),
         },
+        "ranks_file": "ranks.npy",
         "gru4rec": dataclasses.asdict(hp) if baseline is None else None,
         "baseline": OmegaConf.to_container(baseline) if baseline is not None else None,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -225,6 +228,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "git_commit": git_commit(PROJECT_ROOT),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Per-event ranks (test-file order) first, so a record never points at a missing file.
+    save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))
     write_json_atomic(out_dir / "result.json", record)
     if cfg.save_model and baseline is None:
         save_model(out_dir / "model.pt", engine.model, hp, data.item_map)

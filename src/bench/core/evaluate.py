@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bench.core.metrics import TIE_MODES, metrics_from_ranks, ranks_from_scores_
@@ -21,7 +22,7 @@ from bench.data.sessions import Sessions
 @dataclass
 class EvalResult:
     metrics: dict[str, float]
-    ranks: torch.Tensor  # per evaluated event (host, float64), in schedule order
+    ranks: torch.Tensor  # per evaluated event (host, float64), in test-file event order
     n_events: int
     tie_mode: str
 
@@ -42,7 +43,8 @@ def rank_targets(
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    sched = DeviceSchedule(build_schedule(test.offsets, test.items, batch_size), device)
+    plan = build_schedule(test.offsets, test.items, batch_size)
+    sched = DeviceSchedule(plan, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
@@ -56,7 +58,12 @@ def rank_targets(
         scores = model.step_all(x, H, table)
         out.append(ranks_from_scores_(scores, scores.gather(1, y[:, None]), tie_mode, gen))
     model.train(was_training)
-    return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.float64)
+    if not out:
+        return torch.zeros(0, dtype=torch.float64)
+    # Back from schedule order to (session, position) order, whatever the batch size:
+    # per-event ranks of different runs then line up for paired significance tests.
+    order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
+    return torch.cat(out).cpu()[order]
 
 
 def evaluate(
