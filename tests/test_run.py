@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 FAST = ["n_epochs=1", "n_sample=64", "batch_size=32"]
@@ -36,6 +37,22 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
     assert rec["versions"]["torch"] and rec["git_commit"]
     assert rec["epochs"][0]["events_per_s"] > 0
     assert (out / "model.pt").is_file()
+    ranks = np.load(out / "ranks.npy")
+    assert len(ranks) == rec["protocol"]["evaluated_events"]
+    assert ranks.min() >= 1
+    assert np.mean(ranks <= 20) == pytest.approx(rec["metrics"]["recall@20"], abs=1e-6)
+    assert "eval" not in rec["epochs"][0]  # per-epoch evaluation is off by default
+
+
+def test_per_epoch_evaluation_gives_a_learning_curve(tmp_path):
+    out = tmp_path / "run"
+    p = run(
+        ["n_epochs=2", *FAST[1:], *SMALL, f"hydra.run.dir={out}", "eval.per_epoch=true"], tmp_path
+    )
+    assert p.returncode == 0, p.stderr
+    rec = json.loads((out / "result.json").read_text())
+    assert [len(e["eval"]) for e in rec["epochs"]] == [len(rec["metrics"])] * 2
+    assert rec["epochs"][-1]["eval"] == rec["metrics"]  # the last epoch's evaluation is the result
 
 
 def test_multirun_over_losses(tmp_path):

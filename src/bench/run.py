@@ -165,7 +165,15 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         )
         trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
         if baseline is None:
-            reporter = EpochReporter(trial, validate, cfg.eval.primary_metric)
+            reporter = EpochReporter(trial, cfg.eval.primary_metric)
+    epoch_evals = []  # EvalResult per epoch, when evaluated per epoch
+
+    def evaluate_epoch(stats):
+        epoch_evals.append(validate())
+        if reporter is not None:
+            reporter(stats, epoch_evals[-1])
+
+    epoch_hook = evaluate_epoch if reporter is not None or cfg.eval.per_epoch else None
     t1 = time.perf_counter()
     if baseline is not None:
         model.fit(data.train, len(data.item_map)).to(device)
@@ -174,13 +182,13 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
         def on_epoch(stats):
             console.print(stats.line())
-            if reporter is not None:
-                reporter(stats)
+            if epoch_hook is not None:
+                epoch_hook(stats)
 
         history = fit(engine, on_epoch=on_epoch)
     elif cfg.trainer.harness == "lightning":
         module = GRU4RecModule(
-            engine, chunk_steps=int(cfg.trainer.chunk_steps), epoch_hook=reporter
+            engine, chunk_steps=int(cfg.trainer.chunk_steps), epoch_hook=epoch_hook
         )
         trainer = make_trainer(
             hp.n_epochs, "gpu" if device == "cuda" else "cpu", bool(cfg.trainer.progress_bar)
@@ -193,8 +201,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         )
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
-    # In a study the last epoch was just validated on the same data: reuse it.
-    result = reporter.last if reporter is not None and reporter.last is not None else validate()
+    # When evaluated per epoch, the last epoch was just evaluated on the same data: reuse it.
+    result = epoch_evals[-1] if epoch_evals else validate()
     t_eval = time.perf_counter() - t2
     record = {
         "kind": "baseline" if baseline is not None else "gru4rec",
@@ -218,7 +226,10 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "seed": int(cfg.seed),
         "study": OmegaConf.to_container(cfg.study),
         "metrics": result.metrics,
-        "epochs": [s.as_dict() for s in history],
+        "epochs": [
+            s.as_dict() | ({"eval": epoch_evals[i].metrics} if i < len(epoch_evals) else {})
+            for i, s in enumerate(history)
+        ],
         "timings": {"load_s": t_load, "train_s": t_train, "eval_s": t_eval},
         "device": torch.cuda.get_device_name()
         if device == "cuda"

@@ -133,18 +133,15 @@ def open_trial(
 
 
 class EpochReporter:
-    """After each epoch: validation metric -> trial.report, then prune if the pruner says so."""
+    """After each epoch: the validation metric -> trial.report, then prune if the pruner says so."""
 
-    def __init__(self, trial: optuna.trial.Trial, validate: Callable, metric: str):
-        """`validate()` returns an EvalResult on the validation split."""
+    def __init__(self, trial: optuna.trial.Trial, metric: str):
         self.trial = trial
-        self.validate = validate
         self.metric = metric
-        self.last = None
 
-    def __call__(self, stats) -> None:
-        self.last = self.validate()
-        value = self.last.metrics[self.metric]
+    def __call__(self, stats, result) -> None:
+        """`result`: the EvalResult of this epoch on the validation split."""
+        value = result.metrics[self.metric]
         self.trial.report(value, stats.epoch)
         self.trial.set_user_attr(
             f"epoch{stats.epoch + 1}",
