@@ -85,10 +85,15 @@ def test_bad_options_give_one_line(tmp_path, args, message):
 
 def test_baselines_run_through_the_same_entry_point(tmp_path):
     sweep = tmp_path / "bl"
-    p = run(["-m", "baseline=pop,spop,itemknn", *SMALL, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    names = ["pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan", "sr", "ar"]
+    p = run(
+        ["-m", f"baseline={','.join(names)}", *SMALL, "seed=7", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
-    recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(3)]
-    assert [r["method"] for r in recs] == ["pop", "spop", "itemknn"]
+    recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(len(names))]
+    assert [r["method"] for r in recs] == names
+    assert recs[3]["baseline"]["params"]["seed"] == 7  # BPR-MF follows the run's seed
     assert all(r["kind"] == "baseline" and r["gru4rec"] is None for r in recs)
     # Same evaluator, same events: the protocol block is identical.
     assert len({json.dumps(r["protocol"], sort_keys=True) for r in recs}) == 1

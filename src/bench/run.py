@@ -136,7 +136,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         from bench.baselines import make_baseline
 
         method = baseline.name
-        baseline_params = OmegaConf.to_container(baseline).get("params") or {}
+        baseline_params = OmegaConf.to_container(baseline, resolve=True).get("params") or {}
         model = make_baseline(method, baseline_params)
     else:
         method = "gru4rec"
@@ -220,7 +220,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         },
         "ranks_file": "ranks.npy",
         "gru4rec": dataclasses.asdict(hp) if baseline is None else None,
-        "baseline": OmegaConf.to_container(baseline) if baseline is not None else None,
+        "baseline": OmegaConf.to_container(baseline, resolve=True)
+        if baseline is not None
+        else None,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "seed": int(cfg.seed),
