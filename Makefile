@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel of torch; installed before the project so that its torch range adds nothing.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test test-slow lint format bench clean
+.PHONY: run test test-slow lint format bench report results clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,19 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py $(ARGS)
+
+# Tables and figures from every record under results/raw and every study in sweeps/*.db.
+report: $(STAMP)
+	$(PY) -m bench.report $(ARGS)
+
+# The runs behind results/ (real data in ../shared/data; about an hour on 2 CPU cores), then the report.
+results: $(STAMP)
+	$(PY) -m bench.run -m dataset=diginetica_srgnn,yoochoose1_64 \
+		baseline=pop,spop,itemknn,bprmf,sknn,vsknn,stan,sr,ar \
+		hydra.sweep.dir=results/raw/table/baselines
+	$(PY) -m bench.run -m dataset=diginetica_srgnn,yoochoose1_64 loss=ce,bpr-max,top1-max,top1,bpr \
+		n_epochs=5 eval.per_epoch=true save_model=false hydra.sweep.dir=results/raw/table/gru4rec
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) results/raw .pytest_cache .ruff_cache

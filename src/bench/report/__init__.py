@@ -1,0 +1,1 @@
+"""Results aggregator: tables and figures from every run record and study."""

@@ -1,0 +1,190 @@
+"""Gather result records and Optuna studies into one tidy table (one row per run).
+
+Records are the `result.json` files written by `python -m bench.run`; studies are read
+from the given storages. A trial whose record file is among the collected records is not
+counted twice. Unreadable or partial records are skipped and listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METHOD_LABELS = {
+    "pop": "POP",
+    "spop": "S-POP",
+    "itemknn": "Item-KNN",
+    "bprmf": "BPR-MF",
+    "sknn": "SKNN",
+    "vsknn": "V-SKNN",
+    "stan": "STAN",
+    "sr": "SR",
+    "ar": "AR",
+}
+LOSS_LABELS = {
+    "ce": "XE",
+    "bpr-max": "BPR-max",
+    "top1-max": "TOP1-max",
+    "top1": "TOP1",
+    "bpr": "BPR",
+}
+REQUIRED = ("method", "dataset", "protocol", "metrics", "config", "seed")
+
+
+@dataclass
+class Collection:
+    runs: pd.DataFrame
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # record path -> epochs
+    studies: list = field(default_factory=list)  # optuna.Study objects
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def sampling_label(hp: dict) -> str:
+    if hp["n_sample"] == 0:
+        return "in-batch"
+    return f"in-batch + {hp['n_sample']} shared (alpha {hp['sample_alpha']:g})"
+
+
+def config_hash(record: dict) -> str:
+    """What makes two runs the same method apart from the seed."""
+    key = {
+        "method": record["method"],
+        "gru4rec": record.get("gru4rec"),
+        "baseline": {
+            k: v for k, v in (record.get("baseline") or {}).get("params", {}).items() if k != "seed"
+        },
+        "dataset": record["dataset"].get("dataset"),
+        "split": record["dataset"].get("split"),
+    }
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def record_row(record: dict, path: Path) -> dict:
+    hp = record.get("gru4rec")
+    study = record.get("study") or {}
+    epochs = record.get("epochs") or []
+    row = {
+        "dataset": record["dataset"]["dataset"],
+        "dataset_label": record["dataset"].get("label", ""),
+        "split": record["dataset"].get("split", "final"),
+        "tie_mode": record["protocol"]["tie_mode"],
+        "candidates": record["protocol"].get("candidates", ""),
+        "unknown_test_items": record["protocol"].get("unknown_test_items", ""),
+        "seen_item_filtering": record["protocol"].get("seen_item_filtering", False),
+        "evaluated_events": record["protocol"].get("evaluated_events"),
+        "fingerprint": record["protocol"].get("test_fingerprint"),
+        "kind": record.get("kind", "gru4rec" if hp else "baseline"),
+        "method": record["method"],
+        "loss": hp["loss"] if hp else None,
+        "sampling": sampling_label(hp) if hp else None,
+        "n_epochs": hp["n_epochs"] if hp else None,
+        "seed": record["seed"],
+        "study": study.get("name"),
+        "phase": study.get("phase"),
+        "trial": study.get("trial"),
+        "n_trials": study.get("n_trials"),
+        "config_hash": config_hash(record),
+        "git_commit": record.get("git_commit"),
+        "train_s": record.get("timings", {}).get("train_s"),
+        "eval_s": record.get("timings", {}).get("eval_s"),
+        "events_per_s": float(np.mean([e["events_per_s"] for e in epochs])) if epochs else None,
+        "record": str(path),
+        "ranks": str(path.parent / record["ranks_file"]) if record.get("ranks_file") else None,
+    }
+    row["label"] = method_label(row)
+    row["params"] = params_text(record)
+    row.update({k: float(v) for k, v in record["metrics"].items()})
+    return row
+
+
+GRU4REC_SHOWN = (
+    "layers", "batch_size", "n_epochs", "dropout_p_embed", "dropout_p_hidden", "learning_rate",
+    "momentum", "n_sample", "sample_alpha", "logq", "bpreg", "elu_param", "embedding",
+    "constrained_embedding",
+)  # fmt: skip
+
+
+def params_text(record: dict) -> str:
+    """The hyperparameters that define the row, for the tables' appendix."""
+    if record.get("gru4rec"):
+        hp = record["gru4rec"]
+        return " ".join(f"{k}={hp[k]}" for k in GRU4REC_SHOWN if k in hp)
+    params = (record.get("baseline") or {}).get("params") or {}
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed") or "-"
+
+
+def method_label(row: dict) -> str:
+    if row["kind"] == "baseline":
+        label = METHOD_LABELS.get(row["method"], row["method"])
+    else:
+        label = f"GRU4Rec {LOSS_LABELS.get(row['loss'], row['loss'])}"
+    return label + (" (tuned)" if row["phase"] == "final" else "")
+
+
+def read_records(roots: list[Path]) -> tuple[list[dict], dict, list[tuple[str, str]]]:
+    rows, curves, skipped = [], {}, []
+    paths = sorted(
+        {p.resolve() for root in roots if root.exists() for p in root.rglob("result.json")}
+    )
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+            missing = [k for k in REQUIRED if k not in record]
+            if missing:
+                raise ValueError(f"partial record, missing {', '.join(missing)}")
+            rows.append(record_row(record, path))
+            if any("eval" in e for e in record.get("epochs") or []):
+                curves[str(path)] = record["epochs"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            skipped.append((str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
+    return rows, curves, skipped
+
+
+def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, list[dict]]:
+    """All studies of the storages, and a row per finished trial without a collected record."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies, rows = [], []
+    for url in storages:
+        for summary in sorted(optuna.get_all_study_summaries(url), key=lambda s: s.study_name):
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            studies.append(study)
+            for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+                record = t.user_attrs.get("record")
+                if record and str(Path(record).resolve()) in known_records:
+                    continue
+                metrics = {k: v for k, v in t.user_attrs.items() if "@" in k}
+                rows.append(
+                    {
+                        "study": summary.study_name,
+                        "dataset": t.user_attrs.get("dataset"),
+                        "trial": t.number,
+                        "split": t.user_attrs.get("split", "tune"),
+                        "kind": "trial",
+                        "method": summary.study_name,
+                        "label": summary.study_name,
+                        "record": record,
+                        **metrics,
+                    }
+                )
+    return studies, rows
+
+
+def collect(roots: list[Path], storages: list[str]) -> Collection:
+    rows, curves, skipped = read_records(roots)
+    known = {r["record"] for r in rows}
+    studies, trial_rows = read_studies(storages, known) if storages else ([], [])
+    runs = pd.DataFrame(rows + trial_rows)
+    for col in ("dataset", "label", "seed", "record", "split", "kind", "tie_mode"):
+        if col not in runs:
+            runs[col] = None
+    if not runs.empty:
+        runs = runs.sort_values(["dataset", "label", "seed", "record"], na_position="last")
+        runs = runs.reset_index(drop=True)
+    return Collection(runs, curves, studies, skipped)

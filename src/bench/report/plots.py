@@ -1,0 +1,152 @@
+"""Figures (PNG and PDF): metrics against K, learning curves, throughput, Optuna studies.
+
+Files carry no timestamps (PDF CreationDate off), so running the report twice rewrites
+identical figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.report.tables import metric_title, row_order  # noqa: E402
+
+PNG_META = {"Software": None}
+PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}
+
+
+def save(fig, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata=PNG_META)
+    fig.savefig(paths[1], bbox_inches="tight", metadata=PDF_META)
+    plt.close(fig)
+    return paths
+
+
+def by_row_order(frame: pd.DataFrame):
+    """(label, runs, colour) in the tables' row order, one distinct colour per method."""
+    labels = sorted(frame["label"].unique(), key=row_order)
+    cmap = plt.get_cmap("tab20")
+    for i, label in enumerate(labels):
+        yield label, frame[frame["label"] == label], cmap(i % 20)
+
+
+def metrics_vs_k(final: pd.DataFrame, dataset: str, cutoffs: list[int], out: Path) -> list[Path]:
+    sub = final[final["dataset"] == dataset]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, name in zip(axes, ("recall", "mrr")):
+        for label, group, colour in by_row_order(sub):
+            ks = [k for k in cutoffs if f"{name}@{k}" in group]
+            ys = [group[f"{name}@{k}"].mean() * 100 for k in ks]
+            style = "-" if group["kind"].iloc[0] == "gru4rec" else "--"
+            ax.plot(ks, ys, style, marker="o", color=colour, label=label)
+        ax.set_xlabel("K (length of the recommendation list)")
+        ax.set_ylabel(f"{metric_title(f'{name}@K')} (%)")
+        ax.set_xticks(cutoffs)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{dataset}: Recall@K")
+    axes[1].set_title(f"{dataset}: MRR@K")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save(fig, out, f"metrics_vs_k_{dataset}")
+
+
+def learning_curves(
+    final: pd.DataFrame, curves: dict, dataset: str, metric: str, out: Path
+) -> list[Path]:
+    sub = final[(final["dataset"] == dataset) & final["record"].isin(curves)]
+    if sub.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, group, colour in by_row_order(sub):
+        path = group["record"].iloc[0]  # the first seed
+        epochs = [e for e in curves[path] if "eval" in e]
+        ax.plot(
+            [e["epoch"] + 1 for e in epochs],
+            [e["eval"][metric] * 100 for e in epochs],
+            marker="o",
+            color=colour,
+            label=label,
+        )
+    split = sub["split"].iloc[0]
+    evaluated_on = "test set" if split == "final" else "validation set"
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric_title(metric)} on the {evaluated_on} (%)")
+    ax.set_title(f"{dataset}: {metric_title(metric)} after each epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out, f"learning_curves_{dataset}")
+
+
+def throughput(benchmark_json: Path, out: Path) -> list[Path]:
+    """Training events/s against batch size, one line per layer size, ours vs official."""
+    if not benchmark_json.is_file():
+        return []
+    data = json.loads(benchmark_json.read_text())
+    rows = pd.DataFrame(
+        {
+            "layers": r["layers"],
+            "batch_size": r["batch_size"],
+            "ours": r["bare"]["events_per_s"],
+            "official": (r.get("official") or {}).get("events_per_s"),
+        }
+        for r in data["rows"]
+    )
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for layers, group in rows.groupby("layers"):
+        group = group.sort_values("batch_size")
+        ax.plot(group["batch_size"], group["ours"], "-o", label=f"ours (core loop), {layers} units")
+        if group["official"].notna().any():
+            ax.plot(
+                group["batch_size"],
+                group["official"],
+                "--s",
+                label=f"official PyTorch, {layers} units",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(rows["batch_size"].unique()))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("batch size (sessions in parallel)")
+    ax.set_ylabel("training throughput (events/s)")
+    machine = data.get("machine") or {}
+    where = machine.get("gpu") or f"{machine.get('cpu_count', '?')}-core CPU"
+    ax.set_title(
+        f"Training speed: {data.get('loss')} loss, n_sample {data.get('n_sample')}, "
+        f"{data.get('train_events')} events ({where})",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out, "throughput")
+
+
+def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
+    """Optimisation history and parameter importance; (files, reason if any was skipped)."""
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    if not done:
+        return [], f"study {study.study_name}: no complete trial"
+    paths = []
+    ax = ovm.plot_optimization_history(study)
+    ax.set_ylabel(f"validation {study.user_attrs.get('metric', 'objective')}")
+    paths += save(ax.figure, out, f"study_{study.study_name}_history")
+    if len(done) < 2 or not any(len(t.params) for t in done):
+        return (
+            paths,
+            f"study {study.study_name}: parameter importance needs 2+ trials with parameters",
+        )
+    try:
+        ax = ovm.plot_param_importances(study)
+    except (RuntimeError, ValueError) as e:
+        return paths, f"study {study.study_name}: parameter importance not computable ({e})"
+    paths += save(ax.figure, out, f"study_{study.study_name}_importance")
+    return paths, None

@@ -1,0 +1,94 @@
+"""Published numbers next to ours on the same protocol, with the difference.
+
+The published values live in published.csv (source, dataset, method, our row, metric,
+value in %); ours come from the comparison table's final-split runs. A published row
+without a counterpart here says why in its note; none is left silently blank.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+from bench.report.tables import Table, metric_title
+
+
+def published() -> pd.DataFrame:
+    with resources.files("bench.report").joinpath("published.csv").open() as f:
+        return pd.read_csv(f, keep_default_na=False)
+
+
+def reproduction_frame(table: Table | None, tie_mode: str) -> pd.DataFrame:
+    pub = published()
+    ours, diff, rel = [], [], []
+    for _, p in pub.iterrows():
+        cell = None
+        if table is not None and p["ours"]:
+            cell = table.cells.get((p["ours"], p["dataset"], p["metric"]))
+        value = None if cell is None else round(cell.mean * 100, 2)
+        ours.append(value)
+        diff.append(None if value is None else round(value - p["value_pct"], 2))
+        rel.append(
+            None
+            if value is None or p["value_pct"] == 0
+            else round((value - p["value_pct"]) / p["value_pct"] * 100, 1)
+        )
+    pub = pub.assign(ours_pct=ours, diff_pts=diff, diff_rel_pct=rel, tie_mode=tie_mode)
+    missing = pub["ours_pct"].isna() & pub["note"].eq("")
+    pub.loc[missing, "note"] = "no run of this row on this protocol among the records"
+    return pub
+
+
+def _num(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{v:.2f}"
+
+
+def reproduction_markdown(frame: pd.DataFrame) -> str:
+    lines = [
+        "### Reproduction: published numbers next to ours",
+        "",
+        "| Source | Dataset | Method (published) | Our row | Metric | Published % | Ours % | Diff (pts) | Diff (rel.) | Note |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for _, r in frame.iterrows():
+        rel = "–" if pd.isna(r["diff_rel_pct"]) else f"{r['diff_rel_pct']:+.1f}%"
+        diff = "–" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
+        lines.append(
+            f"| {r['source']} | {r['dataset']} | {r['method']} | {r['ours'] or '–'} | "
+            f"{metric_title(r['metric'])} | {r['value_pct']:.2f} | {_num(r['ours_pct'])} | {diff} | {rel} | {r['note']} |"
+        )
+    tie = frame["tie_mode"].iloc[0] if len(frame) else ""
+    lines += [
+        "",
+        f"- Ours: same split files and full ranking, {tie} ties; the published SR-GNN-table "
+        "numbers rank with their own code's tie handling.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def reproduction_latex(frame: pd.DataFrame) -> str:
+    def esc(t: str) -> str:
+        return str(t).replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\caption{Published numbers next to ours on the same split (values in \%).}",
+        r"\begin{tabular}{llllrrr}",
+        r"\toprule",
+        r"Dataset & Method & Our row & Metric & Published & Ours & Diff \\",
+        r"\midrule",
+    ]
+    for _, r in frame.iterrows():
+        diff = "--" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
+        lines.append(
+            " & ".join(
+                esc(x)
+                for x in (r["dataset"], r["method"], r["ours"] or "–", metric_title(r["metric"]),
+                          f"{r['value_pct']:.2f}", _num(r["ours_pct"]), diff)
+            )
+            + r" \\"
+        )  # fmt: skip
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,378 @@
+"""The comparison table of the GRU4Rec paper's layout, in Markdown, LaTeX and CSV.
+
+Rows: baselines, then GRU4Rec variants; column groups: datasets, each with the chosen
+metrics (in %). Best per column in bold, second best underlined; the last row gives the
+best GRU4Rec's improvement over the best baseline. With several seeds a cell is
+mean ± std. A dagger marks a GRU4Rec cell whose per-event values differ from the best
+baseline of that column (two-sided Wilcoxon signed-rank test over the test events, seeds
+averaged per event) with p < ALPHA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bench.report.collect import LOSS_LABELS, METHOD_LABELS
+
+ALPHA = 0.05
+METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "nDCG"}
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float
+    n: int
+    p: float | None = None  # paired test against the column's best baseline (GRU4Rec rows)
+
+
+@dataclass
+class Table:
+    title: str
+    datasets: list[str]
+    dataset_labels: dict[str, str]
+    metrics: list[str]
+    rows: list[str]
+    kinds: dict[str, str]  # row -> "baseline" | "gru4rec"
+    cells: dict[tuple[str, str, str], Cell]  # (row, dataset, metric)
+    notes: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)  # row -> hyperparameters
+
+    def column(self, dataset: str, metric: str) -> dict[str, Cell]:
+        return {
+            r: self.cells[(r, dataset, metric)]
+            for r in self.rows
+            if (r, dataset, metric) in self.cells
+        }
+
+    def ranking(self, dataset: str, metric: str) -> list[str]:
+        col = self.column(dataset, metric)
+        return sorted(col, key=lambda r: (-round(col[r].mean, 12), self.rows.index(r)))
+
+    def best_baseline(self, dataset: str, metric: str) -> str | None:
+        return next((r for r in self.ranking(dataset, metric) if self.kinds[r] == "baseline"), None)
+
+    def improvement(self, dataset: str, metric: str) -> float | None:
+        ranked = self.ranking(dataset, metric)
+        col = self.column(dataset, metric)
+        base = next((r for r in ranked if self.kinds[r] == "baseline"), None)
+        ours = next((r for r in ranked if self.kinds[r] != "baseline"), None)
+        if base is None or ours is None or col[base].mean == 0:
+            return None
+        return (col[ours].mean - col[base].mean) / col[base].mean * 100
+
+
+def metric_title(metric: str) -> str:
+    name, k = metric.split("@")
+    return f"{METRIC_NAMES.get(name, name)}@{k}"
+
+
+def row_order(label: str) -> tuple:
+    """Baselines in the paper's order, then GRU4Rec losses, untuned before tuned."""
+    base = label.replace(" (tuned)", "")
+    tuned = label.endswith("(tuned)")
+    methods = list(METHOD_LABELS.values())
+    if base in methods:
+        return (0, methods.index(base), tuned, label)
+    losses = [f"GRU4Rec {v}" for v in LOSS_LABELS.values()]
+    head = base.split(" [")[0]
+    return (1, losses.index(head) if head in losses else len(losses), tuned, label)
+
+
+def per_event(ranks: np.ndarray, metric: str) -> np.ndarray:
+    name, k = metric.split("@")
+    k = int(k)
+    hit = ranks <= k
+    if name in ("recall", "hr"):
+        return hit.astype(np.float64)
+    if name == "mrr":
+        return np.where(hit, 1.0 / ranks, 0.0)
+    if name == "ndcg":
+        return np.where(hit, np.log(2) / np.log(ranks + 1.0), 0.0)
+    raise ValueError(f"--metrics: unknown metric '{metric}'; expected recall, hr, mrr or ndcg @K")
+
+
+def _event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """Per-event values averaged over the runs (seeds); None without usable rank files."""
+    arrays = []
+    for path in runs["ranks"]:
+        if not isinstance(path, str):
+            return None
+        try:
+            arrays.append(per_event(np.load(path).astype(np.float64), metric))
+        except (OSError, ValueError):
+            return None
+    if len({len(a) for a in arrays}) != 1:
+        return None
+    return np.mean(arrays, axis=0)
+
+
+def paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import wilcoxon
+
+    if np.all(a == b):
+        return 1.0
+    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def disambiguate(final: pd.DataFrame) -> pd.DataFrame:
+    """Two configurations under one label in one dataset get their config hash appended."""
+    final = final.copy()
+    n_configs = final.groupby(["dataset", "label"])["config_hash"].transform("nunique")
+    clash = n_configs > 1
+    final.loc[clash, "label"] = (
+        final.loc[clash, "label"] + " [" + final.loc[clash, "config_hash"] + "]"
+    )
+    return final
+
+
+def comparison_table(
+    runs: pd.DataFrame, metrics: list[str], tie_mode: str, title: str = "Comparison"
+) -> Table:
+    final = runs[
+        (runs["split"] == "final")
+        & (runs["tie_mode"] == tie_mode)
+        & runs["kind"].isin(["baseline", "gru4rec"])
+    ]
+    if final.empty:
+        raise ValueError(f"no final-split runs with tie mode '{tie_mode}' among the records")
+    for m in metrics:
+        if m not in final:
+            raise ValueError(
+                f"--metrics: '{m}' is not in the records; recorded: {sorted(c for c in runs if '@' in c)}"
+            )
+    final = disambiguate(final)
+    datasets = sorted(final["dataset"].unique())
+    rows = sorted(final["label"].unique(), key=row_order)
+    kinds = dict(zip(final["label"], final["kind"]))
+    cells: dict[tuple[str, str, str], Cell] = {}
+    fingerprints: dict[tuple[str, str], set] = {}
+    for (label, ds), group in final.groupby(["label", "dataset"]):
+        fingerprints[(label, ds)] = set(group["fingerprint"])
+        for m in metrics:
+            vals = group[m].to_numpy(dtype=np.float64)
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            cells[(label, ds, m)] = Cell(float(vals.mean()), std, len(vals))
+    table = Table(title, datasets, {}, metrics, rows, kinds, cells)
+    for ds in datasets:
+        sub = final[final["dataset"] == ds]
+        table.dataset_labels[ds] = str(sub["dataset_label"].iloc[0])
+        for m in metrics:
+            base = table.best_baseline(ds, m)
+            if base is None:
+                continue
+            base_runs = sub[sub["label"] == base]
+            base_vals = _event_values(base_runs, m)
+            for r in rows:
+                if kinds[r] == "baseline" or (r, ds, m) not in cells or base_vals is None:
+                    continue
+                if (
+                    fingerprints[(r, ds)] != fingerprints[(base, ds)]
+                    or len(fingerprints[(r, ds)]) != 1
+                ):
+                    continue  # different test events: not pairable
+                vals = _event_values(sub[sub["label"] == r], m)
+                if vals is not None and len(vals) == len(base_vals):
+                    cells[(r, ds, m)].p = paired_p(vals, base_vals)
+    table.params = dict(zip(final["label"], final["params"]))
+    table.notes = protocol_notes(final, tie_mode)
+    return table
+
+
+def protocol_notes(final: pd.DataFrame, tie_mode: str) -> list[str]:
+    notes = []
+    for ds, sub in final.groupby("dataset"):
+        first = sub.iloc[0]
+        notes.append(
+            f"{ds}: {first['dataset_label']}, split '{first['split']}', "
+            f"{int(first['evaluated_events'])} evaluated test events."
+        )
+    first = final.iloc[0]
+    notes.append(
+        f"Protocol: next-item prediction at every position; candidates: {first['candidates']}; "
+        f"ties: {tie_mode}; seen-item filtering: {'on' if first['seen_item_filtering'] else 'off'}; "
+        f"test events with items unknown to training: {first['unknown_test_items']}."
+    )
+    seeds = final.groupby("label")["seed"].nunique()
+    notes.append(
+        "Values in %; "
+        + (
+            f"mean ± std over {seeds.min()}-{seeds.max()} seeds per row."
+            if seeds.max() > 1
+            else "one seed per row."
+        )
+    )
+    trials = []
+    for label, sub in final.groupby("label"):
+        if sub["phase"].eq("final").any():
+            n = sub["n_trials"].dropna()
+            trials.append(
+                f"{label}: {int(n.iloc[0]) if len(n) else '?'} trials (study {sub['study'].iloc[0]})"
+            )
+    notes.append(
+        "Trials per method: "
+        + ("; ".join(trials) + "; other rows: " if trials else "")
+        + "1 configuration each (defaults or official parameters, listed below)."
+    )
+    notes.append(
+        "Best per column in bold, second best underlined. † : differs from the column's best "
+        f"baseline with p < {ALPHA} (two-sided Wilcoxon signed-rank test over per-event values, "
+        "seeds averaged per event)."
+    )
+    return notes
+
+
+def _fmt(cell: Cell) -> str:
+    text = f"{cell.mean * 100:.2f}"
+    if cell.n > 1:
+        text += f" ± {cell.std * 100:.2f}"
+    return text
+
+
+def _improvement_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}%"
+
+
+def _styled_cells(
+    table: Table, bold, underline, dagger, escape=lambda t: t
+) -> dict[tuple[str, str, str], str]:
+    out = {}
+    for ds in table.datasets:
+        for m in table.metrics:
+            ranked = table.ranking(ds, m)
+            for r, cell in table.column(ds, m).items():
+                text = escape(_fmt(cell))
+                if cell.p is not None and cell.p < ALPHA:
+                    text += dagger
+                if ranked and r == ranked[0]:
+                    text = bold(text)
+                elif len(ranked) > 1 and r == ranked[1]:
+                    text = underline(text)
+                out[(r, ds, m)] = text
+    return out
+
+
+def to_markdown(table: Table) -> str:
+    styled = _styled_cells(table, lambda t: f"**{t}**", lambda t: f"<ins>{t}</ins>", "†")
+    header = ["Method"] + [
+        f"{ds} {metric_title(m)}" for ds in table.datasets for m in table.metrics
+    ]
+    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" + "---:|" * (len(header) - 1))
+    for r in table.rows:
+        vals = [styled.get((r, ds, m), "–") for ds in table.datasets for m in table.metrics]
+        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    imp = [
+        _improvement_text(table.improvement(ds, m)) for ds in table.datasets for m in table.metrics
+    ]
+    lines.append("| *Improvement of best GRU4Rec over best baseline* | " + " | ".join(imp) + " |")
+    lines.append("")
+    lines += [f"- {n}" for n in table.notes]
+    lines += ["", "Hyperparameters per row:", ""]
+    lines += [f"- {r}: `{table.params.get(r, '-')}`" for r in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("†", r"$^\dagger$"),
+        ("–", "--"),
+        ("<", "$<$"),
+    ):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: Table) -> str:
+    styled = _styled_cells(
+        table,
+        lambda t: rf"\textbf{{{t}}}",
+        lambda t: rf"\underline{{{t}}}",
+        r"$^\dagger$",
+        _tex_escape,
+    )
+    n_m = len(table.metrics)
+    cols = "l" + ("r" * n_m) * len(table.datasets)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(table.title)}. " + _tex_escape(" ".join(table.notes)) + "}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(
+            [""] + [rf"\multicolumn{{{n_m}}}{{c}}{{{_tex_escape(ds)}}}" for ds in table.datasets]
+        )
+        + r" \\",
+        "".join(
+            rf"\cmidrule(lr){{{2 + i * n_m}-{1 + (i + 1) * n_m}}}"
+            for i in range(len(table.datasets))
+        ),
+        " & ".join(["Method"] + [metric_title(m) for _ in table.datasets for m in table.metrics])
+        + r" \\",
+        r"\midrule",
+    ]
+    previous_kind = None
+    for r in table.rows:
+        if previous_kind == "baseline" and table.kinds[r] != "baseline":
+            lines.append(r"\midrule")
+        previous_kind = table.kinds[r]
+        vals = [styled.get((r, ds, m), "--") for ds in table.datasets for m in table.metrics]
+        lines.append(" & ".join([_tex_escape(r)] + vals) + r" \\")
+    imp = [
+        _tex_escape(_improvement_text(table.improvement(ds, m)))
+        for ds in table.datasets
+        for m in table.metrics
+    ]
+    lines += [r"\midrule", " & ".join([r"\textit{Improvement}"] + imp) + r" \\"]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(table.title)}: hyperparameters per row.}}",
+        r"\begin{tabular}{lp{0.7\linewidth}}",
+        r"\toprule",
+        r"Method & Hyperparameters \\",
+        r"\midrule",
+    ]
+    lines += [
+        rf"{_tex_escape(r)} & \texttt{{{_tex_escape(table.params.get(r, '-'))}}} \\"
+        for r in table.rows
+    ]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_frame(table: Table) -> pd.DataFrame:
+    """Tidy CSV form: one line per row x dataset x metric."""
+    out = []
+    for r in table.rows:
+        for ds in table.datasets:
+            for m in table.metrics:
+                cell = table.cells.get((r, ds, m))
+                if cell is None:
+                    continue
+                rank = table.ranking(ds, m).index(r) + 1
+                out.append(
+                    {
+                        "method": r,
+                        "kind": table.kinds[r],
+                        "dataset": ds,
+                        "metric": m,
+                        "mean": round(cell.mean, 6),
+                        "std": round(cell.std, 6),
+                        "n_seeds": cell.n,
+                        "rank_in_column": rank,
+                        "p_vs_best_baseline": None if cell.p is None else float(f"{cell.p:.3g}"),
+                        "params": table.params.get(r, ""),
+                    }
+                )
+    return pd.DataFrame(out)

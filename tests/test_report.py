@@ -1,0 +1,183 @@
+"""The results aggregator on a fixed set of hand-built records: golden Markdown/LaTeX output,
+styling rules, significance marks, robustness to bad records, byte-identical reruns.
+
+Set BENCH_UPDATE_GOLDEN=1 to rewrite tests/golden/ after an intended format change.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.core.metrics import metrics_from_ranks
+from bench.report.__main__ import main as report_main
+from bench.report.collect import collect
+from bench.report.tables import comparison_table, to_frame, to_latex, to_markdown
+
+GOLDEN = Path(__file__).parent / "golden"
+N_EVENTS = 400
+
+
+def write_record(
+    root: Path, name: str, dataset: str, method: str, ranks: np.ndarray, seed=0, loss=None
+):
+    out = root / name
+    out.mkdir(parents=True)
+    np.save(out / "ranks.npy", ranks.astype(np.float32))
+    gru = loss is not None
+    hp = {
+        "loss": loss,
+        "n_sample": 2048,
+        "sample_alpha": 0.5,
+        "n_epochs": 5,
+        "layers": [100],
+        "batch_size": 64,
+    }
+    record = {
+        "kind": "gru4rec" if gru else "baseline",
+        "method": "gru4rec" if gru else method,
+        "dataset": {"dataset": dataset, "label": f"{dataset} (test split)", "split": "final"},
+        "protocol": {
+            "tie_mode": "conservative",
+            "candidates": "all training items (full ranking)",
+            "unknown_test_items": "dropped, session re-chained",
+            "seen_item_filtering": False,
+            "evaluated_events": len(ranks),
+            "test_fingerprint": f"fp-{dataset}",
+        },
+        "ranks_file": "ranks.npy",
+        "gru4rec": hp if gru else None,
+        "baseline": None if gru else {"name": method, "params": {"k": 10}},
+        "config": {},
+        "seed": seed,
+        "study": {"name": None, "phase": None, "trial": None, "n_trials": None},
+        "metrics": metrics_from_ranks(torch.as_tensor(ranks, dtype=torch.float64), [5, 20]),
+        "epochs": [
+            {"epoch": e, "events_per_s": 1000.0, "eval": {"mrr@20": 0.1 + 0.01 * e}}
+            for e in range(2)
+        ]
+        if gru
+        else [],
+        "timings": {"train_s": 1.0, "eval_s": 1.0},
+        "git_commit": "abc",
+    }
+    (out / "result.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def records(tmp_path):
+    """ds_a: XE clearly beats the best baseline (3 seeds), BPR-max ties it on most events;
+    ds_b: the baselines win."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "raw"
+    base_a = rng.integers(1, 60, N_EVENTS).astype(np.float64)
+    write_record(root, "a_pop", "ds_a", "pop", base_a + 30)
+    write_record(root, "a_sknn", "ds_a", "sknn", base_a)
+    for seed in range(3):
+        better = np.maximum(1, base_a - rng.integers(0, 8, N_EVENTS))
+        write_record(root, f"a_xe{seed}", "ds_a", "gru", better, seed=seed, loss="ce")
+    noisy = base_a.copy()
+    noisy[:5] -= 1
+    write_record(root, "a_bprmax", "ds_a", "gru", np.maximum(1, noisy), loss="bpr-max")
+    base_b = rng.integers(1, 40, N_EVENTS).astype(np.float64)
+    write_record(root, "b_pop", "ds_b", "pop", base_b)
+    write_record(root, "b_sknn", "ds_b", "sknn", base_b + 2)
+    write_record(root, "b_xe", "ds_b", "gru", base_b + 5, loss="ce")
+    return root
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("BENCH_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from the golden file"
+
+
+def test_comparison_table_golden_markdown_and_latex(records):
+    runs = collect([records], []).runs
+    table = comparison_table(runs, ["recall@20", "mrr@20"], "conservative", "Golden")
+    golden("comparison.md", to_markdown(table))
+    golden("comparison.tex", to_latex(table))
+
+
+def test_comparison_table_styling_rules(records):
+    runs = collect([records], []).runs
+    table = comparison_table(runs, ["recall@20", "mrr@20"], "conservative", "Golden")
+    assert table.rows == ["POP", "SKNN", "GRU4Rec XE", "GRU4Rec BPR-max"]
+    md = to_markdown(table)
+    xe = next(line for line in md.splitlines() if line.startswith("| GRU4Rec XE "))
+    cells = [c.strip() for c in xe.split("|")[1:-1]]
+    # ds_a: XE best (bold), mean ± std over 3 seeds, significant against SKNN (dagger).
+    assert cells[1].startswith("**") and "±" in cells[1] and "†" in cells[1]
+    # ds_b: XE is last of three: neither bold nor underlined, and significantly worse.
+    assert "**" not in cells[3] and "<ins>" not in cells[3] and "†" in cells[3]
+    # Second best on ds_a MRR is underlined; BPR-max differs on only 5 events: no dagger.
+    bpr = next(line for line in md.splitlines() if line.startswith("| GRU4Rec BPR-max "))
+    assert "<ins>" in bpr.split("|")[3] and "†" not in bpr
+    # Improvement of the best GRU4Rec over the best baseline, in %.
+    frame = to_frame(table)
+    col = frame[(frame["dataset"] == "ds_a") & (frame["metric"] == "mrr@20")].set_index("method")
+    expected = (col.loc["GRU4Rec XE", "mean"] / col.loc["SKNN", "mean"] - 1) * 100
+    imp_line = next(line for line in md.splitlines() if "Improvement" in line)
+    assert f"{expected:+.1f}%" == [c.strip() for c in imp_line.split("|")[1:-1]][2]
+    assert (
+        col.loc["GRU4Rec XE", "n_seeds"] == 3 and col.loc["GRU4Rec XE", "p_vs_best_baseline"] < 0.05
+    )
+
+
+def test_report_cli_skips_bad_records_and_is_byte_identical_on_rerun(records, tmp_path, capsys):
+    (records / "broken").mkdir()
+    (records / "broken" / "result.json").write_text('{"method": "pop", "metr')  # truncated
+    (records / "partial").mkdir()
+    (records / "partial" / "result.json").write_text('{"method": "pop"}')
+    out = tmp_path / "out"
+    args = [
+        "--records",
+        str(records),
+        "--storage",
+        "sqlite:///" + str(tmp_path / "none.db"),
+        "--out",
+        str(out),
+        "--benchmark",
+        str(tmp_path / "no.json"),
+    ]
+    assert report_main(args) == 0
+    skipped = (out / "tables" / "skipped_records.csv").read_text()
+    assert "broken" in skipped and "partial record, missing" in skipped
+
+    def digest():
+        return {
+            p.relative_to(out): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+
+    first = digest()
+    assert report_main(args) == 0
+    assert digest() == first
+    names = {p.name for p in first}
+    assert {"comparison.md", "comparison.tex", "comparison.csv", "reproduction.md"} <= names
+    assert {"metrics_vs_k_ds_a.png", "metrics_vs_k_ds_a.pdf", "learning_curves_ds_a.png"} <= names
+
+
+def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
+    code = report_main(
+        [
+            "--records",
+            str(records),
+            "--storage",
+            "sqlite:///" + str(tmp_path / "x.db"),
+            "--out",
+            str(tmp_path / "o"),
+            "--metrics",
+            "recall@50",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "recall@50" in err
