@@ -10,7 +10,6 @@ reaches the storage, so Hydra launchers (local processes, SLURM) need no special
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna

@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import pandas as pd
 
-from bench.report.tables import metric_title, row_order  # noqa: E402
+from bench.report.tables import metric_title, row_order
 
 PNG_META = {"Software": None}
 PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}

@@ -326,13 +326,13 @@ def to_latex(table: Table) -> str:
             lines.append(r"\midrule")
         previous_kind = table.kinds[r]
         vals = [styled.get((r, ds, m), "--") for ds in table.datasets for m in table.metrics]
-        lines.append(" & ".join([_tex_escape(r)] + vals) + r" \\")
+        lines.append(" & ".join([_tex_escape(r), *vals]) + r" \\")
     imp = [
         _tex_escape(_improvement_text(table.improvement(ds, m)))
         for ds in table.datasets
         for m in table.metrics
     ]
-    lines += [r"\midrule", " & ".join([r"\textit{Improvement}"] + imp) + r" \\"]
+    lines += [r"\midrule", " & ".join([r"\textit{Improvement}", *imp]) + r" \\"]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     lines += [
         r"\begin{table}[t]",
