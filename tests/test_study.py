@@ -262,3 +262,43 @@ def test_slurm_launcher_config_composes(tmp_path):
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "SlurmLauncher" in p.stdout and "gpus_per_node: 1" in p.stdout
+
+
+def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    cmd = [
+        sys.executable, "-m", "bench.run", "-m", "hparams_search=sr",
+        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=sr_small",
+        f"hydra.sweep.dir={tmp_path / 'sw'}", "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_startup_trials=2", *SMALL[:2],
+    ]  # fmt: skip
+    run(cmd, cwd=tmp_path)
+    study = optuna.load_study(study_name="sr_small", storage=storage)
+    done = study.get_trials(states=[TrialState.COMPLETE])
+    assert len(done) == 4
+    assert all(set(t.params) == {"baseline.params.steps", "baseline.params.pruning"} for t in done)
+    assert all(t.user_attrs["split"] == "tune" and "recall@20" in t.user_attrs for t in done)
+    final = json.loads((tmp_path / "sw" / "final.json").read_text())["final"]
+    rec = json.loads(Path(final["records"][0]).read_text())
+    assert rec["method"] == "sr" and rec["dataset"]["split"] == "final"
+    best = study.best_trial.params
+    assert rec["baseline"]["params"]["steps"] == best["baseline.params.steps"]
+    assert rec["baseline"]["params"]["pruning"] == best["baseline.params.pruning"]
+
+
+@pytest.mark.parametrize(
+    "space",
+    sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "hparams_search").glob("*.yaml")),
+)
+def test_every_search_space_names_real_config_keys(space):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bench.run import _conf_dir
+
+    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
+        cfg = compose("run", overrides=[f"hparams_search={space}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params, f"{space}: empty search space"
+    for key in params:
+        assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", f"{space}: {key}"
