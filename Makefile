@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 # Tables and figures from every record under results/raw and every study in sweeps/*.db.
 report: $(STAMP)
-	$(PY) -m bench.report $(ARGS)
+	$(PY) -m bench.report --readme README.md $(ARGS)
 
 # The runs behind results/ (real data in ../shared/data; about an hour on 2 CPU cores), then the report.
 results: $(STAMP)
@@ -46,7 +46,9 @@ results: $(STAMP)
 		hydra.sweep.dir=results/raw/table/baselines
 	$(PY) -m bench.run -m dataset=diginetica_srgnn,yoochoose1_64 loss=ce,bpr-max,top1-max,top1,bpr \
 		n_epochs=5 eval.per_epoch=true save_model=false hydra.sweep.dir=results/raw/table/gru4rec
-	$(PY) -m bench.report
+	$(PY) -m bench.run -m hparams_search=sr dataset=diginetica_srgnn hydra.sweeper.n_trials=20 \
+		hydra.sweep.dir=results/raw/studies/sr_diginetica_srgnn
+	$(PY) -m bench.report --readme README.md
 
 clean:
 	rm -rf $(VENV) results/raw .pytest_cache .ruff_cache

@@ -181,3 +181,26 @@ def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "recall@50" in err
+
+
+def test_readme_block_receives_the_generated_table(records, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "intro\n<!-- comparison:start -->\nold table\n<!-- comparison:end -->\noutro\n"
+    )
+    args = [
+        "--records",
+        str(records),
+        "--storage",
+        "sqlite:///" + str(tmp_path / "n.db"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert report_main([*args, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- comparison:start -->\n| Method |") and text.endswith(
+        "<!-- comparison:end -->\noutro\n"
+    )
+    assert "old table" not in text and "| GRU4Rec XE |" in text
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert report_main([*args, "--readme", str(tmp_path / "plain.md")]) == 2

@@ -32,6 +32,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tie-mode", default="conservative")
     p.add_argument("--title", default="Next-item prediction, full ranking")
     p.add_argument(
+        "--readme",
+        type=Path,
+        help="file whose <!-- comparison:start/end --> block receives the comparison table",
+    )
+    p.add_argument(
         "--benchmark", type=Path, default=PROJECT_ROOT / "benchmarks/results/throughput.json"
     )
     return p.parse_args(argv)
@@ -45,6 +50,19 @@ def relative(path: str | None) -> str | None:
         return str(Path(path).resolve().relative_to(PROJECT_ROOT))
     except ValueError:
         return path
+
+
+def update_readme(path: Path, table_markdown: str) -> bool:
+    """Replace the marked block, so the README's table is the generated one, never retyped."""
+    start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = table_markdown.split("\n", 2)[2]  # drop the "### title" heading
+    write_text_atomic(path, f"{head}{start}\n{body}{end}{tail}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         written += files
         if reason:
             console.print(f"[yellow]no figure[/] {reason}")
+    if args.readme is not None and not update_readme(args.readme, to_markdown(table)):
+        print(
+            f"error: --readme: {args.readme} has no <!-- comparison:start/end --> markers",
+            file=sys.stderr,
+        )
+        return 2
     console.print(to_markdown(table), markup=False)
     console.print(
         f"{len(col.runs)} runs, {len(col.studies)} studies, {len(col.skipped)} skipped; wrote:"
