@@ -35,7 +35,11 @@ def _suffixes(path: Path) -> list[str]:
 
 
 def detect_format(path: Path, columns: Columns) -> str:
-    """Pick `parquet`, `csv`, `tsv` or `sessions` from the name (and first line of .txt)."""
+    """Pick `parquet`, `csv`, `tsv`, `sessions` or `srgnn_pickle` from the name and content."""
+    from bench.data.pickles import is_pickle
+
+    if is_pickle(path):
+        return "srgnn_pickle"
     sfx = _suffixes(path)
     last = sfx[-1] if sfx else ""
     if last == ".parquet":
@@ -81,11 +85,15 @@ def read_session_file(
         fmt = detect_format(path, columns)
     if fmt == "sessions":
         df = _read_sessions_text(path)
+    elif fmt == "srgnn_pickle":
+        from bench.data.pickles import read_srgnn_pickle
+
+        df = read_srgnn_pickle(path)
     elif fmt in ("tsv", "csv", "parquet"):
         df = _read_table(path, columns, fmt)
     else:
         raise BenchError(
-            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet or sessions"
+            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet, sessions or srgnn_pickle"
         )
     if df.empty:
         raise BenchError(f"{path}: file has no events; expected at least one session")
