@@ -1,0 +1,135 @@
+"""Readers for the raw files the recipes start from, each into SessionId / ItemId / Time.
+
+Time is in seconds (float). Row order of the file is kept (column `Row`), because two
+published recipes depend on it: SR-GNN dates a session by its last row in the file, and
+sorts Diginetica clicks by `timeframe` with a stable sort. Bad input is one line naming
+the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.data.io import ITEM, SESSION, TIME
+from bench.errors import BenchError
+
+ROW = "Row"
+
+
+def _read_csv(path: Path, what: str, **kwargs) -> pd.DataFrame:
+    if not path.is_file():
+        raise BenchError(f"{path}: file not found; expected {what}")
+    try:
+        df = pd.read_csv(path, **kwargs)
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        EOFError,
+        zlib.error,
+        OSError,
+    ) as e:
+        raise BenchError(f"{path}: cannot parse as {what} ({str(e).splitlines()[0]})") from None
+    if df.empty:
+        raise BenchError(f"{path}: no rows; expected {what}")
+    return df
+
+
+def _require(df: pd.DataFrame, path: Path, wanted: list[str], what: str) -> None:
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise BenchError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected {what} with "
+            f"{', '.join(wanted)}, found {', '.join(map(str, df.columns))}"
+        )
+
+
+def _seconds(values: pd.Series, path: Path, column: str, fmt: str | None = None) -> np.ndarray:
+    parsed = pd.to_datetime(values, format=fmt, utc=True, errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        first = values[bad].iloc[0]
+        raise BenchError(
+            f"{path}: column '{column}' has {int(bad.sum())} unparsable timestamp(s), e.g. {first!r}"
+        )
+    return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def read_yoochoose_clicks(path: Path) -> pd.DataFrame:
+    """yoochoose-clicks.dat: session,timestamp(ISO 8601 Z),item,category; no header."""
+    what = "yoochoose-clicks.dat (session,timestamp,item,category without header)"
+    df = _read_csv(path, what, header=None, usecols=[0, 1, 2], dtype=str, sep=",")
+    if df.shape[1] < 3:
+        raise BenchError(f"{path}: expected {what}, got {df.shape[1]} column(s)")
+    df.columns = [SESSION, "Timestamp", ITEM]
+    secs = _seconds(df["Timestamp"], path, "timestamp (2nd)")
+    return pd.DataFrame(
+        {
+            SESSION: df[SESSION].to_numpy(),
+            ITEM: df[ITEM].to_numpy(),
+            TIME: secs,
+            "Timestamp": df["Timestamp"].to_numpy(),
+            ROW: np.arange(len(df)),
+        }
+    )
+
+
+def read_diginetica_views(path: Path) -> pd.DataFrame:
+    """train-item-views.csv: `;`-separated session, user, item, timeframe (ms), eventdate.
+
+    Time = first eventdate of the session (midnight UTC) + timeframe, the official GRU4Rec
+    recipe's definition; `eventdate` (seconds) is kept for the SR-GNN recipe.
+    """
+    what = "Diginetica train-item-views.csv (';'-separated with a header)"
+    df = _read_csv(path, what, sep=";", dtype=str)
+    # SR-GNN renamed the header to snake case; the original has camelCase names.
+    df = df.rename(columns={"sessionId": "session_id", "itemId": "item_id", "userId": "user_id"})
+    _require(df, path, ["session_id", "item_id", "timeframe", "eventdate"], what)
+    frame = pd.to_numeric(df["timeframe"], errors="coerce")
+    if frame.isna().any():
+        raise BenchError(
+            f"{path}: column 'timeframe' has non-numeric values; expected milliseconds"
+        )
+    day = _seconds(df["eventdate"], path, "eventdate", "%Y-%m-%d")
+    first_day = pd.Series(day).groupby(df["session_id"].to_numpy()).transform("min").to_numpy()
+    return pd.DataFrame(
+        {
+            SESSION: df["session_id"].to_numpy(),
+            ITEM: df["item_id"].to_numpy(),
+            TIME: first_day + frame.to_numpy() / 1000.0,
+            "eventdate": day,
+            "timeframe": frame.to_numpy(),
+            ROW: np.arange(len(df)),
+        }
+    )
+
+
+def read_retailrocket_sessions(path: Path) -> pd.DataFrame:
+    """Sessionized RetailRocket views: tab-separated timestamp (s), user_id, item_id, session_id."""
+    what = "sessionized RetailRocket TSV (timestamp, user_id, item_id, session_id)"
+    df = _read_csv(path, what, sep="\t", dtype=str)
+    _require(df, path, ["timestamp", "item_id", "session_id"], what)
+    secs = pd.to_numeric(df["timestamp"], errors="coerce")
+    if secs.isna().any():
+        raise BenchError(
+            f"{path}: column 'timestamp' has non-numeric values; expected unix seconds"
+        )
+    return pd.DataFrame(
+        {
+            SESSION: df["session_id"].to_numpy(),
+            ITEM: df["item_id"].to_numpy(),
+            TIME: secs.to_numpy(dtype=np.float64),
+            ROW: np.arange(len(df)),
+        }
+    )
+
+
+RAW_READERS = {
+    "yoochoose_clicks": read_yoochoose_clicks,
+    "diginetica_views": read_diginetica_views,
+    "retailrocket_sessions": read_retailrocket_sessions,
+}

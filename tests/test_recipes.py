@@ -1,0 +1,202 @@
+"""Preprocessing recipes on the real raw samples in ../shared/data.
+
+The SR-GNN recipe is checked against an independent, line-by-line re-reading of SR-GNN's
+preprocess.py logic (dicts over the csv rows, as the script does); the counts after each
+step were checked by hand against that and are pinned below.
+"""
+
+import calendar
+import csv
+import time
+from collections import Counter
+
+import pytest
+
+from bench.data import raw, recipes
+from bench.data.io import ITEM, SESSION, TIME
+
+pytestmark = pytest.mark.real_data
+
+
+def sessions_in_order(df):
+    return [list(g) for _, g in df.groupby(SESSION, sort=False)[ITEM]]
+
+
+def srgnn_by_the_script(path, dataset):
+    """SR-GNN's datasets/preprocess.py steps, re-expressed with plain dicts (UTC dates)."""
+    clicks, dates, cur, cur_date = {}, {}, None, None
+    with open(path) as f:
+        reader = csv.DictReader(f, delimiter=";" if dataset == "diginetica" else ",",
+                                fieldnames=None if dataset == "diginetica" else ["session_id", "timestamp", "item_id", "cat"])  # fmt: skip
+        for row in reader:
+            sid = row["session_id"]
+            if cur_date is not None and cur != sid:
+                dates[cur] = cur_date
+            cur = sid
+            item = (
+                (row["item_id"], int(row["timeframe"]))
+                if dataset == "diginetica"
+                else row["item_id"]
+            )
+            if dataset == "diginetica":
+                cur_date = calendar.timegm(time.strptime(row["eventdate"], "%Y-%m-%d"))
+            else:
+                cur_date = calendar.timegm(
+                    time.strptime(row["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")
+                )
+            clicks.setdefault(sid, []).append(item)
+        dates[cur] = cur_date
+    if dataset == "diginetica":
+        clicks = {s: [c[0] for c in sorted(v, key=lambda c: c[1])] for s, v in clicks.items()}
+    clicks = {s: v for s, v in clicks.items() if len(v) > 1}
+    counts = {}
+    for v in clicks.values():
+        for i in v:
+            counts[i] = counts.get(i, 0) + 1
+    clicks = {s: [i for i in v if counts[i] >= 5] for s, v in clicks.items()}
+    clicks = {s: v for s, v in clicks.items() if len(v) >= 2}
+    dated = [(s, d) for s, d in dates.items() if s in clicks]
+    split = max(d for _, d in dated) - 86400 * (7 if dataset == "diginetica" else 1)
+    train = sorted([x for x in dated if x[1] < split], key=lambda x: x[1])
+    test = sorted([x for x in dated if x[1] > split], key=lambda x: x[1])
+    known = {i for s, _ in train for i in clicks[s]}
+    train_seqs = [clicks[s] for s, _ in train]
+    test_seqs = [[i for i in clicks[s] if i in known] for s, _ in test]
+    return train_seqs, [t for t in test_seqs if len(t) >= 2]
+
+
+@pytest.mark.parametrize(
+    "dataset, rel, reader",
+    [
+        (
+            "diginetica",
+            "diginetica/raw_sample/train-item-views.sample.csv",
+            raw.read_diginetica_views,
+        ),
+        (
+            "yoochoose",
+            "yoochoose/raw_sample/yoochoose-clicks.sample.dat",
+            raw.read_yoochoose_clicks,
+        ),
+    ],
+)
+def test_srgnn_recipe_matches_the_script_logic(shared_data, dataset, rel, reader):
+    parts, _ = recipes.srgnn(reader(shared_data / rel), dataset)
+    train, test = srgnn_by_the_script(shared_data / rel, dataset)
+    assert sessions_in_order(parts["train"]) == train
+    assert sessions_in_order(parts["test"]) == test
+
+
+def test_srgnn_recipe_counts_on_the_diginetica_sample(shared_data):
+    df = raw.read_diginetica_views(
+        shared_data / "diginetica/raw_sample/train-item-views.sample.csv"
+    )
+    parts, steps = recipes.srgnn(df, "diginetica")
+    counts = [(s["events"], s["sessions"]) for s in steps]
+    # 12,391 rows / 2,986 sessions; 933 single-click sessions go; items seen < 5 times leave
+    # 2,233 clicks; sessions left with one click go; then the 7-day date split.
+    assert counts[:4] == [(12391, 2986), (11458, 2053), (2233, 881), (1877, 525)]
+    assert counts[4:6] == [(1674, 469), (138, 39)]
+    # The boundary: train sessions are dated before maxdate - 7 days, test sessions after.
+    train_dates = parts["train"].groupby(SESSION)[TIME].min() // 1
+    test_dates = parts["test"].groupby(SESSION)[TIME].min() // 1
+    split = test_dates.max() - 7 * 86400
+    assert train_dates.max() < split < test_dates.min()
+
+
+def test_srgnn_yoochoose_fraction_keeps_the_newest_samples(shared_data):
+    df = raw.read_yoochoose_clicks(shared_data / "yoochoose/raw_sample/yoochoose-clicks.sample.dat")
+    full, _ = recipes.srgnn(df, "yoochoose")
+    part, _ = recipes.srgnn(df, "yoochoose", fraction=4)
+    samples = len(full["train"]) - full["train"][SESSION].nunique()
+    kept = len(part["train"]) - part["train"][SESSION].nunique()
+    assert kept == samples // 4  # int(P / 4) (prefix, next item) samples
+    newest = sessions_in_order(full["train"])[-3:]
+    assert sessions_in_order(part["train"])[-3:] == newest  # the newest sessions, whole
+    # The oldest kept session is cut to a prefix of itself.
+    first = sessions_in_order(part["train"])[0]
+    match = [s for s in sessions_in_order(full["train"]) if s[: len(first)] == first]
+    assert match
+    assert part["test"].equals(full["test"])
+
+
+def test_rsc15_recipe_on_the_yoochoose_sample(shared_data):
+    df = raw.read_yoochoose_clicks(shared_data / "yoochoose/raw_sample/yoochoose-clicks.sample.dat")
+    parts, steps = recipes.rsc15(df)
+    counts = [(s["step"], s["events"], s["sessions"]) for s in steps]
+    assert counts[:4] == [
+        ("raw", 1913, 461),
+        ("sessions of length > 1", 1883, 431),
+        ("items with support >= 5", 657, 249),
+        ("sessions of length >= 2", 591, 183),
+    ]
+    train, test = parts["train"], parts["test"]
+    # No dedup in RSC15: consecutive repeats survive.
+    s, i = train[SESSION].to_numpy(), train[ITEM].to_numpy()
+    assert ((s[1:] == s[:-1]) & (i[1:] == i[:-1])).any()
+    # Split boundary: a session is test iff its last click is within a day of the end.
+    tmax = max(train[TIME].max(), test[TIME].max())
+    assert (train.groupby(SESSION)[TIME].max() < tmax - 86400).all()
+    assert (test.groupby(SESSION)[TIME].max() >= tmax - 86400).all()
+    assert set(test[ITEM]) <= set(train[ITEM]) and test.groupby(SESSION).size().min() >= 2
+
+
+@pytest.mark.parametrize(
+    "rel, reader, window, tsplit, dedup",
+    [
+        ("diginetica/raw_sample/train-item-views.sample.csv", raw.read_diginetica_views, 7, None, 841),
+        ("yoochoose/raw_sample/yoochoose-clicks.sample.dat", raw.read_yoochoose_clicks, 1, None, 319),
+        ("retailrocket/sessionized_sample/retailrocket-sessions.sample.tsv", raw.read_retailrocket_sessions, 7, 1442545200, 1886),
+    ],
+)  # fmt: skip
+def test_official_recipe_dedups_filters_to_a_fixpoint_and_splits(
+    shared_data, rel, reader, window, tsplit, dedup
+):
+    df = reader(shared_data / rel)
+    parts, steps = recipes.official(df, window, tsplit)
+    assert steps[0]["events"] - steps[1]["events"] == dedup  # repeats of the previous item
+    # The same count by a plain loop over the rows sorted by (session, time, item).
+    rows = sorted(zip(df[SESSION].astype(int), df[TIME], df[ITEM].astype(int)))
+    assert sum(a[0] == b[0] and a[2] == b[2] for a, b in zip(rows, rows[1:])) == dedup
+    # Then the fixpoint, again by plain loops: drop 1-click sessions and rare items until stable.
+    kept = [
+        r
+        for k, r in enumerate(rows)
+        if k == 0 or not (rows[k - 1][0] == r[0] and rows[k - 1][2] == r[2])
+    ]
+    while True:
+        n = len(kept)
+        length = Counter(r[0] for r in kept)
+        kept = [r for r in kept if length[r[0]] > 1]
+        support = Counter(r[2] for r in kept)
+        kept = [r for r in kept if support[r[2]] >= 5]
+        if len(kept) == n:
+            break
+    assert (steps[2]["events"], steps[2]["sessions"]) == (len(kept), len({r[0] for r in kept}))
+    full = pd_concat_unique(parts["train"], parts["test"])
+    assert parts["train"].groupby(SESSION).size().min() >= 2
+    end = (tsplit or full[TIME].max()) - window * 86400
+    assert (parts["train"][TIME] < end).all()
+    assert (parts["test"].groupby(SESSION)[TIME].min() >= end).all()
+    assert (parts["train_tr"][TIME] < end - window * 86400).all()
+
+
+def pd_concat_unique(a, b):
+    import pandas as pd
+
+    return pd.concat([a, b]).drop_duplicates()
+
+
+def test_bad_raw_input_is_one_line(tmp_path):
+    from bench.errors import BenchError
+
+    bad = tmp_path / "views.csv"
+    bad.write_text("session_id,item_id\n1,2\n")  # comma, not ';'
+    with pytest.raises(BenchError, match=r"views\.csv: missing column\(s\)"):
+        raw.read_diginetica_views(bad)
+    clicks = tmp_path / "clicks.dat"
+    clicks.write_text("1,not-a-time,214,0\n")
+    with pytest.raises(
+        BenchError, match=r"clicks\.dat: column 'timestamp \(2nd\)' has 1 unparsable"
+    ):
+        raw.read_yoochoose_clicks(clicks)
