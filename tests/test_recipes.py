@@ -7,6 +7,7 @@ step were checked by hand against that and are pinned below.
 
 import calendar
 import csv
+import itertools
 import time
 from collections import Counter
 
@@ -157,7 +158,7 @@ def test_official_recipe_dedups_filters_to_a_fixpoint_and_splits(
     assert steps[0]["events"] - steps[1]["events"] == dedup  # repeats of the previous item
     # The same count by a plain loop over the rows sorted by (session, time, item).
     rows = sorted(zip(df[SESSION].astype(int), df[TIME], df[ITEM].astype(int)))
-    assert sum(a[0] == b[0] and a[2] == b[2] for a, b in zip(rows, rows[1:])) == dedup
+    assert sum(a[0] == b[0] and a[2] == b[2] for a, b in itertools.pairwise(rows)) == dedup
     # Then the fixpoint, again by plain loops: drop 1-click sessions and rare items until stable.
     kept = [
         r
