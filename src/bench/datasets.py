@@ -136,8 +136,18 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
         )
         train_path, test_path = str(train_p), str(test_p)
         label = ds.get("label", ds.get("name", "files"))
+    elif kind == "recipe":
+        from bench.data.prepare import prepare
+
+        raw = _resolve(ds.get("raw", ""), "raw", data_dir)
+        prepared = prepare(str(ds.get("recipe")), raw, dict(ds.get("options") or {}))
+        names = ("train", "test") if split == "final" else ("train_tr", "train_valid")
+        train_df, test_df = (prepared.parts[n] for n in names)
+        train_path, test_path = (f"{prepared.path / n}.parquet" for n in names)
+        tune = {"train": "prepared by the recipe"}
+        label = ds.get("label", f"{ds.get('recipe')} recipe on {raw.name}")
     else:
-        raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic or files")
+        raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic, files or recipe")
     if split == "tune" and not tune.get("train"):
         fraction = float(tune.get("valid_fraction", 0.1))
         train_df, test_df = carve_validation(train_df, fraction, train_path)

@@ -133,3 +133,77 @@ RAW_READERS = {
     "diginetica_views": read_diginetica_views,
     "retailrocket_sessions": read_retailrocket_sessions,
 }
+
+
+def _interactions(df: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
+    """user, item, timestamp columns (already named) -> SessionId (= user), ItemId, Time."""
+    secs = pd.to_numeric(df["timestamp"], errors="coerce")
+    if secs.isna().any():
+        raise BenchError(f"{path}: non-numeric timestamps; expected {what}")
+    return pd.DataFrame(
+        {
+            SESSION: df["user"].astype(str).to_numpy(),
+            ITEM: df["item"].astype(str).to_numpy(),
+            TIME: secs.to_numpy(dtype=np.float64),
+            ROW: np.arange(len(df)),
+        }
+    )
+
+
+def read_movielens_udata(path: Path) -> pd.DataFrame:
+    """ml-100k u.data: user, item, rating, timestamp, tab-separated, no header."""
+    what = "MovieLens u.data (user item rating timestamp, tab-separated, no header)"
+    df = _read_csv(path, what, sep="\t", header=None, dtype=str)
+    if df.shape[1] != 4:
+        raise BenchError(f"{path}: {df.shape[1]} column(s); expected {what}")
+    df.columns = ["user", "item", "rating", "timestamp"]
+    return _interactions(df, path, what)
+
+
+def read_movielens_csv(path: Path) -> pd.DataFrame:
+    """ml-latest(-small) / ml-20m ratings.csv: userId,movieId,rating,timestamp with header."""
+    what = "MovieLens ratings.csv (userId,movieId,rating,timestamp)"
+    df = _read_csv(path, what, dtype=str)
+    _require(df, path, ["userId", "movieId", "timestamp"], what)
+    df = df.rename(columns={"userId": "user", "movieId": "item"})
+    return _interactions(df, path, what)
+
+
+def read_movielens_dat(path: Path) -> pd.DataFrame:
+    """ml-1m ratings.dat: UserID::MovieID::Rating::Timestamp."""
+    what = "MovieLens ratings.dat (UserID::MovieID::Rating::Timestamp)"
+    df = _read_csv(path, what, sep="::", engine="python", header=None, dtype=str)
+    if df.shape[1] != 4:
+        raise BenchError(f"{path}: {df.shape[1]} field(s) per line; expected {what}")
+    df.columns = ["user", "item", "rating", "timestamp"]
+    return _interactions(df, path, what)
+
+
+def read_bert4rec_txt(path: Path) -> pd.DataFrame:
+    """BERT4Rec's ml-1m.txt / ml-20m.txt: `user item` per line, each user's lines in time order."""
+    what = "BERT4Rec user-item file ('user item' per line, in time order)"
+    df = _read_csv(path, what, sep=" ", header=None, dtype=str)
+    if df.shape[1] != 2:
+        raise BenchError(f"{path}: {df.shape[1]} field(s) per line; expected {what}")
+    df.columns = ["user", "item"]
+    df["timestamp"] = df.groupby("user", sort=False).cumcount()  # order is the only time
+    return _interactions(df, path, what)
+
+
+def read_session_log(path: Path, columns: dict | None = None) -> pd.DataFrame:
+    """Any session log the `files` datasets read (TSV/CSV/Parquet, with a column mapping)."""
+    from bench.data.io import Columns, read_session_file
+
+    df = read_session_file(path, Columns(**(columns or {})))
+    return df.assign(**{ROW: np.arange(len(df))})
+
+
+RAW_READERS.update(
+    {
+        "movielens_udata": read_movielens_udata,
+        "movielens_csv": read_movielens_csv,
+        "movielens_dat": read_movielens_dat,
+        "bert4rec_txt": read_bert4rec_txt,
+        "session_log": read_session_log,
+    }
+)

@@ -229,3 +229,77 @@ def srgnn(
         )
     parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
     return _check_nonempty(parts, "srgnn"), steps.rows
+
+
+def leave_one_out(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """Per user (SessionId holds the user): last interaction = test, second-to-last =
+    validation. `train` (everything but the last) is also each user's history for
+    seen-item filtering at test time; `train_tr` (all but the last two) at validation time."""
+    steps = Steps()
+    df = steps("raw", raw)
+    df = df.sort_values([SESSION, TIME, ROW], kind="mergesort", key=_natural)
+    df = steps("users with 3+ interactions", _session_length_at_least(df, 3))
+    from_end = df.groupby(SESSION, sort=False).cumcount(ascending=False)
+    parts = {
+        "train": steps("final: history (train)", df[from_end >= 1]),
+        "test": steps("final: test (last item)", df[from_end == 0]),
+        "train_tr": steps("tune: history (train)", df[from_end >= 2]),
+        "train_valid": steps("tune: test (second-to-last item)", df[from_end == 1]),
+    }
+    return _check_nonempty(
+        {k: v[[SESSION, ITEM, TIME]] for k, v in parts.items()}, "leave_one_out"
+    ), steps.rows
+
+
+def generic(
+    raw: pd.DataFrame,
+    test_days: float,
+    dedup: bool = False,
+    iterative: bool = False,
+    min_item_support: int = 5,
+    split_by: str = "session_start",
+) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """A user's own session log: optional de-duplication, single-pass or iterative filters,
+    and a last-`test_days` split by session start (official) or session end (RSC15)."""
+    if split_by not in ("session_start", "session_end"):
+        raise BenchError(
+            f"recipe generic: split_by '{split_by}'; expected session_start or session_end"
+        )
+    if test_days <= 0:
+        raise BenchError(
+            f"recipe generic: test_days {test_days}; expected a positive number of days"
+        )
+    steps = Steps()
+    df = steps("raw", raw[[SESSION, ITEM, TIME]])
+    if dedup:
+        df = df.sort_values([SESSION, TIME, ITEM], kind="mergesort", key=_natural)
+        s, i = df[SESSION].to_numpy(), df[ITEM].to_numpy()
+        df = steps(
+            "drop repeats of the previous item",
+            df[~np.r_[False, (s[1:] == s[:-1]) & (i[1:] == i[:-1])]],
+        )
+    while True:
+        before = len(df)
+        df = _session_length_at_least(df, 2)
+        df = _item_support_at_least(df, min_item_support)
+        df = _session_length_at_least(df, 2)
+        if not iterative or len(df) == before:
+            break
+    steps(
+        f"length >= 2, item support >= {min_item_support}{' until stable' if iterative else ''}", df
+    )
+    window = test_days * DAY
+    if split_by == "session_end":
+        train, test = _day_split(df, window, steps, "final: ")
+        train_tr, valid = _day_split(train, window, steps, "tune: ")
+    else:
+        tsplit = df[TIME].max()
+        begin = df.groupby(SESSION, sort=False)[TIME].min()
+        test = steps("final: test", _keep_sessions(df, begin >= tsplit - window))
+        train = steps("final: train", _session_length_at_least(df[df[TIME] < tsplit - window], 2))
+        train_tr = steps(
+            "tune: train", _session_length_at_least(train[train[TIME] < tsplit - 2 * window], 2)
+        )
+        valid = steps("tune: test", _keep_sessions(train, begin >= tsplit - 2 * window))
+    parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+    return _check_nonempty(parts, "generic"), steps.rows

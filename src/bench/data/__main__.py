@@ -1,0 +1,75 @@
+"""`python -m bench.data`: prepare a dataset with a published recipe, or list the recipes.
+
+  python -m bench.data list
+  python -m bench.data prepare srgnn_diginetica --raw train-item-views.csv
+  python -m bench.data prepare generic --raw log.tsv --set test_days=7 --set dedup=true
+
+Bad input ends with one line naming the file/option and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+
+def parse_set(values: list[str]) -> dict:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)  # numbers, booleans and lists as written
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.data.prepare import RECIPES, prepare
+    from bench.errors import BenchError
+
+    p = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the recipes and the raw file each expects")
+    prep = sub.add_parser("prepare", help="run a recipe (cached) and print its statistics")
+    prep.add_argument("name", help="recipe name (see `list`)")
+    prep.add_argument("--raw", required=True, help="the raw file the recipe starts from")
+    prep.add_argument("--set", action="append", default=[], help="recipe option key=value")
+    prep.add_argument(
+        "--cache", help="cache folder (default $BENCH_CACHE_DIR or ~/.cache/gru4rec-bench)"
+    )
+    args = p.parse_args(argv)
+    console = Console()
+    if args.command == "list":
+        table = Table("recipe", "what", "raw file", "options")
+        for name, r in RECIPES.items():
+            table.add_row(name, r.about, r.raw_hint, str(r.options))
+        console.print(table)
+        return 0
+    try:
+        prepared = prepare(args.name, args.raw, parse_set(args.set), args.cache)
+    except (BenchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    st = prepared.stats
+    steps = Table("step", "events", "sessions", "items", title=f"{args.name}: {st['about']}")
+    for s in st["steps"]:
+        steps.add_row(s["step"], f"{s['events']:,}", f"{s['sessions']:,}", f"{s['items']:,}")
+    console.print(steps)
+    parts = Table("part", "events", "sessions", "items", "samples", "from", "to")
+    for part in st["parts"]:
+        x = st["statistics"][part]
+        lo, hi = st["date_range"][part]
+        parts.add_row(part, f"{x['events']:,}", f"{x['sessions']:,}", f"{x['items']:,}",
+                      f"{x['prefix_samples']:,}", str(lo), str(hi))  # fmt: skip
+    console.print(parts)
+    console.print(f"{'loaded from cache' if prepared.from_cache else 'prepared'}: {prepared.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
