@@ -201,3 +201,50 @@ def test_bad_raw_input_is_one_line(tmp_path):
         BenchError, match=r"clicks\.dat: column 'timestamp \(2nd\)' has 1 unparsable"
     ):
         raw.read_yoochoose_clicks(clicks)
+
+
+@pytest.mark.parametrize(
+    "rel, reader, users, ratings",
+    [
+        ("movielens/ml-100k/u.data", raw.read_movielens_udata, 943, 100_000),
+        ("movielens/ml-latest-small/ratings.csv", raw.read_movielens_csv, 610, 100_836),
+    ],
+)
+def test_leave_one_out_holds_out_each_users_last_and_second_to_last(
+    shared_data, rel, reader, users, ratings
+):
+    df = reader(shared_data / rel)
+    parts, _ = recipes.leave_one_out(df)
+    assert len(parts["test"]) == len(parts["train_valid"]) == users
+    assert len(parts["train"]) == ratings - users and len(parts["train_tr"]) == ratings - 2 * users
+    # Independently: per user, the latest rating (file order among equal timestamps) is the test item.
+    latest = {}
+    for k, (u, i, t) in enumerate(zip(df[SESSION], df[ITEM], df[TIME])):
+        if u not in latest or (t, k) >= latest[u][0]:
+            latest[u] = ((t, k), i)
+    test = dict(zip(parts["test"][SESSION], parts["test"][ITEM]))
+    assert test == {u: i for u, (_, i) in latest.items()}
+    # The history for seen-item filtering is everything before the test item.
+    hist = parts["train"].groupby(SESSION)[TIME].max()
+    assert (hist <= parts["test"].set_index(SESSION)[TIME].reindex(hist.index)).all()
+
+
+def test_movielens_1m_and_bert4rec_formats(tmp_path):
+    dat = tmp_path / "ratings.dat"
+    dat.write_text(
+        "1::10::5::300\n1::11::3::100\n1::12::4::200\n2::10::1::50\n2::13::2::60\n2::14::2::70\n"
+    )
+    parts, _ = recipes.leave_one_out(raw.read_movielens_dat(dat))
+    assert dict(zip(parts["test"][SESSION], parts["test"][ITEM])) == {"1": "10", "2": "14"}
+    assert dict(zip(parts["train_valid"][SESSION], parts["train_valid"][ITEM])) == {
+        "1": "12",
+        "2": "13",
+    }
+    txt = tmp_path / "ml-1m.txt"
+    txt.write_text("1 5\n1 6\n1 7\n2 8\n2 9\n2 5\n")  # BERT4Rec: each user's lines in time order
+    parts, _ = recipes.leave_one_out(raw.read_bert4rec_txt(txt))
+    assert dict(zip(parts["test"][SESSION], parts["test"][ITEM])) == {"1": "7", "2": "5"}
+    assert parts["train"].groupby(SESSION)[ITEM].apply(list).to_dict() == {
+        "1": ["5", "6"],
+        "2": ["8", "9"],
+    }
