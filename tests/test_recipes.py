@@ -248,3 +248,50 @@ def test_movielens_1m_and_bert4rec_formats(tmp_path):
         "1": ["5", "6"],
         "2": ["8", "9"],
     }
+
+
+def test_cgenet_pairs_rank_only_the_labels(shared_data):
+    from bench.baselines import make_baseline
+    from bench.core.evaluate import evaluate
+    from bench.datasets import load_dataset
+
+    ds = {"name": "rr", "kind": "files", "train": "retailrocket/cgenet/train_sessions.txt.gz",
+          "test": "retailrocket/cgenet/test_pairs.tsv.gz"}  # fmt: skip
+    data = load_dataset(ds, str(shared_data), "final")
+    assert data.stats()["test_predictions"] == 15_132  # one ranked label per pair
+    assert data.test.n_sessions == 15_132 and data.test.n_events > 2 * 15_132
+    pop = make_baseline("pop").fit(data.train, len(data.item_map))
+    assert evaluate(pop, data.test, [20]).n_events == 15_132
+
+
+def test_pairs_file_ranks_the_label_given_the_prefix(tmp_path):
+    import numpy as np
+
+    from bench.baselines import make_baseline
+    from bench.core.evaluate import evaluate
+    from bench.data.io import read_session_file
+    from bench.data.sessions import ItemMap, to_sessions
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("session_key\tprefix\tlabel\n7\ta b\tc\n7\ta\tb\n8\tc c\ta\n")
+    df = read_session_file(pairs)
+    train = read_session_file_from_text(tmp_path, "a b c\nc a\na b\n")
+    item_map = ItemMap.from_events(train)
+    test = to_sessions(df, item_map)
+    spop = make_baseline("spop").fit(to_sessions(train, item_map), len(item_map))
+    ranks = evaluate(spop, test, [1, 5], "conservative").ranks
+    assert len(ranks) == 3  # three labels, prefixes not ranked
+    # S-POP after [c, c]: c (2 + pop) first, then by popularity a (3) > b (2): label a ranks 2.
+    assert ranks.tolist()[2] == 2.0
+    # Targets in order: [a b c] -> b, c; [a b] -> b; [c c a] -> c, a; only the labels count.
+    assert np.array_equal(
+        test.evaluate_mask[test.target_events()], [False, True, True, False, True]
+    )
+
+
+def read_session_file_from_text(tmp_path, text):
+    from bench.data.io import read_session_file
+
+    path = tmp_path / "train.txt"
+    path.write_text(text)
+    return read_session_file(path)

@@ -60,7 +60,7 @@ class PreparedData:
             "test_sessions": self.test.n_sessions,
             "test_events": self.test.n_events,
             "test_events_dropped_unknown_item": self.test.n_dropped_events,
-            "test_predictions": int(self.test.n_events - self.test.n_sessions),
+            "test_predictions": self.test.n_predictions,
             "train_path": self.train_path,
             "test_path": self.test_path,
         }
@@ -132,7 +132,7 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
         test_df = (
             None
             if split == "tune" and not tune.get("train")
-            else read_session_file(test_p, cols, fmt)
+            else read_session_file(test_p, cols, ds.get("test_format", fmt))
         )
         train_path, test_path = str(train_p), str(test_p)
         label = ds.get("label", ds.get("name", "files"))
@@ -156,7 +156,7 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
     item_map = ItemMap.from_events(train_df)
     train = to_sessions(train_df, item_map, source=train_path)
     test = to_sessions(test_df, item_map, source=test_path)
-    if test.n_events - test.n_sessions <= 0:
+    if test.n_predictions <= 0:
         raise BenchError(
             f"{test_path}: no test session has two or more known items; nothing to predict"
         )

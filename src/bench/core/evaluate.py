@@ -63,7 +63,10 @@ def rank_targets(
     # Back from schedule order to (session, position) order, whatever the batch size:
     # per-event ranks of different runs then line up for paired significance tests.
     order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
-    return torch.cat(out).cpu()[order]
+    ranks = torch.cat(out).cpu()[order]
+    if test.evaluate_mask is not None:  # (prefix, label) pairs: only the labels count
+        ranks = ranks[torch.as_tensor(test.evaluate_mask[test.target_events()])]
+    return ranks
 
 
 def evaluate(

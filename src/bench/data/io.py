@@ -18,6 +18,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+EVALUATE = "Evaluate"  # optional: which events are ranked (test sets of (prefix, label) pairs)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def detect_format(path: Path, columns: Columns) -> str:
         return "parquet"
     if last == ".csv":
         return "csv"
+    if last in (".tsv", ".txt", "") and {"prefix", "label"} <= set(_first_line(path).split("\t")):
+        return "pairs"
     if last == ".tsv":
         return "tsv"
     first = _first_line(path)
@@ -85,6 +88,8 @@ def read_session_file(
         fmt = detect_format(path, columns)
     if fmt == "sessions":
         df = _read_sessions_text(path)
+    elif fmt == "pairs":
+        df = _read_pairs(path)
     elif fmt == "srgnn_pickle":
         from bench.data.pickles import read_srgnn_pickle
 
@@ -93,7 +98,7 @@ def read_session_file(
         df = _read_table(path, columns, fmt)
     else:
         raise BenchError(
-            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet, sessions or srgnn_pickle"
+            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet, sessions, pairs or srgnn_pickle"
         )
     if df.empty:
         raise BenchError(f"{path}: file has no events; expected at least one session")
@@ -117,6 +122,39 @@ def _read_sessions_text(path: Path) -> pd.DataFrame:
     pos = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n])) if n else np.zeros(0)
     return pd.DataFrame(
         {SESSION: sid, ITEM: pd.array(items, dtype=object), TIME: pos.astype(np.float64)}
+    )
+
+
+def _read_pairs(path: Path) -> pd.DataFrame:
+    """(prefix, label) test pairs, tab-separated with a header naming `prefix` and `label`
+    (prefix = space-separated item ids): one session per pair, only the label is ranked."""
+    try:
+        pairs = pd.read_csv(path, sep="\t", dtype=str, usecols=["prefix", "label"])
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        ValueError,
+    ) as e:
+        raise BenchError(
+            f"{path}: cannot read (prefix, label) pairs ({str(e).splitlines()[0]})"
+        ) from None
+    if pairs.isna().any().any():
+        raise BenchError(
+            f"{path}: a pair has an empty prefix or label; expected both on every line"
+        )
+    seqs = [p.split() + [label] for p, label in zip(pairs["prefix"], pairs["label"])]
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pd.DataFrame(
+        {
+            SESSION: np.repeat(np.arange(len(seqs)), lengths),
+            ITEM: pd.array([i for s in seqs for i in s], dtype=object),
+            TIME: pos.astype(np.float64),
+            EVALUATE: pos == np.repeat(lengths - 1, lengths),
+        }
     )
 
 

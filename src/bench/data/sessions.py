@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.data.io import ITEM, SESSION, TIME
+from bench.data.io import EVALUATE, ITEM, SESSION, TIME
 from bench.errors import BenchError
 
 
@@ -41,6 +41,9 @@ class Sessions:
     offsets: np.ndarray  # int64, len n_sessions + 1
     session_ids: np.ndarray  # original session key per session, same order
     n_dropped_events: int = 0  # events whose item is unknown to the item map
+    # Test sets given as (prefix, next item) pairs rank only the label: True on the events
+    # that are evaluated as targets; None = every event after a session's first.
+    evaluate_mask: np.ndarray | None = None
 
     @property
     def n_sessions(self) -> int:
@@ -53,6 +56,17 @@ class Sessions:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @property
+    def n_predictions(self) -> int:
+        if self.evaluate_mask is not None:
+            return int(self.evaluate_mask[self.target_events()].sum())
+        return self.n_events - self.n_sessions
+
+    def target_events(self) -> np.ndarray:
+        """Indices of the events that are next-item targets (all but each session's first),
+        in (session, position) order: the order of the evaluator's per-event ranks."""
+        return np.delete(np.arange(self.n_events), self.offsets[:-1])
 
     def support(self, n_items: int) -> np.ndarray:
         """Occurrences of every item (the popularity the sampler and logq use)."""
@@ -72,11 +86,13 @@ def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Se
     sess = df[SESSION].to_numpy()[known]
     time = df[TIME].to_numpy()[known]
     idx = idx[known]
+    mask = df[EVALUATE].to_numpy(dtype=bool)[known] if EVALUATE in df else None
     file_pos = np.arange(len(idx))
     # Group by session in order of first appearance, then by time within the session.
     sess_codes, sess_uniques = pd.factorize(sess, sort=False)
     order = np.lexsort((file_pos, time, sess_codes))
     sess_codes, time, idx = sess_codes[order], time[order], idx[order]
+    mask = mask[order] if mask is not None else None
     bounds = np.r_[0, np.flatnonzero(np.diff(sess_codes)) + 1, len(idx)]
     start_time = time[bounds[:-1]]
     # Sessions ordered by start time; a stable sort keeps file order for ties.
@@ -89,6 +105,7 @@ def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Se
         offsets=offsets,
         session_ids=np.asarray(sess_uniques)[sess_codes[bounds[:-1]][sess_order]],
         n_dropped_events=n_dropped,
+        evaluate_mask=mask[gather] if mask is not None else None,
     )
 
 
