@@ -145,7 +145,7 @@ def _read_pairs(path: Path) -> pd.DataFrame:
         raise BenchError(
             f"{path}: a pair has an empty prefix or label; expected both on every line"
         )
-    seqs = [p.split() + [label] for p, label in zip(pairs["prefix"], pairs["label"])]
+    seqs = [[*p.split(), label] for p, label in zip(pairs["prefix"], pairs["label"])]
     lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
     pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return pd.DataFrame(
