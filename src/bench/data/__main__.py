@@ -3,6 +3,7 @@
   python -m bench.data list
   python -m bench.data prepare srgnn_diginetica --raw train-item-views.csv
   python -m bench.data prepare generic --raw log.tsv --set test_days=7 --set dedup=true
+  python -m bench.data download ml-1m
 
 Bad input ends with one line naming the file/option and exit status 2.
 """
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument(
         "--cache", help="cache folder (default $BENCH_CACHE_DIR or ~/.cache/gru4rec-bench)"
     )
+    down = sub.add_parser("download", help="fetch a dataset with a public link (MovieLens)")
+    down.add_argument("name")
+    down.add_argument("--to", help="folder (default <cache>/downloads)")
     args = p.parse_args(argv)
     console = Console()
     if args.command == "list":
@@ -49,6 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in RECIPES.items():
             table.add_row(name, r.about, r.raw_hint, str(r.options))
         console.print(table)
+        return 0
+    if args.command == "download":
+        from pathlib import Path
+
+        from bench.data.download import download
+        from bench.data.prepare import default_cache_dir
+
+        try:
+            path = download(
+                args.name, Path(args.to) if args.to else default_cache_dir() / "downloads"
+            )
+        except BenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        console.print(f"{args.name}: {path} (sha256 in {path.name}.sha256)")
         return 0
     try:
         prepared = prepare(args.name, args.raw, parse_set(args.set), args.cache)
