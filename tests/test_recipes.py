@@ -295,3 +295,32 @@ def read_session_file_from_text(tmp_path, text):
     path = tmp_path / "train.txt"
     path.write_text(text)
     return read_session_file(path)
+
+
+def test_one_hour_sessions_over_all_events_or_views_only(tmp_path):
+    # RetailRocket and Coveo split sessions over all events, then keep views: a cart event in
+    # the middle keeps two views 100 minutes apart in one session. REES46 sessionizes views only.
+    rr = tmp_path / "events.csv"
+    rr.write_text(
+        "timestamp,visitorid,event,itemid,transactionid\n"
+        "0,1,view,10,\n3000000,1,addtocart,11,\n6000000,1,view,12,\n"
+        "20000000,1,view,13,\n0,2,view,10,\n"
+    )
+    df = raw.read_retailrocket_events(rr)
+    assert sessions_in_order(df) == [["10", "12"], ["13"], ["10"]]
+    rees = tmp_path / "rees.csv"
+    rees.write_text(
+        "event_time,event_type,product_id,category_id,user_id\n"
+        "2019-10-01 00:00:00 UTC,view,5,1,7\n2019-10-01 00:50:00 UTC,cart,6,1,7\n"
+        "2019-10-01 01:40:00 UTC,view,8,1,7\n2019-10-01 01:45:00 UTC,view,9,1,7\n"
+    )
+    assert sessions_in_order(raw.read_rees46(rees)) == [["5"], ["8", "9"]]
+    coveo = tmp_path / "browsing.csv"
+    coveo.write_text(
+        "session_id_hash,event_type,product_action,product_skus_hash,server_timestamp_epoch_ms,hashed_url\n"
+        "s1,event_product,detail,pA,0,u\ns1,pageview,,,3000000,u\ns1,event_product,detail,pB,6000000,u\n"
+        "s1,event_product,detail,pA,20000000,u\n"
+    )
+    # Items are indexed by first appearance over all rows, the pageview's empty sku included
+    # (pA -> 0, empty -> 1, pB -> 2), as the official script's unique() + merge does.
+    assert sessions_in_order(raw.read_coveo(coveo)) == [["0", "2"], ["0"]]

@@ -207,3 +207,99 @@ RAW_READERS.update(
         "session_log": read_session_log,
     }
 )
+
+
+ITEM_ORDER = "ItemOrder"  # tie-break for equal timestamps where a script sorted by item index
+
+
+def _first_seen_index(values: pd.Series) -> np.ndarray:
+    codes, _ = pd.factorize(values, sort=False)
+    return codes
+
+
+def sessionize(user: np.ndarray, secs: np.ndarray, gap: float = 3600.0) -> np.ndarray:
+    """Session number per row of rows sorted by (user, time): a new session at a new user
+    or after more than `gap` seconds of silence (the official recipes' 1-hour rule)."""
+    new = np.r_[False, (np.diff(secs) > gap) | (user[1:] != user[:-1])]
+    return np.cumsum(new)
+
+
+def read_retailrocket_events(path: Path) -> pd.DataFrame:
+    """Kaggle's events.csv (timestamp ms, visitorid, event, itemid, transactionid): sessions
+    per visitor with the 1-hour rule over all events, then the views only."""
+    what = "RetailRocket events.csv (timestamp, visitorid, event, itemid, ...)"
+    df = _read_csv(path, what, dtype=str)
+    _require(df, path, ["timestamp", "visitorid", "event", "itemid"], what)
+    ms = pd.to_numeric(df["timestamp"], errors="coerce")
+    if ms.isna().any():
+        raise BenchError(
+            f"{path}: column 'timestamp' has non-numeric values; expected milliseconds"
+        )
+    frame = pd.DataFrame(
+        {
+            "user": pd.to_numeric(df["visitorid"], errors="coerce").to_numpy(),
+            ITEM: df["itemid"].to_numpy(),
+            "item_num": pd.to_numeric(df["itemid"], errors="coerce").to_numpy(),
+            TIME: ms.to_numpy(dtype=np.float64) / 1000.0,
+            "event": df["event"].to_numpy(),
+            ROW: np.arange(len(df)),
+        }
+    ).sort_values(["user", TIME, "item_num"], kind="mergesort")
+    frame[SESSION] = sessionize(frame["user"].to_numpy(), frame[TIME].to_numpy())
+    views = frame[frame["event"] == "view"]
+    return views[[SESSION, ITEM, TIME, ROW]].reset_index(drop=True)
+
+
+def read_rees46(path: Path) -> pd.DataFrame:
+    """REES46 events (2019-Oct.csv then 2019-Nov.csv in one file): views only, sessions per
+    user with the 1-hour rule; ties in time ordered by the item's first appearance."""
+    what = "REES46 events CSV (event_time, event_type, product_id, user_id, ...)"
+    df = _read_csv(path, what, dtype=str)
+    _require(df, path, ["event_time", "event_type", "product_id", "user_id"], what)
+    frame = pd.DataFrame(
+        {
+            "user": _first_seen_index(df["user_id"]),
+            ITEM: df["product_id"].to_numpy(),
+            ITEM_ORDER: _first_seen_index(df["product_id"]),
+            TIME: np.floor(_seconds(df["event_time"], path, "event_time")),
+            "event": df["event_type"].to_numpy(),
+            ROW: np.arange(len(df)),
+        }
+    ).sort_values(["user", TIME, ITEM_ORDER], kind="mergesort")
+    views = frame[frame["event"] == "view"].copy()
+    views[SESSION] = sessionize(views["user"].to_numpy(), views[TIME].to_numpy())
+    return views[[SESSION, ITEM, TIME, ITEM_ORDER, ROW]].reset_index(drop=True)
+
+
+def read_coveo(path: Path) -> pd.DataFrame:
+    """Coveo SIGIR eCom 2021 browsing data: sessions = session hash split by the 1-hour rule
+    over all events, then the product `detail` views; items indexed by first appearance."""
+    what = "Coveo browsing CSV (session_id_hash, product_action, product_skus_hash, server_timestamp_epoch_ms)"
+    df = _read_csv(path, what, dtype=str)
+    _require(
+        df,
+        path,
+        ["session_id_hash", "product_action", "product_skus_hash", "server_timestamp_epoch_ms"],
+        what,
+    )
+    ms = pd.to_numeric(df["server_timestamp_epoch_ms"], errors="coerce")
+    if ms.isna().any():
+        raise BenchError(f"{path}: column 'server_timestamp_epoch_ms' has non-numeric values")
+    frame = pd.DataFrame(
+        {
+            "user": _first_seen_index(df["session_id_hash"]),
+            ITEM_ORDER: _first_seen_index(df["product_skus_hash"].fillna("")),
+            TIME: ms.to_numpy(dtype=np.float64) / 1000.0,
+            "action": df["product_action"].to_numpy(),
+            ROW: np.arange(len(df)),
+        }
+    ).sort_values(["user", TIME, ITEM_ORDER], kind="mergesort")
+    frame[SESSION] = sessionize(frame["user"].to_numpy(), frame[TIME].to_numpy())
+    frame[ITEM] = frame[ITEM_ORDER].astype(str)
+    views = frame[frame["action"] == "detail"]
+    return views[[SESSION, ITEM, TIME, ITEM_ORDER, ROW]].reset_index(drop=True)
+
+
+RAW_READERS.update(
+    {"retailrocket_events": read_retailrocket_events, "rees46": read_rees46, "coveo": read_coveo}
+)

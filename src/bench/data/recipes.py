@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.io import ITEM, SESSION, TIME
-from bench.data.raw import ROW
+from bench.data.raw import ITEM_ORDER, ROW
 from bench.errors import BenchError
 
 DAY = 86400.0
@@ -114,8 +114,12 @@ def official(
     raw: pd.DataFrame, window_days: float, tsplit: float | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     steps = Steps()
-    df = steps("raw", raw[[SESSION, ITEM, TIME]])
-    df = df.sort_values([SESSION, TIME, ITEM], kind="mergesort", key=_natural)
+    # Equal timestamps are ordered by item: by the script's item index where the reader
+    # gives one (REES46, Coveo), else by the item id read as a number.
+    tie = ITEM_ORDER if ITEM_ORDER in raw else ITEM
+    df = steps("raw", raw[[SESSION, ITEM, TIME, *([ITEM_ORDER] if tie == ITEM_ORDER else [])]])
+    df = df.sort_values([SESSION, TIME, tie], kind="mergesort", key=_natural)
+    df = df[[SESSION, ITEM, TIME]]
     s, i = df[SESSION].to_numpy(), df[ITEM].to_numpy()
     repeat = np.r_[False, (s[1:] == s[:-1]) & (i[1:] == i[:-1])]
     df = steps("drop repeats of the previous item", df[~repeat])
