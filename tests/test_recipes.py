@@ -11,6 +11,7 @@ import itertools
 import time
 from collections import Counter
 
+import pandas as pd
 import pytest
 
 from bench.data import raw, recipes
@@ -324,3 +325,29 @@ def test_one_hour_sessions_over_all_events_or_views_only(tmp_path):
     # Items are indexed by first appearance over all rows, the pageview's empty sku included
     # (pA -> 0, empty -> 1, pB -> 2), as the official script's unique() + merge does.
     assert sessions_in_order(raw.read_coveo(coveo)) == [["0", "2"], ["0"]]
+
+
+def test_rsc15_tuning_split_reproduces_the_official_files(shared_data):
+    """rsc15_100k was made by the official preprocess.py; its train_tr/train_valid are the
+    day split of train_full, which our rsc15 split step must give back exactly."""
+    from bench.data.io import read_session_file
+
+    base = shared_data / "yoochoose/sessionrec_rsc15_100k"
+    full = read_session_file(base / "yoochoose-clicks-100k_train_full.tsv.gz")
+    train_tr, valid = recipes._day_split(full, recipes.DAY, recipes.Steps(), "")
+    for ours, name in ((train_tr, "train_tr"), (valid, "train_valid")):
+        official = read_session_file(base / f"yoochoose-clicks-100k_{name}.tsv.gz")
+        key = [SESSION, TIME, ITEM]
+        a = ours[key].sort_values(key).reset_index(drop=True)
+        b = official[key].sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    assert len(valid) > 0 and valid[SESSION].nunique() < full[SESSION].nunique()
+    # And the final split of train_full + test gives both files back.
+    test = read_session_file(base / "yoochoose-clicks-100k_test.tsv.gz")
+    train, held_out = recipes._day_split(pd.concat([full, test]), recipes.DAY, recipes.Steps(), "")
+    key = [SESSION, TIME, ITEM]
+    for ours, official in ((train, full), (held_out, test)):
+        a = ours[key].sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            a, official[key].sort_values(key).reset_index(drop=True), check_dtype=False
+        )
