@@ -351,3 +351,19 @@ def test_rsc15_tuning_split_reproduces_the_official_files(shared_data):
         pd.testing.assert_frame_equal(
             a, official[key].sort_values(key).reset_index(drop=True), check_dtype=False
         )
+
+
+def test_truncated_gzip_raw_file_is_one_line(shared_data, tmp_path):
+    import gzip
+
+    from bench.errors import BenchError
+
+    data = gzip.compress(
+        (shared_data / "yoochoose/raw_sample/yoochoose-clicks.sample.dat").read_bytes()
+    )
+    bad = tmp_path / "yoochoose-clicks.dat.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        BenchError, match=r"yoochoose-clicks\.dat\.gz: cannot parse as yoochoose-clicks"
+    ):
+        raw.read_yoochoose_clicks(bad)
