@@ -37,11 +37,11 @@ def item_similarities(train: Sessions, n_items: int, lmbd: float, alpha: float) 
     return co
 
 
-def top_k_rows(m: sp.csr_matrix, k: int, pad: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k largest entries as (indices, values), padded with value 0 at column
-    `pad` (default: the row's own index, the zero diagonal of an item-item matrix)."""
+def top_k_rows(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k largest entries as (indices, values); rows with fewer entries are
+    padded with value 0 at column 0, which adds nothing to a score."""
     n = m.shape[0]
-    idx = np.tile(np.arange(n)[:, None], (1, k)) if pad is None else np.full((n, k), pad)
+    idx = np.zeros((n, k), dtype=np.int64)
     val = np.zeros((n, k))
     rows = np.repeat(np.arange(n), np.diff(m.indptr))
     order = np.lexsort((-m.data, rows))  # by row, then descending similarity
@@ -53,26 +53,43 @@ def top_k_rows(m: sp.csr_matrix, k: int, pad: int | None = None) -> tuple[np.nda
     return idx, val
 
 
-class ItemKNN(Baseline):
-    def __init__(self, n_sims: int = 100, lmbd: float = 20.0, alpha: float = 0.5):
+class ItemTable(Baseline):
+    """Scores from the current item only: a row of an item x item matrix, kept as the `width`
+    strongest (index, weight) pairs per item (Item-KNN neighbours, SR/AR rules)."""
+
+    def __init__(self, width: int):
         super().__init__()
-        if n_sims < 1 or lmbd < 0 or not 0 <= alpha <= 1:
-            raise ValueError(
-                f"got n_sims={n_sims}, lmbd={lmbd}, alpha={alpha}; expected n_sims >= 1, lmbd >= 0, alpha in [0, 1]"
-            )
-        self.n_sims, self.lmbd, self.alpha = n_sims, lmbd, alpha
-        self.register_buffer("nbr_idx", torch.zeros(0, n_sims, dtype=torch.int64))
-        self.register_buffer("nbr_val", torch.zeros(0, n_sims))
+        self.register_buffer("table_idx", torch.zeros(0, width, dtype=torch.int64))
+        self.register_buffer("table_val", torch.zeros(0, width))
+        self.width = width
         self.n_items = 0
 
-    def fit(self, train: Sessions, n_items: int) -> ItemKNN:
-        sims = item_similarities(train, n_items, self.lmbd, self.alpha)
-        idx, val = top_k_rows(sims, self.n_sims)
-        self.nbr_idx = torch.as_tensor(idx, dtype=torch.int64)
-        self.nbr_val = torch.as_tensor(val, dtype=torch.float32)
+    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    def fit(self, train: Sessions, n_items: int):
+        idx, val = top_k_rows(self.weights(train, n_items), self.width)
+        self.table_idx = torch.as_tensor(idx, dtype=torch.int64)
+        self.table_val = torch.as_tensor(val, dtype=torch.float32)
         self.n_items = n_items
         return self
 
     def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
         scores = torch.zeros(len(x), self.n_items, device=x.device)
-        return scores.scatter_(1, self.nbr_idx.index_select(0, x), self.nbr_val.index_select(0, x))
+        # Padding entries carry weight 0 at column 0: adding them changes nothing.
+        return scores.scatter_add_(
+            1, self.table_idx.index_select(0, x), self.table_val.index_select(0, x)
+        )
+
+
+class ItemKNN(ItemTable):
+    def __init__(self, n_sims: int = 100, lmbd: float = 20.0, alpha: float = 0.5):
+        if n_sims < 1 or lmbd < 0 or not 0 <= alpha <= 1:
+            raise ValueError(
+                f"got n_sims={n_sims}, lmbd={lmbd}, alpha={alpha}; expected n_sims >= 1, lmbd >= 0, alpha in [0, 1]"
+            )
+        super().__init__(n_sims)
+        self.n_sims, self.lmbd, self.alpha = n_sims, lmbd, alpha
+
+    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
+        return item_similarities(train, n_items, self.lmbd, self.alpha)

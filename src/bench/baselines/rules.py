@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from bench.baselines.base import Baseline
-from bench.baselines.knn import session_item_matrix, top_k_rows
+from bench.baselines.knn import ItemTable, session_item_matrix
 from bench.data.sessions import Sessions
 
 
@@ -45,34 +43,12 @@ def sequential_weights(train: Sessions, n_items: int, steps: int) -> sp.csr_matr
     )  # duplicates summed
 
 
-class _LastItemRules(Baseline):
-    """Scores = the pruned rule row of the current item, kept as (index, weight) tables."""
-
+class _LastItemRules(ItemTable):
     def __init__(self, pruning: int):
-        super().__init__()
         if pruning < 1:
             raise ValueError(f"got pruning={pruning}; expected a positive number of rules per item")
+        super().__init__(pruning)
         self.pruning = pruning
-        self.register_buffer("rule_idx", torch.zeros(0, pruning, dtype=torch.int64))
-        self.register_buffer("rule_val", torch.zeros(0, pruning))
-        self.n_items = 0
-
-    def weights(self, train: Sessions, n_items: int) -> sp.csr_matrix:
-        raise NotImplementedError
-
-    def fit(self, train: Sessions, n_items: int):
-        idx, val = top_k_rows(self.weights(train, n_items), self.pruning, pad=0)
-        self.rule_idx = torch.as_tensor(idx, dtype=torch.int64)
-        self.rule_val = torch.as_tensor(val, dtype=torch.float32)
-        self.n_items = n_items
-        return self
-
-    def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
-        scores = torch.zeros(len(x), self.n_items, device=x.device)
-        # Padding entries carry weight 0 at column 0; scatter_add leaves real weights intact.
-        return scores.scatter_add_(
-            1, self.rule_idx.index_select(0, x), self.rule_val.index_select(0, x)
-        )
 
 
 class AssociationRules(_LastItemRules):

@@ -107,13 +107,13 @@ class _SessionNeighbours(Baseline):
         overlap = (seen @ self.sessions.T).tocsr()
         recent = overlap.copy()
         recent.data = recent.indices.astype(np.float64) + 1.0
-        idx, val = top_k_rows(recent, self.sample_size, pad=0)
+        idx, val = top_k_rows(recent, self.sample_size)
         rows = np.repeat(np.arange(len(x)), idx.shape[1])
         cand, valid = idx.ravel(), val.ravel() > 0
         rows, cand = rows[valid], cand[valid]
         sims = self.similarity(cur, length, rows, cand, overlap)
         sim_m = sp.csr_matrix((sims, (rows, cand)), shape=overlap.shape)
-        nidx, nval = top_k_rows(sim_m, self.k, pad=0)
+        nidx, nval = top_k_rows(sim_m, self.k)
         keep = nval.ravel() > 0
         rows = np.repeat(np.arange(len(x)), self.k)[keep]
         scores = self.votes(pos, length, rows, nidx.ravel()[keep], nval.ravel()[keep])

@@ -150,14 +150,19 @@ def _interactions(df: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
     )
 
 
+def _read_rating_fields(path: Path, what: str, **csv_options) -> pd.DataFrame:
+    """user, item, rating, timestamp without a header (u.data, ratings.dat)."""
+    df = _read_csv(path, what, header=None, dtype=str, **csv_options)
+    if df.shape[1] != 4:
+        raise BenchError(f"{path}: {df.shape[1]} field(s) per line; expected {what}")
+    df.columns = ["user", "item", "rating", "timestamp"]
+    return _interactions(df, path, what)
+
+
 def read_movielens_udata(path: Path) -> pd.DataFrame:
     """ml-100k u.data: user, item, rating, timestamp, tab-separated, no header."""
     what = "MovieLens u.data (user item rating timestamp, tab-separated, no header)"
-    df = _read_csv(path, what, sep="\t", header=None, dtype=str)
-    if df.shape[1] != 4:
-        raise BenchError(f"{path}: {df.shape[1]} column(s); expected {what}")
-    df.columns = ["user", "item", "rating", "timestamp"]
-    return _interactions(df, path, what)
+    return _read_rating_fields(path, what, sep="\t")
 
 
 def read_movielens_csv(path: Path) -> pd.DataFrame:
@@ -172,11 +177,7 @@ def read_movielens_csv(path: Path) -> pd.DataFrame:
 def read_movielens_dat(path: Path) -> pd.DataFrame:
     """ml-1m ratings.dat: UserID::MovieID::Rating::Timestamp."""
     what = "MovieLens ratings.dat (UserID::MovieID::Rating::Timestamp)"
-    df = _read_csv(path, what, sep="::", engine="python", header=None, dtype=str)
-    if df.shape[1] != 4:
-        raise BenchError(f"{path}: {df.shape[1]} field(s) per line; expected {what}")
-    df.columns = ["user", "item", "rating", "timestamp"]
-    return _interactions(df, path, what)
+    return _read_rating_fields(path, what, sep="::", engine="python")
 
 
 def read_bert4rec_txt(path: Path) -> pd.DataFrame:

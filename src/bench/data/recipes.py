@@ -110,19 +110,38 @@ def rsc15(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     return _check_nonempty(parts, "rsc15"), steps.rows
 
 
+def _drop_repeats(df: pd.DataFrame, steps: Steps) -> pd.DataFrame:
+    """Sort by (session, time, item) and drop an event repeating the session's previous item.
+
+    Equal timestamps are ordered by item: by the script's item index where the reader gives
+    one (REES46, Coveo), else by the item id read as a number."""
+    tie = ITEM_ORDER if ITEM_ORDER in df else ITEM
+    df = df.sort_values([SESSION, TIME, tie], kind="mergesort", key=_natural)[[SESSION, ITEM, TIME]]
+    s, i = df[SESSION].to_numpy(), df[ITEM].to_numpy()
+    return steps(
+        "drop repeats of the previous item",
+        df[~np.r_[False, (s[1:] == s[:-1]) & (i[1:] == i[:-1])]],
+    )
+
+
+def _start_split(df: pd.DataFrame, window: float, tsplit: float, steps: Steps) -> dict:
+    """The official comparison scripts' split: test = sessions beginning at or after
+    tsplit - window, train = events before it (length-1 leftovers dropped); the tuning split
+    uses twice the window inside train."""
+    begin = df.groupby(SESSION, sort=False)[TIME].min()
+    test = steps("final: test", _keep_sessions(df, begin >= tsplit - window))
+    train = steps("final: train", _session_length_at_least(df[df[TIME] < tsplit - window], 2))
+    train_tr = _session_length_at_least(train[train[TIME] < tsplit - 2 * window], 2)
+    steps("tune: train", train_tr)
+    valid = steps("tune: test", _keep_sessions(train, begin >= tsplit - 2 * window))
+    return {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+
+
 def official(
     raw: pd.DataFrame, window_days: float, tsplit: float | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     steps = Steps()
-    # Equal timestamps are ordered by item: by the script's item index where the reader
-    # gives one (REES46, Coveo), else by the item id read as a number.
-    tie = ITEM_ORDER if ITEM_ORDER in raw else ITEM
-    df = steps("raw", raw[[SESSION, ITEM, TIME, *([ITEM_ORDER] if tie == ITEM_ORDER else [])]])
-    df = df.sort_values([SESSION, TIME, tie], kind="mergesort", key=_natural)
-    df = df[[SESSION, ITEM, TIME]]
-    s, i = df[SESSION].to_numpy(), df[ITEM].to_numpy()
-    repeat = np.r_[False, (s[1:] == s[:-1]) & (i[1:] == i[:-1])]
-    df = steps("drop repeats of the previous item", df[~repeat])
+    df = _drop_repeats(steps("raw", raw), steps)
     rounds = 0
     while True:
         before = len(df)
@@ -132,16 +151,8 @@ def official(
         if len(df) == before:
             break
     steps(f"length >= 2 and item support >= 5, until stable ({rounds} rounds)", df)
-    window = window_days * DAY
     tsplit = df[TIME].max() if tsplit is None else float(tsplit)
-    begin = df.groupby(SESSION, sort=False)[TIME].min()
-    test = steps("final: test", _keep_sessions(df, begin >= tsplit - window))
-    train = _session_length_at_least(df[df[TIME] < tsplit - window], 2)
-    steps("final: train", train)
-    train_tr = _session_length_at_least(train[train[TIME] < tsplit - 2 * window], 2)
-    steps("tune: train", train_tr)
-    valid = steps("tune: test", _keep_sessions(train, begin >= tsplit - 2 * window))
-    parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+    parts = _start_split(df, window_days * DAY, tsplit, steps)
     return _check_nonempty(parts, "official"), steps.rows
 
 
@@ -276,12 +287,7 @@ def generic(
     steps = Steps()
     df = steps("raw", raw[[SESSION, ITEM, TIME]])
     if dedup:
-        df = df.sort_values([SESSION, TIME, ITEM], kind="mergesort", key=_natural)
-        s, i = df[SESSION].to_numpy(), df[ITEM].to_numpy()
-        df = steps(
-            "drop repeats of the previous item",
-            df[~np.r_[False, (s[1:] == s[:-1]) & (i[1:] == i[:-1])]],
-        )
+        df = _drop_repeats(df, steps)
     while True:
         before = len(df)
         df = _session_length_at_least(df, 2)
@@ -296,14 +302,7 @@ def generic(
     if split_by == "session_end":
         train, test = _day_split(df, window, steps, "final: ")
         train_tr, valid = _day_split(train, window, steps, "tune: ")
+        parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
     else:
-        tsplit = df[TIME].max()
-        begin = df.groupby(SESSION, sort=False)[TIME].min()
-        test = steps("final: test", _keep_sessions(df, begin >= tsplit - window))
-        train = steps("final: train", _session_length_at_least(df[df[TIME] < tsplit - window], 2))
-        train_tr = steps(
-            "tune: train", _session_length_at_least(train[train[TIME] < tsplit - 2 * window], 2)
-        )
-        valid = steps("tune: test", _keep_sessions(train, begin >= tsplit - 2 * window))
-    parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+        parts = _start_split(df, window, df[TIME].max(), steps)
     return _check_nonempty(parts, "generic"), steps.rows
