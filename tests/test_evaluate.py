@@ -2,6 +2,7 @@
 
 from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -59,3 +60,27 @@ def test_unknown_test_items_dropped_and_session_rechained():
     assert s.n_dropped_events == 2
     assert s.offsets.tolist() == [0, 2, 3]  # session 7 re-chained to a -> c; 8 keeps one event
     assert [imap.ids[i] for i in s.items] == ["a", "c", "b"]
+
+
+def test_filter_seen_removes_the_sessions_items_from_the_ranking():
+    from bench.baselines import make_baseline
+    from bench.data.sessions import Sessions
+
+    def sessions(*seqs):
+        items = np.concatenate([np.asarray(s) for s in seqs]).astype(np.int64)
+        offsets = np.r_[0, np.cumsum([len(s) for s in seqs])].astype(np.int64)
+        return Sessions(items=items, offsets=offsets, session_ids=np.arange(len(seqs)))
+
+    train = sessions([0, 0, 0, 0], [1, 1, 1], [2, 2], [3])  # popularity 0 > 1 > 2 > 3 > 4
+    pop = make_baseline("pop").fit(train, 5)
+    test = sessions([0, 1, 2], [1, 3])
+    plain = evaluate(pop, test, [1, 5], "conservative", batch_size=2).ranks.tolist()
+    # Targets: 1 after [0], 2 after [0,1], 3 after [1]: POP ranks them 2, 3, 4.
+    assert plain == [2.0, 3.0, 4.0]
+    filtered = evaluate(pop, test, [1, 5], "conservative", batch_size=2, filter_seen=True)
+    # With the session's items removed: 1 after [0] -> 1; 2 after [0,1] -> 1; 3 after [1] -> 3
+    # (0 and 2 still above it; the new session does not inherit the first one's items).
+    assert filtered.ranks.tolist() == [1.0, 1.0, 3.0]
+    # A target already in the session is a miss when seen items are filtered.
+    repeat = evaluate(pop, sessions([0, 0]), [1], "conservative", filter_seen=True)
+    assert repeat.ranks.tolist() == [5.0] and repeat.metrics["recall@1"] == 0.0

@@ -35,7 +35,10 @@ def rank_targets(
     batch_size: int = 512,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    filter_seen: bool = False,
 ) -> torch.Tensor:
+    """Rank of every target; with `filter_seen`, items already in the session (the user's
+    history) are removed from the ranking (a target among them counts as a miss)."""
     if tie_mode not in TIE_MODES:
         raise ValueError(
             f"eval.tie_mode: unknown '{tie_mode}'; expected one of {', '.join(TIE_MODES)}"
@@ -48,14 +51,23 @@ def rank_targets(
     gen = torch.Generator(device=device).manual_seed(seed)
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
+    seen = None  # items of each row's session so far (filter_seen), sized at the first step
     out = []
     for s in range(sched.n_steps):
         x, y, carry, keep = sched.step(s)
         if keep is not None:
             H = [h[keep] for h in H]
+            seen = seen[keep] if seen is not None else None
         if carry is not None:
             H = [h * carry for h in H]
+            if seen is not None:
+                seen &= carry.bool()
         scores = model.step_all(x, H, table)
+        if filter_seen:
+            if seen is None:
+                seen = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+            seen[torch.arange(len(x), device=device), x] = True
+            scores.masked_fill_(seen, float("-inf"))
         out.append(ranks_from_scores_(scores, scores.gather(1, y[:, None]), tie_mode, gen))
     model.train(was_training)
     if not out:
@@ -77,6 +89,7 @@ def evaluate(
     batch_size: int = 512,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    filter_seen: bool = False,
 ) -> EvalResult:
-    ranks = rank_targets(model, test, tie_mode, batch_size, device, seed)
+    ranks = rank_targets(model, test, tie_mode, batch_size, device, seed, filter_seen)
     return EvalResult(metrics_from_ranks(ranks, list(cutoffs)), ranks, int(ranks.numel()), tie_mode)
