@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data import synthetic
-from bench.data.io import SESSION, TIME, Columns, read_session_file
+from bench.data.io import EVALUATE, SESSION, TIME, Columns, read_session_file
 from bench.data.sessions import ItemMap, Sessions, to_sessions
 from bench.errors import BenchError
 
@@ -104,6 +104,16 @@ def carve_validation(
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
 
 
+def history_then_target(history: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """Leave-one-out test sessions: each user's history followed by the held-out item, of
+    which only the held-out item is ranked (the model reads the history first)."""
+    hist = history[history[SESSION].isin(set(targets[SESSION]))]
+    df = pd.concat([hist.assign(**{EVALUATE: False}), targets.assign(**{EVALUATE: True})])
+    df = df.sort_values([SESSION, EVALUATE], kind="mergesort")  # target last, history in order
+    df[TIME] = df.groupby(SESSION, sort=False).cumcount().astype(float)
+    return df.reset_index(drop=True)
+
+
 def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
     """`ds` is the `dataset` config node as a plain dict.
 
@@ -137,13 +147,16 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
         train_path, test_path = str(train_p), str(test_p)
         label = ds.get("label", ds.get("name", "files"))
     elif kind == "recipe":
-        from bench.data.prepare import prepare
+        from bench.data.prepare import RECIPES, prepare
 
         raw = _resolve(ds.get("raw", ""), "raw", data_dir)
         prepared = prepare(str(ds.get("recipe")), raw, dict(ds.get("options") or {}))
         names = ("train", "test") if split == "final" else ("train_tr", "train_valid")
         train_df, test_df = (prepared.parts[n] for n in names)
         train_path, test_path = (f"{prepared.path / n}.parquet" for n in names)
+        if RECIPES[str(ds.get("recipe"))].build == "leave_one_out":
+            test_df = history_then_target(train_df, test_df)
+            test_path = f"{train_path} (history) + {test_path} (last item ranked)"
         tune = {"train": "prepared by the recipe"}
         label = ds.get("label", f"{ds.get('recipe')} recipe on {raw.name}")
     else:
@@ -163,3 +176,30 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
     return PreparedData(
         ds.get("name", kind), label, item_map, train, test, train_path, test_path, split
     )
+
+
+def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions, Sessions]:
+    """For sequence-aware training on a leave-one-out dataset: the final split (histories ->
+    last item), plus the training histories without the validation item and the validation
+    sessions (history -> second-to-last item), all on the final split's item map."""
+    from bench.data.prepare import RECIPES, prepare
+
+    recipe = str(ds.get("recipe"))
+    if (
+        ds.get("kind") != "recipe"
+        or RECIPES.get(recipe) is None
+        or RECIPES[recipe].build != "leave_one_out"
+    ):
+        raise BenchError(
+            f"training=bptt: dataset '{ds.get('name')}' is not a leave-one-out dataset; expected one "
+            "of ml-100k, ml-latest-small, ml-1m, ml-20m (or dataset=recipe with such a recipe)"
+        )
+    final = load_dataset(ds, data_dir, "final")
+    parts = prepare(
+        recipe, _resolve(ds.get("raw", ""), "raw", data_dir), dict(ds.get("options") or {})
+    ).parts
+    train_tr = to_sessions(parts["train_tr"], final.item_map, source="train_tr")
+    valid = to_sessions(
+        history_then_target(parts["train_tr"], parts["train_valid"]), final.item_map, "valid"
+    )
+    return final, train_tr, valid

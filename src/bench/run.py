@@ -123,8 +123,22 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     hp = gru4rec_config(cfg)
     check_eval_config(cfg.eval)
     device = pick_device(cfg.trainer.accelerator)
+    bptt = cfg.training == "bptt"
+    if cfg.training not in ("session_parallel", "bptt"):
+        raise BenchError(f"training: unknown '{cfg.training}'; expected session_parallel or bptt")
+    if bptt and cfg.split != "final":
+        raise BenchError(
+            "split: training=bptt tunes by early stopping on each user's validation item; use split=final"
+        )
     t0 = time.perf_counter()
-    data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir, cfg.split)
+    if bptt:
+        from bench.datasets import load_user_histories
+
+        data, seq_train, seq_valid = load_user_histories(
+            OmegaConf.to_object(cfg.dataset), cfg.data_dir
+        )
+    else:
+        data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir, cfg.split)
     t_load = time.perf_counter() - t0
     st = data.stats()
     console.print(
@@ -138,10 +152,21 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         method = baseline.name
         baseline_params = OmegaConf.to_container(baseline, resolve=True).get("params") or {}
         model = make_baseline(method, baseline_params)
+    elif bptt:
+        from bench.core.model import GRU4RecModel
+
+        method = "gru4rec_seq"
+        model = GRU4RecModel(len(data.item_map), hp)
+        model.reset_parameters(torch.Generator().manual_seed(int(cfg.seed)))
+        model.to(device)
     else:
         method = "gru4rec"
         engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
         model = engine.model
+
+    filter_seen = cfg.eval.get("filter_seen")
+    if filter_seen is None:
+        filter_seen = bool(cfg.dataset.get("filter_seen", False))
 
     def validate():
         return evaluate(
@@ -151,6 +176,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             cfg.eval.tie_mode,
             int(cfg.eval.batch_size),
             device,
+            filter_seen=filter_seen,
         )
 
     trial = None
@@ -178,6 +204,31 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     if baseline is not None:
         model.fit(data.train, len(data.item_map)).to(device)
         history = []
+    elif bptt:
+        from bench.core.bptt import SequenceConfig, fit_sequences
+
+        seq = OmegaConf.to_container(cfg.seq, resolve=True)
+        metric = seq.pop("metric")
+        try:
+            seq_cfg = SequenceConfig(**seq)
+        except (TypeError, ValueError) as e:
+            raise BenchError(f"seq: {e}") from None
+
+        def validate_histories():
+            return evaluate(
+                model, seq_valid, list(cfg.eval.cutoffs), cfg.eval.tie_mode,
+                int(cfg.eval.batch_size), device, filter_seen=filter_seen,
+            ).metrics  # fmt: skip
+
+        def show(stats):
+            console.print(
+                f"Epoch {stats.epoch + 1} --> loss: {stats.loss:.4f} ({stats.seconds:.1f}s), "
+                f"validation {metric} {stats.valid[metric]:.4f}"
+            )
+
+        history = fit_sequences(
+            model, seq_train, seq_cfg, validate_histories, metric, int(cfg.seed), show
+        )
     elif cfg.trainer.harness == "bare":
 
         def on_epoch(stats):
@@ -206,15 +257,19 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     t_eval = time.perf_counter() - t2
     record = {
         "kind": "baseline" if baseline is not None else "gru4rec",
+        "training": None if baseline is not None else cfg.training,
+        "seq": OmegaConf.to_container(cfg.seq, resolve=True) if bptt else None,
         "method": method,
         "dataset": data.stats(),
         "protocol": {
-            "task": "next-item prediction at every position of each test session",
+            "task": "next-item prediction at every position of each test session"
+            if data.test.evaluate_mask is None
+            else "the held-out item given its prefix / the user's history",
             "candidates": "all training items (full ranking)",
             "tie_mode": cfg.eval.tie_mode,
             "cutoffs": list(cfg.eval.cutoffs),
             "unknown_test_items": "dropped, session re-chained",
-            "seen_item_filtering": False,
+            "seen_item_filtering": filter_seen,
             "evaluated_events": result.n_events,
             "test_fingerprint": data.test_fingerprint(),
         },
@@ -245,13 +300,13 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))
     write_json_atomic(out_dir / "result.json", record)
     if cfg.save_model and baseline is None:
-        save_model(out_dir / "model.pt", engine.model, hp, data.item_map)
+        save_model(out_dir / "model.pt", model, hp, data.item_map)
     if trial is not None:
         from bench.study import record_to_trial
 
         record_to_trial(trial, record, str(out_dir / "result.json"))
     title = (
-        f"{data.name}: GRU4Rec loss={hp.loss} layers={hp.layers}"
+        f"{data.name}: GRU4Rec {'BPTT over user histories' if bptt else f'loss={hp.loss}'} layers={hp.layers}"
         if baseline is None
         else f"{data.name}: baseline {method} {baseline_params}"
     )

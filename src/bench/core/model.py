@@ -220,6 +220,14 @@ class GRU4RecModel(nn.Module):
         h = self._input_and_hidden(H, e, training)
         return torch.addmm(bias, h, out_w.T)
 
+    def input_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The input table's rows of items x (dense; the trainer's sparse path is step_sampled)."""
+        if self.constrained:
+            return self.Wy.index_select(0, x)
+        if self.embedding:
+            return self.E.index_select(0, x)
+        return self.GE.Wx0.index_select(0, x)
+
     def output_table(self) -> torch.Tensor:
         """[Wy | By] (n_items x (d+1)): scores of all items become one matmul, no bias pass."""
         return torch.cat([self.Wy, self.By[:, None]], dim=1)
@@ -231,13 +239,7 @@ class GRU4RecModel(nn.Module):
 
         Pass `table=self.output_table()` when calling repeatedly with unchanged weights.
         """
-        if self.constrained:
-            e = self.Wy.index_select(0, x)
-        elif self.embedding:
-            e = self.E.index_select(0, x)
-        else:
-            e = self.GE.Wx0.index_select(0, x)
-        h = self._input_and_hidden(H, e, training=False)
+        h = self._input_and_hidden(H, self.input_rows(x), training=False)
         if table is None:
             table = self.output_table()
         return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1) @ table.T

@@ -79,6 +79,7 @@ def record_row(record: dict, path: Path) -> dict:
         "evaluated_events": record["protocol"].get("evaluated_events"),
         "fingerprint": record["protocol"].get("test_fingerprint"),
         "kind": record.get("kind", "gru4rec" if hp else "baseline"),
+        "training": record.get("training") or ("session_parallel" if hp else None),
         "method": record["method"],
         "loss": hp["loss"] if hp else None,
         "sampling": sampling_label(hp) if hp else None,
@@ -92,7 +93,9 @@ def record_row(record: dict, path: Path) -> dict:
         "git_commit": record.get("git_commit"),
         "train_s": record.get("timings", {}).get("train_s"),
         "eval_s": record.get("timings", {}).get("eval_s"),
-        "events_per_s": float(np.mean([e["events_per_s"] for e in epochs])) if epochs else None,
+        "events_per_s": float(np.mean(speeds))
+        if (speeds := [e["events_per_s"] for e in epochs if "events_per_s" in e])
+        else None,
         "record": str(path),
         "ranks": str(path.parent / record["ranks_file"]) if record.get("ranks_file") else None,
     }
@@ -121,6 +124,8 @@ def params_text(record: dict) -> str:
 def method_label(row: dict) -> str:
     if row["kind"] == "baseline":
         label = METHOD_LABELS.get(row["method"], row["method"])
+    elif row.get("training") == "bptt":
+        label = "GRU4Rec BPTT"
     else:
         label = f"GRU4Rec {LOSS_LABELS.get(row['loss'], row['loss'])}"
     return label + (" (tuned)" if row["phase"] == "final" else "")
