@@ -25,6 +25,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--records", type=Path, action="append", help="folder searched for result.json (repeatable)"
     )
     p.add_argument("--storage", action="append", help="Optuna storage URL (repeatable)")
+    p.add_argument("--no-studies", action="store_true", help="read no study storage")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
         "--metrics", default="recall@20,mrr@20", help="comma-separated, e.g. recall@10,ndcg@20"
@@ -34,8 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--readme",
         type=Path,
-        help="file whose <!-- comparison:start/end --> block receives the comparison table",
+        help="file whose <!-- BLOCK:start/end --> block receives the comparison table",
     )
+    p.add_argument("--readme-block", default="comparison", help="BLOCK name of the markers")
     p.add_argument(
         "--benchmark", type=Path, default=PROJECT_ROOT / "benchmarks/results/throughput.json"
     )
@@ -52,9 +54,9 @@ def relative(path: str | None) -> str | None:
         return path
 
 
-def update_readme(path: Path, table_markdown: str) -> bool:
+def update_readme(path: Path, table_markdown: str, block: str = "comparison") -> bool:
     """Replace the marked block, so the README's table is the generated one, never retyped."""
-    start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     text = path.read_text()
     if start not in text or end not in text:
         return False
@@ -81,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     roots = args.records or [PROJECT_ROOT / "results" / "raw"]
-    storages = args.storage if args.storage is not None else default_storages()
+    storages = (
+        []
+        if args.no_studies
+        else (args.storage if args.storage is not None else default_storages())
+    )
     try:
         col = collect(roots, storages)
     except Exception as e:  # a storage URL that cannot be opened
