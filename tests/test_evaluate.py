@@ -84,3 +84,32 @@ def test_filter_seen_removes_the_sessions_items_from_the_ranking():
     # A target already in the session is a miss when seen items are filtered.
     repeat = evaluate(pop, sessions([0, 0]), [1], "conservative", filter_seen=True)
     assert repeat.ranks.tolist() == [5.0] and repeat.metrics["recall@1"] == 0.0
+
+
+def test_sampled_candidate_metrics_are_labelled_and_exclude_seen_items():
+    from bench.baselines import make_baseline
+    from bench.core.evaluate import SampledCandidates
+    from bench.data.sessions import Sessions
+
+    # Supports: item0 4, item1 3, item2 2, item3 1, items 4 and 5 never seen in training.
+    items = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3], dtype=np.int64)
+    train = Sessions(items=items, offsets=np.array([0, 4, 7, 9, 10]), session_ids=np.arange(4))
+    test = Sessions(items=np.array([3, 4]), offsets=np.array([0, 2]), session_ids=np.arange(1))
+    pop = make_baseline("pop").fit(train, 6)
+    support = train.support(6)
+    # Target 4 (score 0) after [3]; item 3 is filtered as seen. Full ranking, conservative:
+    # 0, 1, 2 above it and 5 tied -> rank 5 of the 5 remaining items.
+    full = evaluate(pop, test, [1, 5], "conservative", filter_seen=True)
+    assert full.ranks.tolist() == [5.0]
+    # All 4 unseen non-target items drawn: the same rank; one negative: rank 2 whichever it is
+    # (above it, or tied with it under conservative ties); never the seen item 3.
+    every = SampledCandidates.make(4, "uniform", support, "cpu")
+    res = evaluate(pop, test, [1, 5], "conservative", filter_seen=True, sampled=every)
+    assert res.metrics["sampled4_uniform_recall@5"] == 1.0 and res.metrics["recall@1"] == 0.0
+    one = SampledCandidates.make(1, "popularity", support, "cpu")
+    for seed in range(5):
+        res = evaluate(pop, test, [2], "conservative", filter_seen=True, sampled=one, seed=seed)
+        assert res.metrics["sampled1_popularity_recall@2"] == 1.0
+        assert res.metrics["recall@2"] == 0.0  # the full-ranking metrics stay the main ones
+    with pytest.raises(ValueError, match="eval.sampled"):
+        SampledCandidates.make(100, "random", support, "cpu")

@@ -168,6 +168,18 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     if filter_seen is None:
         filter_seen = bool(cfg.dataset.get("filter_seen", False))
 
+    sampled = None
+    if cfg.eval.get("sampled"):
+        from bench.core.evaluate import SampledCandidates
+
+        try:
+            sampled = SampledCandidates.make(
+                int(cfg.eval.sampled.n), str(cfg.eval.sampled.by),
+                data.train.support(len(data.item_map)), device,
+            )  # fmt: skip
+        except ValueError as e:
+            raise BenchError(str(e)) from None
+
     def validate():
         return evaluate(
             model,
@@ -177,6 +189,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             int(cfg.eval.batch_size),
             device,
             filter_seen=filter_seen,
+            sampled=sampled,
         )
 
     trial = None
@@ -270,6 +283,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             "cutoffs": list(cfg.eval.cutoffs),
             "unknown_test_items": "dropped, session re-chained",
             "seen_item_filtering": filter_seen,
+            "sampled_metrics": None
+            if sampled is None
+            else f"also {sampled.label}_* : target vs {sampled.n} {sampled.by} negatives (not full ranking)",
             "evaluated_events": result.n_events,
             "test_fingerprint": data.test_fingerprint(),
         },

@@ -36,9 +36,11 @@ def rank_targets(
     device: str | torch.device = "cpu",
     seed: int = 0,
     filter_seen: bool = False,
-) -> torch.Tensor:
-    """Rank of every target; with `filter_seen`, items already in the session (the user's
-    history) are removed from the ranking (a target among them counts as a miss)."""
+    sampled: SampledCandidates | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rank of every target among all items, and (with `sampled`) among the target plus
+    `sampled.n` negatives drawn per event. With `filter_seen`, items already in the session
+    (the user's history) are removed from both rankings (a target among them is a miss)."""
     if tie_mode not in TIE_MODES:
         raise ValueError(
             f"eval.tie_mode: unknown '{tie_mode}'; expected one of {', '.join(TIE_MODES)}"
@@ -52,7 +54,7 @@ def rank_targets(
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
-    out = []
+    out, out_sampled = [], []
     for s in range(sched.n_steps):
         x, y, carry, keep = sched.step(s)
         if keep is not None:
@@ -68,17 +70,25 @@ def rank_targets(
                 seen = torch.zeros(scores.shape, dtype=torch.bool, device=device)
             seen[torch.arange(len(x), device=device), x] = True
             scores.masked_fill_(seen, float("-inf"))
-        out.append(ranks_from_scores_(scores, scores.gather(1, y[:, None]), tie_mode, gen))
+        target = scores.gather(1, y[:, None])
+        if sampled is not None:
+            out_sampled.append(sampled.ranks(scores, y, target, seen, tie_mode, gen))
+        out.append(ranks_from_scores_(scores, target, tie_mode, gen))
     model.train(was_training)
     if not out:
-        return torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dtype=torch.float64), None
     # Back from schedule order to (session, position) order, whatever the batch size:
     # per-event ranks of different runs then line up for paired significance tests.
     order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
-    ranks = torch.cat(out).cpu()[order]
+    keep = None
     if test.evaluate_mask is not None:  # (prefix, label) pairs: only the labels count
-        ranks = ranks[torch.as_tensor(test.evaluate_mask[test.target_events()])]
-    return ranks
+        keep = torch.as_tensor(test.evaluate_mask[test.target_events()])
+
+    def arrange(parts):
+        r = torch.cat(parts).cpu()[order]
+        return r[keep] if keep is not None else r
+
+    return arrange(out), arrange(out_sampled) if sampled is not None else None
 
 
 def evaluate(
@@ -90,6 +100,50 @@ def evaluate(
     device: str | torch.device = "cpu",
     seed: int = 0,
     filter_seen: bool = False,
+    sampled: SampledCandidates | None = None,
 ) -> EvalResult:
-    ranks = rank_targets(model, test, tie_mode, batch_size, device, seed, filter_seen)
-    return EvalResult(metrics_from_ranks(ranks, list(cutoffs)), ranks, int(ranks.numel()), tie_mode)
+    """Metrics over full ranking; with `sampled`, also the sampled-candidate metrics, keyed
+    `sampled<n>_<by>_<metric>@K` so that they are never mistaken for full-ranking ones."""
+    ranks, sampled_ranks = rank_targets(
+        model, test, tie_mode, batch_size, device, seed, filter_seen, sampled
+    )
+    metrics = metrics_from_ranks(ranks, list(cutoffs))
+    if sampled_ranks is not None:
+        extra = metrics_from_ranks(sampled_ranks, list(cutoffs))
+        metrics |= {f"{sampled.label}_{k}": v for k, v in extra.items()}
+    return EvalResult(metrics, ranks, int(ranks.numel()), tie_mode)
+
+
+@dataclass
+class SampledCandidates:
+    """The target ranked against `n` negatives per event, drawn uniformly ("uniform") or by
+    training popularity ("popularity") among the items that are neither the target nor
+    (with filter_seen) already seen. A common but biased protocol: reported only on request,
+    under its own metric names."""
+
+    n: int
+    by: str
+    weights: torch.Tensor  # per item, on the evaluation device
+
+    @property
+    def label(self) -> str:
+        return f"sampled{self.n}_{self.by}"
+
+    @classmethod
+    def make(cls, n: int, by: str, support: np.ndarray, device) -> SampledCandidates:
+        if by not in ("uniform", "popularity") or n < 1:
+            raise ValueError(
+                f"eval.sampled: got n={n}, by={by!r}; expected n >= 1 and by uniform or popularity"
+            )
+        w = np.ones_like(support) if by == "uniform" else np.asarray(support, dtype=np.float64)
+        return cls(n, by, torch.as_tensor(w, dtype=torch.float32, device=device))
+
+    def ranks(self, scores, y, target, seen, tie_mode, gen) -> torch.Tensor:
+        w = self.weights.expand(len(y), -1).clone()
+        w[torch.arange(len(y), device=y.device), y] = 0
+        if seen is not None:
+            w.masked_fill_(seen, 0)
+        negatives = torch.multinomial(w, self.n, replacement=False, generator=gen)
+        # The target plus its negatives: ranked exactly like the full ranking, n + 1 columns.
+        candidates = torch.cat([target, scores.gather(1, negatives)], dim=1)
+        return ranks_from_scores_(candidates, target, tie_mode, gen)
