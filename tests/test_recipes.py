@@ -225,9 +225,19 @@ def test_leave_one_out_holds_out_each_users_last_and_second_to_last(
             latest[u] = ((t, k), i)
     test = dict(zip(parts["test"][SESSION], parts["test"][ITEM]))
     assert test == {u: i for u, (_, i) in latest.items()}
-    # The history for seen-item filtering is everything before the test item.
+    # The history for seen-item filtering is everything before the test item, the validation
+    # item comes before the test item, and the tuning history stops before the validation item.
+    test_t = parts["test"].set_index(SESSION)[TIME]
+    valid_t = parts["train_valid"].set_index(SESSION)[TIME]
     hist = parts["train"].groupby(SESSION)[TIME].max()
-    assert (hist <= parts["test"].set_index(SESSION)[TIME].reindex(hist.index)).all()
+    assert (hist <= test_t.reindex(hist.index)).all()
+    assert (valid_t <= test_t.reindex(valid_t.index)).all()
+    tune_hist = parts["train_tr"].groupby(SESSION)[TIME].max()
+    assert (tune_hist <= valid_t.reindex(tune_hist.index)).all()
+    # No interaction sits in two parts of the same split.
+    rows = lambda d: set(zip(d[SESSION], d[ITEM], d[TIME]))  # noqa: E731
+    assert not rows(parts["train"]) & rows(parts["test"])
+    assert not rows(parts["train_tr"]) & (rows(parts["train_valid"]) | rows(parts["test"]))
 
 
 def test_movielens_1m_and_bert4rec_formats(tmp_path):
