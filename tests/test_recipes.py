@@ -235,7 +235,7 @@ def test_leave_one_out_holds_out_each_users_last_and_second_to_last(
     tune_hist = parts["train_tr"].groupby(SESSION)[TIME].max()
     assert (tune_hist <= valid_t.reindex(tune_hist.index)).all()
     # No interaction sits in two parts of the same split.
-    rows = lambda d: set(zip(d[SESSION], d[ITEM], d[TIME]))  # noqa: E731
+    rows = lambda d: set(zip(d[SESSION], d[ITEM], d[TIME]))
     assert not rows(parts["train"]) & rows(parts["test"])
     assert not rows(parts["train_tr"]) & (rows(parts["train_valid"]) | rows(parts["test"]))
 
