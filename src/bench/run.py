@@ -107,67 +107,48 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    """The whole job; returns the result record (also written to out_dir/result.json)."""
-    from rich.console import Console
-
-    from bench.core.checkpoint import save_model
-    from bench.core.evaluate import evaluate
-    from bench.core.train import Engine, fit
-    from bench.lit import GRU4RecModule, make_trainer
-
-    _quiet_lightning()
-    console = Console()
-    if cfg.print_config:
-        console.print(OmegaConf.to_yaml(cfg, resolve=True))
-    hp = gru4rec_config(cfg)
-    check_eval_config(cfg.eval)
-    device = pick_device(cfg.trainer.accelerator)
-    bptt = cfg.training == "bptt"
+def load_job_data(cfg: DictConfig):
+    """(data, training histories, validation sessions); the last two only for training=bptt."""
     if cfg.training not in ("session_parallel", "bptt"):
         raise BenchError(f"training: unknown '{cfg.training}'; expected session_parallel or bptt")
-    if bptt and cfg.split != "final":
-        raise BenchError(
-            "split: training=bptt tunes by early stopping on each user's validation item; use split=final"
-        )
-    t0 = time.perf_counter()
-    if bptt:
+    ds = OmegaConf.to_object(cfg.dataset)
+    if cfg.training == "bptt":
         from bench.datasets import load_user_histories
 
-        data, seq_train, seq_valid = load_user_histories(
-            OmegaConf.to_object(cfg.dataset), cfg.data_dir
-        )
-    else:
-        data = load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir, cfg.split)
-    t_load = time.perf_counter() - t0
-    st = data.stats()
-    console.print(
-        f"[bold]dataset[/] {data.name} [{data.label}]: {st['train_sessions']} train sessions, "
-        f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
-    )
+        if cfg.split != "final":
+            raise BenchError(
+                "split: training=bptt tunes by early stopping on each user's validation item; "
+                "use split=final"
+            )
+        return load_user_histories(ds, cfg.data_dir)
+    return load_dataset(ds, cfg.data_dir, cfg.split), None, None
+
+
+def make_model(cfg: DictConfig, hp, data, device: str):
+    """(method name, scorer, training engine or None) for GRU4Rec, BPTT GRU4Rec or a baseline."""
     baseline = cfg.get("baseline")
     if baseline is not None:
         from bench.baselines import make_baseline
 
-        method = baseline.name
-        baseline_params = OmegaConf.to_container(baseline, resolve=True).get("params") or {}
-        model = make_baseline(method, baseline_params)
-    elif bptt:
+        params = OmegaConf.to_container(baseline, resolve=True).get("params") or {}
+        return baseline.name, make_baseline(baseline.name, params), None
+    if cfg.training == "bptt":
         from bench.core.model import GRU4RecModel
 
-        method = "gru4rec_seq"
         model = GRU4RecModel(len(data.item_map), hp)
         model.reset_parameters(torch.Generator().manual_seed(int(cfg.seed)))
-        model.to(device)
-    else:
-        method = "gru4rec"
-        engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
-        model = engine.model
+        return "gru4rec_seq", model.to(device), None
+    from bench.core.train import Engine
 
+    engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+    return "gru4rec", engine.model, engine
+
+
+def evaluation_options(cfg: DictConfig, data, device: str):
+    """(filter_seen, sampled candidates or None): the dataset's default unless eval overrides."""
     filter_seen = cfg.eval.get("filter_seen")
     if filter_seen is None:
         filter_seen = bool(cfg.dataset.get("filter_seen", False))
-
     sampled = None
     if cfg.eval.get("sampled"):
         from bench.core.evaluate import SampledCandidates
@@ -179,78 +160,56 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             )  # fmt: skip
         except ValueError as e:
             raise BenchError(str(e)) from None
+    return bool(filter_seen), sampled
 
-    def validate():
+
+def fit_user_histories(cfg, model, seq_train, seq_valid, filter_seen, device, console):
+    """BPTT training with early stopping on the validation item (training=bptt)."""
+    from bench.core.bptt import SequenceConfig, fit_sequences
+    from bench.core.evaluate import evaluate
+
+    seq = OmegaConf.to_container(cfg.seq, resolve=True)
+    metric = seq.pop("metric")
+    try:
+        seq_cfg = SequenceConfig(**seq)
+    except (TypeError, ValueError) as e:
+        raise BenchError(f"seq: {e}") from None
+    if metric not in {
+        f"{m}@{k}" for m in ("recall", "hr", "mrr", "ndcg") for k in cfg.eval.cutoffs
+    }:
+        raise BenchError(
+            f"seq.metric: '{metric}' is not computed at eval.cutoffs {list(cfg.eval.cutoffs)}"
+        )
+
+    def validate_histories():
         return evaluate(
-            model,
-            data.test,
-            list(cfg.eval.cutoffs),
-            cfg.eval.tie_mode,
-            int(cfg.eval.batch_size),
-            device,
-            filter_seen=filter_seen,
-            sampled=sampled,
+            model, seq_valid, list(cfg.eval.cutoffs), cfg.eval.tie_mode,
+            int(cfg.eval.batch_size), device, filter_seen=filter_seen,
+        ).metrics  # fmt: skip
+
+    def show(stats):
+        console.print(
+            f"Epoch {stats.epoch + 1} --> loss: {stats.loss:.4f} ({stats.seconds:.1f}s), "
+            f"validation {metric} {stats.valid[metric]:.4f}"
         )
 
-    trial = None
-    reporter = None
-    if cfg.study.trial is not None:
-        from bench.study import EpochReporter, make_pruner, open_trial
+    return fit_sequences(model, seq_train, seq_cfg, validate_histories, metric, int(cfg.seed), show)
 
-        pruner = make_pruner(
-            cfg.study.pruner,
-            int(cfg.study.pruner_startup_trials),
-            int(cfg.study.pruner_warmup_epochs),
-        )
-        trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
-        if baseline is None:
-            reporter = EpochReporter(trial, cfg.eval.primary_metric)
-    epoch_evals = []  # EvalResult per epoch, when evaluated per epoch
 
-    def evaluate_epoch(stats):
-        epoch_evals.append(validate())
-        if reporter is not None:
-            reporter(stats, epoch_evals[-1])
+def fit_session_parallel(cfg, hp, engine, device, epoch_hook, console):
+    """The official training loop, bare or inside Lightning (trainer.harness)."""
+    from bench.core.train import fit
+    from bench.lit import GRU4RecModule, make_trainer
 
-    epoch_hook = evaluate_epoch if reporter is not None or cfg.eval.per_epoch else None
-    t1 = time.perf_counter()
-    if baseline is not None:
-        model.fit(data.train, len(data.item_map)).to(device)
-        history = []
-    elif bptt:
-        from bench.core.bptt import SequenceConfig, fit_sequences
-
-        seq = OmegaConf.to_container(cfg.seq, resolve=True)
-        metric = seq.pop("metric")
-        try:
-            seq_cfg = SequenceConfig(**seq)
-        except (TypeError, ValueError) as e:
-            raise BenchError(f"seq: {e}") from None
-
-        def validate_histories():
-            return evaluate(
-                model, seq_valid, list(cfg.eval.cutoffs), cfg.eval.tie_mode,
-                int(cfg.eval.batch_size), device, filter_seen=filter_seen,
-            ).metrics  # fmt: skip
-
-        def show(stats):
-            console.print(
-                f"Epoch {stats.epoch + 1} --> loss: {stats.loss:.4f} ({stats.seconds:.1f}s), "
-                f"validation {metric} {stats.valid[metric]:.4f}"
-            )
-
-        history = fit_sequences(
-            model, seq_train, seq_cfg, validate_histories, metric, int(cfg.seed), show
-        )
-    elif cfg.trainer.harness == "bare":
+    if cfg.trainer.harness == "bare":
 
         def on_epoch(stats):
             console.print(stats.line())
             if epoch_hook is not None:
                 epoch_hook(stats)
 
-        history = fit(engine, on_epoch=on_epoch)
-    elif cfg.trainer.harness == "lightning":
+        return fit(engine, on_epoch=on_epoch)
+    if cfg.trainer.harness == "lightning":
         module = GRU4RecModule(
             engine, chunk_steps=int(cfg.trainer.chunk_steps), epoch_hook=epoch_hook
         )
@@ -258,20 +217,20 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             hp.n_epochs, "gpu" if device == "cuda" else "cpu", bool(cfg.trainer.progress_bar)
         )
         trainer.fit(module)
-        history = module.history
-    else:
-        raise BenchError(
-            f"trainer.harness: unknown '{cfg.trainer.harness}'; expected lightning or bare"
-        )
-    t_train = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    # When evaluated per epoch, the last epoch was just evaluated on the same data: reuse it.
-    result = epoch_evals[-1] if epoch_evals else validate()
-    t_eval = time.perf_counter() - t2
-    record = {
+        return module.history
+    raise BenchError(
+        f"trainer.harness: unknown '{cfg.trainer.harness}'; expected lightning or bare"
+    )
+
+
+def build_record(
+    cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, timings, device
+):
+    baseline = cfg.get("baseline")
+    return {
         "kind": "baseline" if baseline is not None else "gru4rec",
         "training": None if baseline is not None else cfg.training,
-        "seq": OmegaConf.to_container(cfg.seq, resolve=True) if bptt else None,
+        "seq": OmegaConf.to_container(cfg.seq, resolve=True) if method == "gru4rec_seq" else None,
         "method": method,
         "dataset": data.stats(),
         "protocol": {
@@ -303,7 +262,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             s.as_dict() | ({"eval": epoch_evals[i].metrics} if i < len(epoch_evals) else {})
             for i, s in enumerate(history)
         ],
-        "timings": {"load_s": t_load, "train_s": t_train, "eval_s": t_eval},
+        "timings": timings,
         "device": torch.cuda.get_device_name()
         if device == "cuda"
         else f"cpu ({torch.get_num_threads()} threads)",
@@ -311,6 +270,76 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "versions": versions(),
         "git_commit": git_commit(PROJECT_ROOT),
     }
+
+
+def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+    """The whole job; returns the result record (also written to out_dir/result.json)."""
+    from rich.console import Console
+
+    from bench.core.checkpoint import save_model
+    from bench.core.evaluate import evaluate
+
+    _quiet_lightning()
+    console = Console()
+    if cfg.print_config:
+        console.print(OmegaConf.to_yaml(cfg, resolve=True))
+    hp = gru4rec_config(cfg)
+    check_eval_config(cfg.eval)
+    device = pick_device(cfg.trainer.accelerator)
+    t0 = time.perf_counter()
+    data, seq_train, seq_valid = load_job_data(cfg)
+    t_load = time.perf_counter() - t0
+    st = data.stats()
+    console.print(
+        f"[bold]dataset[/] {data.name} [{data.label}]: {st['train_sessions']} train sessions, "
+        f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
+    )
+    method, model, engine = make_model(cfg, hp, data, device)
+    baseline = cfg.get("baseline")
+    filter_seen, sampled = evaluation_options(cfg, data, device)
+
+    def validate():
+        return evaluate(
+            model, data.test, list(cfg.eval.cutoffs), cfg.eval.tie_mode,
+            int(cfg.eval.batch_size), device, filter_seen=filter_seen, sampled=sampled,
+        )  # fmt: skip
+
+    trial = reporter = None
+    if cfg.study.trial is not None:
+        from bench.study import EpochReporter, make_pruner, open_trial
+
+        pruner = make_pruner(
+            cfg.study.pruner,
+            int(cfg.study.pruner_startup_trials),
+            int(cfg.study.pruner_warmup_epochs),
+        )
+        trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
+        if engine is not None:
+            reporter = EpochReporter(trial, cfg.eval.primary_metric)
+    epoch_evals = []  # EvalResult per epoch, when evaluated per epoch
+
+    def evaluate_epoch(stats):
+        epoch_evals.append(validate())
+        if reporter is not None:
+            reporter(stats, epoch_evals[-1])
+
+    epoch_hook = evaluate_epoch if reporter is not None or cfg.eval.per_epoch else None
+    t1 = time.perf_counter()
+    if baseline is not None:
+        model.fit(data.train, len(data.item_map)).to(device)
+        history = []
+    elif engine is None:
+        history = fit_user_histories(cfg, model, seq_train, seq_valid, filter_seen, device, console)
+    else:
+        history = fit_session_parallel(cfg, hp, engine, device, epoch_hook, console)
+    t_train = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    # When evaluated per epoch, the last epoch was just evaluated on the same data: reuse it.
+    result = epoch_evals[-1] if epoch_evals else validate()
+    timings = {"load_s": t_load, "train_s": t_train, "eval_s": time.perf_counter() - t2}
+    record = build_record(
+        cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, timings, device
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     # Per-event ranks (test-file order) first, so a record never points at a missing file.
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))
@@ -321,11 +350,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         from bench.study import record_to_trial
 
         record_to_trial(trial, record, str(out_dir / "result.json"))
-    title = (
-        f"{data.name}: GRU4Rec {'BPTT over user histories' if bptt else f'loss={hp.loss}'} layers={hp.layers}"
-        if baseline is None
-        else f"{data.name}: baseline {method} {baseline_params}"
-    )
+    what = {"gru4rec": f"GRU4Rec loss={hp.loss} layers={hp.layers}",
+            "gru4rec_seq": f"GRU4Rec BPTT over user histories layers={hp.layers}"}  # fmt: skip
+    title = f"{data.name}: {what.get(method, f'baseline {method}')}"
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title, caption))
     console.print(f"result record: {out_dir / 'result.json'}")
