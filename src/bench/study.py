@@ -164,4 +164,5 @@ def record_to_trial(trial: optuna.trial.Trial, record: dict, record_path: str) -
     trial.set_user_attr("eval_seconds", record["timings"]["eval_s"])
     trial.set_user_attr("split", record["dataset"]["split"])
     trial.set_user_attr("dataset", record["dataset"]["dataset"])
+    trial.set_user_attr("objective_metric", record["config"]["eval"]["primary_metric"])
     trial.set_user_attr("record", record_path)

@@ -34,9 +34,9 @@ def save(fig, out: Path, name: str) -> list[Path]:
 def by_row_order(frame: pd.DataFrame):
     """(label, runs, colour) in the tables' row order, one distinct colour per method."""
     labels = sorted(frame["label"].unique(), key=row_order)
-    cmap = plt.get_cmap("tab20")
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     for i, label in enumerate(labels):
-        yield label, frame[frame["label"] == label], cmap(i % 20)
+        yield label, frame[frame["label"] == label], cmap(i % cmap.N)
 
 
 def metrics_vs_k(final: pd.DataFrame, dataset: str, cutoffs: list[int], out: Path) -> list[Path]:
@@ -78,6 +78,7 @@ def learning_curves(
     split = sub["split"].iloc[0]
     evaluated_on = "test set" if split == "final" else "validation set"
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"{metric_title(metric)} on the {evaluated_on} (%)")
     ax.set_title(f"{dataset}: {metric_title(metric)} after each epoch")
     ax.grid(alpha=0.3)
@@ -136,8 +137,10 @@ def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     if not done:
         return [], f"study {study.study_name}: no complete trial"
     paths = []
+    metric = done[0].user_attrs.get("objective_metric", "objective")
     ax = ovm.plot_optimization_history(study)
-    ax.set_ylabel(f"validation {study.user_attrs.get('metric', 'objective')}")
+    ax.set_title(f"Study {study.study_name}: optimisation history")
+    ax.set_ylabel(f"validation {metric} (objective)")
     paths += save(ax.figure, out, f"study_{study.study_name}_history")
     if len(done) < 2 or not any(len(t.params) for t in done):
         return (
@@ -148,5 +151,6 @@ def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
         ax = ovm.plot_param_importances(study)
     except (RuntimeError, ValueError) as e:
         return paths, f"study {study.study_name}: parameter importance not computable ({e})"
+    ax.set_title(f"Study {study.study_name}: parameter importance for validation {metric}")
     paths += save(ax.figure, out, f"study_{study.study_name}_importance")
     return paths, None
