@@ -60,7 +60,8 @@ results: $(STAMP)
 	$(PY) -m bench.run -m dataset=rsc15_100k,retailrocket_cgenet,tmall_srgnn \
 		baseline=pop,spop,itemknn,sknn hydra.sweep.dir=results/raw/datasets/baselines
 	for ds in ml-100k ml-latest-small; do \
-		$(PY) -m bench.run model=gru4rec_seq dataset=$$ds seq.n_epochs=60 save_model=false \
+		$(PY) -m bench.run model=gru4rec_seq dataset=$$ds seq.batch_size=16 seq.learning_rate=0.01 \
+			seq.n_epochs=40 save_model=false \
 			hydra.run.dir=results/raw/movielens/$$ds/bptt && \
 		$(PY) -m bench.run dataset=$$ds loss=ce n_epochs=10 save_model=false \
 			hydra.run.dir=results/raw/movielens/$$ds/session_parallel && \
