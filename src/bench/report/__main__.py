@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})
     for ds in sorted(final["dataset"].unique()):
         written += plots.metrics_vs_k(final, ds, cutoffs, figures)
-        written += plots.learning_curves(final, col.curves, ds, "mrr@20", figures)
+        written += plots.learning_curves(final, col.curves, ds, metrics[-1], figures)
     written += plots.throughput(args.benchmark, figures)
     for study in col.studies:
         files, reason = plots.study_figures(study, figures)

@@ -73,6 +73,7 @@ def record_row(record: dict, path: Path) -> dict:
         "dataset_label": record["dataset"].get("label", ""),
         "split": record["dataset"].get("split", "final"),
         "tie_mode": record["protocol"]["tie_mode"],
+        "task": record["protocol"].get("task", "next-item prediction at every position"),
         "candidates": record["protocol"].get("candidates", ""),
         "unknown_test_items": record["protocol"].get("unknown_test_items", ""),
         "seen_item_filtering": record["protocol"].get("seen_item_filtering", False),

@@ -61,25 +61,26 @@ def metrics_vs_k(final: pd.DataFrame, dataset: str, cutoffs: list[int], out: Pat
 def learning_curves(
     final: pd.DataFrame, curves: dict, dataset: str, metric: str, out: Path
 ) -> list[Path]:
+    """The metric after each epoch: on the test set for session-parallel runs with
+    eval.per_epoch, on the validation item for BPTT runs (their early-stopping signal)."""
     sub = final[(final["dataset"] == dataset) & final["record"].isin(curves)]
     if sub.empty:
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for label, group, colour in by_row_order(sub):
         path = group["record"].iloc[0]  # the first seed
-        epochs = [e for e in curves[path] if "eval" in e]
+        epochs = [e for e in curves[path] if metric in e.get("eval", {})]
+        on = "validation" if group["training"].iloc[0] == "bptt" else "test"
         ax.plot(
             [e["epoch"] + 1 for e in epochs],
             [e["eval"][metric] * 100 for e in epochs],
             marker="o",
             color=colour,
-            label=label,
+            label=f"{label} ({on} set)",
         )
-    split = sub["split"].iloc[0]
-    evaluated_on = "test set" if split == "final" else "validation set"
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylabel(f"{metric_title(metric)} on the {evaluated_on} (%)")
+    ax.set_ylabel(f"{metric_title(metric)} after the epoch (%)")
     ax.set_title(f"{dataset}: {metric_title(metric)} after each epoch")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -191,8 +191,9 @@ def protocol_notes(final: pd.DataFrame, tie_mode: str) -> list[str]:
             f"{int(first['evaluated_events'])} evaluated test events."
         )
     first = final.iloc[0]
+    tasks = "; ".join(sorted(set(final["task"].dropna()))) if "task" in final else ""
     notes.append(
-        f"Protocol: next-item prediction at every position; candidates: {first['candidates']}; "
+        f"Protocol: {tasks or 'next-item prediction at every position'}; candidates: {first['candidates']}; "
         f"ties: {tie_mode}; seen-item filtering: {'on' if first['seen_item_filtering'] else 'off'}; "
         f"test events with items unknown to training: {first['unknown_test_items']}."
     )
