@@ -204,3 +204,23 @@ def test_readme_block_receives_the_generated_table(records, tmp_path):
     assert "old table" not in text and "| GRU4Rec XE |" in text
     (tmp_path / "plain.md").write_text("no markers\n")
     assert report_main([*args, "--readme", str(tmp_path / "plain.md")]) == 2
+
+
+def test_readme_blocks_are_filled_by_name(records, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "<!-- a:start -->\n<!-- a:end -->\nmid\n<!-- b:start -->\nold\n<!-- b:end -->\n"
+    )
+    args = [
+        "--records",
+        str(records),
+        "--no-studies",
+        "--out",
+        str(tmp_path / "o"),
+        "--readme",
+        str(readme),
+    ]
+    assert report_main([*args, "--readme-block", "b"]) == 0
+    text = readme.read_text()
+    assert text.startswith("<!-- a:start -->\n<!-- a:end -->\nmid\n<!-- b:start -->\n| Method |")
+    assert "OLD TABLE" not in text

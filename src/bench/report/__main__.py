@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         written += files
         if reason:
             console.print(f"[yellow]no figure[/] {reason}")
-    if args.readme is not None and not update_readme(args.readme, to_markdown(table)):
+    block = args.readme_block
+    if args.readme is not None and not update_readme(args.readme, to_markdown(table), block):
         print(
-            f"error: --readme: {args.readme} has no <!-- comparison:start/end --> markers",
+            f"error: --readme: {args.readme} has no <!-- {block}:start/end --> markers",
             file=sys.stderr,
         )
         return 2
