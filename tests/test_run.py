@@ -74,6 +74,9 @@ def test_multirun_over_losses(tmp_path):
         (["batch_size=0"], "error: config: batch_size: got 0, expected a positive integer"),
         (["eval.tie_mode=optimistic"], "error: eval.tie_mode: unknown 'optimistic'"),
         (["trainer.harness=keras"], "error: trainer.harness: unknown 'keras'"),
+        (["eval.unknown_test_items=skip"], "error: eval.unknown_test_items: got 'skip'"),
+        (["training=tbptt"], "error: training: unknown 'tbptt'"),
+        (["model=gru4rec_seq"], "error: training=bptt: dataset 'synthetic' is not a leave-one-out"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):

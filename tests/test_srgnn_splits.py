@@ -106,3 +106,24 @@ def test_deaugmentation_splits_adjacent_sessions_correctly(tmp_path):
     path.write_bytes(pickle.dumps(augment(sessions)))
     back = [list(map(int, s)) for s in sessions_of(read_srgnn_pickle(path))]
     assert back == sessions
+
+
+@pytest.mark.real_data
+def test_srgnn_comparable_mode_counts_unscorable_predictions_as_misses(shared_data):
+    from bench.baselines import make_baseline
+    from bench.core.evaluate import evaluate
+    from bench.datasets import load_dataset
+
+    ds = {"name": "yc", "kind": "files", "train": "yoochoose/srgnn_yoochoose1_64/train_sessions.txt.gz",
+          "test": "yoochoose/srgnn_yoochoose1_64/test_sessions.txt.gz"}  # fmt: skip
+    data = load_dataset(ds, str(shared_data), "final")
+    # SR-GNN's 55,898 test samples; 498 of them cannot be scored here (an item of the
+    # 1/64 test set never occurs in the 1/64 training data): dropped by default.
+    assert data.original_predictions == 55_898 and data.unscorable_predictions == 498
+    pop = make_baseline("pop").fit(data.train, len(data.item_map))
+    dropped = evaluate(pop, data.test, [20])
+    missed = evaluate(pop, data.test, [20], extra_misses=data.unscorable_predictions)
+    assert dropped.n_events == 55_400 and missed.n_events == 55_898
+    hits = dropped.metrics["recall@20"] * 55_400
+    assert missed.metrics["recall@20"] == pytest.approx(hits / 55_898)
+    assert missed.metrics["mrr@20"] == pytest.approx(dropped.metrics["mrr@20"] * 55_400 / 55_898)

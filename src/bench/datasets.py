@@ -40,6 +40,15 @@ class PreparedData:
     train_path: str
     test_path: str
     split: str = "final"
+    # Predictions the test file asks for before items unknown to training are dropped:
+    # the denominator of protocols that count those as misses (SR-GNN's).
+    original_predictions: int | None = None
+
+    @property
+    def unscorable_predictions(self) -> int:
+        if self.original_predictions is None:
+            return 0
+        return max(0, self.original_predictions - self.test.n_predictions)
 
     def test_fingerprint(self) -> str:
         """Hash of the evaluated test events (original item ids, session bounds): runs with
@@ -61,6 +70,7 @@ class PreparedData:
             "test_events": self.test.n_events,
             "test_events_dropped_unknown_item": self.test.n_dropped_events,
             "test_predictions": self.test.n_predictions,
+            "test_predictions_before_dropping_unknown_items": self.original_predictions,
             "train_path": self.train_path,
             "test_path": self.test_path,
         }
@@ -173,8 +183,12 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
         raise BenchError(
             f"{test_path}: no test session has two or more known items; nothing to predict"
         )
+    if EVALUATE in test_df:
+        original = int(test_df[EVALUATE].sum())
+    else:
+        original = int(len(test_df) - test_df[SESSION].nunique())
     return PreparedData(
-        ds.get("name", kind), label, item_map, train, test, train_path, test_path, split
+        ds.get("name", kind), label, item_map, train, test, train_path, test_path, split, original
     )
 
 

@@ -145,7 +145,8 @@ def make_model(cfg: DictConfig, hp, data, device: str):
 
 
 def evaluation_options(cfg: DictConfig, data, device: str):
-    """(filter_seen, sampled candidates or None): the dataset's default unless eval overrides."""
+    """(filter_seen, sampled candidates or None, predictions counted as misses): the
+    dataset's default for filter_seen unless eval overrides it."""
     filter_seen = cfg.eval.get("filter_seen")
     if filter_seen is None:
         filter_seen = bool(cfg.dataset.get("filter_seen", False))
@@ -160,7 +161,11 @@ def evaluation_options(cfg: DictConfig, data, device: str):
             )  # fmt: skip
         except ValueError as e:
             raise BenchError(str(e)) from None
-    return bool(filter_seen), sampled
+    unknown = cfg.eval.get("unknown_test_items", "drop")
+    if unknown not in ("drop", "miss"):
+        raise BenchError(f"eval.unknown_test_items: got '{unknown}'; expected drop or miss")
+    misses = data.unscorable_predictions if unknown == "miss" else 0
+    return bool(filter_seen), sampled, misses
 
 
 def fit_user_histories(cfg, model, seq_train, seq_valid, filter_seen, device, console):
@@ -224,7 +229,18 @@ def fit_session_parallel(cfg, hp, engine, device, epoch_hook, console):
 
 
 def build_record(
-    cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, timings, device
+    cfg,
+    hp,
+    method,
+    data,
+    result,
+    history,
+    epoch_evals,
+    filter_seen,
+    sampled,
+    misses,
+    timings,
+    device,
 ):
     baseline = cfg.get("baseline")
     return {
@@ -240,7 +256,8 @@ def build_record(
             "candidates": "all training items (full ranking)",
             "tie_mode": cfg.eval.tie_mode,
             "cutoffs": list(cfg.eval.cutoffs),
-            "unknown_test_items": "dropped, session re-chained",
+            "unknown_test_items": "dropped, session re-chained"
+            + (f"; {misses} predictions lost that way counted as misses" if misses else ""),
             "seen_item_filtering": filter_seen,
             "sampled_metrics": None
             if sampled is None
@@ -296,12 +313,13 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     )
     method, model, engine = make_model(cfg, hp, data, device)
     baseline = cfg.get("baseline")
-    filter_seen, sampled = evaluation_options(cfg, data, device)
+    filter_seen, sampled, misses = evaluation_options(cfg, data, device)
 
     def validate():
         return evaluate(
             model, data.test, list(cfg.eval.cutoffs), cfg.eval.tie_mode,
             int(cfg.eval.batch_size), device, filter_seen=filter_seen, sampled=sampled,
+            extra_misses=misses,
         )  # fmt: skip
 
     trial = reporter = None
@@ -338,8 +356,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     result = epoch_evals[-1] if epoch_evals else validate()
     timings = {"load_s": t_load, "train_s": t_train, "eval_s": time.perf_counter() - t2}
     record = build_record(
-        cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, timings, device
-    )
+        cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, misses, timings,
+        device,
+    )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     # Per-event ranks (test-file order) first, so a record never points at a missing file.
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))

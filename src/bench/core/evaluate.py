@@ -101,12 +101,20 @@ def evaluate(
     seed: int = 0,
     filter_seen: bool = False,
     sampled: SampledCandidates | None = None,
+    extra_misses: int = 0,
 ) -> EvalResult:
     """Metrics over full ranking; with `sampled`, also the sampled-candidate metrics, keyed
-    `sampled<n>_<by>_<metric>@K` so that they are never mistaken for full-ranking ones."""
+    `sampled<n>_<by>_<metric>@K` so that they are never mistaken for full-ranking ones.
+    `extra_misses` predictions that could not be scored (their item is unknown to training)
+    are counted as misses (rank infinity), as protocols that keep them in the denominator do."""
     ranks, sampled_ranks = rank_targets(
         model, test, tie_mode, batch_size, device, seed, filter_seen, sampled
     )
+    if extra_misses:
+        miss = torch.full((extra_misses,), float("inf"), dtype=ranks.dtype)
+        ranks = torch.cat([ranks, miss])
+        if sampled_ranks is not None:
+            sampled_ranks = torch.cat([sampled_ranks, miss])
     metrics = metrics_from_ranks(ranks, list(cutoffs))
     if sampled_ranks is not None:
         extra = metrics_from_ranks(sampled_ranks, list(cutoffs))
