@@ -38,7 +38,8 @@ bench: $(STAMP)
 # Tables and figures from the records under results/raw and the studies in sweeps/*.db:
 # the main comparison (README), every prepared dataset, and the MovieLens protocols.
 report: $(STAMP)
-	$(PY) -m bench.report --readme README.md --records results/raw/table --records results/raw/studies $(ARGS)
+	$(PY) -m bench.report --readme README.md --records results/raw/table --records results/raw/studies \
+		--headline $(ARGS)
 	$(PY) -m bench.report --no-studies --benchmark none --records results/raw/table --records results/raw/datasets \
 		--out results/datasets --title "GRU4Rec and baselines on every prepared dataset" \
 		--readme README.md --readme-block datasets

@@ -224,3 +224,27 @@ def test_readme_blocks_are_filled_by_name(records, tmp_path):
     text = readme.read_text()
     assert text.startswith("<!-- a:start -->\n<!-- a:end -->\nmid\n<!-- b:start -->\n| Method |")
     assert "OLD TABLE" not in text
+
+
+def test_headline_table_states_the_gap_to_the_leaderboard(tmp_path):
+    from bench.report.headline import headline_markdown
+
+    root = tmp_path / "raw"
+    ranks = np.full(100, 30.0)
+    ranks[:60] = 1.0  # recall@20 = 60%, mrr@20 = 60%
+    write_record(root, "gru", "diginetica_srgnn", "gru", ranks, loss="ce")
+    rec = json.loads((root / "gru" / "result.json").read_text())
+    rec["metrics_by_tie_mode"] = {
+        "conservative": rec["metrics"],
+        "standard": {**rec["metrics"], "recall@20": 0.61},
+    }
+    (root / "gru" / "result.json").write_text(json.dumps(rec))
+    write_record(root, "pop", "diginetica_srgnn", "pop", np.full(100, 50.0))
+    md = headline_markdown(collect([root], []).runs)
+    assert "| SGNN-HN (published) | 55.67 | 19.45 |" in md
+    assert "| GRU4Rec XE | 60.00 (61.00) | 60.00 (60.00) |" in md  # conservative (standard)
+    assert (
+        "our best GRU4Rec (GRU4Rec XE, 60.00) is at or above the best published (SGNN-HN, 55.67) by +4.33"
+        in md
+    )
+    assert "untuned (1 configuration)" in md

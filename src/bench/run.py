@@ -56,6 +56,11 @@ def check_eval_config(ev: DictConfig) -> None:
         raise BenchError(
             f"eval.tie_mode: unknown '{ev.tie_mode}'; expected one of {', '.join(TIE_MODES)}"
         )
+    for mode in ev.get("also_tie_modes") or []:
+        if mode not in TIE_MODES:
+            raise BenchError(
+                f"eval.also_tie_modes: unknown '{mode}'; expected any of {', '.join(TIE_MODES)}"
+            )
     cutoffs = list(ev.cutoffs)
     if not cutoffs or not all(isinstance(k, int) and k >= 1 for k in cutoffs):
         raise BenchError(
@@ -354,11 +359,19 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     t2 = time.perf_counter()
     # When evaluated per epoch, the last epoch was just evaluated on the same data: reuse it.
     result = epoch_evals[-1] if epoch_evals else validate()
+    by_tie_mode = {cfg.eval.tie_mode: result.metrics}
+    for mode in cfg.eval.get("also_tie_modes") or []:  # e.g. standard next to conservative
+        if mode not in by_tie_mode:
+            by_tie_mode[mode] = evaluate(
+                model, data.test, list(cfg.eval.cutoffs), mode, int(cfg.eval.batch_size), device,
+                filter_seen=filter_seen, extra_misses=misses,
+            ).metrics  # fmt: skip
     timings = {"load_s": t_load, "train_s": t_train, "eval_s": time.perf_counter() - t2}
     record = build_record(
         cfg, hp, method, data, result, history, epoch_evals, filter_seen, sampled, misses, timings,
         device,
     )  # fmt: skip
+    record["metrics_by_tie_mode"] = by_tie_mode
     out_dir.mkdir(parents=True, exist_ok=True)
     # Per-event ranks (test-file order) first, so a record never points at a missing file.
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))

@@ -103,6 +103,9 @@ def record_row(record: dict, path: Path) -> dict:
     row["label"] = method_label(row)
     row["params"] = params_text(record)
     row.update({k: float(v) for k, v in record["metrics"].items()})
+    for mode, metrics in (record.get("metrics_by_tie_mode") or {}).items():
+        if mode != row["tie_mode"]:
+            row.update({f"{mode}:{k}": float(v) for k, v in metrics.items()})
     return row
 
 
