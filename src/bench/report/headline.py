@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.report.reproduction import published
-from bench.report.tables import disambiguate, metric_title, row_order
+from bench.report.tables import disambiguate, metric_title, row_order, tex_escape
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
@@ -112,17 +112,7 @@ def headline_markdown(runs: pd.DataFrame) -> str:
 def headline_latex(runs: pd.DataFrame) -> str:
     rows, notes, appendix = headline_rows(runs)
 
-    def esc(t: str) -> str:
-        for a, b in (
-            ("&", r"\&"),
-            ("%", r"\%"),
-            ("_", r"\_"),
-            ("±", r"$\pm$"),
-            ("–", "--"),
-            ("#", r"\#"),
-        ):
-            t = t.replace(a, b)
-        return t
+    esc = tex_escape
 
     n = len(METRICS)
     lines = [

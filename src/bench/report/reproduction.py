@@ -11,7 +11,7 @@ from importlib import resources
 
 import pandas as pd
 
-from bench.report.tables import Table, metric_title
+from bench.report.tables import Table, metric_title, tex_escape
 
 
 def published() -> pd.DataFrame:
@@ -68,8 +68,8 @@ def reproduction_markdown(frame: pd.DataFrame) -> str:
 
 
 def reproduction_latex(frame: pd.DataFrame) -> str:
-    def esc(t: str) -> str:
-        return str(t).replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
+    def esc(t) -> str:
+        return tex_escape(str(t))
 
     lines = [
         r"\begin{table}[t]",

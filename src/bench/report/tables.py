@@ -277,7 +277,8 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tex_escape(text: str) -> str:
+def tex_escape(text: str) -> str:
+    """Plain text (with the ± † – < of the tables) as LaTeX."""
     for a, b in (
         ("\\", r"\textbackslash{}"),
         ("&", r"\&"),
@@ -299,18 +300,18 @@ def to_latex(table: Table) -> str:
         lambda t: rf"\textbf{{{t}}}",
         lambda t: rf"\underline{{{t}}}",
         r"$^\dagger$",
-        _tex_escape,
+        tex_escape,
     )
     n_m = len(table.metrics)
     cols = "l" + ("r" * n_m) * len(table.datasets)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{_tex_escape(table.title)}. " + _tex_escape(" ".join(table.notes)) + "}",
+        rf"\caption{{{tex_escape(table.title)}. " + tex_escape(" ".join(table.notes)) + "}",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
         " & ".join(
-            [""] + [rf"\multicolumn{{{n_m}}}{{c}}{{{_tex_escape(ds)}}}" for ds in table.datasets]
+            [""] + [rf"\multicolumn{{{n_m}}}{{c}}{{{tex_escape(ds)}}}" for ds in table.datasets]
         )
         + r" \\",
         "".join(
@@ -327,9 +328,9 @@ def to_latex(table: Table) -> str:
             lines.append(r"\midrule")
         previous_kind = table.kinds[r]
         vals = [styled.get((r, ds, m), "--") for ds in table.datasets for m in table.metrics]
-        lines.append(" & ".join([_tex_escape(r), *vals]) + r" \\")
+        lines.append(" & ".join([tex_escape(r), *vals]) + r" \\")
     imp = [
-        _tex_escape(_improvement_text(table.improvement(ds, m)))
+        tex_escape(_improvement_text(table.improvement(ds, m)))
         for ds in table.datasets
         for m in table.metrics
     ]
@@ -338,14 +339,14 @@ def to_latex(table: Table) -> str:
     lines += [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{_tex_escape(table.title)}: hyperparameters per row.}}",
+        rf"\caption{{{tex_escape(table.title)}: hyperparameters per row.}}",
         r"\begin{tabular}{lp{0.7\linewidth}}",
         r"\toprule",
         r"Method & Hyperparameters \\",
         r"\midrule",
     ]
     lines += [
-        rf"{_tex_escape(r)} & \texttt{{{_tex_escape(table.params.get(r, '-'))}}} \\"
+        rf"{tex_escape(r)} & \texttt{{{tex_escape(table.params.get(r, '-'))}}} \\"
         for r in table.rows
     ]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
