@@ -140,7 +140,8 @@ def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     paths = []
     metric = done[0].user_attrs.get("objective_metric", "objective")
     ax = ovm.plot_optimization_history(study)
-    ax.set_title(f"Study {study.study_name}: optimisation history")
+    ax.set_title("", loc="left")  # Optuna's own titles would overlap ours
+    ax.set_title(f"Study {study.study_name}\noptimisation history", fontsize=10)
     ax.set_ylabel(f"validation {metric} (objective)")
     paths += save(ax.figure, out, f"study_{study.study_name}_history")
     if len(done) < 2 or not any(len(t.params) for t in done):
@@ -152,6 +153,9 @@ def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
         ax = ovm.plot_param_importances(study)
     except (RuntimeError, ValueError) as e:
         return paths, f"study {study.study_name}: parameter importance not computable ({e})"
-    ax.set_title(f"Study {study.study_name}: parameter importance for validation {metric}")
+    ax.set_title("", loc="left")
+    ax.set_title(
+        f"Study {study.study_name}\nparameter importance for validation {metric}", fontsize=10
+    )
     paths += save(ax.figure, out, f"study_{study.study_name}_importance")
     return paths, None
