@@ -51,6 +51,19 @@ def ranks_from_counts(
     raise ValueError(f"eval.tie_mode: unknown '{mode}'; expected one of {', '.join(TIE_MODES)}")
 
 
+def per_event_metric(ranks: torch.Tensor, name: str, k: int) -> torch.Tensor:
+    """Each event's value of metric@k (float64): the hit for recall/hr, the reciprocal rank
+    for mrr, the DCG gain 1/log2(rank + 1) for ndcg; 0 for a miss (rank > k)."""
+    hit = ranks <= k
+    if name in ("recall", "hr"):
+        return hit.double()
+    if name == "mrr":
+        return torch.where(hit, 1.0 / ranks, 0.0)
+    if name == "ndcg":
+        return torch.where(hit, math.log(2) / torch.log(ranks + 1), 0.0)
+    raise ValueError(f"unknown metric '{name}@{k}'; expected recall, hr, mrr or ndcg @K")
+
+
 def metrics_from_ranks(ranks: torch.Tensor, cutoffs: list[int]) -> dict[str, float]:
     """Recall@N (= HR@N, one target per event), MRR@N and nDCG@N, averaged over events.
 
@@ -61,12 +74,8 @@ def metrics_from_ranks(ranks: torch.Tensor, cutoffs: list[int]) -> dict[str, flo
     if n == 0:
         raise ValueError("no evaluation events")
     for k in cutoffs:
-        hit = ranks <= k
-        recall = hit.double().sum().item() / n
-        out[f"recall@{k}"] = recall
-        out[f"hr@{k}"] = recall
-        out[f"mrr@{k}"] = torch.where(hit, 1.0 / ranks, 0.0).sum().item() / n
-        out[f"ndcg@{k}"] = (
-            torch.where(hit, math.log(2) / torch.log(ranks + 1), 0.0).sum().item() / n
-        )
+        out[f"recall@{k}"] = per_event_metric(ranks, "recall", k).sum().item() / n
+        out[f"hr@{k}"] = out[f"recall@{k}"]
+        out[f"mrr@{k}"] = per_event_metric(ranks, "mrr", k).sum().item() / n
+        out[f"ndcg@{k}"] = per_event_metric(ranks, "ndcg", k).sum().item() / n
     return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from bench.report.collect import LOSS_LABELS, METHOD_LABELS
 
@@ -83,16 +84,11 @@ def row_order(label: str) -> tuple:
 
 
 def per_event(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """The evaluator's per-event values of `metric` ("name@K") for stored ranks."""
+    from bench.core.metrics import per_event_metric
+
     name, k = metric.split("@")
-    k = int(k)
-    hit = ranks <= k
-    if name in ("recall", "hr"):
-        return hit.astype(np.float64)
-    if name == "mrr":
-        return np.where(hit, 1.0 / ranks, 0.0)
-    if name == "ndcg":
-        return np.where(hit, np.log(2) / np.log(ranks + 1.0), 0.0)
-    raise ValueError(f"--metrics: unknown metric '{metric}'; expected recall, hr, mrr or ndcg @K")
+    return per_event_metric(torch.as_tensor(ranks, dtype=torch.float64), name, int(k)).numpy()
 
 
 def _event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
