@@ -48,6 +48,11 @@ def gru4rec_config(cfg: DictConfig):
         raise BenchError(f"config: {e}") from None
 
 
+def computed_metrics(cutoffs) -> set[str]:
+    """The metric names every evaluation records (see core.metrics.metrics_from_ranks)."""
+    return {f"{m}@{k}" for m in ("recall", "hr", "mrr", "ndcg") for k in cutoffs}
+
+
 def check_eval_config(ev: DictConfig) -> None:
     """Fail before training, not after it, on a bad evaluation option."""
     from bench.core.metrics import TIE_MODES
@@ -66,7 +71,7 @@ def check_eval_config(ev: DictConfig) -> None:
         raise BenchError(
             f"eval.cutoffs: got {cutoffs}; expected a non-empty list of positive integers"
         )
-    metrics = {f"{m}@{k}" for m in ("recall", "mrr", "hr", "ndcg") for k in cutoffs}
+    metrics = computed_metrics(cutoffs)
     if ev.primary_metric not in metrics:
         raise BenchError(
             f"eval.primary_metric: '{ev.primary_metric}' is not computed; expected one of {sorted(metrics)}"
@@ -189,9 +194,7 @@ def fit_user_histories(cfg, model, seq_train, seq_valid, filter_seen, device, co
         seq_cfg = SequenceConfig(**seq)
     except (TypeError, ValueError) as e:
         raise BenchError(f"seq: {e}") from None
-    if metric not in {
-        f"{m}@{k}" for m in ("recall", "hr", "mrr", "ndcg") for k in cfg.eval.cutoffs
-    }:
+    if metric not in computed_metrics(cfg.eval.cutoffs):
         raise BenchError(
             f"seq.metric: '{metric}' is not computed at eval.cutoffs {list(cfg.eval.cutoffs)}"
         )
