@@ -54,7 +54,8 @@ BY_HAND = {
 }
 
 
-def _digest(path: Path, algo: str) -> str:
+def file_digest(path: Path, algo: str) -> str:
+    """Hex digest of a file, read in 1 MiB blocks (large raw files never sit in memory)."""
     h = hashlib.new(algo)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -109,7 +110,7 @@ def download(name: str, dest: Path, timeout: float = 60.0) -> Path:
             f"download {name}: cannot reach {src.url} ({reason}); download it by hand and put "
             f"it at {zip_path} (a partial download, if any, resumes from {part})"
         ) from None
-    if expected_md5 is not None and _digest(zip_path, "md5") != expected_md5:
+    if expected_md5 is not None and file_digest(zip_path, "md5") != expected_md5:
         zip_path.unlink()
         raise BenchError(
             f"download {name}: {zip_path.name} does not match its published md5; removed it, run again"
@@ -119,7 +120,7 @@ def download(name: str, dest: Path, timeout: float = 60.0) -> Path:
             z.extract(src.member, dest)
     except (zipfile.BadZipFile, KeyError) as e:
         raise BenchError(f"download {name}: {zip_path} is not the expected zip ({e})") from None
-    sha = _digest(target, "sha256")
+    sha = file_digest(target, "sha256")
     if src.member_sha256 and sha != src.member_sha256:
         target.unlink()
         raise BenchError(

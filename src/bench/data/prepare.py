@@ -22,6 +22,7 @@ import pandas as pd
 
 from bench.data import raw as raw_readers
 from bench.data import recipes
+from bench.data.download import file_digest
 from bench.data.io import TIME
 from bench.data.stats import split_statistics
 from bench.errors import BenchError
@@ -88,14 +89,6 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "gru4rec-bench"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_options(name: str, options: dict | None) -> tuple[Recipe, dict, dict]:
     """(recipe, options of the build function, options of the reader)."""
     if name not in RECIPES:
@@ -128,7 +121,7 @@ def prepare(
         raise BenchError(
             f"recipe {name}: raw file not found: {raw_path}; expected {recipe.raw_hint or 'the raw data file'}"
         )
-    raw_hash = file_sha256(raw_path)
+    raw_hash = file_digest(raw_path, "sha256")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     entry = cache_dir / f"{name}-{cache_key(name, opts, reader_opts, raw_hash)}"
     if (entry / "stats.json").is_file():
