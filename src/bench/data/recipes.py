@@ -85,6 +85,29 @@ def _check_nonempty(parts: dict[str, pd.DataFrame], recipe: str) -> dict[str, pd
     return parts
 
 
+def _single_pass(df: pd.DataFrame, steps: Steps, min_support: int = 5) -> pd.DataFrame:
+    """RSC15's and SR-GNN's filters, once: length > 1, item support, then length >= 2."""
+    df = steps("sessions of length > 1", _session_length_at_least(df, 2))
+    df = steps(f"items with support >= {min_support}", _item_support_at_least(df, min_support))
+    return steps("sessions of length >= 2", _session_length_at_least(df, 2))
+
+
+def _until_stable(df: pd.DataFrame, steps: Steps, min_support: int = 5) -> pd.DataFrame:
+    """The official comparison scripts' filters: length >= 2 and item support, repeated
+    until a round removes nothing."""
+    rounds = 0
+    while True:
+        before = len(df)
+        df = _session_length_at_least(df, 2)
+        df = _item_support_at_least(df, min_support)
+        rounds += 1
+        if len(df) == before:
+            break
+    return steps(
+        f"length >= 2 and item support >= {min_support}, until stable ({rounds} rounds)", df
+    )
+
+
 def _day_split(df: pd.DataFrame, window: float, steps: Steps, prefix: str):
     """RSC15 rule: sessions whose last event is within `window` of the end are held out."""
     tmax = df[TIME].max()
@@ -98,16 +121,17 @@ def _day_split(df: pd.DataFrame, window: float, steps: Steps, prefix: str):
     return train, test
 
 
+def _end_split(df: pd.DataFrame, window: float, steps: Steps) -> dict[str, pd.DataFrame]:
+    """RSC15's split and, by the same rule inside train, its tuning split."""
+    train, test = _day_split(df, window, steps, "final: ")
+    train_tr, valid = _day_split(train, window, steps, "tune: ")
+    return {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+
+
 def rsc15(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     steps = Steps()
-    df = steps("raw", raw[[SESSION, ITEM, TIME]])
-    df = steps("sessions of length > 1", _session_length_at_least(df, 2))
-    df = steps("items with support >= 5", _item_support_at_least(df, 5))
-    df = steps("sessions of length >= 2", _session_length_at_least(df, 2))
-    train, test = _day_split(df, DAY, steps, "final: ")
-    train_tr, valid = _day_split(train, DAY, steps, "tune: ")
-    parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
-    return _check_nonempty(parts, "rsc15"), steps.rows
+    df = _single_pass(steps("raw", raw[[SESSION, ITEM, TIME]]), steps)
+    return _check_nonempty(_end_split(df, DAY, steps), "rsc15"), steps.rows
 
 
 def _drop_repeats(df: pd.DataFrame, steps: Steps) -> pd.DataFrame:
@@ -141,16 +165,7 @@ def official(
     raw: pd.DataFrame, window_days: float, tsplit: float | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     steps = Steps()
-    df = _drop_repeats(steps("raw", raw), steps)
-    rounds = 0
-    while True:
-        before = len(df)
-        df = _session_length_at_least(df, 2)
-        df = _item_support_at_least(df, 5)
-        rounds += 1
-        if len(df) == before:
-            break
-    steps(f"length >= 2 and item support >= 5, until stable ({rounds} rounds)", df)
+    df = _until_stable(_drop_repeats(steps("raw", raw), steps), steps)
     tsplit = df[TIME].max() if tsplit is None else float(tsplit)
     parts = _start_split(df, window_days * DAY, tsplit, steps)
     return _check_nonempty(parts, "official"), steps.rows
@@ -224,9 +239,7 @@ def srgnn(
     # The session's date: that of its last row in the file; its rank: its first row.
     by_row = df.sort_values(ROW)
     dates = by_row.groupby(SESSION, sort=False).agg(date=("date", "last"), first_row=(ROW, "min"))
-    df = steps("sessions of length > 1", _session_length_at_least(df, 2))
-    df = steps("items with support >= 5", _item_support_at_least(df, 5))
-    df = steps("sessions of length >= 2", _session_length_at_least(df, 2))
+    df = _single_pass(df, steps)
     df = df.assign(_pos=df.groupby(SESSION, sort=False).cumcount())
     sessions = dates.loc[df[SESSION].unique()].reset_index()
     train_s, test_s = _srgnn_date_split(sessions, window)
@@ -288,21 +301,10 @@ def generic(
     df = steps("raw", raw[[SESSION, ITEM, TIME]])
     if dedup:
         df = _drop_repeats(df, steps)
-    while True:
-        before = len(df)
-        df = _session_length_at_least(df, 2)
-        df = _item_support_at_least(df, min_item_support)
-        df = _session_length_at_least(df, 2)
-        if not iterative or len(df) == before:
-            break
-    steps(
-        f"length >= 2, item support >= {min_item_support}{' until stable' if iterative else ''}", df
-    )
+    df = (_until_stable if iterative else _single_pass)(df, steps, min_item_support)
     window = test_days * DAY
     if split_by == "session_end":
-        train, test = _day_split(df, window, steps, "final: ")
-        train_tr, valid = _day_split(train, window, steps, "tune: ")
-        parts = {"train": train, "test": test, "train_tr": train_tr, "train_valid": valid}
+        parts = _end_split(df, window, steps)
     else:
         parts = _start_split(df, window, df[TIME].max(), steps)
     return _check_nonempty(parts, "generic"), steps.rows
