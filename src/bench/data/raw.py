@@ -48,6 +48,13 @@ def _require(df: pd.DataFrame, path: Path, wanted: list[str], what: str) -> None
         )
 
 
+def _numeric(df: pd.DataFrame, path: Path, column: str, expected: str) -> np.ndarray:
+    values = pd.to_numeric(df[column], errors="coerce")
+    if values.isna().any():
+        raise BenchError(f"{path}: column '{column}' has non-numeric values; expected {expected}")
+    return values.to_numpy(dtype=np.float64)
+
+
 def _seconds(values: pd.Series, path: Path, column: str, fmt: str | None = None) -> np.ndarray:
     parsed = pd.to_datetime(values, format=fmt, utc=True, errors="coerce")
     bad = parsed.isna()
@@ -89,20 +96,16 @@ def read_diginetica_views(path: Path) -> pd.DataFrame:
     # SR-GNN renamed the header to snake case; the original has camelCase names.
     df = df.rename(columns={"sessionId": "session_id", "itemId": "item_id", "userId": "user_id"})
     _require(df, path, ["session_id", "item_id", "timeframe", "eventdate"], what)
-    frame = pd.to_numeric(df["timeframe"], errors="coerce")
-    if frame.isna().any():
-        raise BenchError(
-            f"{path}: column 'timeframe' has non-numeric values; expected milliseconds"
-        )
+    frame = _numeric(df, path, "timeframe", "milliseconds")
     day = _seconds(df["eventdate"], path, "eventdate", "%Y-%m-%d")
     first_day = pd.Series(day).groupby(df["session_id"].to_numpy()).transform("min").to_numpy()
     return pd.DataFrame(
         {
             SESSION: df["session_id"].to_numpy(),
             ITEM: df["item_id"].to_numpy(),
-            TIME: first_day + frame.to_numpy() / 1000.0,
+            TIME: first_day + frame / 1000.0,
             "eventdate": day,
-            "timeframe": frame.to_numpy(),
+            "timeframe": frame,
             ROW: np.arange(len(df)),
         }
     )
@@ -113,16 +116,12 @@ def read_retailrocket_sessions(path: Path) -> pd.DataFrame:
     what = "sessionized RetailRocket TSV (timestamp, user_id, item_id, session_id)"
     df = _read_csv(path, what, sep="\t", dtype=str)
     _require(df, path, ["timestamp", "item_id", "session_id"], what)
-    secs = pd.to_numeric(df["timestamp"], errors="coerce")
-    if secs.isna().any():
-        raise BenchError(
-            f"{path}: column 'timestamp' has non-numeric values; expected unix seconds"
-        )
+    secs = _numeric(df, path, "timestamp", "unix seconds")
     return pd.DataFrame(
         {
             SESSION: df["session_id"].to_numpy(),
             ITEM: df["item_id"].to_numpy(),
-            TIME: secs.to_numpy(dtype=np.float64),
+            TIME: secs,
             ROW: np.arange(len(df)),
         }
     )
@@ -137,14 +136,12 @@ RAW_READERS = {
 
 def _interactions(df: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
     """user, item, timestamp columns (already named) -> SessionId (= user), ItemId, Time."""
-    secs = pd.to_numeric(df["timestamp"], errors="coerce")
-    if secs.isna().any():
-        raise BenchError(f"{path}: non-numeric timestamps; expected {what}")
+    secs = _numeric(df, path, "timestamp", what)
     return pd.DataFrame(
         {
             SESSION: df["user"].astype(str).to_numpy(),
             ITEM: df["item"].astype(str).to_numpy(),
-            TIME: secs.to_numpy(dtype=np.float64),
+            TIME: secs,
             ROW: np.arange(len(df)),
         }
     )
@@ -231,17 +228,13 @@ def read_retailrocket_events(path: Path) -> pd.DataFrame:
     what = "RetailRocket events.csv (timestamp, visitorid, event, itemid, ...)"
     df = _read_csv(path, what, dtype=str)
     _require(df, path, ["timestamp", "visitorid", "event", "itemid"], what)
-    ms = pd.to_numeric(df["timestamp"], errors="coerce")
-    if ms.isna().any():
-        raise BenchError(
-            f"{path}: column 'timestamp' has non-numeric values; expected milliseconds"
-        )
+    ms = _numeric(df, path, "timestamp", "milliseconds")
     frame = pd.DataFrame(
         {
             "user": pd.to_numeric(df["visitorid"], errors="coerce").to_numpy(),
             ITEM: df["itemid"].to_numpy(),
             "item_num": pd.to_numeric(df["itemid"], errors="coerce").to_numpy(),
-            TIME: ms.to_numpy(dtype=np.float64) / 1000.0,
+            TIME: ms / 1000.0,
             "event": df["event"].to_numpy(),
             ROW: np.arange(len(df)),
         }
@@ -283,14 +276,12 @@ def read_coveo(path: Path) -> pd.DataFrame:
         ["session_id_hash", "product_action", "product_skus_hash", "server_timestamp_epoch_ms"],
         what,
     )
-    ms = pd.to_numeric(df["server_timestamp_epoch_ms"], errors="coerce")
-    if ms.isna().any():
-        raise BenchError(f"{path}: column 'server_timestamp_epoch_ms' has non-numeric values")
+    ms = _numeric(df, path, "server_timestamp_epoch_ms", "milliseconds")
     frame = pd.DataFrame(
         {
             "user": _first_seen_index(df["session_id_hash"]),
             ITEM_ORDER: _first_seen_index(df["product_skus_hash"].fillna("")),
-            TIME: ms.to_numpy(dtype=np.float64) / 1000.0,
+            TIME: ms / 1000.0,
             "action": df["product_action"].to_numpy(),
             ROW: np.arange(len(df)),
         }
