@@ -131,6 +131,12 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
     split="tune" trains on train_tr and evaluates on train_valid (given as files under
     `tune`, or carved from the training data by `tune.valid_fraction`).
     """
+    return _load(ds, data_dir, split)[0]
+
+
+def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | None]:
+    """The dataset, and for recipe datasets all the recipe's parts (None otherwise)."""
+    parts = None
     if split not in SPLITS:
         raise BenchError(f"split: unknown '{split}'; expected one of {', '.join(SPLITS)}")
     kind = ds.get("kind", "files")
@@ -161,6 +167,7 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
 
         raw = _resolve(ds.get("raw", ""), "raw", data_dir)
         prepared = prepare(str(ds.get("recipe")), raw, dict(ds.get("options") or {}))
+        parts = prepared.parts
         names = ("train", "test") if split == "final" else ("train_tr", "train_valid")
         train_df, test_df = (prepared.parts[n] for n in names)
         train_path, test_path = (f"{prepared.path / n}.parquet" for n in names)
@@ -187,16 +194,17 @@ def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:
         original = int(test_df[EVALUATE].sum())
     else:
         original = int(len(test_df) - test_df[SESSION].nunique())
-    return PreparedData(
+    data = PreparedData(
         ds.get("name", kind), label, item_map, train, test, train_path, test_path, split, original
     )
+    return data, parts
 
 
 def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions, Sessions]:
     """For sequence-aware training on a leave-one-out dataset: the final split (histories ->
     last item), plus the training histories without the validation item and the validation
     sessions (history -> second-to-last item), all on the final split's item map."""
-    from bench.data.prepare import RECIPES, prepare
+    from bench.data.prepare import RECIPES
 
     recipe = str(ds.get("recipe"))
     if (
@@ -208,10 +216,7 @@ def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions
             f"training=bptt: dataset '{ds.get('name')}' is not a leave-one-out dataset; expected one "
             "of ml-100k, ml-latest-small, ml-1m, ml-20m (or dataset=recipe with such a recipe)"
         )
-    final = load_dataset(ds, data_dir, "final")
-    parts = prepare(
-        recipe, _resolve(ds.get("raw", ""), "raw", data_dir), dict(ds.get("options") or {})
-    ).parts
+    final, parts = _load(ds, data_dir, "final")  # the recipe is prepared (or loaded) once
     train_tr = to_sessions(parts["train_tr"], final.item_map, source="train_tr")
     valid = to_sessions(
         history_then_target(parts["train_tr"], parts["train_valid"]), final.item_map, "valid"
