@@ -13,7 +13,13 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.report.reproduction import published
-from bench.report.tables import disambiguate, metric_title, row_order, tex_escape
+from bench.report.tables import (
+    disambiguate,
+    latex_grouped_header,
+    metric_title,
+    row_order,
+    tex_escape,
+)
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
@@ -123,12 +129,9 @@ def headline_latex(runs: pd.DataFrame) -> str:
         + "}",
         r"\begin{tabular}{l" + "r" * n * len(SPLITS) + "}",
         r"\toprule",
-        " & ".join([""] + [rf"\multicolumn{{{n}}}{{c}}{{{esc(ds)}}}" for ds in SPLITS]) + r" \\",
-        "".join(rf"\cmidrule(lr){{{2 + i * n}-{1 + (i + 1) * n}}}" for i in range(len(SPLITS))),
-        " & ".join(
-            ["Method"] + [metric_title(m).replace("Recall", "P") for _ in SPLITS for m in METRICS]
-        )
-        + r" \\",
+        *latex_grouped_header(
+            list(SPLITS), [metric_title(m).replace("Recall", "P") for m in METRICS]
+        ),
         r"\midrule",
     ]
     lines += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]

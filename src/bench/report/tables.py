@@ -290,6 +290,17 @@ def tex_escape(text: str) -> str:
     return text
 
 
+def latex_grouped_header(groups: list[str], columns: list[str]) -> list[str]:
+    """Two booktabs header lines: each group over its columns (with a rule), then the columns."""
+    n = len(columns)
+    return [
+        " & ".join(["", *(rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}" for g in groups)])
+        + r" \\",
+        "".join(rf"\cmidrule(lr){{{2 + i * n}-{1 + (i + 1) * n}}}" for i in range(len(groups))),
+        " & ".join(["Method", *(c for _ in groups for c in columns)]) + r" \\",
+    ]
+
+
 def to_latex(table: Table) -> str:
     styled = _styled_cells(
         table,
@@ -306,16 +317,7 @@ def to_latex(table: Table) -> str:
         rf"\caption{{{tex_escape(table.title)}. " + tex_escape(" ".join(table.notes)) + "}",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
-        " & ".join(
-            [""] + [rf"\multicolumn{{{n_m}}}{{c}}{{{tex_escape(ds)}}}" for ds in table.datasets]
-        )
-        + r" \\",
-        "".join(
-            rf"\cmidrule(lr){{{2 + i * n_m}-{1 + (i + 1) * n_m}}}"
-            for i in range(len(table.datasets))
-        ),
-        " & ".join(["Method"] + [metric_title(m) for _ in table.datasets for m in table.metrics])
-        + r" \\",
+        *latex_grouped_header(table.datasets, [metric_title(m) for m in table.metrics]),
         r"\midrule",
     ]
     previous_kind = None
