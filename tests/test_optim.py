@@ -5,16 +5,15 @@ import math
 import pytest
 import torch
 
-from bench.core.optim import IndexedAdagradM, IndexedAdam
+from bench.core.optim import IndexedAdagradM, IndexedAdam, static_rows
 
 
 def test_sparse_rows_match_hand_computed_adagrad_momentum():
     table = torch.nn.Parameter(torch.zeros(4, 1))
     opt = IndexedAdagradM([table], lr=0.1, momentum=0.5, eps=1e-6)
     idx = torch.tensor([2, 0, 2])  # row 2 used twice: its gradients add up
-    rows = torch.tensor([[1.0], [2.0], [3.0]], requires_grad=True)
-    rows.grad = rows.detach().clone()
-    opt.step(sparse=[(table, idx, rows)])
+    grads = torch.tensor([[1.0], [2.0], [3.0]])
+    opt.step(sparse=[(table, idx, grads)])
     # row 2: g = 4, acc = 16, v = -0.1 * 4/sqrt(16+1e-6); row 0: g = 2, acc = 4
     v2 = -0.1 * 4 / math.sqrt(16 + 1e-6)
     v0 = -0.1 * 2 / math.sqrt(4 + 1e-6)
@@ -24,9 +23,7 @@ def test_sparse_rows_match_hand_computed_adagrad_momentum():
     st = opt.state[table]
     assert st["acc"][:, 0].tolist() == pytest.approx([4, 0, 16, 0])
     # Second step touching only row 0: row 2's accumulator and momentum stay as they were.
-    rows2 = torch.tensor([[1.0]], requires_grad=True)
-    rows2.grad = torch.tensor([[1.0]])
-    opt.step(sparse=[(table, torch.tensor([0]), rows2)])
+    opt.step(sparse=[(table, torch.tensor([0]), torch.tensor([[1.0]]))])
     m0 = 0.5 * v0 - 0.1 * 1 / math.sqrt(5 + 1e-6)
     assert table[0, 0].item() == pytest.approx(v0 + m0)
     assert st["mom"][2, 0].item() == pytest.approx(v2)
@@ -43,17 +40,40 @@ def test_dense_and_sparse_paths_agree():
         g = torch.randn(5, 3)
         dense.grad = g.clone()
         opt_d.step()
-        rows = torch.zeros(5, 3, requires_grad=True)
-        rows.grad = g.clone()
-        opt_s.step(sparse=[(sparse, torch.arange(5), rows)])
+        opt_s.step(sparse=[(sparse, torch.arange(5), g.clone())])
     assert torch.allclose(dense, sparse, atol=1e-6)
 
 
 def test_adam_rows_move_against_gradient():
     table = torch.nn.Parameter(torch.zeros(3, 2))
     opt = IndexedAdam([table], lr=0.01)
-    rows = torch.ones(1, 2, requires_grad=True)
-    rows.grad = torch.ones(1, 2)
-    opt.step(sparse=[(table, torch.tensor([1]), rows)])
+    opt.step(sparse=[(table, torch.tensor([1]), torch.ones(1, 2))])
     assert table[1].tolist() == pytest.approx([-0.01, -0.01], rel=1e-4)
     assert table[0].abs().sum().item() == 0
+
+
+@pytest.mark.parametrize("opt_cls", [IndexedAdagradM, IndexedAdam])
+def test_static_rows_update_equals_the_unique_rows_update(opt_cls):
+    """The sync-free dedup (for CUDA graphs) gives the same table and state."""
+    g = torch.Generator().manual_seed(1)
+    start = torch.randn(12, 3, generator=g)
+    tables = {}
+    for static in (False, True):
+        table = torch.nn.Parameter(start.clone())
+        kw = dict(lr=0.1, momentum=0.5) if opt_cls is IndexedAdagradM else dict(lr=0.1)
+        opt = opt_cls([table], **kw)
+        opt.static_rows = static
+        gen = torch.Generator().manual_seed(2)
+        for _ in range(4):
+            idx = torch.randint(0, 12, (15,), generator=gen)  # many repeats
+            opt.step(sparse=[(table, idx, torch.randn(15, 3, generator=gen))])
+        tables[static] = (table.detach(), opt.state[table])
+    assert torch.allclose(tables[True][0], tables[False][0], atol=1e-6)
+    for name, value in tables[False][1].items():
+        assert torch.allclose(tables[True][1][name], value, atol=1e-6), name
+
+
+def test_static_rows_layout():
+    rows, g = static_rows(torch.tensor([5, 2, 5, 9]), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert rows.tolist() == [2, 5, 9, 9]  # three distinct rows, the last one repeated
+    assert g.tolist() == [2.0, 4.0, 4.0, 4.0]

@@ -42,6 +42,7 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
     assert ranks.min() >= 1
     assert np.mean(ranks <= 20) == pytest.approx(rec["metrics"]["recall@20"], abs=1e-6)
     assert "eval" not in rec["epochs"][0]  # per-epoch evaluation is off by default
+    assert rec["training_step"] == {"step": "fused", "cuda_graphs": False}
 
 
 def test_per_epoch_evaluation_gives_a_learning_curve(tmp_path):
@@ -76,6 +77,11 @@ def test_multirun_over_losses(tmp_path):
         (["trainer.harness=keras"], "error: trainer.harness: unknown 'keras'"),
         (["eval.unknown_test_items=skip"], "error: eval.unknown_test_items: got 'skip'"),
         (["training=tbptt"], "error: training: unknown 'tbptt'"),
+        (["trainer.step=jit"], "error: trainer.step: unknown 'jit'"),
+        (
+            ["trainer.cuda_graphs=true", "trainer.accelerator=cpu"],
+            "error: trainer.cuda_graphs: needs a CUDA device",
+        ),
         (["model=gru4rec_seq"], "error: training=bptt: dataset 'synthetic' is not a leave-one-out"),
     ],
 )

@@ -155,7 +155,20 @@ def make_model(cfg: DictConfig, hp, data, device: str):
         return "gru4rec_seq", model.to(device), None
     from bench.core.train import Engine
 
-    engine = Engine(hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed))
+    graphs = {"auto": None, True: True, False: False}.get(cfg.trainer.cuda_graphs, "bad")
+    if graphs == "bad":
+        raise BenchError(
+            f"trainer.cuda_graphs: got {cfg.trainer.cuda_graphs!r}, expected auto, true or false"
+        )
+    try:
+        engine = Engine(
+            hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed),
+            step=str(cfg.trainer.step), cuda_graphs=graphs,
+        )  # fmt: skip
+    except ValueError as e:
+        if str(e).startswith(("step:", "cuda_graphs:")):
+            raise BenchError(f"trainer.{e}") from None
+        raise
     return "gru4rec", engine.model, engine
 
 
@@ -380,6 +393,11 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         device,
     )  # fmt: skip
     record["metrics_by_tie_mode"] = by_tie_mode
+    if engine is not None:  # which training step actually ran (fused.py, graphs.py)
+        record["training_step"] = {
+            "step": "fused" if engine.fused is not None else "autograd",
+            "cuda_graphs": engine.graphs is not None,
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     # Per-event ranks (test-file order) first, so a record never points at a missing file.
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))

@@ -3,7 +3,7 @@
 The official code uses Adagrad with heavy-ball momentum on the Adagrad-scaled step
 (`IndexedAdagradM`) and updates the embedding tables lazily: accumulator and momentum
 of a row change only when the row was used. Instead of sparse gradient tensors (slow
-`coalesce`), the model hands over (table, row indices, gradient rows); the gradients
+`coalesce`), the trainer hands over (table, row indices, gradient rows); the gradients
 of repeated rows are summed onto the unique rows, which are then updated once.
 `index_select`/`index_copy_` are used throughout: on CPU they are several times
 faster than advanced indexing.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+# (table, row indices, gradient of those rows); repeated indices are summed.
 SparseRows = list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]]
 
 
@@ -21,6 +22,8 @@ class IndexedOptimizer(Optimizer):
     """Base: a per-element update rule applied to dense tensors and to used rows alike."""
 
     state_names: tuple[str, ...] = ()
+    # Deduplicate rows without host sync (for CUDA graphs; see static_rows).
+    static_rows: bool = False
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
@@ -49,9 +52,8 @@ class IndexedOptimizer(Optimizer):
         dense = [p for p in group["params"] if p.grad is not None]
         if dense:
             self._dense_step(dense, group)
-        for p, idx, rows in sparse:
-            if rows.grad is not None:
-                self._rows_step(p, idx, rows.grad, group)
+        for p, idx, g_rows in sparse:
+            self._rows_step(p, idx, g_rows, group)
         return None
 
     def _dense_step(self, params: list[torch.Tensor], group: dict) -> None:
@@ -64,13 +66,47 @@ class IndexedOptimizer(Optimizer):
 
     def _rows_step(self, p: torch.Tensor, idx: torch.Tensor, g_rows: torch.Tensor, group: dict):
         st = self._state(p)
-        rows, inverse = torch.unique(idx, return_inverse=True)
-        g = torch.zeros((len(rows), *p.shape[1:]), dtype=p.dtype, device=p.device)
-        g.index_add_(0, inverse, g_rows)
+        rows, g = self._dedup(idx, g_rows)
         delta, new = self.rule(g, {k: st[k].index_select(0, rows) for k in self.state_names}, group)
         for k in self.state_names:
             st[k].index_copy_(0, rows, new[k])
-        p.index_add_(0, rows, delta)
+        self._add_rows(p, rows, delta)
+
+    def _add_rows(self, p: torch.Tensor, rows: torch.Tensor, delta: torch.Tensor) -> None:
+        if self.static_rows:  # repeated rows: writing identical values is idempotent, adding is not
+            p.index_copy_(0, rows, p.index_select(0, rows).add_(delta))
+        else:
+            p.index_add_(0, rows, delta)
+
+    def _dedup(self, idx: torch.Tensor, g_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, summed gradient per row): each used row once, or `static_rows`'s layout."""
+        if self.static_rows:
+            return static_rows(idx, g_rows)
+        rows, inverse = torch.unique(idx, return_inverse=True)
+        g = torch.zeros((len(rows), *g_rows.shape[1:]), dtype=g_rows.dtype, device=g_rows.device)
+        return rows, g.index_add_(0, inverse, g_rows)
+
+
+def static_rows(idx: torch.Tensor, g_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deduplicate with shapes fixed by len(idx) and no host synchronisation.
+
+    `torch.unique` must tell the host how many rows it found, which a CUDA graph cannot
+    capture. Here the U distinct rows fill the first U of len(idx) slots and every
+    further slot repeats the last one, gradient included: those slots compute the same
+    new values as the slot they copy, so writing all of them back (index_copy_) gives
+    the same result as writing each row once.
+    """
+    n = idx.shape[0]
+    sorted_idx, perm = torch.sort(idx)
+    first = torch.ones(n, dtype=torch.bool, device=idx.device)
+    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    slot_sorted = torch.cumsum(first, 0) - 1
+    slot = torch.empty_like(slot_sorted).scatter_(0, perm, slot_sorted)
+    g = torch.zeros((n, *g_rows.shape[1:]), dtype=g_rows.dtype, device=g_rows.device)
+    g.index_add_(0, slot, g_rows)
+    rows = torch.zeros_like(idx).scatter_(0, slot_sorted, sorted_idx)
+    src = torch.minimum(torch.arange(n, device=idx.device), slot_sorted[-1])
+    return rows.index_select(0, src), g.index_select(0, src)
 
 
 class IndexedAdagradM(IndexedOptimizer):
@@ -101,17 +137,15 @@ class IndexedAdagradM(IndexedOptimizer):
     def _rows_step(self, p, idx, g_rows, group):
         """Specialised, in-place form of `rule` on the used rows (fewer temporaries)."""
         st = self._state(p)
-        rows, inverse = torch.unique(idx, return_inverse=True)
-        g = torch.zeros((len(rows), *p.shape[1:]), dtype=p.dtype, device=p.device)
-        g.index_add_(0, inverse, g_rows)
+        rows, g = self._dedup(idx, g_rows)
         acc = st["acc"].index_select(0, rows).addcmul_(g, g)
         st["acc"].index_copy_(0, rows, acc)
-        # -lr * g / sqrt(acc + eps); index_add_ without `alpha` (its alpha path is ~3x slower).
+        # -lr * g / sqrt(acc + eps)
         delta = g.div_(acc.add_(group["eps"]).sqrt_()).mul_(-group["lr"])
         if group["momentum"] > 0:
             delta = st["mom"].index_select(0, rows).mul_(group["momentum"]).add_(delta)
             st["mom"].index_copy_(0, rows, delta)
-        p.index_add_(0, rows, delta)
+        self._add_rows(p, rows, delta)
 
     def rule(self, g, states, group):
         acc = states["acc"] + g * g

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.core.fused import FusedStep, fused_supported
+from bench.core.graphs import GRAPH_OPTIMIZERS, StaticSteps
 from bench.core.losses import compute_loss
 from bench.core.model import GRU4RecConfig, GRU4RecModel
 from bench.core.negatives import NegativeSampler
 from bench.core.optim import make_optimizer
 from bench.core.schedule import DeviceSchedule, build_schedule
 from bench.data.sessions import Sessions
+
+# fused: hand-derived backward where supported (fused.py); autograd: the reference path.
+STEPS = ("fused", "autograd")
 
 
 class NaNLossError(RuntimeError):
@@ -73,7 +78,11 @@ class Engine:
         n_items: int,
         device: str | torch.device = "cpu",
         seed: int = 42,
+        step: str = "fused",
+        cuda_graphs: bool | None = None,
     ):
+        if step not in STEPS:
+            raise ValueError(f"step: unknown '{step}'; expected one of {', '.join(STEPS)}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.n_items = n_items
@@ -114,9 +123,32 @@ class Engine:
             self.log_p = torch.log(
                 torch.as_tensor(np.maximum(support, 1.0), dtype=torch.float32, device=self.device)
             )
+        # The hand-derived step where the loss and input mode allow it (see fused.py).
+        self.fused = (
+            FusedStep(self.model, cfg.loss, cfg.bpreg, cfg.elu_param)
+            if step == "fused" and fused_supported(self.model, cfg.loss)
+            else None
+        )
         self.H: list[torch.Tensor] = []
         self.loss_sum = torch.zeros((), device=self.device)
         self.epoch = 0
+        self.graphs = self._make_graphs(cuda_graphs)
+
+    def _make_graphs(self, cuda_graphs: bool | None) -> StaticSteps | None:
+        """Replay full-width steps from a CUDA graph: by default wherever it is possible."""
+        possible = (
+            self.device.type == "cuda"
+            and self.fused is not None
+            and self.cfg.optimizer in GRAPH_OPTIMIZERS
+        )
+        if cuda_graphs and not possible:
+            raise ValueError(
+                "cuda_graphs: needs a CUDA device, loss ce or bpr-max with an embedding, and "
+                f"optimizer {' or '.join(GRAPH_OPTIMIZERS)}; set it to false or auto"
+            )
+        if cuda_graphs is False or not possible:
+            return None
+        return StaticSteps(self, capture=True)
 
     @property
     def n_steps(self) -> int:
@@ -129,7 +161,9 @@ class Engine:
     def start_epoch(self) -> None:
         self.model.train()
         self.H = self.model.init_hidden(self.schedule.initial_width, self.device)
-        self.loss_sum = torch.zeros((), device=self.device)
+        self.loss_sum.zero_()  # in place: a captured graph adds to this very tensor
+        if self.graphs is not None:
+            self.graphs.start_epoch()
 
     def _log_q(self, y_target: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
         lp = self.log_p.index_select(0, y_target)
@@ -139,20 +173,29 @@ class Engine:
 
     def run_steps(self, a: int, b: int) -> None:
         """Train steps [a, b) of the current epoch; the loss accumulates on the device."""
-        cfg, model, sched, opt = self.cfg, self.model, self.schedule, self.optimizer
-        H = self.H
+        if self.graphs is not None:
+            self.graphs.run(a, b, self._step)
+            return
         for s in range(a, b):
-            x, y, carry, keep = sched.step(s)
-            if keep is not None:
-                H = [h.index_select(0, keep) for h in H]
-            if carry is not None:
-                H = [h * carry for h in H]
-            H = [h.detach() for h in H]
-            negatives = self.sampler.next() if self.sampler is not None else None
-            cols = torch.cat([y, negatives]) if negatives is not None else y
-            sparse: list = []
+            self._step(s)
+
+    def _step(self, s: int) -> None:
+        cfg, model = self.cfg, self.model
+        x, y, carry, keep = self.schedule.step(s)
+        H = self.H
+        if keep is not None:
+            H = [h.index_select(0, keep) for h in H]
+        if carry is not None:
+            H = [h * carry for h in H]
+        H = [h.detach() for h in H]
+        negatives = self.sampler.next() if self.sampler is not None else None
+        cols = torch.cat([y, negatives]) if negatives is not None else y
+        sparse: list = []
+        log_q = self._log_q(y, negatives) if self.log_p is not None else None
+        if self.fused is not None:
+            L = self.fused(x, cols, H, sparse, cfg.batch_size, log_q)
+        else:
             O = model.step_sampled(x, cols, H, sparse, training=True)
-            log_q = self._log_q(y, negatives) if self.log_p is not None else None
             L = (
                 compute_loss(cfg.loss, O, bpreg=cfg.bpreg, elu_param=cfg.elu_param, log_q=log_q)
                 / cfg.batch_size
@@ -160,8 +203,9 @@ class Engine:
             for p in self.dense_params:
                 p.grad = None
             L.backward()
-            opt.update(sparse)
-            self.loss_sum += L.detach()
+            sparse = [(t, i, r.grad) for t, i, r in sparse if r.grad is not None]
+        self.optimizer.update(sparse)
+        self.loss_sum += L.detach()
         self.H = H
 
     def check_finite(self, where: str) -> float:

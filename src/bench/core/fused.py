@@ -1,0 +1,180 @@
+"""One training step with a hand-derived backward pass: no autograd graph.
+
+At GRU4Rec's sizes a step is dozens of small kernels, and on the CPU the autograd
+engine's bookkeeping (graph nodes, saved tensors, transposes, zero-filled gradient
+buffers) costs about as much as the arithmetic. This module runs the same forward
+pass, keeps exactly what the backward pass needs and writes the gradients of the
+dense parameters into `.grad` and those of the item-table rows into the optimizer's
+row list, as the autograd path does. Its shapes depend only on the batch width, so on
+a GPU the whole step (with the optimizer update) can be captured in a CUDA graph
+(see graphs.py). tests/test_fused.py checks every gradient against autograd.
+
+Supported: shared (constrained) or separate input embedding, any number of layers,
+embedding and hidden dropout, losses `ce` (with logQ) and `bpr-max` (with the ELU
+final activation). One-hot input and the other losses use the autograd path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.core.losses import LOG_EPS
+from bench.core.model import GRU4RecModel
+from bench.core.optim import SparseRows
+
+FUSED_LOSSES = ("ce", "bpr-max")
+
+
+def fused_supported(model: GRU4RecModel, loss: str) -> bool:
+    return loss in FUSED_LOSSES and not model.onehot
+
+
+def _dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted-dropout mask (0 or 1/(1-p)), drawn from the global generator as nn.Dropout."""
+    return torch.empty_like(like).bernoulli_(1.0 - p).div_(1.0 - p)
+
+
+def ce_grad(O: torch.Tensor, log_q: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, dLoss/dO) of cross-entropy on the diagonal; O is overwritten.
+
+    Same value as losses.cross_entropy: -log softmax floored at log(1e-24), and no
+    gradient for a row whose target probability underflowed below that floor.
+    """
+    if log_q is not None:
+        O.sub_(log_q)
+    lse = torch.logsumexp(O, dim=1, keepdim=True)
+    nll = lse[:, 0] - O.diagonal()
+    loss = nll.clamp(max=-LOG_EPS).sum()
+    P = O.sub_(lse).exp_()  # softmax, in place
+    P.diagonal().sub_(1.0)
+    P.mul_((nll <= -LOG_EPS).to(P.dtype)[:, None])
+    return loss, P
+
+
+def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float):
+    """(summed loss, dLoss/dO) of BPR-max with the ELU final activation.
+
+    With sm the softmax of the scores over the non-target columns, s = sigmoid(o_t - o)
+    and S = sum(s*sm), Q = sum(o^2*sm) per row, loss = -log(S + 1e-24) + bpreg*Q and
+      dL/do_k = sm_k * ((S - s_k^2) / (S + 1e-24) + bpreg * (o_k^2 + 2 o_k - Q))  (k != t)
+      dL/do_t = -sum_k(s_k (1 - s_k) sm_k) / (S + 1e-24)
+    """
+    Oa = F.elu(O, elu_param) if elu_param > 0 else O
+    off = torch.ones_like(Oa)
+    off.diagonal().zero_()
+    X = Oa * off
+    e = torch.exp(X - X.max(dim=1, keepdim=True)[0]).mul_(off)
+    sm = e.div_(e.sum(dim=1, keepdim=True))
+    s = torch.sigmoid(Oa.diagonal()[:, None] - Oa)
+    S = (s * sm).sum(dim=1, keepdim=True)
+    Oa2 = Oa * Oa
+    Q = (Oa2 * sm).sum(dim=1, keepdim=True)
+    denom = S + 1e-24
+    loss = torch.sum(-torch.log(denom) + bpreg * Q)
+    s2 = s * s
+    t_grad = -((s - s2) * sm).sum(dim=1) / denom[:, 0]
+    G = (S - s2).div_(denom).add_(Oa2.add_(Oa, alpha=2.0).sub_(Q).mul_(bpreg)).mul_(sm)
+    G.diagonal().copy_(t_grad)
+    if elu_param > 0:  # d elu/dx: 1 above zero, elu(x) + alpha below
+        G.mul_(torch.where(O > 0, torch.ones_like(O), Oa + elu_param))
+    return loss, G
+
+
+class FusedStep:
+    """Forward, loss, hand-written backward of one step, for one model and loss."""
+
+    def __init__(self, model: GRU4RecModel, loss: str, bpreg: float, elu_param: float):
+        if not fused_supported(model, loss):
+            raise ValueError(f"fused step: unsupported (loss={loss}, one-hot={model.onehot})")
+        self.model = model
+        self.loss = loss
+        self.bpreg = bpreg
+        self.elu_param = elu_param
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        cols: torch.Tensor,
+        H: list[torch.Tensor],
+        sparse: SparseRows,
+        batch_size: int,
+        log_q: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Train step on inputs x scored against columns cols (targets first).
+
+        H (detached states) is updated in place; dense gradients go to `.grad`, row
+        gradients to `sparse`. Returns the summed loss divided by batch_size.
+        """
+        model = self.model
+        m = x.shape[0]
+        p_embed = model.drop_embed.p if model.training else 0.0
+        p_hidden = model.drop_hidden.p if model.training else 0.0
+        with torch.no_grad():
+            if model.constrained:
+                idx_in = torch.cat([x, cols])
+                rows = model.Wy.index_select(0, idx_in)
+                e, Wc = rows[:m], rows[m:]
+            else:
+                e = model.E.index_select(0, x)
+                Wc = model.Wy.index_select(0, cols)
+            bc = model.By.index_select(0, cols)
+            mask_e = _dropout_mask(e, p_embed) if p_embed > 0 else None
+            inp = e * mask_e if mask_e is not None else e
+            saved = []
+            for i, cell in enumerate(model.cells):
+                h = H[i]
+                hs = cell.hidden_size
+                gi = torch.addmm(cell.bias_ih, inp, cell.weight_ih.T)
+                gh = torch.addmm(cell.bias_hh, h, cell.weight_hh.T)
+                rz = torch.sigmoid_(gi[:, : 2 * hs].add_(gh[:, : 2 * hs]))
+                r, z = rz[:, :hs], rz[:, hs:]
+                ghn = gh[:, 2 * hs :]
+                n = torch.tanh_(gi[:, 2 * hs :].addcmul_(r, ghn))
+                out = torch.addcmul(n, z, h - n)  # (1-z)*n + z*h
+                mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
+                if mask_h is not None:
+                    out.mul_(mask_h)
+                saved.append((inp, h, rz, ghn, n, mask_h))
+                H[i] = out
+                inp = out
+            hL = inp
+            O = torch.addmm(bc, hL, Wc.T)
+            if self.loss == "ce":
+                L, dO = ce_grad(O, log_q)
+            else:
+                L, dO = bpr_max_grad(O, self.bpreg, self.elu_param)
+            dO.div_(batch_size)
+            dh = dO @ Wc
+            dWc = dO.T @ hL
+            dbc = dO.sum(dim=0)
+            for i in range(len(model.cells) - 1, -1, -1):
+                cell = model.cells[i]
+                inp, h, rz, ghn, n, mask_h = saved[i]
+                hs = cell.hidden_size
+                if mask_h is not None:
+                    dh = dh * mask_h
+                r, z = rz[:, :hs], rz[:, hs:]
+                dn = dh * (1.0 - z)
+                dz = dh * (h - n)
+                dnp = dn.mul_(1.0 - n * n)  # through tanh
+                dgi = torch.empty(m, 3 * hs, dtype=dh.dtype, device=dh.device)
+                torch.mul(dnp, ghn, out=dgi[:, :hs])  # dr
+                dgi[:, hs : 2 * hs] = dz
+                dgi[:, : 2 * hs].mul_(rz * (1.0 - rz))  # through the sigmoids
+                dgi[:, 2 * hs :] = dnp
+                dgh = dgi.clone()
+                dgh[:, 2 * hs :].mul_(rz[:, :hs])
+                cell.weight_ih.grad = dgi.T @ inp
+                cell.bias_ih.grad = dgi.sum(dim=0)
+                cell.weight_hh.grad = dgh.T @ h
+                cell.bias_hh.grad = dgh.sum(dim=0)
+                dh = dgi @ cell.weight_ih
+            de = dh * mask_e if mask_e is not None else dh
+            if model.constrained:
+                sparse.append((model.Wy, idx_in, torch.cat([de, dWc])))
+            else:
+                sparse.append((model.E, x, de))
+                sparse.append((model.Wy, cols, dWc))
+            sparse.append((model.By, cols, dbc))
+        return L / batch_size
