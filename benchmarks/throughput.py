@@ -1,8 +1,12 @@
-"""Training throughput of GRU4Rec: ours (bare core loop and Lightning harness) and,
-side by side when given, the official GRU4Rec_PyTorch_Official on the same data.
+"""Training throughput of GRU4Rec: ours (the unoptimised autograd step, the fused step
+in the bare core loop and in the Lightning harness; on a GPU also the fused step without
+CUDA graphs) and, side by side when given, the official GRU4Rec_PyTorch_Official.
 
 Each setting runs one epoch in a fresh subprocess (so peak memory is per setting) over
-the first sessions of the chosen dataset covering `--events` events. Writes JSON.
+the first sessions of the chosen dataset covering `--events` events. For CPU rows the
+GEMM floor is also measured: the events/s a step would reach if it were only its
+matrix products (best of repeated timings), the ceiling no implementation passes.
+Writes JSON.
 
   python benchmarks/throughput.py --events 100000 \
       --official ~/src/GRU4Rec_PyTorch_Official --official-python ~/venvs/gru4rec/bin/python
@@ -31,6 +35,39 @@ from common import load_named_dataset, write_gru4rec_tsv
 
 HERE = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"\[([\d.]+) mb/s \| (\d+) e/s\]")
+# name -> (loop, training step, CUDA graphs: None = where possible)
+HARNESSES = {
+    "autograd": ("bare", "autograd", False),
+    "bare": ("bare", "fused", None),
+    "lightning": ("lightning", "fused", None),
+    "fused_no_graphs": ("bare", "fused", False),
+}
+
+
+def gemm_floor(batch: int, layers: int, n_sample: int, repeats: int = 20) -> float:
+    """Events/s of a step made only of its matrix products (forward and backward of the
+    output layer and of one GRU layer, the hidden state detached), best of `repeats`."""
+    import time
+
+    import torch
+
+    n_cols = batch + n_sample
+    h, W, dO = torch.randn(batch, layers), torch.randn(n_cols, layers), torch.randn(batch, n_cols)
+    Wg, dG = torch.randn(3 * layers, layers), torch.randn(batch, 3 * layers)
+    products = [
+        lambda: h @ W.T, lambda: dO @ W, lambda: dO.T @ h,  # output layer
+        lambda: h @ Wg.T, lambda: h @ Wg.T, lambda: dG @ Wg, lambda: dG.T @ h, lambda: dG.T @ h,
+    ]  # fmt: skip
+    total = 0.0
+    for f in products:
+        f()
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f()
+            best = min(best, time.perf_counter() - t)
+        total += best
+    return batch / total
 
 
 def subset(dataset: str, data_dir: str, events: int):
@@ -64,8 +101,9 @@ def worker(args) -> None:
     )  # fmt: skip
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    eng = Engine(cfg, tr, n_items, device=args.device, seed=0)
-    if args.harness == "bare":
+    loop, step, graphs = HARNESSES[args.harness]
+    eng = Engine(cfg, tr, n_items, device=args.device, seed=0, step=step, cuda_graphs=graphs)
+    if loop == "bare":
         stats = fit(eng)[0]
     else:
         import logging
@@ -89,10 +127,10 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def run_ours(args, device, batch, layers, harness) -> dict:
+def run_ours(args, device, loss, batch, layers, harness) -> dict:
     cmd = [
         sys.executable, __file__, "--worker", "--dataset", args.dataset, "--data-dir", args.data_dir,
-        "--events", str(args.events), "--loss", args.loss, "--n-sample", str(args.n_sample),
+        "--events", str(args.events), "--loss", loss, "--n-sample", str(args.n_sample),
         "--batch-size", str(batch), "--layers", str(layers), "--device", device, "--harness", harness,
     ]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -102,11 +140,11 @@ def run_ours(args, device, batch, layers, harness) -> dict:
     return json.loads(line[0][7:])
 
 
-def run_official(args, tsv: Path, device, batch, layers) -> dict:
-    loss = "cross-entropy" if args.loss == "ce" else args.loss
+def run_official(args, tsv: Path, device, loss, batch, layers) -> dict:
     ps = (
-        f"loss={loss},layers={layers},batch_size={batch},n_sample={args.n_sample},sample_alpha=0.5,"
-        f"logq={1 if args.loss == 'ce' else 0},n_epochs=1,learning_rate=0.05"
+        f"loss={'cross-entropy' if loss == 'ce' else loss},layers={layers},batch_size={batch},"
+        f"n_sample={args.n_sample},sample_alpha=0.5,logq={1 if loss == 'ce' else 0},"
+        "n_epochs=1,learning_rate=0.05"
     )
     code = (
         "import resource,runpy,sys;sys.argv=sys.argv[1:];"
@@ -147,6 +185,31 @@ def median_run(runs: list[dict]) -> dict:
     return out
 
 
+def measure(args, tsv, device, harnesses, loss, batch, layers) -> dict:
+    """One setting: interleaved repeats of every harness (a noisy neighbour slows all alike)."""
+    row = {"device": device, "loss": loss, "batch_size": batch, "layers": layers}
+    row["repeats"] = args.repeats
+    runs = {name: [] for name in [*harnesses, "official"]}
+    for _ in range(args.repeats):
+        for name in harnesses:
+            runs[name].append(run_ours(args, device, loss, batch, layers, name))
+        if args.official:
+            runs["official"].append(run_official(args, tsv, device, loss, batch, layers))
+    for name, rs in runs.items():
+        if rs:
+            row[name] = median_run(rs)
+    # The reliable figure: time outside the core loop inside the Lightning epochs.
+    row["lightning_overhead"] = max(r["harness_overhead"] for r in runs["lightning"])
+    row["fused_vs_autograd"] = row["bare"]["events_per_s"] / row["autograd"]["events_per_s"]
+    if args.official:
+        off = row["official"]["events_per_s"]
+        row["speedup_vs_official"] = row["bare"]["events_per_s"] / off
+        row["autograd_vs_official"] = row["autograd"]["events_per_s"] / off
+    if device == "cpu":
+        row["gemm_floor_events_per_s"] = gemm_floor(batch, layers, args.n_sample)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +224,8 @@ def main() -> None:
     )
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--layer-sizes", type=int, nargs="+", default=[100, 480])
-    ap.add_argument("--loss", default="ce")
+    ap.add_argument("--losses", nargs="+", default=["ce", "bpr-max"])
+    ap.add_argument("--loss", help=argparse.SUPPRESS)
     ap.add_argument("--n-sample", type=int, default=2048)
     ap.add_argument(
         "--repeats", type=int, default=3, help="interleaved repeats per setting (median reported)"
@@ -198,43 +262,21 @@ def main() -> None:
         write_gru4rec_tsv(tsv, tr)
     rows = []
     for device in devices:
-        for layers in args.layer_sizes:
-            for batch in args.batch_sizes:
-                row = {
-                    "device": device,
-                    "batch_size": batch,
-                    "layers": layers,
-                    "repeats": args.repeats,
-                }
-                runs = {"bare": [], "lightning": [], "official": []}
-                # Interleaved repeats: a noisy neighbour slows all three alike.
-                for _ in range(args.repeats):
-                    runs["bare"].append(run_ours(args, device, batch, layers, "bare"))
-                    runs["lightning"].append(run_ours(args, device, batch, layers, "lightning"))
-                    if args.official:
-                        runs["official"].append(run_official(args, tsv, device, batch, layers))
-                for name, rs in runs.items():
-                    if rs:
-                        row[name] = median_run(rs)
-                row["lightning_vs_bare_time"] = row["lightning"]["seconds"] / row["bare"]["seconds"]
-                # The reliable figure: time outside the core loop inside the Lightning epochs.
-                row["lightning_overhead"] = max(r["harness_overhead"] for r in runs["lightning"])
-                if args.official:
-                    row["speedup_vs_official"] = (
-                        row["bare"]["events_per_s"] / row["official"]["events_per_s"]
-                    )
-                    row["lightning_speedup_vs_official"] = (
-                        row["lightning"]["events_per_s"] / row["official"]["events_per_s"]
-                    )
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        harnesses = ["autograd", "bare", "lightning"]
+        if device == "cuda":
+            harnesses.append("fused_no_graphs")
+        for loss in args.losses:
+            for layers in args.layer_sizes:
+                for batch in args.batch_sizes:
+                    rows.append(measure(args, tsv, device, harnesses, loss, batch, layers))
+                    print(json.dumps(rows[-1]), flush=True)
     report = {
         "benchmark": "throughput",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": args.dataset,
         "train_events": tr.n_events,
         "train_sessions": tr.n_sessions,
-        "loss": args.loss,
+        "losses": args.losses,
         "n_sample": args.n_sample,
         "machine": {
             "platform": platform.platform(),

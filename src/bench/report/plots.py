@@ -88,44 +88,50 @@ def learning_curves(
 
 
 def throughput(benchmark_json: Path, out: Path) -> list[Path]:
-    """Training events/s against batch size, one line per layer size, ours vs official."""
+    """Training events/s against batch size: a panel per loss, a line per layer size and
+    implementation (official, ours unoptimised, ours default), CPU rows."""
     if not benchmark_json.is_file():
         return []
     data = json.loads(benchmark_json.read_text())
     rows = pd.DataFrame(
         {
+            "loss": r.get("loss", data.get("loss")),
             "layers": r["layers"],
             "batch_size": r["batch_size"],
             "ours": r["bare"]["events_per_s"],
+            "autograd": (r.get("autograd") or {}).get("events_per_s"),
             "official": (r.get("official") or {}).get("events_per_s"),
         }
         for r in data["rows"]
+        if r["device"] == "cpu"
     )
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for layers, group in rows.groupby("layers"):
-        group = group.sort_values("batch_size")
-        ax.plot(group["batch_size"], group["ours"], "-o", label=f"ours (core loop), {layers} units")
-        if group["official"].notna().any():
-            ax.plot(
-                group["batch_size"],
-                group["official"],
-                "--s",
-                label=f"official PyTorch, {layers} units",
-            )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(rows["batch_size"].unique()))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("batch size (sessions in parallel)")
-    ax.set_ylabel("training throughput (events/s)")
-    machine = data.get("machine") or {}
-    where = machine.get("gpu") or f"{machine.get('cpu_count', '?')}-core CPU"
-    ax.set_title(
-        f"Training speed: {data.get('loss')} loss, n_sample {data.get('n_sample')}, "
-        f"{data.get('train_events')} events ({where})",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if rows.empty:
+        return []
+    losses = list(dict.fromkeys(rows["loss"]))
+    fig, axes = plt.subplots(1, len(losses), figsize=(6.5 * len(losses), 4.2), squeeze=False)
+    styles = {"ours": ("-o", "ours (default step)"), "autograd": (":^", "ours (autograd step)")}
+    styles["official"] = ("--s", "official PyTorch")
+    for ax, loss in zip(axes[0], losses):
+        for layers, group in rows[rows["loss"] == loss].groupby("layers"):
+            group = group.sort_values("batch_size")
+            for col, (style, label) in styles.items():
+                if group[col].notna().any():
+                    ax.plot(
+                        group["batch_size"], group[col], style, label=f"{label}, {layers} units"
+                    )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(rows["batch_size"].unique()))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("batch size (sessions in parallel)")
+        ax.set_ylabel("training throughput (events/s)")
+        machine = data.get("machine") or {}
+        ax.set_title(
+            f"Training speed on CPU ({machine.get('cpu_count', '?')} cores): {loss} loss, "
+            f"n_sample {data.get('n_sample')}, {data.get('train_events')} events",
+            fontsize=9,
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return save(fig, out, "throughput")
 
 

@@ -1,0 +1,96 @@
+"""Accuracy check of the training-step optimisations: same seed, same data, each path.
+
+Trains GRU4Rec with the official Diginetica parameters (conf/dataset_loss) on the
+SR-GNN Diginetica split through `bench.run`, once per training-step implementation,
+and compares Recall@20 / MRR@20 on the test set with the unoptimised path (autograd,
+no CUDA graph). An optimisation passes when both stay within 1% relative. Writes JSON.
+
+  python benchmarks/accuracy.py --losses ce bpr-max --n-epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOLERANCE = 0.01
+METRICS = ("recall@20", "mrr@20")
+
+
+def run_variant(args, loss: str, overrides: list[str], out: Path) -> dict:
+    cmd = [
+        sys.executable, "-m", "bench.run", f"dataset={args.dataset}", f"loss={loss}",
+        f"n_epochs={args.n_epochs}", f"seed={args.seed}", "save_model=false",
+        f"trainer.accelerator={args.accelerator}", f"hydra.run.dir={out}", *overrides,
+    ]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-800:]}")
+    rec = json.loads((out / "result.json").read_text())
+    return {
+        "overrides": overrides,
+        "training_step": rec.get("training_step"),
+        "metrics": {m: rec["metrics"][m] for m in METRICS},
+        "train_s": rec["timings"]["train_s"],
+        "device": rec["device"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dataset", default="diginetica_srgnn")
+    ap.add_argument("--losses", nargs="+", default=["ce", "bpr-max"])
+    ap.add_argument("--n-epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--accelerator", default="auto")
+    ap.add_argument("--out", default=str(HERE / "results" / "accuracy.json"))
+    args = ap.parse_args()
+    import torch
+
+    variants = {
+        "autograd (reference)": ["trainer.step=autograd", "trainer.cuda_graphs=false"],
+        "fused step": ["trainer.step=fused", "trainer.cuda_graphs=false"],
+    }
+    if torch.cuda.is_available() and args.accelerator != "cpu":
+        variants["fused step + CUDA graphs"] = ["trainer.step=fused", "trainer.cuda_graphs=true"]
+    rows = []
+    tmp = Path(tempfile.mkdtemp())
+    for loss in args.losses:
+        ref = None
+        for name, overrides in variants.items():
+            res = run_variant(args, loss, overrides, tmp / f"{loss}_{len(rows)}")
+            res.update(loss=loss, variant=name)
+            if ref is None:
+                ref = res["metrics"]
+            res["relative_diff"] = {m: res["metrics"][m] / ref[m] - 1 for m in METRICS}
+            res["within_tolerance"] = all(
+                abs(v) <= TOLERANCE for v in res["relative_diff"].values()
+            )
+            rows.append(res)
+            print(json.dumps(res), flush=True)
+    report = {
+        "benchmark": "accuracy",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": args.dataset,
+        "n_epochs": args.n_epochs,
+        "seed": args.seed,
+        "tolerance": TOLERANCE,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
