@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.core.losses import LOG_EPS
 from bench.core.model import GRU4RecModel
 from bench.core.optim import SparseRows
 
@@ -35,25 +34,24 @@ def _dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
     return torch.empty_like(like).bernoulli_(1.0 - p).div_(1.0 - p)
 
 
-def ce_grad(O: torch.Tensor, log_q: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed loss, dLoss/dO) of cross-entropy on the diagonal; O is overwritten.
+def ce_grad(O: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, scale * dLoss/dO) of cross-entropy on the diagonal.
 
-    Same value as losses.cross_entropy: -log softmax floored at log(1e-24), and no
-    gradient for a row whose target probability underflowed below that floor.
+    The reference's own form, -log(softmax_diag + 1e-24): one softmax (one pass of
+    exponentials) gives both the loss and the gradient, row i of which is
+    (softmax_i - onehot_i) * p/(p + 1e-24) with p the target's probability (the factor
+    is 1 unless p underflows). logQ is applied by the caller through the bias.
     """
-    if log_q is not None:
-        O.sub_(log_q)
-    lse = torch.logsumexp(O, dim=1, keepdim=True)
-    nll = lse[:, 0] - O.diagonal()
-    loss = nll.clamp(max=-LOG_EPS).sum()
-    P = O.sub_(lse).exp_()  # softmax, in place
+    P = torch.softmax(O, dim=1)
+    p = P.diagonal()
+    loss = -torch.log(p + 1e-24).sum()
+    weight = p / (p + 1e-24) * scale
     P.diagonal().sub_(1.0)
-    P.mul_((nll <= -LOG_EPS).to(P.dtype)[:, None])
-    return loss, P
+    return loss, P.mul_(weight[:, None])
 
 
-def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float):
-    """(summed loss, dLoss/dO) of BPR-max with the ELU final activation.
+def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float, scale: float = 1.0):
+    """(summed loss, scale * dLoss/dO) of BPR-max with the ELU final activation.
 
     With sm the softmax of the scores over the non-target columns, s = sigmoid(o_t - o)
     and S = sum(s*sm), Q = sum(o^2*sm) per row, loss = -log(S + 1e-24) + bpreg*Q and
@@ -77,7 +75,9 @@ def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float):
     G = (S - s2).div_(denom).add_(Oa2.add_(Oa, alpha=2.0).sub_(Q).mul_(bpreg)).mul_(sm)
     G.diagonal().copy_(t_grad)
     if elu_param > 0:  # d elu/dx: 1 above zero, elu(x) + alpha below
-        G.mul_(torch.where(O > 0, torch.ones_like(O), Oa + elu_param))
+        G.mul_(torch.where(O > 0, scale, Oa.add_(elu_param).mul_(scale)))
+    elif scale != 1.0:
+        G.mul_(scale)
     return loss, G
 
 
@@ -119,6 +119,8 @@ class FusedStep:
                 e = model.E.index_select(0, x)
                 Wc = model.Wy.index_select(0, cols)
             bc = model.By.index_select(0, cols)
+            if log_q is not None:  # logQ correction: a per-column shift of the scores
+                bc = bc - log_q
             mask_e = _dropout_mask(e, p_embed) if p_embed > 0 else None
             inp = e * mask_e if mask_e is not None else e
             saved = []
@@ -141,10 +143,9 @@ class FusedStep:
             hL = inp
             O = torch.addmm(bc, hL, Wc.T)
             if self.loss == "ce":
-                L, dO = ce_grad(O, log_q)
+                L, dO = ce_grad(O, 1.0 / batch_size)
             else:
-                L, dO = bpr_max_grad(O, self.bpreg, self.elu_param)
-            dO.div_(batch_size)
+                L, dO = bpr_max_grad(O, self.bpreg, self.elu_param, 1.0 / batch_size)
             dh = dO @ Wc
             dWc = dO.T @ hL
             dbc = dO.sum(dim=0)
