@@ -1,13 +1,14 @@
 """Markdown tables from the benchmark JSON files (so that no figure is typed by hand).
 
 python benchmarks/summarize.py benchmarks/results/throughput.json \
-    benchmarks/results/accuracy.json benchmarks/results/eval_speed.json
+    benchmarks/results/accuracy.json benchmarks/results/eval_speed.json \
+    --readme benchmarks/README.md --block figures
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -98,12 +99,33 @@ def eval_table(rep: dict) -> str:
     )
 
 
+def fill_block(path: Path, block: str, text: str) -> None:
+    """Replace what sits between <!-- block:start --> and <!-- block:end --> in path."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    doc = path.read_text()
+    if start not in doc or end not in doc:
+        raise SystemExit(f"error: --readme: {path} has no {start} ... {end} markers")
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
 def main() -> None:
-    for path in sys.argv[1:]:
-        rep = json.loads(Path(path).read_text())
-        tables = {"throughput": throughput_table, "accuracy": accuracy_table, "eval": eval_table}
-        print(tables.get(rep["benchmark"], eval_table)(rep))
-        print()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("files", nargs="+", type=Path, help="benchmark JSON files")
+    ap.add_argument("--readme", type=Path, help="write the tables into this file's marked block")
+    ap.add_argument("--block", default="figures", help="marker name: <!-- NAME:start/end -->")
+    args = ap.parse_args()
+    tables = {"throughput": throughput_table, "accuracy": accuracy_table, "eval": eval_table}
+    out = []
+    for path in args.files:
+        rep = json.loads(path.read_text())
+        out.append(tables.get(rep["benchmark"], eval_table)(rep))
+    text = "\n\n".join(out)
+    if args.readme:
+        fill_block(args.readme, args.block, text)
+    else:
+        print(text)
 
 
 if __name__ == "__main__":
