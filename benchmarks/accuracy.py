@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import write_report
 
 HERE = Path(__file__).resolve().parent
 TOLERANCE = 0.01
@@ -77,19 +77,8 @@ def main() -> None:
             )
             rows.append(res)
             print(json.dumps(res), flush=True)
-    report = {
-        "benchmark": "accuracy",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": args.dataset,
-        "n_epochs": args.n_epochs,
-        "seed": args.seed,
-        "tolerance": TOLERANCE,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    fields = dict(dataset=args.dataset, n_epochs=args.n_epochs, seed=args.seed, tolerance=TOLERANCE)
+    write_report(args.out, "accuracy", {**fields, "rows": rows})
 
 
 if __name__ == "__main__":

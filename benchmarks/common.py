@@ -1,8 +1,11 @@
-"""What the benchmark scripts share: loading a named dataset and writing the official
-GRU4Rec's TSV input."""
+"""What the benchmark scripts share: loading a named dataset, writing the official
+GRU4Rec's TSV input, and writing a report JSON."""
 
 from __future__ import annotations
 
+import json
+import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -26,3 +29,18 @@ def write_gru4rec_tsv(path: Path, sessions, item_ids=None) -> None:
         for s in range(sessions.n_sessions):
             for pos, it in enumerate(sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]):
                 f.write(f"{s}\t{it if item_ids is None else item_ids[it]}\t{s * 1000 + pos}\n")
+
+
+def write_report(out: str | Path, benchmark: str, fields: dict) -> None:
+    """The report JSON: kind, date and versions first, then the benchmark's own fields."""
+    import torch
+
+    report = {
+        "benchmark": benchmark,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **fields,
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")

@@ -10,17 +10,15 @@ weights) on the test sessions of the chosen dataset, in interleaved repeats; wri
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from common import load_named_dataset, write_gru4rec_tsv
+from common import load_named_dataset, write_gru4rec_tsv, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,8 +85,6 @@ def main() -> None:
                 raise RuntimeError(f"official evaluation failed: {p.stderr[-800:]}")
             official.append(float(p.stdout.split("SECONDS")[-1]))
     report = {
-        "benchmark": "eval_speed",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": args.dataset,
         "n_items": len(data.item_map),
         "events": res.n_events,
@@ -96,7 +92,6 @@ def main() -> None:
         "tie_mode": args.tie_mode,
         "device": args.device,
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "ours_seconds": ours,
         "ours_median_s": statistics.median(ours),
         "ours_events_per_s": res.n_events / statistics.median(ours),
@@ -105,9 +100,7 @@ def main() -> None:
         report["official_seconds"] = official
         report["official_median_s"] = statistics.median(official)
         report["speedup_vs_official"] = statistics.median(official) / statistics.median(ours)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(args.out, "eval_speed", report)
 
 
 if __name__ == "__main__":

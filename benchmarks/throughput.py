@@ -26,12 +26,11 @@ import resource
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from common import load_named_dataset, write_gru4rec_tsv
+from common import load_named_dataset, write_gru4rec_tsv, write_report
 
 HERE = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"\[([\d.]+) mb/s \| (\d+) e/s\]")
@@ -270,28 +269,19 @@ def main() -> None:
                 for batch in args.batch_sizes:
                     rows.append(measure(args, tsv, device, harnesses, loss, batch, layers))
                     print(json.dumps(rows[-1]), flush=True)
-    report = {
-        "benchmark": "throughput",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": args.dataset,
-        "train_events": tr.n_events,
-        "train_sessions": tr.n_sessions,
-        "losses": args.losses,
-        "n_sample": args.n_sample,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "official": args.official is not None,
-        "rows": rows,
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    fields = dict(
+        dataset=args.dataset, train_events=tr.n_events, train_sessions=tr.n_sessions,
+        losses=args.losses, n_sample=args.n_sample, machine=machine,
+        official=args.official is not None, rows=rows,
+    )  # fmt: skip
+    write_report(args.out, "throughput", fields)
 
 
 if __name__ == "__main__":
