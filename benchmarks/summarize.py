@@ -42,17 +42,12 @@ def throughput_table(rep: dict) -> str:
     for r in rep["rows"]:
         off = r.get("official")
         floor = r.get("gemm_floor_events_per_s")
+        speedup = f"{r['speedup_vs_official']:.2f}x" if off else "-"
+        off_rss = f"{off['peak_rss_mb']:.0f}" if off else "-"
         lines.append(
             f"| {r['device']} | {r['loss']} | {r['batch_size']} | {r['layers']} | {_eps(off)} "
             f"| {_eps(r['autograd'])} | {_eps(r['bare'])} | {_eps(r['lightning'])} "
-            f"| {r['speedup_vs_official']:.2f}x | {r['fused_vs_autograd']:.2f}x "
-            if off
-            else f"| {r['device']} | {r['loss']} | {r['batch_size']} | {r['layers']} | - "
-            f"| {_eps(r['autograd'])} | {_eps(r['bare'])} | {_eps(r['lightning'])} "
-            f"| - | {r['fused_vs_autograd']:.2f}x "
-        )
-        off_rss = f"{off['peak_rss_mb']:.0f}" if off else "-"
-        lines[-1] += (
+            f"| {speedup} | {r['fused_vs_autograd']:.2f}x "
             f"| {f'{floor:,.0f}' if floor else '-'} | {100 * r['lightning_overhead']:.1f}% "
             f"| {r['bare']['peak_rss_mb']:.0f} / {off_rss} |"
             + (f" {_eps(r.get('fused_no_graphs'))} |" if gpu else "")

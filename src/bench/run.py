@@ -155,15 +155,13 @@ def make_model(cfg: DictConfig, hp, data, device: str):
         return "gru4rec_seq", model.to(device), None
     from bench.core.train import Engine
 
-    graphs = {"auto": None, True: True, False: False}.get(cfg.trainer.cuda_graphs, "bad")
-    if graphs == "bad":
-        raise BenchError(
-            f"trainer.cuda_graphs: got {cfg.trainer.cuda_graphs!r}, expected auto, true or false"
-        )
+    graphs = cfg.trainer.cuda_graphs
+    if graphs not in ("auto", True, False):
+        raise BenchError(f"trainer.cuda_graphs: got {graphs!r}, expected auto, true or false")
     try:
         engine = Engine(
             hp, data.train, len(data.item_map), device=device, seed=int(cfg.seed),
-            step=str(cfg.trainer.step), cuda_graphs=graphs,
+            step=str(cfg.trainer.step), cuda_graphs=None if graphs == "auto" else graphs,
         )  # fmt: skip
     except ValueError as e:
         if str(e).startswith(("step:", "cuda_graphs:")):

@@ -165,7 +165,7 @@ class FusedStep:
                 dgi[:, : 2 * hs].mul_(rz * (1.0 - rz))  # through the sigmoids
                 dgi[:, 2 * hs :] = dnp
                 dgh = dgi.clone()
-                dgh[:, 2 * hs :].mul_(rz[:, :hs])
+                dgh[:, 2 * hs :].mul_(r)
                 cell.weight_ih.grad = dgi.T @ inp
                 cell.bias_ih.grad = dgi.sum(dim=0)
                 cell.weight_hh.grad = dgh.T @ h

@@ -53,16 +53,10 @@ class StaticSteps:
 
     def _body(self) -> None:
         """One step on the buffers; the hidden state is written back into them."""
-        eng = self.engine
         H = [h * self.carry for h in self.H]
-        cols = torch.cat([self.y, self.negatives]) if self.negatives is not None else self.y
-        log_q = eng._log_q(self.y, self.negatives) if eng.log_p is not None else None
-        sparse: list = []
-        L = eng.fused(self.x, cols, H, sparse, eng.cfg.batch_size, log_q)
-        eng.optimizer.update(sparse)
+        self.engine.train_on(self.x, self.y, self.negatives, H)
         for buf, h in zip(self.H, H):
             buf.copy_(h)
-        eng.loss_sum.add_(L)
 
     def _side_stream_step(self) -> None:
         """A real step on a side stream: CUDA graphs want their warm-up off the default one."""

@@ -180,7 +180,6 @@ class Engine:
             self._step(s)
 
     def _step(self, s: int) -> None:
-        cfg, model = self.cfg, self.model
         x, y, carry, keep = self.schedule.step(s)
         H = self.H
         if keep is not None:
@@ -189,13 +188,23 @@ class Engine:
             H = [h * carry for h in H]
         H = [h.detach() for h in H]
         negatives = self.sampler.next() if self.sampler is not None else None
+        self.train_on(x, y, negatives, H)
+        self.H = H
+
+    def train_on(
+        self, x: torch.Tensor, y: torch.Tensor, negatives: torch.Tensor | None, H: list
+    ) -> None:
+        """One update on inputs x, targets y and shared negatives from the detached states
+        H, which are replaced in place by the new ones; the loss is added to loss_sum.
+        The eager steps and the CUDA-graph steps (graphs.py) both train through here."""
+        cfg = self.cfg
         cols = torch.cat([y, negatives]) if negatives is not None else y
         sparse: list = []
         log_q = self._log_q(y, negatives) if self.log_p is not None else None
         if self.fused is not None:
             L = self.fused(x, cols, H, sparse, cfg.batch_size, log_q)
         else:
-            O = model.step_sampled(x, cols, H, sparse, training=True)
+            O = self.model.step_sampled(x, cols, H, sparse, training=True)
             L = (
                 compute_loss(cfg.loss, O, bpreg=cfg.bpreg, elu_param=cfg.elu_param, log_q=log_q)
                 / cfg.batch_size
@@ -205,8 +214,7 @@ class Engine:
             L.backward()
             sparse = [(t, i, r.grad) for t, i, r in sparse if r.grad is not None]
         self.optimizer.update(sparse)
-        self.loss_sum += L.detach()
-        self.H = H
+        self.loss_sum.add_(L.detach())
 
     def check_finite(self, where: str) -> float:
         """Read the accumulated loss (one device sync) and stop on NaN/inf."""
