@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel of torch; installed before the project so that its torch range adds nothing.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test test-slow lint format bench report results clean
+.PHONY: run test test-slow lint format bench headline report results clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py $(ARGS)
 
+# The headline table (results/headline.{md,tex}, README's first table) from the committed
+# studies in sweeps/*.db alone: no run directory is needed.
+headline: $(STAMP)
+	$(PY) -m bench.report.headline --readme README.md $(ARGS)
+
 # Tables and figures from the records under results/raw and the studies in sweeps/*.db:
 # the main comparison (README), every prepared dataset, and the MovieLens protocols.
 report: $(STAMP)
-	$(PY) -m bench.report --readme README.md --records results/raw/table --records results/raw/studies \
-		--headline $(ARGS)
+	$(PY) -m bench.report --readme README.md --records results/raw/table --records results/raw/studies $(ARGS)
 	$(PY) -m bench.report --no-studies --benchmark none --records results/raw/table --records results/raw/datasets \
 		--out results/datasets --title "GRU4Rec and baselines on every prepared dataset" \
 		--readme README.md --readme-block datasets

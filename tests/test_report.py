@@ -226,25 +226,107 @@ def test_readme_blocks_are_filled_by_name(records, tmp_path):
     assert "OLD TABLE" not in text
 
 
-def test_headline_table_states_the_gap_to_the_leaderboard(tmp_path):
-    from bench.report.headline import headline_markdown
+def final_record(dataset, method, ranks, seed, standard_recall20, loss=None, unknown="miss"):
+    """A final-split record as a study keeps it in its `final` attribute."""
+    metrics = metrics_from_ranks(torch.as_tensor(ranks, dtype=torch.float64), [10, 20])
+    gru = loss is not None
+    return {
+        "kind": "gru4rec" if gru else "baseline",
+        "method": "gru4rec" if gru else method,
+        "dataset": {"dataset": dataset, "label": dataset, "split": "final"},
+        "protocol": {"tie_mode": "conservative", "evaluated_events": len(ranks),
+                     "unknown_test_items": "dropped, session re-chained"},
+        "gru4rec": {"loss": loss, "n_sample": 2048, "sample_alpha": 0.5, "n_epochs": 10,
+                    "layers": [192], "batch_size": 224} if gru else None,
+        "baseline": None if gru else {"name": method, "params": {"k": 300}},
+        "config": {"eval": {"unknown_test_items": unknown}},
+        "seed": seed,
+        "study": {"name": f"s_{method}_{dataset}", "phase": "final", "trial": None,
+                  "n_trials": 12, "best_trial": 7},
+        "metrics": metrics,
+        "metrics_by_tie_mode": {"conservative": metrics,
+                                "standard": {**metrics, "recall@20": standard_recall20}},
+        "record_path": f"/elsewhere/{method}/{dataset}/seed{seed}/result.json",
+    }  # fmt: skip
 
-    root = tmp_path / "raw"
-    ranks = np.full(100, 30.0)
-    ranks[:60] = 1.0  # recall@20 = 60%, mrr@20 = 60%
-    write_record(root, "gru", "diginetica_srgnn", "gru", ranks, loss="ce")
-    rec = json.loads((root / "gru" / "result.json").read_text())
-    rec["metrics_by_tie_mode"] = {
-        "conservative": rec["metrics"],
-        "standard": {**rec["metrics"], "recall@20": 0.61},
-    }
-    (root / "gru" / "result.json").write_text(json.dumps(rec))
-    write_record(root, "pop", "diginetica_srgnn", "pop", np.full(100, 50.0))
-    md = headline_markdown(collect([root], []).runs)
+
+def study_with_final(storage, name, records, target=200):
+    import optuna
+
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    study.set_user_attr("n_trials_target", target)
+    study.set_user_attr("final", {"best_trial": 7, "n_trials": 12, "seeds": [r["seed"] for r in records],
+                                  "metrics": {}, "records": records})  # fmt: skip
+    return study
+
+
+def test_headline_comes_from_the_studies_alone(tmp_path):
+    """Two seeds of a tuned GRU4Rec and one of a baseline, kept only in a study storage:
+    mean ± std (ddof 1) per cell, standard ties in brackets, the gap to the leaderboard,
+    the unfinished budget said plainly, and a drop-protocol retraining left out."""
+    import optuna
+
+    from bench.report.headline import build, to_latex, to_markdown
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ranks_a = np.full(100, 30.0)
+    ranks_a[:60] = 1.0  # recall@20 = mrr@20 = recall@10 = 60%
+    ranks_b = np.full(100, 30.0)
+    ranks_b[:50] = 2.0  # recall@20 = 50%, mrr@20 = 25%
+    gru = [final_record("diginetica_srgnn", "gru", r, s, 0.7, loss="ce")
+           for s, r in enumerate([ranks_a, ranks_b])]  # fmt: skip
+    study_with_final(storage, "gru4rec_ce_diginetica_srgnn", gru)
+    study_with_final(storage, "sknn_yoochoose1_64",
+                     [final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)], target=12)  # fmt: skip
+    study_with_final(storage, "stan_yoochoose1_64",
+                     [final_record("yoochoose1_64", "stan", ranks_b, 0, 0.5, unknown="drop")])  # fmt: skip
+    optuna.create_study(study_name="gru4rec_bpr-max_yoochoose1_64", storage=storage)
+    col = collect([], [storage])
+    h = build(col.runs, col.studies)
+    md = to_markdown(h)
+    # P@20: (60 + 50) / 2 = 55.00, std = sqrt(((60-55)^2 + (50-55)^2) / 1) = 7.07; standard 70.
+    # MRR@20: (60 + 25) / 2 = 42.50, std = sqrt(2 * 17.5^2) = 24.75.
+    assert "| GRU4Rec XE (tuned) | 55.00 ± 7.07 (70.00) | 42.50 ± 24.75 (42.50) |" in md
+    assert "| SKNN (tuned) | – | – | – | – | 50.00 (50.00) | 25.00 (25.00) |" in md
     assert "| SGNN-HN (published) | 55.67 | 19.45 |" in md
-    assert "| GRU4Rec XE | 60.00 (61.00) | 60.00 (60.00) |" in md  # conservative (standard)
     assert (
-        "our best GRU4Rec (GRU4Rec XE, 60.00) is at or above the best published (SGNN-HN, 55.67) by +4.33"
+        "our best GRU4Rec (GRU4Rec XE (tuned), 55.00) is SHORT of the best published (SGNN-HN, 55.67) by -0.67 points"
         in md
     )
-    assert "untuned (1 configuration)" in md
+    assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
+    assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
+    assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | 1 | `k=300` |" in md
+    assert "Left out: the retraining of study s_stan_yoochoose1_64" in md
+    assert "STAN" not in md.split("Left out")[0]
+    assert "- gru4rec_bpr-max_yoochoose1_64: 0 of ? trials finished" in md
+    tex = to_latex(h)
+    assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{lllllp{9cm}}" in tex
+
+
+def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):
+    from bench.report.headline import main
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ranks = np.full(10, 1.0)
+    study_with_final(storage, "gru4rec_ce_yoochoose1_64",
+                     [final_record("yoochoose1_64", "gru", ranks, 0, 1.0, loss="ce")])  # fmt: skip
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- headline:start -->\nold\n<!-- headline:end -->\nrest\n")
+    out = tmp_path / "results"
+    assert main(["--storage", storage, "--out", str(out), "--readme", str(readme)]) == 0
+    md = (out / "headline.md").read_text()
+    assert "| GRU4Rec XE (tuned) | – | – | – | – | 100.00 (100.00) |" in md
+    text = readme.read_text()
+    assert "old" not in text and "| GRU4Rec XE (tuned) |" in text and text.endswith("rest\n")
+    assert (out / "headline.tex").read_text().startswith(r"\begin{table*}")
+    # A README without the block is a one-line error, not a silent skip.
+    readme.write_text("# no block\n")
+    assert main(["--storage", storage, "--out", str(out), "--readme", str(readme)]) == 2
+
+
+def test_headline_with_an_unreadable_storage_is_a_one_line_error(tmp_path, capsys):
+    from bench.report.headline import main
+
+    assert main(["--storage", "postgresql://nobody@127.0.0.1:1/none", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --storage: cannot read studies") and "\n" not in err

@@ -194,23 +194,63 @@ def test_pruning_stops_a_bad_region(tmp_path):
 
 def test_tune_then_retrain_on_test(tmp_path):
     storage = f"sqlite:///{tmp_path / 't.db'}"
-    cmd = study_cmd(storage, "final", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE)
+    cmd = study_cmd(storage, "final", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE,
+                    "eval.also_tie_modes=[standard]")  # fmt: skip
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd]
     run(cmd, cwd=tmp_path)
     summary = json.loads((tmp_path / "sw" / "final.json").read_text())
     final = summary["final"]
     assert final["n_trials"] == 3 and final["seeds"] == [0, 1] and final["split"] == "final"
-    best = optuna.load_study(study_name="final", storage=storage).best_trial
+    study = optuna.load_study(study_name="final", storage=storage)
+    best = study.best_trial
     assert final["best_trial"] == best.number
-    for path in final["records"]:
-        rec = json.loads(Path(path).read_text())
+    records = [json.loads(Path(path).read_text()) for path in final["records"]]
+    for rec in records:
         assert rec["dataset"]["split"] == "final"
         assert rec["study"]["phase"] == "final" and rec["study"]["n_trials"] == 3
         assert rec["gru4rec"]["learning_rate"] == pytest.approx(best.params["learning_rate"])
-    assert set(final["metrics"]["mrr@20"]) == {"mean", "std"}
-    # Re-running the same command resumes: the study is already at its target.
+    # The study itself keeps the records and their mean/std per tie mode (the committed
+    # storage regenerates the headline table without the run directories).
+    kept = study.user_attrs["final"]
+    assert [r["seed"] for r in kept["records"]] == [0, 1]
+    assert [r["metrics"] for r in kept["records"]] == [r["metrics"] for r in records]
+    values = [r["metrics_by_tie_mode"]["standard"]["mrr@20"] for r in records]
+    assert kept["metrics"]["standard"]["mrr@20"]["mean"] == pytest.approx(sum(values) / 2)
+    assert kept["metrics"]["conservative"]["mrr@20"]["std"] == pytest.approx(
+        abs(records[0]["metrics"]["mrr@20"] - records[1]["metrics"]["mrr@20"]) / 2**0.5
+    )
+    # Re-running the same command resumes: the study is at its target and both seeds of
+    # its best trial are retrained already, so nothing runs again.
+    mtimes = [Path(path).stat().st_mtime_ns for path in final["records"]]
     run(cmd, cwd=tmp_path)
     assert len(optuna.load_study(study_name="final", storage=storage).trials) == 3
+    assert [Path(path).stat().st_mtime_ns for path in final["records"]] == mtimes
+
+
+def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'n.db'}"
+
+    def cmd(n_trials, seeds, *extra):
+        base = study_cmd(storage, "now", tmp_path / "sw", f"hydra.sweeper.n_trials={n_trials}",
+                         *SMALL, *SPACE, *extra)  # fmt: skip
+        return [c if c != "hydra.sweeper.final_seeds=0" else f"hydra.sweeper.final_seeds={seeds}"
+                for c in base]  # fmt: skip
+
+    with pytest.raises(AssertionError, match="no complete trial to retrain"):
+        run(cmd(50, 1, "hydra.sweeper.final_now=true"), cwd=tmp_path)
+    run(cmd(2, 0), cwd=tmp_path)
+    run(cmd(50, 1, "hydra.sweeper.final_now=true"), cwd=tmp_path)
+    study = optuna.load_study(study_name="now", storage=storage)
+    assert len(study.trials) == 2  # no trial beyond the two finished ones
+    first = study.user_attrs["final"]
+    assert first["n_trials"] == 2 and first["seeds"] == [0]
+    seed0 = first["records"][0]["record_path"]
+    mtime = Path(seed0).stat().st_mtime_ns
+    run(cmd(50, 3, "hydra.sweeper.final_now=true"), cwd=tmp_path)
+    final = optuna.load_study(study_name="now", storage=storage).user_attrs["final"]
+    assert final["seeds"] == [0, 1, 2]
+    assert Path(seed0).stat().st_mtime_ns == mtime  # seed 0 was kept, not retrained
+    assert [r["seed"] for r in final["records"]] == [0, 1, 2]
 
 
 def test_grid_values_are_refused_in_a_study(tmp_path):
@@ -277,6 +317,9 @@ def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
     done = study.get_trials(states=[TrialState.COMPLETE])
     assert len(done) == 4
     assert all(set(t.params) == {"baseline.params.steps", "baseline.params.pruning"} for t in done)
+    # The configured values (conf/baseline/sr.yaml) are the first trial, drawn from no sampler.
+    assert done[0].params == {"baseline.params.steps": 10, "baseline.params.pruning": 20}
+    assert done[0].user_attrs["enqueued"] == "the configured values"
     assert all(t.user_attrs["split"] == "tune" and "recall@20" in t.user_attrs for t in done)
     final = json.loads((tmp_path / "sw" / "final.json").read_text())["final"]
     rec = json.loads(Path(final["records"][0]).read_text())
@@ -284,6 +327,27 @@ def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
     best = study.best_trial.params
     assert rec["baseline"]["params"]["steps"] == best["baseline.params.steps"]
     assert rec["baseline"]["params"]["pruning"] == best["baseline.params.pruning"]
+
+
+def test_an_enqueued_trial_is_run_even_when_it_fills_the_budget(tmp_path):
+    """A waiting trial is nobody's until asked: with a budget of one, the enqueued
+    configured values are that one trial (the sweeper once waited on it forever)."""
+    storage = f"sqlite:///{tmp_path / 'q.db'}"
+    cmd = [
+        sys.executable, "-m", "bench.run", "-m", "hparams_search=sr", "baseline.params.steps=12",
+        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=q",
+        f"hydra.sweep.dir={tmp_path / 'sw'}", "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.final_seeds=0", *SMALL[:2],
+    ]  # fmt: skip
+    run(cmd, cwd=tmp_path, timeout=240)
+    (trial,) = optuna.load_study(study_name="q", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.params == {"baseline.params.steps": 12, "baseline.params.pruning": 20}
+    # Values the search space cannot draw are not enqueued (steps: 2..30).
+    run([*cmd[:5], "baseline.params.steps=99", *cmd[6:8], "hydra.sweeper.n_trials=2", *cmd[10:]],
+        cwd=tmp_path, timeout=240)  # fmt: skip
+    second = optuna.load_study(study_name="q", storage=storage).trials[1]
+    assert "enqueued" not in second.user_attrs and second.state == TrialState.COMPLETE
 
 
 @pytest.mark.parametrize(

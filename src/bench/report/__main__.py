@@ -39,11 +39,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--readme-block", default="comparison", help="BLOCK name of the markers")
     p.add_argument(
-        "--headline",
-        action="store_true",
-        help="also write <out>/headline.md and .tex (our runs on the SR-GNN splits vs the leaderboard)",
-    )
-    p.add_argument(
         "--benchmark", type=Path, default=PROJECT_ROOT / "benchmarks/results/throughput.json"
     )
     return p.parse_args(argv)
@@ -138,12 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         tables / f"{n}.{e}" for n in ("comparison", "reproduction") for e in ("md", "tex", "csv")
     ]
 
-    if args.headline:
-        from bench.report.headline import headline_latex, headline_markdown
-
-        write_text_atomic(args.out / "headline.md", headline_markdown(col.runs))
-        write_text_atomic(args.out / "headline.tex", headline_latex(col.runs))
-        written += [args.out / "headline.md", args.out / "headline.tex"]
     final = col.runs[(col.runs["split"] == "final") & (col.runs["tie_mode"] == args.tie_mode)]
     final = final[final["kind"].isin(["baseline", "gru4rec"])]
     cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})

@@ -76,6 +76,9 @@ def record_row(record: dict, path: Path) -> dict:
         "task": record["protocol"].get("task", "next-item prediction at every position"),
         "candidates": record["protocol"].get("candidates", ""),
         "unknown_test_items": record["protocol"].get("unknown_test_items", ""),
+        "unknown_test_items_option": record["config"]
+        .get("eval", {})
+        .get("unknown_test_items", "drop"),
         "seen_item_filtering": record["protocol"].get("seen_item_filtering", False),
         "evaluated_events": record["protocol"].get("evaluated_events"),
         "fingerprint": record["protocol"].get("test_fingerprint"),
@@ -90,6 +93,7 @@ def record_row(record: dict, path: Path) -> dict:
         "phase": study.get("phase"),
         "trial": study.get("trial"),
         "n_trials": study.get("n_trials"),
+        "best_trial": study.get("best_trial"),
         "config_hash": config_hash(record),
         "git_commit": record.get("git_commit"),
         "train_s": record.get("timings", {}).get("train_s"),
@@ -155,7 +159,8 @@ def read_records(roots: list[Path]) -> tuple[list[dict], dict, list[tuple[str, s
 
 
 def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, list[dict]]:
-    """All studies of the storages, and a row per finished trial without a collected record."""
+    """All studies of the storages; a row per finished trial and per final retraining
+    (kept in the study's `final` attribute) without a collected record."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -164,6 +169,7 @@ def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, li
         for summary in sorted(optuna.get_all_study_summaries(url), key=lambda s: s.study_name):
             study = optuna.load_study(study_name=summary.study_name, storage=url)
             studies.append(study)
+            rows += final_rows(study, url, known_records)
             for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
                 record = t.user_attrs.get("record")
                 if record and str(Path(record).resolve()) in known_records:
@@ -183,6 +189,23 @@ def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, li
                     }
                 )
     return studies, rows
+
+
+def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
+    """The study's retrainings on the final split, as ordinary record rows."""
+    final = study.user_attrs.get("final") or {}
+    rows = []
+    for record in final.get("records", []):
+        path = Path(record.get("record_path") or f"{url}#{study.study_name}/seed{record['seed']}")
+        if str(path.resolve()) in known_records:
+            continue
+        row = record_row(record, path)
+        if row["ranks"] and not Path(row["ranks"]).is_file():
+            row["ranks"] = None  # per-event ranks stay with the run directory, not the study
+        row["n_trials_target"] = study.user_attrs.get("n_trials_target")
+        row["storage"] = url
+        rows.append(row)
+    return rows
 
 
 def collect(roots: list[Path], storages: list[str]) -> Collection:

@@ -9,6 +9,9 @@ per-epoch validation metrics for pruning and stores all metrics as user attribut
 Worker death is caught by Optuna's heartbeat (RDB storages): the dead trial is failed
 and re-queued. With `final_seeds > 0` the best parameters are then retrained on the
 final split (train -> test) once per seed, and a summary is written to final.json.
+The final records are also kept in the study (user attribute `final`), so the committed
+storage alone regenerates the tables; seeds already retrained for the same best trial are
+not run again, so an interrupted retraining resumes too.
 """
 
 import json
@@ -45,7 +48,9 @@ warnings.filterwarnings(
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+# Only running trials are someone else's: a waiting one (enqueued, or a dead worker's
+# trial re-queued) is handed out by the next `study.ask()`, whoever calls it.
+ACTIVE = (TrialState.RUNNING,)
 
 
 @dataclass
@@ -69,6 +74,11 @@ class BenchOptunaSweeperConf:
     max_retry: int = 2
     max_failures: int = 20  # stop the study (with an error) after this many failed trials
     final_seeds: int = 0  # > 0: retrain the best parameters on the final split per seed
+    # Retrain the best trial so far now, without running the remaining trials.
+    final_now: bool = False
+    # Enqueue the job config's own values of the searched parameters (e.g. the official
+    # paramfile of conf/dataset_loss) as a trial, unless the study already holds them.
+    enqueue_config: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     # Tune only these entries of `params` (empty: all); the others keep their config values.
     search: list[str] = field(default_factory=list)
@@ -142,6 +152,9 @@ class BenchOptunaSweeper(Sweeper):
         study = self._study()
         study.set_user_attr("search_space", self._space())
         study.set_user_attr("n_trials_target", int(self.cfg.n_trials))
+        study.set_user_attr("overrides", fixed)
+        if self.cfg.enqueue_config:
+            self._enqueue_config(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         log.info(
             "study %s in %s: target %d finished trials",
@@ -149,7 +162,7 @@ class BenchOptunaSweeper(Sweeper):
             self.cfg.storage,
             self.cfg.n_trials,
         )
-        while True:
+        while not self.cfg.final_now:
             self._fail_stale(study)
             failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                       if not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
@@ -178,6 +191,10 @@ class BenchOptunaSweeper(Sweeper):
             if batch:
                 self._run_batch(study, batch, fixed)
         summary = self._summary(study)
+        if self.cfg.final_now and not summary.get("best"):
+            raise BenchError(
+                f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial to retrain"
+            )
         if self.cfg.final_seeds > 0:
             summary["final"] = self._final(study, fixed)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -205,6 +222,28 @@ class BenchOptunaSweeper(Sweeper):
         return {
             n: spec for n, spec in params.items() if not self.cfg.search or n in self.cfg.search
         }
+
+    def _enqueue_config(self, study: optuna.Study) -> None:
+        """The configured values are where a study should start: with a small budget the
+        tuned result is then never below the published parameters on validation."""
+        values = {}
+        for name, spec in self._space().items():
+            value = OmegaConf.select(self.config, name)
+            if OmegaConf.is_list(value):
+                if len(value) != 1 or not spec.get("as_list"):
+                    return
+                value = value[0]
+            if not on_grid(value, spec):
+                log.info(
+                    "config value %s=%r is outside the search space: not enqueued", name, value
+                )
+                return
+            values[name] = value
+        done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+        if any(all(p.get(k) == v for k, v in values.items()) for p in done):
+            return
+        study.enqueue_trial(values, user_attrs={"enqueued": "the configured values"})
+        log.info("enqueued the configured values as a trial: %s", values)
 
     def _study_ref(self) -> list[str]:
         """Quoted, so that names like `nan` or `1e3` stay strings in the job's config."""
@@ -266,41 +305,71 @@ class BenchOptunaSweeper(Sweeper):
         return out
 
     def _final(self, study: optuna.Study, fixed: list[str]) -> dict:
-        """Retrain the best parameters on the final split, one job per seed."""
+        """Retrain the best parameters on the final split, one job per seed not yet done."""
         best = study.best_trial
         params = self._space()
         values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
         n_finished = self._count(study, FINISHED)
+        seeds = list(range(self.cfg.final_seeds))
+        previous = study.user_attrs.get("final") or {}
+        kept = {
+            r["seed"]: r
+            for r in previous.get("records", [])
+            if previous.get("best_trial") == best.number and r["seed"] in seeds
+            and r["config"]["eval"] == OmegaConf.to_container(self.config.eval, resolve=True)
+        }  # fmt: skip
+        todo = [seed for seed in seeds if seed not in kept]
         jobs = [
             [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
              "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
              "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
-            for seed in range(self.cfg.final_seeds)
+            for seed in todo
         ]  # fmt: skip
-        returns = self.launcher.launch(jobs, initial_job_idx=10_000)
-        records = []
-        for ret in returns:
+        if kept:
+            log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
+        returns = self.launcher.launch(jobs, initial_job_idx=10_000) if jobs else []
+        records = dict(kept)
+        for seed, ret in zip(todo, returns):
             path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
             if ret.status != JobStatus.COMPLETED or not path.is_file():
                 raise BenchError(f"final retraining failed: {ret._return_value}")
-            records.append(json.loads(path.read_text()))
-        metrics = sorted(records[0]["metrics"])
-        agg = {
-            m: {
-                "mean": statistics.fmean(r["metrics"][m] for r in records),
-                "std": statistics.stdev([r["metrics"][m] for r in records])
-                if len(records) > 1
-                else 0.0,
-            }
-            for m in metrics
-        }
-        final = {
-            "best_trial": best.number, "params": best.params, "n_trials": n_finished,
-            "seeds": list(range(self.cfg.final_seeds)), "split": "final",
-            "records": [str(Path(r.hydra_cfg.hydra.runtime.output_dir) / "result.json") for r in returns],
-            "metrics": agg,
+            records[seed] = json.loads(path.read_text()) | {"record_path": str(path)}
+            self._store_final(study, best.number, n_finished, records)
+        final = self._store_final(study, best.number, n_finished, records)
+        return final | {
+            "params": best.params, "split": "final",
+            "records": [records[s]["record_path"] for s in seeds],
         }  # fmt: skip
-        study.set_user_attr(
-            "final", {k: final[k] for k in ("best_trial", "n_trials", "seeds", "metrics")}
-        )
+
+    def _store_final(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:
+        """Kept after every seed, so that a stopped retraining loses no finished seed."""
+        done = [records[s] for s in sorted(records)]
+        metrics = {}
+        for mode in done[0]["metrics_by_tie_mode"]:
+            values = {m: [r["metrics_by_tie_mode"][mode][m] for r in done]
+                      for m in done[0]["metrics_by_tie_mode"][mode]}  # fmt: skip
+            metrics[mode] = {
+                m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
+                for m, v in values.items()
+            }
+        final = {
+            "best_trial": best, "n_trials": n_finished, "seeds": sorted(records),
+            "metrics": metrics, "records": [{k: v for k, v in r.items() if k != "epochs"} for r in done],
+        }  # fmt: skip
+        study.set_user_attr("final", final)
         return final
+
+
+def on_grid(value, spec: dict) -> bool:
+    """Whether a search space could have drawn this value."""
+    if spec.get("type") == "categorical":
+        return value in list(spec["choices"])
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    low, high = float(spec["low"]), float(spec["high"])
+    if not low - 1e-9 <= value <= high + 1e-9:
+        return False
+    step = spec.get("step")
+    if spec.get("type") == "int":
+        step = step or 1
+    return not step or abs((value - low) / step - round((value - low) / step)) < 1e-6
