@@ -242,6 +242,8 @@ def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path
     run(cmd(50, 1, "hydra.sweeper.final_now=true"), cwd=tmp_path)
     study = optuna.load_study(study_name="now", storage=storage)
     assert len(study.trials) == 2  # no trial beyond the two finished ones
+    # The budget stays the largest asked for (50), not the 2 of the run that stopped early.
+    assert study.user_attrs["n_trials_target"] == 50
     first = study.user_attrs["final"]
     assert first["n_trials"] == 2 and first["seeds"] == [0]
     seed0 = first["records"][0]["record_path"]

@@ -151,9 +151,12 @@ class BenchOptunaSweeper(Sweeper):
         fixed = self._fixed_overrides(arguments)
         study = self._study()
         study.set_user_attr("search_space", self._space())
-        study.set_user_attr("n_trials_target", int(self.cfg.n_trials))
+        # The budget is the largest target any run asked for: a run stopping early at a
+        # smaller `n_trials` (to retrain now, say) does not shrink it.
+        target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
+        study.set_user_attr("n_trials_target", target)
         study.set_user_attr("overrides", fixed)
-        if self.cfg.enqueue_config:
+        if self.cfg.enqueue_config and not self.cfg.final_now:
             self._enqueue_config(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         log.info(
