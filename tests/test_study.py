@@ -190,6 +190,16 @@ def test_pruning_stops_a_bad_region(tmp_path):
     assert pruned, [(t.params, t.state) for t in s.trials]
     assert all(t.params["learning_rate"] == 0.000001 for t in pruned)  # only the bad region
     assert all("pruned after epoch" in t.user_attrs["prune_reason"] for t in pruned)
+    # An enqueued trial (the configured parameters) is never pruned, even in the bad region.
+    s.enqueue_trial({"learning_rate": 0.000001}, user_attrs={"enqueued": "the configured values"})
+    run(
+        study_cmd(storage, "prune", tmp_path / "sw2", "hydra.sweeper.n_trials=9", "hydra.sweeper.sampler=random",
+                  "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=2", *SMALL, "n_epochs=3", *space),
+        cwd=tmp_path,
+    )  # fmt: skip
+    last = optuna.load_study(study_name="prune", storage=storage).trials[-1]
+    assert last.params["learning_rate"] == 0.000001 and last.state == TrialState.COMPLETE
+    assert len(last.intermediate_values) == 3
 
 
 def test_tune_then_retrain_on_test(tmp_path):

@@ -132,11 +132,16 @@ def open_trial(
 
 
 class EpochReporter:
-    """After each epoch: the validation metric -> trial.report, then prune if the pruner says so."""
+    """After each epoch: the validation metric -> trial.report, then prune if the pruner says so.
+
+    An enqueued trial (the configured, e.g. official, parameters) always trains to the end:
+    slow starters are what the median pruner cuts, and the study's best must never fall
+    below the published parameters because they were judged after one epoch."""
 
     def __init__(self, trial: optuna.trial.Trial, metric: str):
         self.trial = trial
         self.metric = metric
+        self.prunable = "enqueued" not in trial.user_attrs
 
     def __call__(self, stats, result) -> None:
         """`result`: the EvalResult of this epoch on the validation split."""
@@ -146,7 +151,7 @@ class EpochReporter:
             f"epoch{stats.epoch + 1}",
             {self.metric: value, "seconds": stats.seconds, "events_per_s": stats.events_per_s},
         )
-        if self.trial.should_prune():
+        if self.prunable and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned after epoch {stats.epoch + 1}: {self.metric}={value:.4f}"
             )
