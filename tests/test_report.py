@@ -250,11 +250,14 @@ def final_record(dataset, method, ranks, seed, standard_recall20, loss=None, unk
     }  # fmt: skip
 
 
-def study_with_final(storage, name, records, target=200):
+def study_with_final(storage, name, records, target=200, space=True):
     import optuna
 
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     study.set_user_attr("n_trials_target", target)
+    study.set_user_attr(
+        "search_space", {"k": {"type": "int", "low": 1, "high": 9}} if space else {}
+    )
     study.set_user_attr("final", {"best_trial": 7, "n_trials": 12, "seeds": [r["seed"] for r in records],
                                   "metrics": {}, "records": records})  # fmt: skip
     return study
@@ -280,6 +283,8 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
                      [final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)], target=12)  # fmt: skip
     study_with_final(storage, "stan_yoochoose1_64",
                      [final_record("yoochoose1_64", "stan", ranks_b, 0, 0.5, unknown="drop")])  # fmt: skip
+    study_with_final(storage, "spop_yoochoose1_64",
+                     [final_record("yoochoose1_64", "spop", ranks_a, 0, 0.6)], target=1, space=False)  # fmt: skip
     optuna.create_study(study_name="gru4rec_bpr-max_yoochoose1_64", storage=storage)
     col = collect([], [storage])
     h = build(col.runs, col.studies)
@@ -297,6 +302,9 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
     assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | 1 | `k=300` |" in md
     assert "Left out: the retraining of study s_stan_yoochoose1_64" in md
+    # Nothing to tune (empty search space): no "(tuned)", no trial budget.
+    assert "| S-POP | – | – | – | – | 60.00 (60.00) |" in md
+    assert "| S-POP | yoochoose1_64 | no hyperparameters | – | 1 |" in md
     assert "STAN" not in md.split("Left out")[0]
     assert "- gru4rec_bpr-max_yoochoose1_64: 0 of ? trials finished" in md
     tex = to_latex(h)

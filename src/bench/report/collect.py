@@ -203,6 +203,9 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
         if row["ranks"] and not Path(row["ranks"]).is_file():
             row["ranks"] = None  # per-event ranks stay with the run directory, not the study
         row["n_trials_target"] = study.user_attrs.get("n_trials_target")
+        if not study.user_attrs.get("search_space"):  # POP, S-POP: nothing was tuned
+            row["label"] = row["label"].replace(" (tuned)", "")
+            row["n_trials_target"] = None
         row["storage"] = url
         rows.append(row)
     return rows

@@ -110,10 +110,12 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
         )
         for ds, part in sub.groupby("dataset"):
             first = part.iloc[0]
-            trials = f"{int(first['n_trials'])} of {int(first['n_trials_target'])}"
-            out.budget.append([label, ds, trials, str(int(first["best_trial"])),
+            untuned = pd.isna(first["n_trials_target"])
+            trials = "no hyperparameters" if untuned else (
+                f"{int(first['n_trials'])} of {int(first['n_trials_target'])}")  # fmt: skip
+            out.budget.append([label, ds, trials, "–" if untuned else str(int(first["best_trial"])),
                                str(part["seed"].nunique()), first["params"]])  # fmt: skip
-            if first["n_trials"] < first["n_trials_target"]:
+            if not untuned and first["n_trials"] < first["n_trials_target"]:
                 out.notes.append(
                     f"{label} on {ds}: retrained after {trials} trials of its budget; "
                     "the study is not finished."
@@ -121,7 +123,9 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
     out.notes += gaps(ours, pub)
     events = ours.groupby("dataset")["evaluated_events"].max().to_dict()
     out.notes.append(
-        "Ours: mean ± std over seeds, conservative ties (standard ties in brackets); full "
+        "Ours: mean ± std over seeds, conservative ties (standard ties in brackets: an item "
+        "scored equal to the target ranks below it under standard ties, above it under "
+        "conservative ones, so the two differ where a model leaves many scores equal); full "
         "ranking over all training items; test events whose item is unknown to training count "
         "as misses (evaluated predictions: "
         + ", ".join(f"{ds} {int(n):,}" for ds, n in sorted(events.items()))
