@@ -278,7 +278,13 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     ranks_b[:50] = 2.0  # recall@20 = 50%, mrr@20 = 25%
     gru = [final_record("diginetica_srgnn", "gru", r, s, 0.7, loss="ce")
            for s, r in enumerate([ranks_a, ranks_b])]  # fmt: skip
-    study_with_final(storage, "gru4rec_ce_diginetica_srgnn", gru)
+    study = study_with_final(storage, "gru4rec_ce_diginetica_srgnn", gru)
+    for number in range(8):  # trial 0: the configured parameters; 7: the best, retrained
+        trial = study.ask()
+        trial.set_user_attr("objective_metric", "mrr@20")
+        if number == 0:
+            trial.set_user_attr("enqueued", "the configured values")
+        study.tell(trial, 0.3 if number == 7 else 0.1 + 0.01 * number)
     study_with_final(storage, "sknn_yoochoose1_64",
                      [final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)], target=12)  # fmt: skip
     study_with_final(storage, "stan_yoochoose1_64",
@@ -300,15 +306,19 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     )
     assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
     assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
-    assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | 1 | `k=300` |" in md
-    assert "Left out: the retraining of study s_stan_yoochoose1_64" in md
+    assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | – | 1 | `k=300` |" in md
+    assert (
+        "| GRU4Rec XE (tuned) | diginetica_srgnn | 12 of 200 | 7 | MRR@20 0.3000 (configured: 0.1000) | 2 |"
+        in md
+    )
+    assert "Left out: the retraining of study stan_yoochoose1_64" in md
     # Nothing to tune (empty search space): no "(tuned)", no trial budget.
     assert "| S-POP | – | – | – | – | 60.00 (60.00) |" in md
-    assert "| S-POP | yoochoose1_64 | no hyperparameters | – | 1 |" in md
+    assert "| S-POP | yoochoose1_64 | no hyperparameters | – | – | 1 |" in md
     assert "STAN" not in md.split("Left out")[0]
     assert "- gru4rec_bpr-max_yoochoose1_64: 0 of ? trials finished" in md
     tex = to_latex(h)
-    assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{lllllp{9cm}}" in tex
+    assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{llllllp{8cm}}" in tex
 
 
 def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):

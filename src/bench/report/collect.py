@@ -202,6 +202,7 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
         row = record_row(record, path)
         if row["ranks"] and not Path(row["ranks"]).is_file():
             row["ranks"] = None  # per-event ranks stay with the run directory, not the study
+        row["study"] = study.study_name
         row["n_trials_target"] = study.user_attrs.get("n_trials_target")
         if not study.user_attrs.get("search_space"):  # POP, S-POP: nothing was tuned
             row["label"] = row["label"].replace(" (tuned)", "")

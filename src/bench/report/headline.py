@@ -103,6 +103,7 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
+    by_name = {s.study_name: s for s in studies}
     for label in sorted(ours["label"].unique(), key=row_order):
         sub = ours[ours["label"] == label]
         out.rows.append(
@@ -113,7 +114,9 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
             untuned = pd.isna(first["n_trials_target"])
             trials = "no hyperparameters" if untuned else (
                 f"{int(first['n_trials'])} of {int(first['n_trials_target'])}")  # fmt: skip
+            study = by_name.get(first["study"])
             out.budget.append([label, ds, trials, "–" if untuned else str(int(first["best_trial"])),
+                               validation(study, first["best_trial"]) if study else "–",
                                str(part["seed"].nunique()), first["params"]])  # fmt: skip
             if not untuned and first["n_trials"] < first["n_trials_target"]:
                 out.notes.append(
@@ -156,11 +159,31 @@ def gaps(ours: pd.DataFrame, pub: pd.DataFrame) -> list[str]:
     return lines
 
 
+def validation(study, best_trial) -> str:
+    """The retrained trial's validation value, and the configured (e.g. official) parameters'
+    when the study ran them (its enqueued trial): what tuning gained before the test split."""
+    from optuna.trial import TrialState
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    best = trials.get(int(best_trial)) if pd.notna(best_trial) else None
+    if best is None or best.value is None:
+        return "–"
+    text = (
+        f"{metric_title(best.user_attrs.get('objective_metric', 'objective@?'))} {best.value:.4f}"
+    )
+    configured = [t for t in trials.values()
+                  if "enqueued" in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
+    if configured and configured[-1].number != best.number:
+        text += f" (configured: {configured[-1].value:.4f})"
+    return text
+
+
 BUDGET_HEADER = [
     "Method",
     "Split",
     "Trials (done of budget)",
     "Best trial",
+    "Validation objective",
     "Seeds",
     "Tuned hyperparameters",
 ]
@@ -206,7 +229,7 @@ def to_latex(h: Headline) -> str:
             r"\centering",
             r"\caption{Trial budget, seeds and tuned hyperparameters of the rows above.}",
             r"\small",
-            r"\begin{tabular}{lllllp{9cm}}",
+            r"\begin{tabular}{llllllp{8cm}}",
             r"\toprule",
             " & ".join(BUDGET_HEADER) + r" \\",
             r"\midrule",
