@@ -265,6 +265,32 @@ def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path
     assert [r["seed"] for r in final["records"]] == [0, 1, 2]
 
 
+def test_a_stopped_retraining_keeps_its_finished_seeds(tmp_path):
+    """Seeds are stored on the study as they finish: a worker killed during the final
+    retraining loses only the seed it was running, and the same command resumes."""
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    cmd = study_cmd(storage, "kill", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE)
+    run(cmd, cwd=tmp_path)
+    cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=4" for c in cmd]
+    cmd.append("hydra.sweeper.final_now=true")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    final, deadline = None, time.monotonic() + 300
+    while final is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        final = optuna.load_study(study_name="kill", storage=storage).user_attrs.get("final")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert final is not None and 1 <= len(final["seeds"]) < 4
+    stored = optuna.load_study(study_name="kill", storage=storage).user_attrs["final"]
+    done = {r["seed"]: Path(r["record_path"]).stat().st_mtime_ns for r in stored["records"]}
+    run(cmd, cwd=tmp_path)
+    final = optuna.load_study(study_name="kill", storage=storage).user_attrs["final"]
+    assert final["seeds"] == [0, 1, 2, 3]
+    assert {s: Path(r["record_path"]).stat().st_mtime_ns for s, r in
+            zip(final["seeds"], final["records"]) if s in done} == done  # fmt: skip
+
+
 def test_grid_values_are_refused_in_a_study(tmp_path):
     p = subprocess.run(
         study_cmd(f"sqlite:///{tmp_path / 'g.db'}", "g", tmp_path / "sw", "seed=1,2"),

@@ -322,21 +322,24 @@ class BenchOptunaSweeper(Sweeper):
             and r["config"]["eval"] == OmegaConf.to_container(self.config.eval, resolve=True)
         }  # fmt: skip
         todo = [seed for seed in seeds if seed not in kept]
-        jobs = [
-            [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
-             "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
-             "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
-            for seed in todo
-        ]  # fmt: skip
         if kept:
             log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
-        returns = self.launcher.launch(jobs, initial_job_idx=10_000) if jobs else []
         records = dict(kept)
-        for seed, ret in zip(todo, returns):
-            path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
-            if ret.status != JobStatus.COMPLETED or not path.is_file():
-                raise BenchError(f"final retraining failed: {ret._return_value}")
-            records[seed] = json.loads(path.read_text()) | {"record_path": str(path)}
+        # n_jobs seeds at a time (the launcher's width), each batch stored as it ends.
+        for start in range(0, len(todo), max(1, self.cfg.n_jobs)):
+            batch = todo[start : start + max(1, self.cfg.n_jobs)]
+            jobs = [
+                [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
+                 "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
+                 "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
+                for seed in batch
+            ]  # fmt: skip
+            returns = self.launcher.launch(jobs, initial_job_idx=10_000 + batch[0])
+            for seed, ret in zip(batch, returns):
+                path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
+                if ret.status != JobStatus.COMPLETED or not path.is_file():
+                    raise BenchError(f"final retraining failed: {ret._return_value}")
+                records[seed] = json.loads(path.read_text()) | {"record_path": str(path)}
             self._store_final(study, best.number, n_finished, records)
         final = self._store_final(study, best.number, n_finished, records)
         return final | {
@@ -345,7 +348,7 @@ class BenchOptunaSweeper(Sweeper):
         }  # fmt: skip
 
     def _store_final(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:
-        """Kept after every seed, so that a stopped retraining loses no finished seed."""
+        """Kept after every batch of seeds, so that a stopped retraining loses no finished seed."""
         done = [records[s] for s in sorted(records)]
         metrics = {}
         for mode in done[0]["metrics_by_tie_mode"]:
