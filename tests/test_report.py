@@ -305,6 +305,7 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
         in md
     )
     assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
+    assert "by -0.67 points; at or above GRU4REC (2015), NARM, STAMP, SR-GNN." in md
     assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
     assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | – | 1 | `k=300` |" in md
     assert (
@@ -348,3 +349,20 @@ def test_headline_with_an_unreadable_storage_is_a_one_line_error(tmp_path, capsy
     assert main(["--storage", "postgresql://nobody@127.0.0.1:1/none", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --storage: cannot read studies") and "\n" not in err
+
+
+def test_headline_validation_column_names_the_configured_trial():
+    import optuna
+
+    from bench.report.headline import validation
+
+    study = optuna.create_study(direction="maximize")
+    for number, value in enumerate([0.5, 0.2]):
+        trial = study.ask()
+        trial.set_user_attr("objective_metric", "mrr@20")
+        if number == 0:
+            trial.set_user_attr("enqueued", "the configured values")
+        study.tell(trial, value)
+    assert validation(study, 0) == "MRR@20 0.5000 (the configured values)"
+    assert validation(study, 1) == "MRR@20 0.2000 (configured: 0.5000)"
+    assert validation(study, float("nan")) == "–"

@@ -124,9 +124,14 @@ def params_text(record: dict) -> str:
     """The hyperparameters that define the row, for the tables' appendix."""
     if record.get("gru4rec"):
         hp = record["gru4rec"]
-        return " ".join(f"{k}={hp[k]}" for k in GRU4REC_SHOWN if k in hp)
+        return " ".join(f"{k}={_short(hp[k])}" for k in GRU4REC_SHOWN if k in hp)
     params = (record.get("baseline") or {}).get("params") or {}
-    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed") or "-"
+    return " ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k != "seed") or "-"
+
+
+def _short(value):
+    """0.35 for a sampled 0.35000000000000003 (a float step's rounding, not a choice)."""
+    return float(f"{value:.10g}") if isinstance(value, float) else value
 
 
 def method_label(row: dict) -> str:

@@ -151,10 +151,16 @@ def gaps(ours: pd.DataFrame, pub: pd.DataFrame) -> list[str]:
             top = best_pub.loc[best_pub["value_pct"].idxmax()]
             gap = mine.max() - top["value_pct"]
             verdict = "at or above" if gap >= 0 else "SHORT of"
+            beaten = best_pub[best_pub["value_pct"] <= mine.max()]["method"].tolist()
             lines.append(
                 f"{ds} {metric_title(m).replace('Recall', 'P')}: our best GRU4Rec "
                 f"({mine.idxmax()}, {mine.max():.2f}) is {verdict} the best published "
-                f"({top['method']}, {top['value_pct']:.2f}) by {gap:+.2f} points."
+                f"({top['method']}, {top['value_pct']:.2f}) by {gap:+.2f} points"
+                + (
+                    f"; at or above {', '.join(beaten)}."
+                    if beaten
+                    else "; below every published row."
+                )
             )
     return lines
 
@@ -175,6 +181,8 @@ def validation(study, best_trial) -> str:
                   if "enqueued" in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
     if configured and configured[-1].number != best.number:
         text += f" (configured: {configured[-1].value:.4f})"
+    elif configured:
+        text += " (the configured values)"
     return text
 
 
