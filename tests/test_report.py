@@ -285,8 +285,10 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
         if number == 0:
             trial.set_user_attr("enqueued", "the configured values")
         study.tell(trial, 0.3 if number == 7 else 0.1 + 0.01 * number)
-    study_with_final(storage, "sknn_yoochoose1_64",
-                     [final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)], target=12)  # fmt: skip
+    # A seed retrained after 5 trials and kept, the best trial unchanged, until the 12th.
+    sknn = final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)
+    sknn["study"]["n_trials"] = 5
+    study_with_final(storage, "sknn_yoochoose1_64", [sknn], target=12)
     study_with_final(storage, "stan_yoochoose1_64",
                      [final_record("yoochoose1_64", "stan", ranks_b, 0, 0.5, unknown="drop")])  # fmt: skip
     study_with_final(storage, "spop_yoochoose1_64",

@@ -208,6 +208,9 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
         if row["ranks"] and not Path(row["ranks"]).is_file():
             row["ranks"] = None  # per-event ranks stay with the run directory, not the study
         row["study"] = study.study_name
+        # A seed kept from an earlier retraining of the same best trial is the best of
+        # all the trials finished since: the study's count, not the record's.
+        row["n_trials"] = final.get("n_trials", row["n_trials"])
         row["n_trials_target"] = study.user_attrs.get("n_trials_target")
         if not study.user_attrs.get("search_space"):  # POP, S-POP: nothing was tuned
             row["label"] = row["label"].replace(" (tuned)", "")
