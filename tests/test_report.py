@@ -320,6 +320,8 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     assert "| S-POP | yoochoose1_64 | no hyperparameters | – | – | 1 |" in md
     assert "STAN" not in md.split("Left out")[0]
     assert "- gru4rec_bpr-max_yoochoose1_64: 0 of ? trials finished" in md
+    assert "- itemknn_diginetica_srgnn: not started" in md  # a study the headline asks for
+    assert "- sknn_yoochoose1_64: not started" not in md
     tex = to_latex(h)
     assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{llllllp{8cm}}" in tex
 
