@@ -325,9 +325,11 @@ class BenchOptunaSweeper(Sweeper):
         if kept:
             log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
         records = dict(kept)
+        final = None
         # n_jobs seeds at a time (the launcher's width), each batch stored as it ends.
-        for start in range(0, len(todo), max(1, self.cfg.n_jobs)):
-            batch = todo[start : start + max(1, self.cfg.n_jobs)]
+        width = max(1, self.cfg.n_jobs)
+        for start in range(0, len(todo), width):
+            batch = todo[start : start + width]
             jobs = [
                 [*fixed, *values, "split=final", f"seed={seed}", *self._study_ref(),
                  "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
@@ -340,8 +342,9 @@ class BenchOptunaSweeper(Sweeper):
                 if ret.status != JobStatus.COMPLETED or not path.is_file():
                     raise BenchError(f"final retraining failed: {ret._return_value}")
                 records[seed] = json.loads(path.read_text()) | {"record_path": str(path)}
-            self._store_final(study, best.number, n_finished, records)
-        final = self._store_final(study, best.number, n_finished, records)
+            final = self._store_final(study, best.number, n_finished, records)
+        if final is None:  # every seed was kept: store them against today's trial count
+            final = self._store_final(study, best.number, n_finished, records)
         return final | {
             "params": best.params, "split": "final",
             "records": [records[s]["record_path"] for s in seeds],
