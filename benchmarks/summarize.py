@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.records import replace_block
+
 
 def _eps(run: dict | None) -> str:
     return f"{run['events_per_s']:,.0f}" if run else "-"
@@ -94,17 +96,6 @@ def eval_table(rep: dict) -> str:
     )
 
 
-def fill_block(path: Path, block: str, text: str) -> None:
-    """Replace what sits between <!-- block:start --> and <!-- block:end --> in path."""
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    doc = path.read_text()
-    if start not in doc or end not in doc:
-        raise SystemExit(f"error: --readme: {path} has no {start} ... {end} markers")
-    head, rest = doc.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+", type=Path, help="benchmark JSON files")
@@ -118,7 +109,9 @@ def main() -> None:
         out.append(tables.get(rep["benchmark"], eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:
-        fill_block(args.readme, args.block, text)
+        if not replace_block(args.readme, args.block, text + "\n"):
+            start, end = f"<!-- {args.block}:start -->", f"<!-- {args.block}:end -->"
+            raise SystemExit(f"error: --readme: {args.readme} has no {start} ... {end} markers")
     else:
         print(text)
 

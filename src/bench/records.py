@@ -75,5 +75,18 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _write_atomic(path, lambda f: f.write(text), "w")
 
 
+def replace_block(path: str | Path, block: str, text: str) -> bool:
+    """Put `text` between <!-- block:start --> and <!-- block:end --> in `path` (atomically),
+    so a generated table in a README is never retyped; False when the markers are missing."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    doc = Path(path).read_text()
+    if start not in doc or end not in doc:
+        return False
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    write_text_atomic(path, f"{head}{start}\n{text}{end}{tail}")
+    return True
+
+
 def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
     _write_atomic(path, lambda f: np.save(f, array), "wb")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench.datasets import PROJECT_ROOT
-from bench.records import write_text_atomic
+from bench.records import replace_block, write_text_atomic
 
 
 def default_storages() -> list[str]:
@@ -56,15 +56,8 @@ def relative(path: str | None) -> str | None:
 
 def update_readme(path: Path, table_markdown: str, block: str = "comparison") -> bool:
     """Replace the marked block, so the README's table is the generated one, never retyped."""
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    text = path.read_text()
-    if start not in text or end not in text:
-        return False
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
     body = table_markdown.split("\n", 2)[2]  # drop the "### title" heading
-    write_text_atomic(path, f"{head}{start}\n{body}{end}{tail}")
-    return True
+    return replace_block(path, block, body)
 
 
 def main(argv: list[str] | None = None) -> int:
