@@ -17,6 +17,8 @@ import optuna
 from bench.errors import BenchError
 
 JOURNAL_SUFFIXES = (".journal", ".log")
+# User attribute of a trial the sweeper enqueued with the configured values (never pruned).
+ENQUEUED = "enqueued"
 
 
 def make_storage(
@@ -141,7 +143,7 @@ class EpochReporter:
     def __init__(self, trial: optuna.trial.Trial, metric: str):
         self.trial = trial
         self.metric = metric
-        self.prunable = "enqueued" not in trial.user_attrs
+        self.prunable = ENQUEUED not in trial.user_attrs
 
     def __call__(self, stats, result) -> None:
         """`result`: the EvalResult of this epoch on the validation split."""

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bench.report.reproduction import published
 from bench.report.tables import latex_grouped_header, metric_title, row_order, tex_escape
+from bench.study import ENQUEUED
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
@@ -193,7 +194,7 @@ def validation(study, best_trial) -> str:
         f"{metric_title(best.user_attrs.get('objective_metric', 'objective@?'))} {best.value:.4f}"
     )
     configured = [t for t in trials.values()
-                  if "enqueued" in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
+                  if ENQUEUED in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
     if configured and configured[-1].number != best.number:
         text += f" (configured: {configured[-1].value:.4f})"
     elif configured:

@@ -38,7 +38,7 @@ from bench.errors import BenchError
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
-from bench.study import make_pruner, make_storage, param_override, suggest
+from bench.study import ENQUEUED, make_pruner, make_storage, param_override, suggest
 
 log = logging.getLogger(__name__)
 # We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
@@ -245,7 +245,7 @@ class BenchOptunaSweeper(Sweeper):
         done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
             return
-        study.enqueue_trial(values, user_attrs={"enqueued": "the configured values"})
+        study.enqueue_trial(values, user_attrs={ENQUEUED: "the configured values"})
         log.info("enqueued the configured values as a trial: %s", values)
 
     def _study_ref(self) -> list[str]:
