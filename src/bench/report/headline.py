@@ -113,13 +113,12 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
         for s in studies
         if s.study_name not in with_final and any(s.study_name.endswith(ds) for ds in SPLITS)
     ]
-    names = {s.study_name for s in studies}
+    by_name = {s.study_name: s for s in studies}
     out.pending += [f"{name}: not started" for name in
-                    (f"{e}_{ds}" for ds in SPLITS for e in EXPECTED) if name not in names]  # fmt: skip
+                    (f"{e}_{ds}" for ds in SPLITS for e in EXPECTED) if name not in by_name]  # fmt: skip
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
-    by_name = {s.study_name: s for s in studies}
     for label in sorted(ours["label"].unique(), key=row_order):
         sub = ours[ours["label"] == label]
         out.rows.append(
