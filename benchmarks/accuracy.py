@@ -1,6 +1,6 @@
 """Accuracy check of the training-step optimisations: same seed, same data, each path.
 
-Trains GRU4Rec with the official Diginetica parameters (conf/dataset_loss) on the
+Trains GRU4Rec with the official Diginetica parameters (conf/paramfile) on the
 SR-GNN Diginetica split through `bench.run`, once per training-step implementation,
 and compares Recall@20 / MRR@20 on the test set with the unoptimised path (autograd,
 no CUDA graph). An optimisation passes when both stay within 1% relative. Writes JSON.
@@ -26,7 +26,7 @@ METRICS = ("recall@20", "mrr@20")
 
 def run_variant(args, loss: str, overrides: list[str], out: Path) -> dict:
     cmd = [
-        sys.executable, "-m", "bench.run", f"dataset={args.dataset}", f"loss={loss}",
+        sys.executable, "-m", "bench.run", f"dataset={args.dataset}", f"loss={loss}", "params=official",
         f"n_epochs={args.n_epochs}", f"seed={args.seed}", "save_model=false",
         f"trainer.accelerator={args.accelerator}", f"hydra.run.dir={out}", *overrides,
     ]  # fmt: skip

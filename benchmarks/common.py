@@ -15,9 +15,9 @@ def load_named_dataset(name: str, data_dir: str):
     from omegaconf import OmegaConf
 
     from bench.datasets import load_dataset
-    from bench.run import _conf_dir
+    from bench.paths import conf_dir
 
-    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("run", overrides=[f"dataset={name}", f"data_dir={data_dir}"])
     return load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
 

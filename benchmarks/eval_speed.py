@@ -55,9 +55,10 @@ def main() -> None:
 
     import torch
 
+    from bench.core.config import GRU4RecConfig
     from bench.core.evaluate import evaluate
-    from bench.core.model import GRU4RecConfig, GRU4RecModel
-    from bench.datasets import default_data_dir
+    from bench.core.model import GRU4RecModel
+    from bench.paths import default_data_dir
 
     data_dir = args.data_dir or default_data_dir()
     data = load_named_dataset(args.dataset, data_dir)

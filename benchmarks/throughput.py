@@ -89,7 +89,7 @@ def worker(args) -> None:
     """One setting, one harness, one epoch; prints a JSON line."""
     import torch
 
-    from bench.core.model import GRU4RecConfig
+    from bench.core.config import GRU4RecConfig
     from bench.core.train import Engine, fit
     from bench.lit import GRU4RecModule, make_trainer
 
@@ -245,7 +245,7 @@ def main() -> None:
     ap.add_argument("--harness", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.data_dir is None:
-        from bench.datasets import default_data_dir
+        from bench.paths import default_data_dir
 
         args.data_dir = default_data_dir()
     if args.worker:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.datasets import default_data_dir
+from bench.paths import default_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Sequence-aware GRU4Rec (training=bptt): padding, gradients through time, the shared
+"""Sequence-aware GRU4Rec (model=gru4rec_seq): padding, gradients through time, the shared
 evaluator with seen-item filtering, and the entry point on MovieLens."""
 
 import json
@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from bench.core.bptt import (
-    SequenceConfig,
     fit_sequences,
     padded_sequences,
     sequence_loss,
     sequence_outputs,
 )
+from bench.core.config import BPTTConfig, GRU4RecConfig
 from bench.core.metrics import metrics_from_ranks
-from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.model import GRU4RecModel
 from bench.data.sessions import Sessions
 
 
@@ -104,9 +104,7 @@ def test_early_stopping_restores_the_best_epoch():
         snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
         return {"ndcg@10": next(values)}
 
-    hist = fit_sequences(
-        m, train, SequenceConfig(n_epochs=6, patience=2, batch_size=8), validate, "ndcg@10"
-    )
+    hist = fit_sequences(m, train, BPTTConfig(n_epochs=6, patience=2, batch_size=8), validate)
     assert len(hist) == 4  # best at epoch 2, then two epochs without improvement
     assert torch.equal(m.state_dict()["Wy"], snapshots[1]["Wy"])
 
@@ -115,8 +113,8 @@ def test_early_stopping_restores_the_best_epoch():
 def test_bptt_entry_point_on_ml_100k(shared_data, tmp_path):
     out = tmp_path / "run"
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "model=gru4rec_seq", "dataset=ml-100k", "seq.n_epochs=2",
-         "seq.max_len=50", f"hydra.run.dir={out}"],
+        [sys.executable, "-m", "bench.run", "model=gru4rec_seq", "dataset=ml-100k", "n_epochs=2",
+         "max_len=50", f"hydra.run.dir={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "BENCH_CACHE_DIR": str(tmp_path / "c")},
     )  # fmt: skip

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.core.config import GRU4RecConfig
 from bench.core.evaluate import evaluate
-from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.model import GRU4RecModel
 from bench.data.sessions import ItemMap, to_sessions
 from tests.conftest import make_sessions
 

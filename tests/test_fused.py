@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.core.config import GRU4RecConfig
 from bench.core.fused import bpr_max_grad, ce_grad
 from bench.core.losses import bpr_max, cross_entropy, final_activation
-from bench.core.model import GRU4RecConfig
 from bench.core.train import Engine, fit
 from tests.conftest import make_sessions
 

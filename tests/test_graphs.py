@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.core.config import GRU4RecConfig
 from bench.core.graphs import StaticSteps
-from bench.core.model import GRU4RecConfig
 from bench.core.train import Engine, fit
 from tests.conftest import make_sessions
 

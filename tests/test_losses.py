@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from bench.core.losses import canonical, compute_loss
+from bench.core.config import canonical
+from bench.core.losses import compute_loss
 
 LOG2 = math.log(2.0)
 

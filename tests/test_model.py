@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from bench.core.checkpoint import load_model, save_model
+from bench.core.config import GRU4RecConfig
 from bench.core.evaluate import evaluate
-from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.model import GRU4RecModel
 from bench.core.train import Engine, NaNLossError, fit
 from bench.data.sessions import ItemMap
 from tests.conftest import make_sessions

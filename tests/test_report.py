@@ -23,8 +23,9 @@ N_EVENTS = 400
 
 
 def write_record(
-    root: Path, name: str, dataset: str, method: str, ranks: np.ndarray, seed=0, loss=None
-):
+    root: Path, name: str, dataset: str, method: str, ranks: np.ndarray, seed=0, loss=None,
+    unknown="drop", layers=100,
+):  # fmt: skip
     out = root / name
     out.mkdir(parents=True)
     np.save(out / "ranks.npy", ranks.astype(np.float32))
@@ -34,7 +35,7 @@ def write_record(
         "n_sample": 2048,
         "sample_alpha": 0.5,
         "n_epochs": 5,
-        "layers": [100],
+        "layers": [layers],
         "batch_size": 64,
     }
     record = {
@@ -50,9 +51,11 @@ def write_record(
             "test_fingerprint": f"fp-{dataset}",
         },
         "ranks_file": "ranks.npy",
-        "gru4rec": hp if gru else None,
-        "baseline": None if gru else {"name": method, "params": {"k": 10}},
-        "config": {},
+        "schema_version": 2,
+        "training": "session_parallel" if gru else None,
+        "settings": hp if gru else {"k": 10},
+        "eval": {"unknown_test_items": unknown},
+        "params": "official" if layers != 100 else "default",
         "seed": seed,
         "study": {"name": None, "phase": None, "trial": None, "n_trials": None},
         "metrics": metrics_from_ranks(torch.as_tensor(ranks, dtype=torch.float64), [5, 20]),
@@ -183,6 +186,55 @@ def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "recall@50" in err
 
 
+def report_args(records, out, tmp_path, *extra):
+    return ["--records", str(records), "--no-studies", "--out", str(out),
+            "--benchmark", str(tmp_path / "no.json"), *extra]  # fmt: skip
+
+
+def test_a_table_never_mixes_evaluation_protocols(records, tmp_path, capsys):
+    """Rows evaluated with unknown items counted as misses cannot share a table with rows
+    that dropped them: refused in one line, nothing written."""
+    write_record(records, "b_sr_miss", "ds_b", "sr", np.arange(1, N_EVENTS + 1), unknown="miss")
+    out = tmp_path / "out"
+    assert report_main(report_args(records, out, tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: eval.unknown_test_items: the records mix drop for 9 runs")
+    assert "miss for 1 runs (e.g. SR on ds_b)" in err[0]
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_rows_that_differ_in_more_than_the_loss_are_named(records, tmp_path):
+    write_record(records, "b_bprmax_official", "ds_b", "gru", np.arange(1, N_EVENTS + 1),
+                 loss="bpr-max", layers=192)  # fmt: skip
+    table = comparison_table(collect([records], []).runs, ["recall@20"], "conservative")
+    text = to_markdown(table)
+    assert (
+        "The GRU4Rec rows differ in more than the loss (network, batch, learning rate or "
+        "sampling; see the hyperparameters below): GRU4Rec BPR-max, GRU4Rec XE: the defaults; "
+        "GRU4Rec BPR-max: the official parameters of each dataset (params=official)."
+    ) in text
+    # Hyperparameters per dataset where they differ.
+    assert "- GRU4Rec BPR-max: `ds_a: layers=[100]" in text and "; ds_b: layers=[192]" in text
+
+
+def test_a_readme_block_is_not_replaced_by_a_smaller_table(records, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    rows = "\n".join(f"| Row {i} | 1 |" for i in range(12))
+    readme.write_text(
+        f"<!-- comparison:start -->\n| Method | x |\n|---|---|\n{rows}\n<!-- comparison:end -->\n"
+    )
+    before = readme.read_text()
+    out = tmp_path / "out"
+    assert report_main(report_args(records, out, tmp_path, "--readme", str(readme))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "table has 5 rows where the README holds 12" in err[0]
+    assert readme.read_text() == before and not out.exists()
+    args = report_args(records, out, tmp_path, "--readme", str(readme), "--allow-fewer-rows")
+    assert report_main(args) == 0
+    assert "GRU4Rec XE" in readme.read_text() and (out / "tables" / "comparison.md").is_file()
+
+
 def test_readme_block_receives_the_generated_table(records, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(
@@ -236,10 +288,11 @@ def final_record(dataset, method, ranks, seed, standard_recall20, loss=None, unk
         "dataset": {"dataset": dataset, "label": dataset, "split": "final"},
         "protocol": {"tie_mode": "conservative", "evaluated_events": len(ranks),
                      "unknown_test_items": "dropped, session re-chained"},
-        "gru4rec": {"loss": loss, "n_sample": 2048, "sample_alpha": 0.5, "n_epochs": 10,
-                    "layers": [192], "batch_size": 224} if gru else None,
-        "baseline": None if gru else {"name": method, "params": {"k": 300}},
-        "config": {"eval": {"unknown_test_items": unknown}},
+        "schema_version": 2,
+        "training": "session_parallel" if gru else None,
+        "settings": {"loss": loss, "n_sample": 2048, "sample_alpha": 0.5, "n_epochs": 10,
+                     "layers": [192], "batch_size": 224} if gru else {"k": 300},
+        "eval": {"unknown_test_items": unknown},
         "seed": seed,
         "study": {"name": f"s_{method}_{dataset}", "phase": "final", "trial": None,
                   "n_trials": 12, "best_trial": 7},

@@ -33,7 +33,7 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
     assert set(rec["metrics"]) >= {
         f"{m}@{k}" for m in ("recall", "mrr", "hr", "ndcg") for k in (1, 5, 10, 20)
     }
-    assert rec["gru4rec"]["n_sample"] == 64 and rec["seed"] == 42
+    assert rec["settings"]["n_sample"] == 64 and rec["seed"] == 42
     assert rec["versions"]["torch"] and rec["git_commit"]
     assert rec["epochs"][0]["events_per_s"] > 0
     assert (out / "model.pt").is_file()
@@ -61,7 +61,7 @@ def test_multirun_over_losses(tmp_path):
     p = run(["-m", "loss=top1,bpr,ce", *FAST, *SMALL, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(3)]
-    assert [r["gru4rec"]["loss"] for r in recs] == ["top1", "bpr", "ce"]
+    assert [r["settings"]["loss"] for r in recs] == ["top1", "bpr", "ce"]
     assert p.stdout.count("Recall (=HR)") == 3
 
 
@@ -72,17 +72,20 @@ def test_multirun_over_losses(tmp_path):
             ["dataset=files", "dataset.train=/nonexistent/train.tsv", "dataset.test=x"],
             "error: dataset.train: file not found: /nonexistent/train.tsv",
         ),
-        (["batch_size=0"], "error: config: batch_size: got 0, expected a positive integer"),
+        (["batch_size=0"], "error: gru4rec: batch_size: got 0, expected a positive integer"),
         (["eval.tie_mode=optimistic"], "error: eval.tie_mode: unknown 'optimistic'"),
         (["trainer.harness=keras"], "error: trainer.harness: unknown 'keras'"),
         (["eval.unknown_test_items=skip"], "error: eval.unknown_test_items: got 'skip'"),
-        (["training=tbptt"], "error: training: unknown 'tbptt'"),
+        (["method=tbptt"], "error: method: unknown 'tbptt'"),
         (["trainer.step=jit"], "error: trainer.step: unknown 'jit'"),
         (
             ["trainer.cuda_graphs=true", "trainer.accelerator=cpu"],
             "error: trainer.cuda_graphs: needs a CUDA device",
         ),
-        (["model=gru4rec_seq"], "error: training=bptt: dataset 'synthetic' is not a leave-one-out"),
+        (
+            ["model=gru4rec_seq"],
+            "error: model=gru4rec_seq: dataset 'synthetic' is not a leave-one-out",
+        ),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -102,8 +105,8 @@ def test_baselines_run_through_the_same_entry_point(tmp_path):
     assert p.returncode == 0, p.stderr
     recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(len(names))]
     assert [r["method"] for r in recs] == names
-    assert recs[3]["baseline"]["params"]["seed"] == 7  # BPR-MF follows the run's seed
-    assert all(r["kind"] == "baseline" and r["gru4rec"] is None for r in recs)
+    assert recs[3]["settings"]["seed"] == 7  # BPR-MF follows the run's seed
+    assert all(r["kind"] == "baseline" and r["training"] is None for r in recs)
     # Same evaluator, same events: the protocol block is identical.
     assert len({json.dumps(r["protocol"], sort_keys=True) for r in recs}) == 1
     assert recs[2]["metrics"]["recall@20"] > recs[0]["metrics"]["recall@20"]

@@ -218,7 +218,7 @@ def test_tune_then_retrain_on_test(tmp_path):
     for rec in records:
         assert rec["dataset"]["split"] == "final"
         assert rec["study"]["phase"] == "final" and rec["study"]["n_trials"] == 3
-        assert rec["gru4rec"]["learning_rate"] == pytest.approx(best.params["learning_rate"])
+        assert rec["settings"]["learning_rate"] == pytest.approx(best.params["learning_rate"])
     # The study itself keeps the records and their mean/std per tie mode (the committed
     # storage regenerates the headline table without the run directories).
     kept = study.user_attrs["final"]
@@ -363,8 +363,8 @@ def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
     rec = json.loads(Path(final["records"][0]).read_text())
     assert rec["method"] == "sr" and rec["dataset"]["split"] == "final"
     best = study.best_trial.params
-    assert rec["baseline"]["params"]["steps"] == best["baseline.params.steps"]
-    assert rec["baseline"]["params"]["pruning"] == best["baseline.params.pruning"]
+    assert rec["settings"]["steps"] == best["baseline.params.steps"]
+    assert rec["settings"]["pruning"] == best["baseline.params.pruning"]
 
 
 def test_an_enqueued_trial_is_run_even_when_it_fills_the_budget(tmp_path):
@@ -396,9 +396,9 @@ def test_every_search_space_names_real_config_keys(space):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bench.run import _conf_dir
+    from bench.paths import conf_dir
 
-    with initialize_config_dir(config_dir=_conf_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("run", overrides=[f"hparams_search={space}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     if not params:  # allowed only where there is nothing to tune (POP, S-POP)

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
+from bench.core.config import GRU4RecConfig
 from bench.core.evaluate import evaluate
 from bench.core.metrics import metrics_from_ranks, ranks_from_scores_
-from bench.core.model import GRU4RecConfig
 from bench.core.train import Engine, fit
 from bench.datasets import load_dataset
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,20 +13,6 @@ from bench.data import synthetic
 from bench.data.io import EVALUATE, SESSION, TIME, Columns, read_session_file
 from bench.data.sessions import ItemMap, Sessions, to_sessions
 from bench.errors import BenchError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_data_dir() -> str:
-    """BENCH_DATA_DIR, else a `shared/data` beside the checkout, else '' (unset)."""
-    env = os.environ.get("BENCH_DATA_DIR")
-    if env:
-        return env
-    for base in (PROJECT_ROOT, Path.cwd()):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return str(cand)
-    return ""
 
 
 @dataclass
@@ -213,7 +198,7 @@ def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions
         or RECIPES[recipe].build != "leave_one_out"
     ):
         raise BenchError(
-            f"training=bptt: dataset '{ds.get('name')}' is not a leave-one-out dataset; expected one "
+            f"model=gru4rec_seq: dataset '{ds.get('name')}' is not a leave-one-out dataset; expected one "
             "of ml-100k, ml-latest-small, ml-1m, ml-20m (or dataset=recipe with such a recipe)"
         )
     final, parts = _load(ds, data_dir, "final")  # the recipe is prepared (or loaded) once

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -90,3 +92,112 @@ def replace_block(path: str | Path, block: str, text: str) -> bool:
 
 def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
     _write_atomic(path, lambda f: np.save(f, array), "wb")
+
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class RunRecord:
+    """What one run did and measured; written by `bench.run`, read by the report, the
+    sweeper and the headline. `settings` holds exactly the hyperparameters of the method
+    that ran (under the official names for GRU4Rec, `baseline.params` names for a
+    baseline); paths are relative to the data directory or the project (bench.paths)."""
+
+    method: str  # gru4rec | gru4rec_seq | a baseline's name
+    kind: str  # gru4rec | baseline
+    training: str | None  # session_parallel | bptt | None (a baseline)
+    settings: dict
+    dataset: dict  # statistics and files of the data the run used
+    protocol: dict  # how it was evaluated, in words and numbers
+    eval: dict  # the evaluation options (conf/eval)
+    seed: int
+    metrics: dict  # under eval.tie_mode
+    metrics_by_tie_mode: dict = field(default_factory=dict)
+    params: str = "default"  # default | official (conf/paramfile)
+    paramfile: str | None = None
+    study: dict = field(default_factory=dict)
+    epochs: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    device: str = ""
+    harness: str | None = None
+    training_step: dict | None = None
+    overrides: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    git_commit: str = "unknown"
+    ranks_file: str | None = "ranks.npy"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRecord:
+        """A record of any schema version (version 1 is converted: see `_from_v1`)."""
+        version = d.get("schema_version", 1)
+        if version == 1:
+            missing = [
+                k for k in ("method", "dataset", "protocol", "metrics", "seed") if k not in d
+            ]
+            if missing:
+                raise ValueError(f"partial record, missing {', '.join(missing)}")
+            d = _from_v1(d)
+        elif version != SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version: got {version}, expected 1 or {SCHEMA_VERSION} (a newer bench?)"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d and
+                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        if missing:
+            raise ValueError(f"partial record, missing {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunRecord:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def write(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+
+def _from_v1(d: dict) -> dict:
+    """Schema 1 (until 2026-11): the session-parallel settings under `gru4rec` for every
+    method (including BPTT runs, whose real settings were under `seq`, and baselines), the
+    whole resolved config under `config`, absolute paths. Kept: what the method used."""
+    from bench.core.config import BPTTConfig, GRU4RecConfig
+    from bench.paths import conf_dir, portable_path, portable_storage, portable_text
+
+    config = d.get("config") or {}
+    method = d["method"]
+    dataset = dict(d["dataset"])
+    for key in ("train_path", "test_path"):
+        dataset[key] = portable_path(dataset.get(key), config.get("data_dir"))
+    params, paramfile = "default", None
+    if method == "gru4rec":
+        settings = GRU4RecConfig.from_settings(d["gru4rec"], drop_unused=True).effective()
+        # Schema 1 applied the official paramfile of the pair whenever one existed.
+        name = f"official_{dataset.get('dataset')}_{settings['loss']}"
+        if (conf_dir() / "paramfile" / f"{name}.yaml").is_file():
+            params, paramfile = "official", name
+    elif method == "gru4rec_seq":
+        seq = dict(d.get("seq") or {})
+        seq["stop_metric"] = seq.pop("metric", "ndcg@10")
+        network = {k: d["gru4rec"][k] for k in BPTTConfig.network_knobs() if k in d["gru4rec"]}
+        settings = BPTTConfig.from_settings({**network, **seq}, drop_unused=True).effective()
+    else:
+        settings = dict((d.get("baseline") or {}).get("params") or {})
+    study = dict(d.get("study") or {})
+    study["storage"] = portable_storage(study.get("storage"))
+    return {
+        **{k: v for k, v in d.items() if k not in ("gru4rec", "seq", "baseline", "config")},
+        "dataset": dataset,
+        "settings": settings,
+        "params": params,
+        "paramfile": paramfile,
+        "eval": config.get("eval", {}),
+        "study": study,
+        "overrides": [portable_text(o, config.get("data_dir")) for o in d.get("overrides", [])],
+        "training": d.get("training") or ("session_parallel" if method == "gru4rec" else None),
+        "schema_version": SCHEMA_VERSION,
+    }

@@ -159,17 +159,18 @@ class EpochReporter:
             )
 
 
-def record_to_trial(trial: optuna.trial.Trial, record: dict, record_path: str) -> None:
-    """Every metric and timing as user attributes (what optuna-dashboard displays)."""
-    for key, value in record["metrics"].items():
+def record_to_trial(trial: optuna.trial.Trial, record, record_path: str) -> None:
+    """Every metric and timing of a RunRecord as user attributes (what optuna-dashboard
+    displays); `record_path` relative to the project."""
+    for key, value in record.metrics.items():
         trial.set_user_attr(key, value)
-    epochs = record["epochs"]
+    epochs = record.epochs
     trial.set_user_attr("epoch_seconds", [e["seconds"] for e in epochs])
     trial.set_user_attr(
-        "events_per_s", sum(e["events_per_s"] for e in epochs) / max(1, len(epochs))
+        "events_per_s", sum(e.get("events_per_s", 0.0) for e in epochs) / max(1, len(epochs))
     )
-    trial.set_user_attr("eval_seconds", record["timings"]["eval_s"])
-    trial.set_user_attr("split", record["dataset"]["split"])
-    trial.set_user_attr("dataset", record["dataset"]["dataset"])
-    trial.set_user_attr("objective_metric", record["config"]["eval"]["primary_metric"])
+    trial.set_user_attr("eval_seconds", record.timings["eval_s"])
+    trial.set_user_attr("split", record.dataset["split"])
+    trial.set_user_attr("dataset", record.dataset["dataset"])
+    trial.set_user_attr("objective_metric", record.eval["primary_metric"])
     trial.set_user_attr("record", record_path)

@@ -21,27 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.core.config import BPTTConfig
 from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
 from bench.data.sessions import Sessions
-
-
-@dataclass
-class SequenceConfig:
-    max_len: int = 200
-    batch_size: int = 128
-    n_epochs: int = 100
-    patience: int = 10
-    learning_rate: float = 1e-3
-    n_sample: int = 0  # 0: full softmax over all items
-    sample_alpha: float = 0.0  # negatives by support^alpha (0 uniform) when n_sample > 0
-
-    def __post_init__(self):
-        if self.max_len < 1 or self.batch_size < 1 or self.n_epochs < 1 or self.patience < 1:
-            raise ValueError(
-                f"seq: max_len={self.max_len}, batch_size={self.batch_size}, n_epochs={self.n_epochs}, "
-                f"patience={self.patience}; expected positive integers"
-            )
 
 
 def padded_sequences(s: Sessions, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,22 +79,25 @@ class SeqEpoch:
     loss: float
     seconds: float
     valid: dict[str, float]
+    steps: int = 0  # Adam steps taken
+    learning_rate: float = 0.0  # as the optimizer held it
 
     def as_dict(self) -> dict:
-        return {"epoch": self.epoch, "loss": self.loss, "seconds": self.seconds, "eval": self.valid}
+        return {"epoch": self.epoch, "loss": self.loss, "seconds": self.seconds, "steps": self.steps,
+                "learning_rate": self.learning_rate, "eval": self.valid}  # fmt: skip
 
 
 def fit_sequences(
     model: GRU4RecModel,
     train: Sessions,
-    cfg: SequenceConfig,
+    cfg: BPTTConfig,
     validate: Callable[[], dict[str, float]],
-    metric: str,
     seed: int = 0,
     on_epoch: Callable[[SeqEpoch], None] | None = None,
 ) -> list[SeqEpoch]:
-    """Adam epochs over shuffled users until `metric` (from `validate`) has not improved for
-    `patience` epochs; the best epoch's weights are restored."""
+    """Adam epochs over shuffled users until `cfg.stop_metric` (from `validate`) has not
+    improved for `patience` epochs; the best epoch's weights are restored."""
+    metric = cfg.stop_metric
     device = model.By.device
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = padded_sequences(train, cfg.max_len)
@@ -127,7 +113,7 @@ def fit_sequences(
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(len(x_all), generator=gen)
-        total, count = 0.0, 0
+        total, count, steps = 0.0, 0, 0
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             x, y = x_all[idx], y_all[idx]
@@ -140,8 +126,10 @@ def fit_sequences(
             opt.step()
             total += loss.item() * len(idx)
             count += len(idx)
+            steps += 1
         valid = validate()
-        stats = SeqEpoch(epoch, total / max(count, 1), time.perf_counter() - t0, valid)
+        stats = SeqEpoch(epoch, total / max(count, 1), time.perf_counter() - t0, valid, steps,
+                         opt.param_groups[0]["lr"])  # fmt: skip
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)

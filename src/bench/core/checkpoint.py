@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.config import GRU4RecConfig
+from bench.core.model import GRU4RecModel
 from bench.data.sessions import ItemMap
 
 
@@ -38,7 +39,7 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[GRU4RecModel, GRU4RecConfig, ItemMap]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = GRU4RecConfig(**payload["config"])
+    cfg = GRU4RecConfig.from_settings(payload["config"], drop_unused=True)
     item_map = ItemMap(pd.Index(payload["item_ids"], dtype=object))
     model = GRU4RecModel(len(item_map), cfg)
     model.load_state_dict(payload["state_dict"])

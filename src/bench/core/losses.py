@@ -15,16 +15,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bpr-max", "top1-max", "top1", "bpr")
-ALIASES = {"cross-entropy": "ce", "xe": "ce", "bpr_max": "bpr-max", "top1_max": "top1-max"}
-
-
-def canonical(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in LOSSES:
-        raise ValueError(f"loss: unknown '{name}'; expected one of {', '.join(LOSSES)}")
-    return name
-
 
 def _diag(O: torch.Tensor) -> torch.Tensor:
     return torch.diagonal(O)[:, None]

@@ -64,6 +64,14 @@ def per_event_metric(ranks: torch.Tensor, name: str, k: int) -> torch.Tensor:
     raise ValueError(f"unknown metric '{name}@{k}'; expected recall, hr, mrr or ndcg @K")
 
 
+METRICS = ("recall", "hr", "mrr", "ndcg")
+
+
+def metric_names(cutoffs) -> set[str]:
+    """The names every evaluation records (see metrics_from_ranks)."""
+    return {f"{m}@{k}" for m in METRICS for k in cutoffs}
+
+
 def metrics_from_ranks(ranks: torch.Tensor, cutoffs: list[int]) -> dict[str, float]:
     """Recall@N (= HR@N, one target per event), MRR@N and nDCG@N, averaged over events.
 

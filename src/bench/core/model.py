@@ -12,62 +12,12 @@ layer's output and the dropped-out vector is what the layer carries to the next 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from bench.core.config import NetworkConfig
 from bench.core.optim import SparseRows
-
-
-@dataclass
-class GRU4RecConfig:
-    """GRU4Rec hyperparameters under the official names (paramfiles map one to one)."""
-
-    layers: list[int] = field(default_factory=lambda: [100])
-    loss: str = "ce"
-    batch_size: int = 64
-    dropout_p_embed: float = 0.0
-    dropout_p_hidden: float = 0.0
-    learning_rate: float = 0.05
-    momentum: float = 0.0
-    sample_alpha: float = 0.5
-    n_sample: int = 2048
-    embedding: int = 0
-    constrained_embedding: bool = True
-    n_epochs: int = 10
-    bpreg: float = 1.0
-    elu_param: float = 0.5
-    logq: float = 0.0
-    sample_store_size: int = 10_000_000
-    optimizer: str = "adagrad_m"
-
-    def __post_init__(self):
-        from bench.core.losses import canonical
-
-        self.layers = [int(x) for x in self.layers]
-        self.loss = canonical(self.loss)
-        checks = [
-            (
-                len(self.layers) > 0 and min(self.layers) > 0,
-                "layers",
-                "a non-empty list of positive sizes",
-            ),
-            (self.batch_size >= 1, "batch_size", "a positive integer"),
-            (0 <= self.dropout_p_embed < 1, "dropout_p_embed", "in [0, 1)"),
-            (0 <= self.dropout_p_hidden < 1, "dropout_p_hidden", "in [0, 1)"),
-            (self.learning_rate > 0, "learning_rate", "> 0"),
-            (self.momentum >= 0, "momentum", ">= 0"),
-            (self.n_sample >= 0, "n_sample", ">= 0"),
-            (self.sample_alpha >= 0, "sample_alpha", ">= 0"),
-            (self.embedding >= 0, "embedding", ">= 0"),
-            (self.n_epochs >= 1, "n_epochs", ">= 1"),
-            (self.elu_param >= 0, "elu_param", ">= 0"),
-            (self.logq >= 0, "logq", ">= 0"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {expected}")
 
 
 def _uniform_(t: torch.Tensor, fan_in: int, fan_out: int, gen: torch.Generator) -> None:
@@ -111,7 +61,7 @@ class OneHotGRUInput(nn.Module):
 
 
 class GRU4RecModel(nn.Module):
-    def __init__(self, n_items: int, cfg: GRU4RecConfig):
+    def __init__(self, n_items: int, cfg: NetworkConfig):
         super().__init__()
         self.n_items = n_items
         self.layers = list(cfg.layers)

@@ -147,14 +147,6 @@ class IndexedAdagradM(IndexedOptimizer):
             st["mom"].index_copy_(0, rows, delta)
         self._add_rows(p, rows, delta)
 
-    def rule(self, g, states, group):
-        acc = states["acc"] + g * g
-        step = g / torch.sqrt(acc + group["eps"])
-        if group["momentum"] > 0:
-            mom = states["mom"] * group["momentum"] - group["lr"] * step
-            return mom, {"acc": acc, "mom": mom}
-        return -group["lr"] * step, {"acc": acc}
-
 
 class IndexedAdam(IndexedOptimizer):
     """Adam with lazy (row-wise) moments for the item tables; for ablations."""
@@ -187,9 +179,6 @@ class IndexedSGD(IndexedOptimizer):
         return -group["lr"] * g, {}
 
 
-OPTIMIZERS = {"adagrad_m": IndexedAdagradM, "adam": IndexedAdam, "sgd": IndexedSGD}
-
-
 def make_optimizer(name: str, params, learning_rate: float, momentum: float) -> IndexedOptimizer:
     if name == "adagrad_m":
         return IndexedAdagradM(params, lr=learning_rate, momentum=momentum)
@@ -197,4 +186,4 @@ def make_optimizer(name: str, params, learning_rate: float, momentum: float) -> 
         return IndexedSGD(params, lr=learning_rate, momentum=momentum)
     if name == "adam":
         return IndexedAdam(params, lr=learning_rate)
-    raise ValueError(f"optimizer: unknown '{name}'; expected one of {', '.join(OPTIMIZERS)}")
+    raise ValueError(f"optimizer: unknown '{name}'; expected adagrad_m, adam or sgd")

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.core.config import GRU4RecConfig
 from bench.core.fused import FusedStep, fused_supported
 from bench.core.graphs import GRAPH_OPTIMIZERS, StaticSteps
 from bench.core.losses import compute_loss
-from bench.core.model import GRU4RecConfig, GRU4RecModel
+from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
 from bench.core.optim import make_optimizer
 from bench.core.schedule import DeviceSchedule, build_schedule
@@ -30,6 +31,10 @@ STEPS = ("fused", "autograd")
 
 class NaNLossError(RuntimeError):
     """Training diverged; the message says where and what to try."""
+
+
+class TrainingSetupError(ValueError):
+    """A training option (step, cuda_graphs) that cannot run here; names the option."""
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Engine:
         cuda_graphs: bool | None = None,
     ):
         if step not in STEPS:
-            raise ValueError(f"step: unknown '{step}'; expected one of {', '.join(STEPS)}")
+            raise TrainingSetupError(f"step: unknown '{step}'; expected one of {', '.join(STEPS)}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.n_items = n_items
@@ -142,7 +147,7 @@ class Engine:
             and self.cfg.optimizer in GRAPH_OPTIMIZERS
         )
         if cuda_graphs and not possible:
-            raise ValueError(
+            raise TrainingSetupError(
                 "cuda_graphs: needs a CUDA device, loss ce or bpr-max with an embedding, and "
                 f"optimizer {' or '.join(GRAPH_OPTIMIZERS)}; set it to false or auto"
             )

@@ -11,12 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.datasets import PROJECT_ROOT
-from bench.records import replace_block, write_text_atomic
-
-
-def default_storages() -> list[str]:
-    return [f"sqlite:///{p}" for p in sorted((PROJECT_ROOT / "sweeps").glob("*.db"))]
+from bench.paths import PROJECT_ROOT
+from bench.records import write_text_atomic
+from bench.report.output import Staging, block_rows, default_storages, relative, update_readme
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,38 +36,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--readme-block", default="comparison", help="BLOCK name of the markers")
     p.add_argument(
+        "--allow-fewer-rows",
+        action="store_true",
+        help="replace the README block even with a table of fewer rows than it holds",
+    )
+    p.add_argument(
         "--benchmark", type=Path, default=PROJECT_ROOT / "benchmarks/results/throughput.json"
     )
     return p.parse_args(argv)
 
 
-def relative(path: str | None) -> str | None:
-    """Paths in the written tables relative to the project, so another clone writes the same."""
-    if not isinstance(path, str):
-        return path
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return path
-
-
-def update_readme(path: Path, table_markdown: str, block: str = "comparison") -> bool:
-    """Replace the marked block, so the README's table is the generated one, never retyped."""
-    body = table_markdown.split("\n", 2)[2]  # drop the "### title" heading
-    return replace_block(path, block, body)
+def error(message: str) -> int:
+    print(f"error: {message}".splitlines()[0], file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Everything is checked and written to a staging folder first; only a run that got
+    through every step replaces the previous outputs (and then the README block)."""
     from rich.console import Console
 
-    from bench.report import plots
     from bench.report.collect import collect
-    from bench.report.reproduction import (
-        reproduction_frame,
-        reproduction_latex,
-        reproduction_markdown,
-    )
-    from bench.report.tables import comparison_table, to_frame, to_latex, to_markdown
+    from bench.report.tables import comparison_table, to_markdown
 
     args = parse(argv)
     console = Console(stderr=True)
@@ -84,74 +71,96 @@ def main(argv: list[str] | None = None) -> int:
     try:
         col = collect(roots, storages)
     except Exception as e:  # a storage URL that cannot be opened
-        print(
-            f"error: --storage: cannot read studies ({type(e).__name__}: {e})".splitlines()[0],
-            file=sys.stderr,
-        )
-        return 2
-    tables, figures = args.out / "tables", args.out / "figures"
+        return error(f"--storage: cannot read studies ({type(e).__name__}: {e})")
     for path, reason in col.skipped:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
-    if col.skipped:
-        import pandas as pd
-
-        skipped = pd.DataFrame(col.skipped, columns=["record", "reason"])
-        write_text_atomic(tables / "skipped_records.csv", skipped.to_csv(index=False))
     if col.runs.empty:
-        print(
-            f"error: --records: no result records found under {', '.join(map(str, roots))}",
-            file=sys.stderr,
-        )
-        return 2
-    runs = col.runs.copy()
-    for c in ("record", "ranks"):
-        if c in runs:
-            runs[c] = runs[c].map(relative)
-    write_text_atomic(tables / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
-    written = [tables / "runs.csv"]
-    table = None
+        return error(f"--records: no result records found under {', '.join(map(str, roots))}")
     try:
         table = comparison_table(col.runs, metrics, args.tie_mode, args.title)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    write_text_atomic(tables / "comparison.md", to_markdown(table))
-    write_text_atomic(tables / "comparison.tex", to_latex(table))
-    write_text_atomic(tables / "comparison.csv", to_frame(table).to_csv(index=False))
-    repro = reproduction_frame(table, args.tie_mode)
-    write_text_atomic(tables / "reproduction.md", reproduction_markdown(repro))
-    write_text_atomic(tables / "reproduction.tex", reproduction_latex(repro))
-    write_text_atomic(tables / "reproduction.csv", repro.to_csv(index=False))
-    written += [
-        tables / f"{n}.{e}" for n in ("comparison", "reproduction") for e in ("md", "tex", "csv")
-    ]
-
-    final = col.runs[(col.runs["split"] == "final") & (col.runs["tie_mode"] == args.tie_mode)]
-    final = final[final["kind"].isin(["baseline", "gru4rec"])]
-    cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})
-    for ds in sorted(final["dataset"].unique()):
-        written += plots.metrics_vs_k(final, ds, cutoffs, figures)
-        written += plots.learning_curves(final, col.curves, ds, metrics[-1], figures)
-    written += plots.throughput(args.benchmark, figures)
-    for study in col.studies:
-        files, reason = plots.study_figures(study, figures)
-        written += files
-        if reason:
-            console.print(f"[yellow]no figure[/] {reason}")
+        return error(str(e))
+    markdown = to_markdown(table)
     block = args.readme_block
-    if args.readme is not None and not update_readme(args.readme, to_markdown(table), block):
-        print(
-            f"error: --readme: {args.readme} has no <!-- {block}:start/end --> markers",
-            file=sys.stderr,
-        )
-        return 2
-    console.print(to_markdown(table), markup=False)
+    if args.readme is not None:
+        before = block_rows(args.readme, block)
+        if before is None:
+            return error(f"--readme: {args.readme} has no <!-- {block}:start/end --> markers")
+        now = block_rows_of(markdown)
+        if now < before and not args.allow_fewer_rows:
+            return error(
+                f"--readme: the new '{block}' table has {now} rows where the README holds {before} "
+                "(records missing?); nothing written (--allow-fewer-rows to replace it anyway)"
+            )
+    staging = Staging(args.out)
+    try:
+        figure_notes = write_outputs(col, table, metrics, args, staging)
+        written = staging.commit()
+    finally:
+        staging.discard()
+    if args.readme is not None:
+        update_readme(args.readme, markdown, block)
+    for note in figure_notes:
+        console.print(f"[yellow]no figure[/] {note}")
+    console.print(markdown, markup=False)
     console.print(
         f"{len(col.runs)} runs, {len(col.studies)} studies, {len(col.skipped)} skipped; wrote:"
     )
     for path in written:
         console.print(f"  {relative(str(path))}")
     return 0
+
+
+def block_rows_of(markdown: str) -> int:
+    """Rows of a generated table, counted as block_rows counts them in the README."""
+    body = markdown.split("\n", 2)[2]
+    return max(0, sum(1 for line in body.splitlines() if line.startswith("| ")) - 1)
+
+
+def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:
+    """Tables and figures into the staging folder; returns the figures not drawn and why."""
+    import pandas as pd
+
+    from bench.report import plots
+    from bench.report.reproduction import (
+        reproduction_frame,
+        reproduction_latex,
+        reproduction_markdown,
+    )
+    from bench.report.tables import to_frame, to_latex, to_markdown
+
+    tables, figures = Path("tables"), staging.path("figures")
+    if col.skipped:
+        skipped = pd.DataFrame(col.skipped, columns=["record", "reason"])
+        write_text_atomic(staging.path(tables / "skipped_records.csv"), skipped.to_csv(index=False))
+    runs = col.runs.copy()
+    for c in ("record", "ranks"):
+        if c in runs:
+            runs[c] = runs[c].map(relative)
+    runs = runs.drop(columns=["shared_settings"], errors="ignore")
+    write_text_atomic(
+        staging.path(tables / "runs.csv"), runs.to_csv(index=False, float_format="%.6g")
+    )
+    write_text_atomic(staging.path(tables / "comparison.md"), to_markdown(table))
+    write_text_atomic(staging.path(tables / "comparison.tex"), to_latex(table))
+    write_text_atomic(staging.path(tables / "comparison.csv"), to_frame(table).to_csv(index=False))
+    repro = reproduction_frame(table, args.tie_mode)
+    write_text_atomic(staging.path(tables / "reproduction.md"), reproduction_markdown(repro))
+    write_text_atomic(staging.path(tables / "reproduction.tex"), reproduction_latex(repro))
+    write_text_atomic(staging.path(tables / "reproduction.csv"), repro.to_csv(index=False))
+    final = col.runs[(col.runs["split"] == "final") & (col.runs["tie_mode"] == args.tie_mode)]
+    final = final[final["kind"].isin(["baseline", "gru4rec"])]
+    cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})
+    for ds in sorted(final["dataset"].unique()):
+        plots.metrics_vs_k(final, ds, cutoffs, figures)
+        plots.learning_curves(final, col.curves, ds, metrics[-1], figures)
+    plots.throughput(args.benchmark, figures)
+    notes = []
+    for study in col.studies:
+        _, reason = plots.study_figures(study, figures)
+        if reason:
+            notes.append(reason)
+    return notes
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.records import RunRecord
+
 METHOD_LABELS = {
     "pop": "POP",
     "spop": "S-POP",
@@ -33,7 +35,6 @@ LOSS_LABELS = {
     "top1": "TOP1",
     "bpr": "BPR",
 }
-REQUIRED = ("method", "dataset", "protocol", "metrics", "config", "seed")
 
 
 @dataclass
@@ -44,89 +45,99 @@ class Collection:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def sampling_label(hp: dict) -> str:
-    if hp["n_sample"] == 0:
-        return "in-batch"
-    return f"in-batch + {hp['n_sample']} shared (alpha {hp['sample_alpha']:g})"
+def sampling_label(settings: dict) -> str:
+    n_sample = settings.get("n_sample", 0)
+    if n_sample == 0:
+        return "in-batch" if "loss" in settings else "full softmax"
+    if "loss" not in settings:  # BPTT: sampled softmax over shared negatives only
+        return f"{n_sample} shared (alpha {settings['sample_alpha']:g})"
+    return f"in-batch + {n_sample} shared (alpha {settings['sample_alpha']:g})"
 
 
-def config_hash(record: dict) -> str:
+def config_hash(record: RunRecord) -> str:
     """What makes two runs the same method apart from the seed."""
     key = {
-        "method": record["method"],
-        "gru4rec": record.get("gru4rec"),
-        "baseline": {
-            k: v for k, v in (record.get("baseline") or {}).get("params", {}).items() if k != "seed"
-        },
-        "dataset": record["dataset"].get("dataset"),
-        "split": record["dataset"].get("split"),
+        "method": record.method,
+        "settings": {k: v for k, v in record.settings.items() if k != "seed"},
+        "dataset": record.dataset.get("dataset"),
+        "split": record.dataset.get("split"),
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def record_row(record: dict, path: Path) -> dict:
-    hp = record.get("gru4rec")
-    study = record.get("study") or {}
-    epochs = record.get("epochs") or []
+def record_row(raw: dict, path: Path) -> dict:
+    """One table row from a record of any schema version."""
+    record = RunRecord.from_dict(raw)
+    hp = record.settings if record.kind == "gru4rec" else None
+    study = record.study or {}
+    protocol = record.protocol
+    speeds = [e["events_per_s"] for e in record.epochs if "events_per_s" in e]
     row = {
-        "dataset": record["dataset"]["dataset"],
-        "dataset_label": record["dataset"].get("label", ""),
-        "split": record["dataset"].get("split", "final"),
-        "tie_mode": record["protocol"]["tie_mode"],
-        "task": record["protocol"].get("task", "next-item prediction at every position"),
-        "candidates": record["protocol"].get("candidates", ""),
-        "unknown_test_items": record["protocol"].get("unknown_test_items", ""),
-        "unknown_test_items_option": record["config"]
-        .get("eval", {})
-        .get("unknown_test_items", "drop"),
-        "seen_item_filtering": record["protocol"].get("seen_item_filtering", False),
-        "evaluated_events": record["protocol"].get("evaluated_events"),
-        "fingerprint": record["protocol"].get("test_fingerprint"),
-        "kind": record.get("kind", "gru4rec" if hp else "baseline"),
-        "training": record.get("training") or ("session_parallel" if hp else None),
-        "method": record["method"],
-        "loss": hp["loss"] if hp else None,
+        "dataset": record.dataset["dataset"],
+        "dataset_label": record.dataset.get("label", ""),
+        "split": record.dataset.get("split", "final"),
+        "tie_mode": protocol["tie_mode"],
+        "task": protocol.get("task", "next-item prediction at every position"),
+        "candidates": protocol.get("candidates", ""),
+        "unknown_test_items": protocol.get("unknown_test_items", ""),
+        "unknown_test_items_option": record.eval.get("unknown_test_items", "drop"),
+        "seen_item_filtering": protocol.get("seen_item_filtering", False),
+        "evaluated_events": protocol.get("evaluated_events"),
+        "fingerprint": protocol.get("test_fingerprint"),
+        "kind": record.kind,
+        "training": record.training,
+        "method": record.method,
+        "loss": hp.get("loss") if hp else None,
         "sampling": sampling_label(hp) if hp else None,
         "n_epochs": hp["n_epochs"] if hp else None,
-        "seed": record["seed"],
+        "params_source": record.params,
+        "seed": record.seed,
         "study": study.get("name"),
         "phase": study.get("phase"),
         "trial": study.get("trial"),
         "n_trials": study.get("n_trials"),
         "best_trial": study.get("best_trial"),
         "config_hash": config_hash(record),
-        "git_commit": record.get("git_commit"),
-        "train_s": record.get("timings", {}).get("train_s"),
-        "eval_s": record.get("timings", {}).get("eval_s"),
-        "events_per_s": float(np.mean(speeds))
-        if (speeds := [e["events_per_s"] for e in epochs if "events_per_s" in e])
-        else None,
+        "git_commit": record.git_commit,
+        "train_s": record.timings.get("train_s"),
+        "eval_s": record.timings.get("eval_s"),
+        "events_per_s": float(np.mean(speeds)) if speeds else None,
         "record": str(path),
-        "ranks": str(path.parent / record["ranks_file"]) if record.get("ranks_file") else None,
+        "ranks": str(path.parent / record.ranks_file) if record.ranks_file else None,
     }
     row["label"] = method_label(row)
     row["params"] = params_text(record)
-    row.update({k: float(v) for k, v in record["metrics"].items()})
-    for mode, metrics in (record.get("metrics_by_tie_mode") or {}).items():
+    # What a GRU4Rec row shares with the other losses' rows when only the loss differs.
+    row["shared_settings"] = (
+        json.dumps({k: v for k, v in hp.items() if k not in LOSS_SETTINGS}, sort_keys=True)
+        if hp
+        else None
+    )
+    row.update({k: float(v) for k, v in record.metrics.items()})
+    for mode, metrics in record.metrics_by_tie_mode.items():
         if mode != row["tie_mode"]:
             row.update({f"{mode}:{k}": float(v) for k, v in metrics.items()})
     return row
 
 
-GRU4REC_SHOWN = (
+# The order the appendix lists GRU4Rec settings in (any others follow, sorted).
+SETTINGS_ORDER = (
     "layers", "batch_size", "n_epochs", "dropout_p_embed", "dropout_p_hidden", "learning_rate",
     "momentum", "n_sample", "sample_alpha", "logq", "bpreg", "elu_param", "embedding",
-    "constrained_embedding",
+    "constrained_embedding", "optimizer", "max_len", "patience", "stop_metric",
 )  # fmt: skip
+LOSS_SETTINGS = ("loss", "logq", "bpreg", "elu_param")
+NOT_SHOWN = ("loss", "sample_store_size", "seed")  # the loss is in the label; the rest is plumbing
 
 
-def params_text(record: dict) -> str:
-    """The hyperparameters that define the row, for the tables' appendix."""
-    if record.get("gru4rec"):
-        hp = record["gru4rec"]
-        return " ".join(f"{k}={_short(hp[k])}" for k in GRU4REC_SHOWN if k in hp)
-    params = (record.get("baseline") or {}).get("params") or {}
-    return " ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k != "seed") or "-"
+def params_text(record: RunRecord) -> str:
+    """The hyperparameters that define the row, for the tables' appendix: exactly the
+    settings of the method that ran."""
+    settings = {k: v for k, v in record.settings.items() if k not in NOT_SHOWN}
+    order = [k for k in SETTINGS_ORDER if k in settings] + sorted(
+        set(settings) - set(SETTINGS_ORDER)
+    )
+    return " ".join(f"{k}={_short(settings[k])}" for k in order) or "-"
 
 
 def _short(value):
@@ -152,9 +163,6 @@ def read_records(roots: list[Path]) -> tuple[list[dict], dict, list[tuple[str, s
     for path in paths:
         try:
             record = json.loads(path.read_text())
-            missing = [k for k in REQUIRED if k not in record]
-            if missing:
-                raise ValueError(f"partial record, missing {', '.join(missing)}")
             rows.append(record_row(record, path))
             if any("eval" in e for e in record.get("epochs") or []):
                 curves[str(path)] = record["epochs"]

@@ -270,10 +270,11 @@ def to_latex(h: Headline) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.datasets import PROJECT_ROOT
+    from bench.paths import PROJECT_ROOT
     from bench.records import write_text_atomic
-    from bench.report.__main__ import default_storages, update_readme
+    from bench.report import plots
     from bench.report.collect import collect
+    from bench.report.output import Staging, block_rows, default_storages, update_readme
 
     p = argparse.ArgumentParser(prog="python -m bench.report.headline", description=TITLE)
     p.add_argument(
@@ -298,16 +299,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     h = build(col.runs, col.studies)
     md = to_markdown(h)
-    write_text_atomic(args.out / "headline.md", md)
-    write_text_atomic(args.out / "headline.tex", to_latex(h))
-    print(f"wrote {args.out / 'headline.md'} and {args.out / 'headline.tex'}")
+    if args.readme is not None and block_rows(args.readme, "headline") is None:
+        print(
+            f"error: --readme: {args.readme} has no <!-- headline:start/end --> block",
+            file=sys.stderr,
+        )
+        return 2
+    # Tables and the studies' figures are staged, then moved into place together.
+    staging = Staging(args.out)
+    try:
+        write_text_atomic(staging.path("headline.md"), md)
+        write_text_atomic(staging.path("headline.tex"), to_latex(h))
+        for study in col.studies:
+            _, reason = plots.study_figures(study, staging.path("figures"))
+            if reason:
+                print(f"no figure: {reason}")
+        written = staging.commit()
+    finally:
+        staging.discard()
+    print(f"wrote {len(written)} files under {args.out}: headline.md, headline.tex, study figures")
     if args.readme is not None:
-        if not args.readme.is_file() or not update_readme(args.readme, md, "headline"):
-            print(
-                f"error: --readme: {args.readme} has no <!-- headline:start/end --> block",
-                file=sys.stderr,
-            )
-            return 2
+        update_readme(args.readme, md, "headline")
         print(f"updated the headline block of {args.readme}")
     return 0
 

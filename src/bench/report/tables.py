@@ -140,6 +140,7 @@ def comparison_table(
             raise ValueError(
                 f"--metrics: '{m}' is not in the records; recorded: {sorted(c for c in runs if '@' in c)}"
             )
+    check_one_protocol(final)
     final = disambiguate(final)
     datasets = sorted(final["dataset"].unique())
     rows = sorted(final["label"].unique(), key=row_order)
@@ -173,9 +174,62 @@ def comparison_table(
                 vals = _event_values(sub[sub["label"] == r], m)
                 if vals is not None and len(vals) == len(base_vals):
                     cells[(r, ds, m)].p = paired_p(vals, base_vals)
-    table.params = dict(zip(final["label"], final["params"]))
-    table.notes = protocol_notes(final, tie_mode)
+    table.params = row_params(final)
+    table.notes = protocol_notes(final, tie_mode) + settings_notes(final)
     return table
+
+
+# Record columns that define how a row was evaluated, and the option that sets each.
+PROTOCOL = {
+    "candidates": "the candidates",
+    "seen_item_filtering": "eval.filter_seen",
+    "unknown_test_items_option": "eval.unknown_test_items",
+}
+
+
+def check_one_protocol(final: pd.DataFrame) -> None:
+    """A table never mixes evaluation protocols: rows evaluated differently are refused,
+    naming the option and an example row of each value."""
+    for column, option in PROTOCOL.items():
+        if column not in final or final[column].astype(str).nunique() <= 1:
+            continue
+        parts = [
+            f"{value} for {len(sub)} runs (e.g. {sub['label'].iloc[0]} on {sub['dataset'].iloc[0]})"
+            for value, sub in final.groupby(final[column].astype(str))
+        ]
+        raise ValueError(
+            f"{option}: the records mix {'; '.join(parts)}; a table holds one protocol: "
+            "report each group from its own --records"
+        )
+
+
+def row_params(final: pd.DataFrame) -> dict[str, str]:
+    """Each row's hyperparameters; per dataset where they differ (e.g. the official
+    parameters of each dataset)."""
+    out = {}
+    for label, sub in final.groupby("label", sort=False):
+        by_dataset = sub.drop_duplicates("dataset").set_index("dataset")["params"].sort_index()
+        if by_dataset.nunique() <= 1:
+            out[label] = str(by_dataset.iloc[0])
+        else:
+            out[label] = "; ".join(f"{ds}: {text}" for ds, text in by_dataset.items())
+    return out
+
+
+def settings_notes(final: pd.DataFrame) -> list[str]:
+    """Say plainly when GRU4Rec rows differ in more than their loss."""
+    gru = final[(final["kind"] == "gru4rec") & final["shared_settings"].notna()]
+    if gru.empty or all(sub["shared_settings"].nunique() <= 1 for _, sub in gru.groupby("dataset")):
+        return []
+    by_source = gru.groupby("params_source")["label"].agg(lambda s: ", ".join(sorted(set(s))))
+    sources = "; ".join(
+        f"{labels}: {'the official parameters of each dataset (params=official)' if src == 'official' else 'the defaults'}"
+        for src, labels in by_source.items()
+    )
+    return [
+        "The GRU4Rec rows differ in more than the loss (network, batch, learning rate or "
+        f"sampling; see the hyperparameters below): {sources}."
+    ]
 
 
 def protocol_notes(final: pd.DataFrame, tie_mode: str) -> list[str]:

@@ -29,12 +29,15 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.paths import portable_path, portable_storage, portable_text
+from bench.records import RunRecord
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -47,6 +50,12 @@ warnings.filterwarnings(
 )
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
+
+class SweepError(CompactHydraException):
+    """Printed by Hydra as its message alone."""
+
+
+PARAMS_ATTR = "params"  # study user attribute: the params choice the study started with
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Only running trials are someone else's: a waiting one (enqueued, or a dead worker's
 # trial re-queued) is handed out by the next `study.ask()`, whoever calls it.
@@ -148,14 +157,23 @@ class BenchOptunaSweeper(Sweeper):
 
     # -- sweep ----------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        """The study loop, then the final retraining; a bad option or storage ends with
+        its one line (Hydra prints a compact error without a stack trace)."""
+        try:
+            return self._sweep(arguments)
+        except BenchError as e:
+            raise SweepError(f"error: {e}") from None
+
+    def _sweep(self, arguments: list[str]) -> Any:
         fixed = self._fixed_overrides(arguments)
         study = self._study()
+        self._check_params_source(study)
         study.set_user_attr("search_space", self._space())
         # The budget is the largest target any run asked for: a run stopping early at a
         # smaller `n_trials` (to retrain now, say) does not shrink it.
         target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
         study.set_user_attr("n_trials_target", target)
-        study.set_user_attr("overrides", fixed)
+        study.set_user_attr("overrides", [portable_text(o) for o in fixed])
         if self.cfg.enqueue_config and not self.cfg.final_now:
             self._enqueue_config(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -204,6 +222,19 @@ class BenchOptunaSweeper(Sweeper):
         (sweep_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         log.info("study summary written to %s", sweep_dir / "final.json")
         return summary
+
+    def _check_params_source(self, study: optuna.Study) -> None:
+        """A study continues with the parameters it started from (params=default|official):
+        they decide the enqueued first trial and every value not searched."""
+        params = str(self.config.get("params", "default"))
+        started = study.user_attrs.get(PARAMS_ATTR)
+        if started is None:
+            study.set_user_attr(PARAMS_ATTR, params)
+        elif started != params:
+            raise BenchError(
+                f"params: study {self.cfg.study_name} was started with params={started}; "
+                f"continue it with params={started} (or give a new hydra.sweeper.study_name)"
+            )
 
     def _fixed_overrides(self, arguments: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(arguments)
@@ -301,7 +332,11 @@ class BenchOptunaSweeper(Sweeper):
     # -- results --------------------------------------------------------------------
     def _summary(self, study: optuna.Study) -> dict:
         counts = {s.name.lower(): self._count(study, (s,)) for s in TrialState}
-        out = {"study": self.cfg.study_name, "storage": self.cfg.storage, "trials": counts}
+        out = {
+            "study": self.cfg.study_name,
+            "storage": portable_storage(self.cfg.storage),
+            "trials": counts,
+        }
         if counts["complete"]:
             best = study.best_trial
             out["best"] = {"number": best.number, "value": best.value, "params": best.params}
@@ -315,12 +350,12 @@ class BenchOptunaSweeper(Sweeper):
         n_finished = self._count(study, FINISHED)
         seeds = list(range(self.cfg.final_seeds))
         previous = study.user_attrs.get("final") or {}
-        kept = {
-            r["seed"]: r
-            for r in previous.get("records", [])
-            if previous.get("best_trial") == best.number and r["seed"] in seeds
-            and r["config"]["eval"] == OmegaConf.to_container(self.config.eval, resolve=True)
-        }  # fmt: skip
+        eval_now = OmegaConf.to_container(self.config.eval, resolve=True)
+        kept = {}
+        for raw in previous.get("records", []):
+            r = RunRecord.from_dict(raw)
+            if previous.get("best_trial") == best.number and r.seed in seeds and r.eval == eval_now:
+                kept[r.seed] = r.to_dict() | {"record_path": raw.get("record_path")}
         todo = [seed for seed in seeds if seed not in kept]
         if kept:
             log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
@@ -341,7 +376,9 @@ class BenchOptunaSweeper(Sweeper):
                 path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
                 if ret.status != JobStatus.COMPLETED or not path.is_file():
                     raise BenchError(f"final retraining failed: {ret._return_value}")
-                records[seed] = json.loads(path.read_text()) | {"record_path": str(path)}
+                records[seed] = RunRecord.read(path).to_dict() | {
+                    "record_path": portable_path(str(path.resolve()))
+                }
             final = self._store_final(study, best.number, n_finished, records)
         if final is None:  # every seed was kept: store them against today's trial count
             final = self._store_final(study, best.number, n_finished, records)

@@ -1,0 +1,103 @@
+"""The Method interface: what the entry point needs from anything it trains and scores.
+
+Each method owns its configuration (the knobs it reads, checked before any data is
+loaded), builds itself, trains, and hands the shared evaluator a scorer; so `bench.run`
+is one path for every method and the record states the settings that were really used.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.core.config import BPTTConfig, ConfigError, GRU4RecConfig
+from bench.errors import BenchError
+
+# Every top-level knob of every method (null in conf/run.yaml unless the method sets it).
+ALL_KNOBS = tuple(dict.fromkeys(GRU4RecConfig.knobs() + BPTTConfig.knobs()))
+
+
+@dataclass
+class FitContext:
+    """What a method's training may call back into: per-epoch evaluation (validation split
+    under a study, learning curves) and the console."""
+
+    device: str
+    seed: int
+    console: object  # rich Console
+    filter_seen: bool = False  # the evaluation's seen-item filtering, for a method's own validation
+    # After each epoch: its stats -> evaluated there (pruning, learning curves); or None.
+    epoch_hook: Callable | None = None
+
+
+class Method(ABC):
+    name: str
+    kind: str = "gru4rec"  # gru4rec | baseline
+    training: str | None = None  # session_parallel | bptt | None
+    knobs: tuple[str, ...] = ()  # the top-level knobs it reads
+    evaluates_per_epoch = False  # whether `FitContext.epoch_hook` is called
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.scorer: torch.nn.Module | None = None
+
+    @classmethod
+    def check_knobs(cls, cfg: DictConfig) -> None:
+        """A knob set for a method that does not read it is an error, never ignored."""
+        for knob in ALL_KNOBS:
+            value = cfg.get(knob)
+            if knob not in cls.knobs and value is not None:
+                raise BenchError(
+                    f"{knob}: not used by method {cls.describe_name()} (got {_show(value)}); "
+                    f"{cls.knob_hint()}"
+                )
+
+    @classmethod
+    def describe_name(cls) -> str:
+        return cls.name
+
+    @classmethod
+    def knob_hint(cls) -> str:
+        return f"its knobs are {', '.join(cls.knobs)}"
+
+    def config_from(self, config_cls, cfg: DictConfig):
+        try:
+            return config_cls.from_settings({k: _plain(cfg.get(k)) for k in self.knobs})
+        except ConfigError as e:
+            raise BenchError(f"{self.name}: {e}") from None
+
+    def load_data(self, cfg: DictConfig):
+        from bench.datasets import load_dataset
+
+        return load_dataset(OmegaConf.to_object(cfg.dataset), cfg.data_dir, cfg.split)
+
+    @abstractmethod
+    def fit(self, data, ctx: FitContext) -> list[dict]:
+        """Train; build `self.scorer`; return one dict per epoch (empty if none)."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """The hyperparameters this run used, under the names a user sets them by."""
+
+    @abstractmethod
+    def title(self) -> str: ...
+
+    def save(self, path: Path, data) -> None:
+        """Write the trained model (methods without a saved form write nothing)."""
+        return None
+
+    def training_step(self) -> dict | None:
+        return None
+
+
+def _plain(value):
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+
+
+def _show(value) -> str:
+    return repr(_plain(value))

@@ -1,0 +1,96 @@
+"""Session-parallel GRU4Rec, the official training (core.train), bare or inside Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bench.core.config import GRU4RecConfig
+from bench.errors import BenchError
+from bench.methods.base import FitContext, Method
+
+CUDA_GRAPHS = {"auto": None, True: True, False: False}
+
+
+class SessionParallelGRU4Rec(Method):
+    name = "gru4rec"
+    training = "session_parallel"
+    knobs = GRU4RecConfig.knobs()
+    evaluates_per_epoch = True
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        self.config: GRU4RecConfig = self.config_from(GRU4RecConfig, cfg)
+        self.trainer_cfg = cfg.trainer
+        if self.trainer_cfg.cuda_graphs not in CUDA_GRAPHS:
+            raise BenchError(
+                f"trainer.cuda_graphs: got {self.trainer_cfg.cuda_graphs!r}, expected auto, true or false"
+            )
+        if self.trainer_cfg.harness not in ("lightning", "bare"):
+            raise BenchError(
+                f"trainer.harness: unknown '{self.trainer_cfg.harness}'; expected lightning or bare"
+            )
+        self.engine = None
+
+    @classmethod
+    def knob_hint(cls) -> str:
+        return "see conf/model/gru4rec.yaml and the loss, sampling and optimizer groups"
+
+    def build(self, data, device: str, seed: int):
+        from bench.core.train import Engine, TrainingSetupError
+
+        try:
+            self.engine = Engine(
+                self.config, data.train, len(data.item_map), device=device, seed=seed,
+                step=str(self.trainer_cfg.step), cuda_graphs=CUDA_GRAPHS[self.trainer_cfg.cuda_graphs],
+            )  # fmt: skip
+        except TrainingSetupError as e:
+            raise BenchError(f"trainer.{e}") from None
+        self.scorer = self.engine.model
+        return self.engine
+
+    def fit(self, data, ctx: FitContext) -> list[dict]:
+        from bench.core.train import fit
+
+        engine = self.engine or self.build(data, ctx.device, ctx.seed)
+        if self.trainer_cfg.harness == "bare":
+
+            def on_epoch(stats):
+                ctx.console.print(stats.line())
+                if ctx.epoch_hook is not None:
+                    ctx.epoch_hook(stats)
+
+            history = fit(engine, on_epoch=on_epoch)
+        else:
+            from bench.lit import GRU4RecModule, make_trainer
+
+            module = GRU4RecModule(
+                engine, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook
+            )
+            trainer = make_trainer(
+                self.config.n_epochs,
+                "gpu" if ctx.device == "cuda" else "cpu",
+                bool(self.trainer_cfg.progress_bar),
+            )
+            trainer.fit(module)
+            history = module.history
+        return [s.as_dict() for s in history]
+
+    def settings(self) -> dict:
+        return self.config.effective()
+
+    def title(self) -> str:
+        return f"GRU4Rec loss={self.config.loss} layers={self.config.layers}"
+
+    def save(self, path: Path, data) -> None:
+        from bench.core.checkpoint import save_model
+
+        save_model(path, self.engine.model, self.config, data.item_map)
+
+    def training_step(self) -> dict:
+        """Which training step actually ran (fused.py, graphs.py)."""
+        return {
+            "step": "fused" if self.engine.fused is not None else "autograd",
+            "cuda_graphs": self.engine.graphs is not None,
+        }
