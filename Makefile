@@ -52,26 +52,28 @@ report: $(STAMP)
 
 # The runs behind results/ (real data in ../shared/data; about 1.5 hours on 2 CPU cores), their
 # records copied to results/records (committed), then the report.
-RUN := $(PY) -m bench.run save_model=false
+RUN := $(PY) -m bench.run
+NOSAVE := save_model=false
 results: $(STAMP)
 	$(RUN) -m dataset=diginetica_srgnn,yoochoose1_64 baseline=pop,spop,itemknn,bprmf,sknn,vsknn,stan,sr,ar \
-		hydra.sweep.dir=results/raw/table/baselines
+		$(NOSAVE) hydra.sweep.dir=results/raw/table/baselines
 	$(RUN) -m dataset=diginetica_srgnn,yoochoose1_64 loss=ce,bpr-max params=official n_epochs=5 \
-		eval.per_epoch=true hydra.sweep.dir=results/raw/table/gru4rec_official
+		eval.per_epoch=true $(NOSAVE) hydra.sweep.dir=results/raw/table/gru4rec_official
 	$(RUN) -m dataset=diginetica_srgnn,yoochoose1_64 loss=top1-max,top1,bpr n_epochs=5 \
-		eval.per_epoch=true hydra.sweep.dir=results/raw/table/gru4rec
+		eval.per_epoch=true $(NOSAVE) hydra.sweep.dir=results/raw/table/gru4rec
 	$(RUN) dataset=rsc15_100k loss=ce params=official n_epochs=5 \
-		hydra.run.dir=results/raw/datasets/gru4rec_official/rsc15_100k
+		$(NOSAVE) hydra.run.dir=results/raw/datasets/gru4rec_official/rsc15_100k
 	$(RUN) -m dataset=retailrocket_cgenet,tmall_srgnn loss=ce n_epochs=5 \
-		hydra.sweep.dir=results/raw/datasets/gru4rec
+		$(NOSAVE) hydra.sweep.dir=results/raw/datasets/gru4rec
 	$(RUN) -m dataset=rsc15_100k,retailrocket_cgenet,tmall_srgnn baseline=pop,spop,itemknn,sknn \
-		hydra.sweep.dir=results/raw/datasets/baselines
+		$(NOSAVE) hydra.sweep.dir=results/raw/datasets/baselines
 	for ds in ml-100k ml-latest-small; do \
 		$(RUN) model=gru4rec_seq dataset=$$ds batch_size=16 learning_rate=0.01 n_epochs=40 \
-			hydra.run.dir=results/raw/movielens/$$ds/bptt && \
-		$(RUN) dataset=$$ds loss=ce n_epochs=10 hydra.run.dir=results/raw/movielens/$$ds/session_parallel && \
-		$(RUN) -m dataset=$$ds baseline=pop,itemknn hydra.sweep.dir=results/raw/movielens/$$ds/baselines \
-		|| exit 1; \
+			$(NOSAVE) hydra.run.dir=results/raw/movielens/$$ds/bptt && \
+		$(RUN) dataset=$$ds loss=ce n_epochs=10 \
+			$(NOSAVE) hydra.run.dir=results/raw/movielens/$$ds/session_parallel && \
+		$(RUN) -m dataset=$$ds baseline=pop,itemknn \
+			$(NOSAVE) hydra.sweep.dir=results/raw/movielens/$$ds/baselines || exit 1; \
 	done
 	$(MAKE) records report
 

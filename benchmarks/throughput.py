@@ -90,7 +90,7 @@ def worker(args) -> None:
     import torch
 
     from bench.core.config import GRU4RecConfig
-    from bench.core.train import Engine, fit
+    from bench.core.train import SessionParallelTrainer, fit
     from bench.lit import GRU4RecModule, make_trainer
 
     n_items, tr = subset(args.dataset, args.data_dir, args.events)
@@ -101,7 +101,9 @@ def worker(args) -> None:
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     loop, step, graphs = HARNESSES[args.harness]
-    eng = Engine(cfg, tr, n_items, device=args.device, seed=0, step=step, cuda_graphs=graphs)
+    eng = SessionParallelTrainer(
+        cfg, tr, n_items, device=args.device, seed=0, step=step, cuda_graphs=graphs
+    )
     if loop == "bare":
         stats = fit(eng)[0]
     else:

@@ -1,12 +1,11 @@
-"""The CUDA-graph step path: its buffers and step body run eagerly on the CPU here."""
+"""The graphed step path: its buffers and step body run eagerly on the CPU here."""
 
 import numpy as np
 import pytest
 import torch
 
 from bench.core.config import GRU4RecConfig
-from bench.core.graphs import StaticSteps
-from bench.core.train import Engine, fit
+from bench.core.train import SessionParallelTrainer, fit
 from tests.conftest import make_sessions
 
 LENGTHS = np.array([4, 2, 7, 3, 5, 6, 2, 8, 3, 4, 5, 9, 2, 3, 6, 2])
@@ -16,7 +15,9 @@ def _engine(device="cpu", **kw):
     base = dict(layers=[12], batch_size=5, n_sample=10, n_epochs=2, learning_rate=0.05, loss="ce")
     base.update(kw)
     train = make_sessions(LENGTHS, n_items=30)
-    return Engine(GRU4RecConfig(**base), train, 30, seed=3, device=device, cuda_graphs=False)
+    return SessionParallelTrainer(
+        GRU4RecConfig(**base), train, 30, seed=3, device=device, cuda_graphs=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -32,26 +33,28 @@ def test_static_buffer_steps_train_exactly_like_the_eager_steps(kw):
     plain = _engine(**kw)
     hist_plain = fit(plain)  # dropout draws from the global generator, seeded per engine
     static = _engine(**kw)
-    static.graphs = StaticSteps(static, capture=False)
+    static.use_graphed_step(capture=False)
     hist_static = fit(static)
     assert [h.loss for h in hist_static] == pytest.approx([h.loss for h in hist_plain], rel=1e-5)
     for name, value in plain.model.state_dict().items():
         assert torch.allclose(static.model.state_dict()[name], value, atol=1e-5), name
-    assert static.graphs.eager_steps > 0
-    assert not static.graphs.static  # the tail ran eagerly, on the shrunk state
+    assert static.graphed.eager_runs > 0
+    assert not static.full_width  # the tail ran eagerly, on the shrunk state
     assert static.H[0].shape[0] < 5
 
 
 def test_cuda_graphs_need_a_gpu_and_a_graph_safe_step():
     with pytest.raises(ValueError, match="cuda_graphs: needs a CUDA device"):
-        Engine(
+        SessionParallelTrainer(
             GRU4RecConfig(layers=[8], batch_size=4, n_sample=4),
             make_sessions(LENGTHS, n_items=30), 30, cuda_graphs=True,
         )  # fmt: skip
-    with pytest.raises(ValueError, match="optimizer must be one of"):
-        StaticSteps(_engine(optimizer="adam"), capture=False)
-    with pytest.raises(ValueError, match="need the fused step"):
-        StaticSteps(_engine(loss="top1-max"), capture=False)
+    with pytest.raises(ValueError, match="cuda_graphs: needs optimizer adagrad_m or sgd"):
+        _engine(optimizer="adam", learning_rate=0.001, momentum=None).use_graphed_step(
+            capture=False
+        )
+    with pytest.raises(ValueError, match="cuda_graphs: needs the hand-derived step"):
+        _engine(loss="top1-max").use_graphed_step(capture=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -59,7 +62,7 @@ def test_cuda_graph_replays_train_like_eager_cuda_steps():
     eager = _engine(device="cuda", logq=1.0)
     hist_eager = fit(eager)
     graphed = _engine(device="cuda", logq=1.0)
-    graphed.graphs = StaticSteps(graphed, capture=True, warmup=1)
+    graphed.use_graphed_step(capture=True, warmup=1)
     hist_graphed = fit(graphed)
-    assert graphed.graphs.replays > 0
+    assert graphed.graphed.replays > 0
     assert [h.loss for h in hist_graphed] == pytest.approx([h.loss for h in hist_eager], rel=1e-4)

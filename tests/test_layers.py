@@ -30,7 +30,7 @@ def offenders(loaded: set[str], forbidden: tuple[str, ...]) -> list[str]:
     return sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
-TRAINING = ("bench.core.train", "bench.core.model", "bench.core.fused", "bench.core.bptt",
+TRAINING = ("bench.core.train", "bench.core.model", "bench.core.hand_derived", "bench.core.bptt",
             "bench.core.graphs", "bench.core.optim", "bench.lit", "bench.run", "bench.methods",
             "bench.baselines", "lightning")  # fmt: skip
 

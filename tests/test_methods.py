@@ -44,7 +44,7 @@ def alias_distribution(prob: torch.Tensor, alias: torch.Tensor) -> np.ndarray:
 )  # fmt: skip
 def test_session_parallel_record_matches_the_trained_objects(tmp_path, overrides):
     record, method = run_job(config(*overrides, *SMALL), tmp_path)
-    s, engine = record.settings, method.engine
+    s, engine = record.settings, method.trainer
     model, opt = engine.model, engine.optimizer
     assert [c.hidden_size for c in model.cells] == s["layers"]
     assert model.Wy.shape[1] == s["layers"][-1] and model.constrained == s["constrained_embedding"]
@@ -58,9 +58,12 @@ def test_session_parallel_record_matches_the_trained_objects(tmp_path, overrides
         "optimizer"
     ]
     assert len(record.epochs) == s["n_epochs"]
-    assert engine.fused.loss == s["loss"]
+    assert engine.hand_derived.loss == s["loss"]
     if s["loss"] == "bpr-max":
-        assert (engine.fused.bpreg, engine.fused.elu_param) == (s["bpreg"], s["elu_param"])
+        assert (engine.hand_derived.bpreg, engine.hand_derived.elu_param) == (
+            s["bpreg"],
+            s["elu_param"],
+        )
         assert "logq" not in s and engine.log_p is None
         support = np.maximum(method_support(method, tmp_path), 0.0)
         expected = support ** s["sample_alpha"] / (support ** s["sample_alpha"]).sum()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from bench.migrate import main as migrate_main
-from bench.migrate import set_finished_trial_attr
+from bench.optuna_adapter import set_finished_trial_attr
 from bench.records import SCHEMA_VERSION, RunRecord
 
 SWEEPS = Path(__file__).parents[1] / "sweeps"

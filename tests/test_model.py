@@ -9,7 +9,7 @@ from bench.core.checkpoint import load_model, save_model
 from bench.core.config import GRU4RecConfig
 from bench.core.evaluate import evaluate
 from bench.core.model import GRU4RecModel
-from bench.core.train import Engine, NaNLossError, fit
+from bench.core.train import NaNLossError, SessionParallelTrainer, fit
 from bench.data.sessions import ItemMap
 from tests.conftest import make_sessions
 
@@ -31,7 +31,7 @@ def small_cfg(**kw):
 @pytest.mark.parametrize("loss", ["ce", "bpr-max", "top1-max", "top1", "bpr"])
 def test_every_mode_and_loss_trains(mode, loss):
     train = make_sessions(np.full(60, 5), n_items=40)
-    eng = Engine(small_cfg(loss=loss, layers=[16, 16], **mode), train, 40)
+    eng = SessionParallelTrainer(small_cfg(loss=loss, layers=[16, 16], **mode), train, 40)
     before = {k: v.clone() for k, v in eng.model.state_dict().items()}
     hist = fit(eng)
     assert np.isfinite(hist[0].loss)
@@ -56,7 +56,7 @@ def test_hidden_dropout_is_active_and_carried():
 
 def test_nan_loss_stops_with_clear_message():
     train = make_sessions(np.full(30, 4), n_items=20)
-    eng = Engine(small_cfg(), train, 20)
+    eng = SessionParallelTrainer(small_cfg(), train, 20)
     with torch.no_grad():
         eng.model.Wy[3] = float("nan")
     with pytest.raises(NaNLossError, match="training diverged: loss became nan"):
@@ -68,7 +68,9 @@ def test_same_seed_same_metrics_and_save_load_round_trip(tmp_path):
     test = make_sessions(np.full(20, 5), n_items=30, seed=2)
 
     def run(seed):
-        eng = Engine(small_cfg(dropout_p_embed=0.2, dropout_p_hidden=0.2), train, 30, seed=seed)
+        eng = SessionParallelTrainer(
+            small_cfg(dropout_p_embed=0.2, dropout_p_hidden=0.2), train, 30, seed=seed
+        )
         fit(eng)
         return eng, evaluate(eng.model, test, [5, 20], "conservative", batch_size=7)
 
@@ -90,9 +92,9 @@ def test_lightning_harness_trains_like_the_bare_loop_and_measures_its_overhead()
     from bench.lit import GRU4RecModule, make_trainer
 
     train = make_sessions(np.full(60, 5), n_items=40, seed=4)
-    bare = Engine(small_cfg(n_epochs=2), train, 40, seed=9)
+    bare = SessionParallelTrainer(small_cfg(n_epochs=2), train, 40, seed=9)
     hist = fit(bare)
-    eng = Engine(small_cfg(n_epochs=2), train, 40, seed=9)
+    eng = SessionParallelTrainer(small_cfg(n_epochs=2), train, 40, seed=9)
     module = GRU4RecModule(eng, chunk_steps=7)  # other chunking, same steps in the same order
     make_trainer(2, "cpu", progress_bar=False).fit(module)
     assert [s.loss for s in module.history] == pytest.approx([s.loss for s in hist], rel=1e-6)

@@ -6,7 +6,7 @@ import torch
 from bench.core.config import GRU4RecConfig
 from bench.core.evaluate import evaluate
 from bench.core.metrics import metrics_from_ranks, ranks_from_scores_
-from bench.core.train import Engine, fit
+from bench.core.train import SessionParallelTrainer, fit
 from bench.datasets import load_dataset
 
 SMALL = {"n_items": 500, "n_train_sessions": 3000, "n_test_sessions": 500, "seed": 3}
@@ -28,7 +28,7 @@ def test_gru4rec_clearly_beats_popularity():
     cfg = GRU4RecConfig(
         layers=[64], batch_size=32, n_sample=128, n_epochs=3, learning_rate=0.1, logq=1.0
     )
-    eng = Engine(cfg, d.train, len(d.item_map), seed=0)
+    eng = SessionParallelTrainer(cfg, d.train, len(d.item_map), seed=0)
     fit(eng)
     gru = evaluate(eng.model, d.test, [20], "conservative").metrics
     # Popularity through the same rank computation: every event gets the support vector.

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from bench.core.train import Engine, EpochStats
+from bench.core.train import EpochStats, SessionParallelTrainer
 
 
 class StepChunks(torch.utils.data.Dataset):
@@ -38,7 +38,7 @@ def _identity(batch):
 class GRU4RecModule(pl.LightningModule):
     def __init__(
         self,
-        engine: Engine,
+        engine: SessionParallelTrainer,
         chunk_steps: int = 500,
         epoch_hook: Callable[[EpochStats], None] | None = None,
     ):

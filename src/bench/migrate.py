@@ -10,11 +10,11 @@ touched, so a migrated study resumes exactly where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import optuna
 
+from bench.optuna_adapter import set_finished_trial_attr, trial_id
 from bench.paths import portable_path, portable_storage, portable_text
 from bench.records import RunRecord
 
@@ -42,32 +42,13 @@ def migrate_study(storage: optuna.storages.BaseStorage, name: str) -> int:
         source = RunRecord.from_dict(records[0]).params if records else "default"
         study.set_user_attr("params", source)
         changed += 1
-    study_id = storage.get_study_id_from_name(name)
     for trial in study.get_trials(deepcopy=False):
         path = trial.user_attrs.get("record")
         if path and portable_path(path) != path:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            set_finished_trial_attr(storage, trial_id, "record", portable_path(path))
+            tid = trial_id(storage, name, trial.number)
+            set_finished_trial_attr(storage, tid, "record", portable_path(path))
             changed += 1
     return changed
-
-
-def set_finished_trial_attr(
-    storage: optuna.storages.RDBStorage, trial_id: int, key: str, value
-) -> None:
-    """Optuna refuses to change a finished trial; this writes the row of Optuna's RDB schema
-    (table trial_user_attributes, JSON values) directly. Pinned by tests/test_migrate.py."""
-    from sqlalchemy import text
-
-    with storage.engine.begin() as conn:
-        updated = conn.execute(
-            text(
-                "UPDATE trial_user_attributes SET value_json = :v WHERE trial_id = :t AND key = :k"
-            ),
-            {"v": json.dumps(value), "t": trial_id, "k": key},
-        ).rowcount
-    if updated != 1:
-        raise RuntimeError(f"trial {trial_id}: user attribute {key!r} not found to rewrite")
 
 
 def main(argv: list[str] | None = None) -> int:

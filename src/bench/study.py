@@ -128,9 +128,11 @@ def open_trial(
     name: str, storage: str, number: int, pruner: optuna.pruners.BasePruner
 ) -> optuna.trial.Trial:
     """The running trial `number` of study `name`, as seen from a job."""
-    study = optuna.load_study(study_name=name, storage=make_storage(storage), pruner=pruner)
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return optuna.trial.Trial(study, trial_id)
+    from bench.optuna_adapter import trial_by_number
+
+    storage_ = make_storage(storage)
+    study = optuna.load_study(study_name=name, storage=storage_, pruner=pruner)
+    return trial_by_number(study, storage_, number)
 
 
 class EpochReporter:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.core.metrics import TIE_MODES, metrics_from_ranks, ranks_from_scores_
+from bench.core.metrics import check_tie_mode, metrics_from_ranks, ranks_from_scores_
 from bench.core.model import GRU4RecModel
 from bench.core.schedule import DeviceSchedule, build_schedule
 from bench.data.sessions import Sessions
@@ -41,10 +41,7 @@ def rank_targets(
     """Rank of every target among all items, and (with `sampled`) among the target plus
     `sampled.n` negatives drawn per event. With `filter_seen`, items already in the session
     (the user's history) are removed from both rankings (a target among them is a miss)."""
-    if tie_mode not in TIE_MODES:
-        raise ValueError(
-            f"eval.tie_mode: unknown '{tie_mode}'; expected one of {', '.join(TIE_MODES)}"
-        )
+    check_tie_mode(tie_mode)
     device = torch.device(device)
     was_training = model.training
     model.eval()

@@ -17,6 +17,12 @@ import torch
 TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
 
+def check_tie_mode(mode: str, option: str = "eval.tie_mode") -> None:
+    """The one check of a tie mode, wherever one is chosen."""
+    if mode not in TIE_MODES:
+        raise ValueError(f"{option}: unknown '{mode}'; expected one of {', '.join(TIE_MODES)}")
+
+
 def ranks_from_scores_(
     scores: torch.Tensor, target: torch.Tensor, mode: str, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -48,7 +54,8 @@ def ranks_from_counts(
     if mode == "tiebreaking":
         u = torch.rand(gt.shape, generator=generator, device=gt.device, dtype=torch.float64)
         return gt + 1 + torch.floor(u * eq)
-    raise ValueError(f"eval.tie_mode: unknown '{mode}'; expected one of {', '.join(TIE_MODES)}")
+    check_tie_mode(mode)
+    raise AssertionError(mode)  # every valid mode returned above
 
 
 def per_event_metric(ranks: torch.Tensor, name: str, k: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The bare GRU4Rec training engine: session-parallel steps, sampled loss, sparse updates.
 
-`Engine.run_steps(a, b)` is the unit both the bare loop (`fit`) and the Lightning
+`SessionParallelTrainer.run_steps(a, b)` is the unit both the bare loop (`fit`) and the Lightning
 module drive, so the harness adds no per-step work of its own. The loss is summed on
 the device and only read (synchronising the device) once per chunk of steps, where a
 NaN stops training with a clear error.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from bench.core.config import GRU4RecConfig
-from bench.core.fused import FusedStep, fused_supported
-from bench.core.graphs import GRAPH_OPTIMIZERS, StaticSteps
+from bench.core.graphs import GraphedStep
+from bench.core.hand_derived import HandDerivedStep, hand_derived_supported
 from bench.core.losses import compute_loss
 from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
@@ -25,8 +25,9 @@ from bench.core.optim import make_optimizer
 from bench.core.schedule import DeviceSchedule, build_schedule
 from bench.data.sessions import Sessions
 
-# fused: hand-derived backward where supported (fused.py); autograd: the reference path.
+# fused: hand-derived backward where supported (hand_derived.py); autograd: the reference path.
 STEPS = ("fused", "autograd")
+GRAPH_OPTIMIZERS = ("adagrad_m", "sgd")  # Adam's bias correction depends on a host counter
 
 
 class NaNLossError(RuntimeError):
@@ -73,7 +74,7 @@ class EpochStats:
         }
 
 
-class Engine:
+class SessionParallelTrainer:
     """Model, optimizer, device-resident schedule and negative sampler for one training run."""
 
     def __init__(
@@ -128,32 +129,44 @@ class Engine:
             self.log_p = torch.log(
                 torch.as_tensor(np.maximum(support, 1.0), dtype=torch.float32, device=self.device)
             )
-        # The hand-derived step where the loss and input mode allow it (see fused.py).
-        self.fused = (
-            FusedStep(self.model, cfg.loss, cfg.bpreg, cfg.elu_param)
-            if step == "fused" and fused_supported(self.model, cfg.loss)
+        # The hand-derived step where the loss and input mode allow it (see hand_derived.py).
+        self.hand_derived = (
+            HandDerivedStep(self.model, cfg.loss, cfg.bpreg, cfg.elu_param)
+            if step == "fused" and hand_derived_supported(self.model, cfg.loss)
             else None
         )
         self.H: list[torch.Tensor] = []
         self.loss_sum = torch.zeros((), device=self.device)
         self.epoch = 0
-        self.graphs = self._make_graphs(cuda_graphs)
+        self.graphed: GraphedStep | None = None
+        self.full_width = False  # this epoch's steps still go through `graphed`
+        on_gpu = self.device.type == "cuda"
+        if cuda_graphs and not on_gpu:
+            raise TrainingSetupError("cuda_graphs: needs a CUDA device; set it to false or auto")
+        if cuda_graphs or (cuda_graphs is None and on_gpu and self.graph_safe() is None):
+            self.use_graphed_step(capture=True)
 
-    def _make_graphs(self, cuda_graphs: bool | None) -> StaticSteps | None:
-        """Replay full-width steps from a CUDA graph: by default wherever it is possible."""
-        possible = (
-            self.device.type == "cuda"
-            and self.fused is not None
-            and self.cfg.optimizer in GRAPH_OPTIMIZERS
-        )
-        if cuda_graphs and not possible:
-            raise TrainingSetupError(
-                "cuda_graphs: needs a CUDA device, loss ce or bpr-max with an embedding, and "
-                f"optimizer {' or '.join(GRAPH_OPTIMIZERS)}; set it to false or auto"
+    def graph_safe(self) -> str | None:
+        """Why full-width steps cannot run from fixed buffers (None: they can)."""
+        if self.hand_derived is None:
+            return (
+                "needs the hand-derived step (trainer.step=fused, loss ce or bpr-max, an embedding)"
             )
-        if cuda_graphs is False or not possible:
-            return None
-        return StaticSteps(self, capture=True)
+        if self.cfg.optimizer not in GRAPH_OPTIMIZERS:
+            return f"needs optimizer {' or '.join(GRAPH_OPTIMIZERS)}"
+        return None
+
+    def use_graphed_step(self, capture: bool, warmup: int = 3) -> None:
+        """Run full-width steps through fixed buffers, replayed from a CUDA graph when
+        `capture` (capture=False runs the same buffers eagerly, as tests do on a CPU)."""
+        why = self.graph_safe()
+        if why is not None:
+            raise TrainingSetupError(f"cuda_graphs: {why}; set it to false or auto")
+        self.optimizer.static_rows = True  # deduplicate rows without a host sync
+        self.graphed = GraphedStep(
+            self.train_on, self.schedule.initial_width, self.model.layers,
+            self.cfg.n_sample, self.device, capture, warmup,
+        )  # fmt: skip
 
     @property
     def n_steps(self) -> int:
@@ -167,8 +180,9 @@ class Engine:
         self.model.train()
         self.H = self.model.init_hidden(self.schedule.initial_width, self.device)
         self.loss_sum.zero_()  # in place: a captured graph adds to this very tensor
-        if self.graphs is not None:
-            self.graphs.start_epoch()
+        if self.graphed is not None:
+            self.graphed.reset_hidden()
+            self.full_width = True
 
     def _log_q(self, y_target: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
         lp = self.log_p.index_select(0, y_target)
@@ -177,15 +191,21 @@ class Engine:
         return self.cfg.logq * lp
 
     def run_steps(self, a: int, b: int) -> None:
-        """Train steps [a, b) of the current epoch; the loss accumulates on the device."""
-        if self.graphs is not None:
-            self.graphs.run(a, b, self._step)
-            return
+        """Train steps [a, b) of the current epoch; the loss accumulates on the device.
+        With a graphed step, steps go through it while the batch is full; when the batch
+        first shrinks (end of the epoch) the state is handed back and the rest run eagerly."""
         for s in range(a, b):
-            self._step(s)
+            x, y, carry, keep = self.schedule.step(s)
+            if self.full_width:
+                if keep is None and x.shape[0] == self.graphed.width:
+                    negatives = self.sampler.next() if self.sampler is not None else None
+                    self.graphed(x, y, carry, negatives)
+                    continue
+                self.full_width = False
+                self.H = self.graphed.hidden()
+            self._step(x, y, carry, keep)
 
-    def _step(self, s: int) -> None:
-        x, y, carry, keep = self.schedule.step(s)
+    def _step(self, x, y, carry, keep) -> None:
         H = self.H
         if keep is not None:
             H = [h.index_select(0, keep) for h in H]
@@ -201,13 +221,13 @@ class Engine:
     ) -> None:
         """One update on inputs x, targets y and shared negatives from the detached states
         H, which are replaced in place by the new ones; the loss is added to loss_sum.
-        The eager steps and the CUDA-graph steps (graphs.py) both train through here."""
+        The eager steps and the graphed steps (graphs.py) both train through here."""
         cfg = self.cfg
         cols = torch.cat([y, negatives]) if negatives is not None else y
         sparse: list = []
         log_q = self._log_q(y, negatives) if self.log_p is not None else None
-        if self.fused is not None:
-            L = self.fused(x, cols, H, sparse, cfg.batch_size, log_q)
+        if self.hand_derived is not None:
+            L = self.hand_derived(x, cols, H, sparse, cfg.batch_size, log_q)
         else:
             O = self.model.step_sampled(x, cols, H, sparse, training=True)
             L = (
@@ -241,7 +261,7 @@ class Engine:
 
 
 def fit(
-    engine: Engine,
+    engine: SessionParallelTrainer,
     n_epochs: int | None = None,
     chunk: int = 500,
     on_epoch: Callable[[EpochStats], None] | None = None,

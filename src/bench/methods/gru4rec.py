@@ -31,29 +31,29 @@ class SessionParallelGRU4Rec(Method):
             raise BenchError(
                 f"trainer.harness: unknown '{self.trainer_cfg.harness}'; expected lightning or bare"
             )
-        self.engine = None
+        self.trainer = None
 
     @classmethod
     def knob_hint(cls) -> str:
         return "see conf/model/gru4rec.yaml and the loss, sampling and optimizer groups"
 
     def build(self, data, device: str, seed: int):
-        from bench.core.train import Engine, TrainingSetupError
+        from bench.core.train import SessionParallelTrainer, TrainingSetupError
 
         try:
-            self.engine = Engine(
+            self.trainer = SessionParallelTrainer(
                 self.config, data.train, len(data.item_map), device=device, seed=seed,
                 step=str(self.trainer_cfg.step), cuda_graphs=CUDA_GRAPHS[self.trainer_cfg.cuda_graphs],
             )  # fmt: skip
         except TrainingSetupError as e:
             raise BenchError(f"trainer.{e}") from None
-        self.scorer = self.engine.model
-        return self.engine
+        self.scorer = self.trainer.model
+        return self.trainer
 
     def fit(self, data, ctx: FitContext) -> list[dict]:
         from bench.core.train import fit
 
-        engine = self.engine or self.build(data, ctx.device, ctx.seed)
+        steps = self.trainer or self.build(data, ctx.device, ctx.seed)
         if self.trainer_cfg.harness == "bare":
 
             def on_epoch(stats):
@@ -61,19 +61,19 @@ class SessionParallelGRU4Rec(Method):
                 if ctx.epoch_hook is not None:
                     ctx.epoch_hook(stats)
 
-            history = fit(engine, on_epoch=on_epoch)
+            history = fit(steps, on_epoch=on_epoch)
         else:
             from bench.lit import GRU4RecModule, make_trainer
 
             module = GRU4RecModule(
-                engine, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook
+                steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook
             )
-            trainer = make_trainer(
+            lightning_trainer = make_trainer(
                 self.config.n_epochs,
                 "gpu" if ctx.device == "cuda" else "cpu",
                 bool(self.trainer_cfg.progress_bar),
             )
-            trainer.fit(module)
+            lightning_trainer.fit(module)
             history = module.history
         return [s.as_dict() for s in history]
 
@@ -86,11 +86,11 @@ class SessionParallelGRU4Rec(Method):
     def save(self, path: Path, data) -> None:
         from bench.core.checkpoint import save_model
 
-        save_model(path, self.engine.model, self.config, data.item_map)
+        save_model(path, self.trainer.model, self.config, data.item_map)
 
     def training_step(self) -> dict:
-        """Which training step actually ran (fused.py, graphs.py)."""
+        """Which training step actually ran (hand_derived.py, graphs.py)."""
         return {
-            "step": "fused" if self.engine.fused is not None else "autograd",
-            "cuda_graphs": self.engine.graphs is not None,
+            "step": "fused" if self.trainer.hand_derived is not None else "autograd",
+            "cuda_graphs": self.trainer.graphed is not None,
         }

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from bench.core.config import GRU4RecConfig
-from bench.core.fused import bpr_max_grad, ce_grad
+from bench.core.hand_derived import bpr_max_grad, ce_grad
 from bench.core.losses import bpr_max, cross_entropy, final_activation
-from bench.core.train import Engine, fit
+from bench.core.train import SessionParallelTrainer, fit
 from tests.conftest import make_sessions
 
 
@@ -60,7 +60,7 @@ def _engine(step, loss, seed=5, **kw):
     )
     base.update(kw)
     train = make_sessions(np.array([4, 2, 7, 3, 5, 6, 2, 8, 3, 4, 5, 9, 2, 3]), n_items=30)
-    return Engine(GRU4RecConfig(**base), train, 30, seed=seed, step=step)
+    return SessionParallelTrainer(GRU4RecConfig(**base), train, 30, seed=seed, step=step)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_fused_step_trains_exactly_like_the_autograd_step(kw):
     runs = {}
     for step in ("fused", "autograd"):
         eng = _engine(step, **kw)
-        assert (eng.fused is not None) == (step == "fused")
+        assert (eng.hand_derived is not None) == (step == "fused")
         hist = fit(eng)
         runs[step] = ([h.loss for h in hist], eng.model.state_dict())
     assert runs["fused"][0] == pytest.approx(runs["autograd"][0], rel=1e-5)
@@ -87,7 +87,7 @@ def test_fused_step_trains_exactly_like_the_autograd_step(kw):
 
 
 def test_losses_without_a_fused_step_fall_back_to_autograd():
-    assert _engine("fused", "top1-max").fused is None
-    assert _engine("fused", "ce", constrained_embedding=False, embedding=0).fused is None
+    assert _engine("fused", "top1-max").hand_derived is None
+    assert _engine("fused", "ce", constrained_embedding=False, embedding=0).hand_derived is None
     with pytest.raises(ValueError, match="step: unknown 'jit'"):
         _engine("jit", "ce")

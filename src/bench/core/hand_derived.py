@@ -7,7 +7,7 @@ pass, keeps exactly what the backward pass needs and writes the gradients of the
 dense parameters into `.grad` and those of the item-table rows into the optimizer's
 row list, as the autograd path does. Its shapes depend only on the batch width, so on
 a GPU the whole step (with the optimizer update) can be captured in a CUDA graph
-(see graphs.py). tests/test_fused.py checks every gradient against autograd.
+(see graphs.py). tests/test_hand_derived.py checks every gradient against autograd.
 
 Supported: shared (constrained) or separate input embedding, any number of layers,
 embedding and hidden dropout, losses `ce` (with logQ) and `bpr-max` (with the ELU
@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from bench.core.model import GRU4RecModel
 from bench.core.optim import SparseRows
 
-FUSED_LOSSES = ("ce", "bpr-max")
+HAND_DERIVED_LOSSES = ("ce", "bpr-max")
 
 
-def fused_supported(model: GRU4RecModel, loss: str) -> bool:
-    return loss in FUSED_LOSSES and not model.onehot
+def hand_derived_supported(model: GRU4RecModel, loss: str) -> bool:
+    return loss in HAND_DERIVED_LOSSES and not model.onehot
 
 
 def _dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
@@ -81,11 +81,11 @@ def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float, scale: float =
     return loss, G
 
 
-class FusedStep:
+class HandDerivedStep:
     """Forward, loss, hand-written backward of one step, for one model and loss."""
 
     def __init__(self, model: GRU4RecModel, loss: str, bpreg: float, elu_param: float):
-        if not fused_supported(model, loss):
+        if not hand_derived_supported(model, loss):
             raise ValueError(f"fused step: unsupported (loss={loss}, one-hot={model.onehot})")
         self.model = model
         self.loss = loss

@@ -1,0 +1,67 @@
+"""The few things we need from Optuna that its public API does not offer, in one place.
+
+- A job reports to a trial that another process (the sweeper) asked for: Optuna has no
+  public "trial by number" for a study loaded elsewhere, so the trial is rebuilt from the
+  storage's public id look-ups and `optuna.trial.Trial(study, trial_id)`.
+- The sweeper launches trials through Hydra, not `Study.optimize`, yet wants Optuna's
+  heartbeat (a dead worker's trial is failed and re-queued): the heartbeat thread lives in
+  the private `optuna.storages._heartbeat`.
+- Migrating committed storages rewrites a finished trial's user attribute, which Optuna
+  refuses: the row of its RDB schema is written directly.
+
+tests/test_optuna_adapter.py pins each behaviour, so an Optuna upgrade that changes one
+fails there, not in a study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
+
+
+def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def trial_by_number(study: optuna.Study, storage, number: int) -> optuna.trial.Trial:
+    """Trial `number` of `study` (loaded on `storage`), to report to and prune from."""
+    return optuna.trial.Trial(study, trial_id(storage, study.study_name, number))
+
+
+@contextmanager
+def heartbeats(
+    storage: optuna.storages.BaseStorage, study_name: str, numbers: list[int]
+) -> Iterator[None]:
+    """Keep the heartbeat of these running trials beating while the block runs (RDB
+    storages with a heartbeat interval; a no-op elsewhere)."""
+    threads = [get_heartbeat_thread(trial_id(storage, study_name, n), storage) for n in numbers]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        for t in threads:
+            t.join()
+
+
+def set_finished_trial_attr(
+    storage: optuna.storages.RDBStorage, trial_id_: int, key: str, value
+) -> None:
+    """Rewrite an existing user attribute of a finished trial (table trial_user_attributes,
+    JSON values), which `set_trial_user_attr` refuses."""
+    from sqlalchemy import text
+
+    with storage.engine.begin() as conn:
+        updated = conn.execute(
+            text(
+                "UPDATE trial_user_attributes SET value_json = :v WHERE trial_id = :t AND key = :k"
+            ),
+            {"v": json.dumps(value), "t": trial_id_, "k": key},
+        ).rowcount
+    if updated != 1:
+        raise RuntimeError(f"trial {trial_id_}: user attribute {key!r} not found to rewrite")

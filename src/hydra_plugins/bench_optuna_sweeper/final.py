@@ -1,0 +1,90 @@
+"""The bench_optuna sweeper's final retraining: the best trial's parameters trained on the
+final split (train -> test) once per seed, `n_jobs` seeds at a time. Each batch of records
+is kept on the study (user attribute `final`, mean/std per tie mode) as it ends, so a
+stopped retraining loses no finished seed and the committed storage alone regenerates the
+tables; seeds already retrained for the same best trial and evaluation are not run again."""
+
+import logging
+import statistics
+from pathlib import Path
+
+import optuna
+from hydra.core.utils import JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import BenchError
+from bench.paths import portable_path
+from bench.records import RunRecord
+from bench.study import param_override
+from hydra_plugins.bench_optuna_sweeper.study_loop import FINISHED, count, search_space, study_ref
+
+log = logging.getLogger(__name__)
+
+
+class FinalRetraining:
+    def __init__(self, cfg: DictConfig, config: DictConfig, launcher, study: optuna.Study):
+        self.cfg, self.config, self.launcher, self.study = cfg, config, launcher, study
+
+    def run(self, fixed: list[str]) -> dict:
+        study = self.study
+        """Retrain the best parameters on the final split, one job per seed not yet done."""
+        best = study.best_trial
+        params = search_space(self.cfg)
+        values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
+        n_finished = count(study, FINISHED)
+        seeds = list(range(self.cfg.final_seeds))
+        previous = study.user_attrs.get("final") or {}
+        eval_now = OmegaConf.to_container(self.config.eval, resolve=True)
+        kept = {}
+        for raw in previous.get("records", []):
+            r = RunRecord.from_dict(raw)
+            if previous.get("best_trial") == best.number and r.seed in seeds and r.eval == eval_now:
+                kept[r.seed] = r.to_dict() | {"record_path": raw.get("record_path")}
+        todo = [seed for seed in seeds if seed not in kept]
+        if kept:
+            log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
+        records = dict(kept)
+        final = None
+        # n_jobs seeds at a time (the launcher's width), each batch stored as it ends.
+        width = max(1, self.cfg.n_jobs)
+        for start in range(0, len(todo), width):
+            batch = todo[start : start + width]
+            jobs = [
+                [*fixed, *values, "split=final", f"seed={seed}", *study_ref(self.cfg),
+                 "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
+                 "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
+                for seed in batch
+            ]  # fmt: skip
+            returns = self.launcher.launch(jobs, initial_job_idx=10_000 + batch[0])
+            for seed, ret in zip(batch, returns):
+                path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
+                if ret.status != JobStatus.COMPLETED or not path.is_file():
+                    raise BenchError(f"final retraining failed: {ret._return_value}")
+                records[seed] = RunRecord.read(path).to_dict() | {
+                    "record_path": portable_path(str(path.resolve()))
+                }
+            final = self._store(study, best.number, n_finished, records)
+        if final is None:  # every seed was kept: store them against today's trial count
+            final = self._store(study, best.number, n_finished, records)
+        return final | {
+            "params": best.params, "split": "final",
+            "records": [records[s]["record_path"] for s in seeds],
+        }  # fmt: skip
+
+    def _store(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:
+        """Kept after every batch of seeds, so that a stopped retraining loses no finished seed."""
+        done = [records[s] for s in sorted(records)]
+        metrics = {}
+        for mode in done[0]["metrics_by_tie_mode"]:
+            values = {m: [r["metrics_by_tie_mode"][mode][m] for r in done]
+                      for m in done[0]["metrics_by_tie_mode"][mode]}  # fmt: skip
+            metrics[mode] = {
+                m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
+                for m, v in values.items()
+            }
+        final = {
+            "best_trial": best, "n_trials": n_finished, "seeds": sorted(records),
+            "metrics": metrics, "records": [{k: v for k, v in r.items() if k != "epochs"} for r in done],
+        }  # fmt: skip
+        study.set_user_attr("final", final)
+        return final

@@ -1,0 +1,238 @@
+"""The study loop of the bench_optuna sweeper: ask trials until the study holds its budget
+of finished trials, launch one job per trial through Hydra's launcher (with Optuna's
+heartbeat, so that a dead worker's trial is failed and re-queued), tell the results. Any
+number of workers run the same loop on one storage; trial numbers decide the budget."""
+
+import logging
+import math
+import time
+import warnings
+
+import optuna
+from hydra.core.utils import JobStatus
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from bench.errors import BenchError
+from bench.optuna_adapter import heartbeats
+from bench.paths import portable_storage, portable_text
+from bench.study import ENQUEUED, make_pruner, make_storage, param_override, suggest
+
+log = logging.getLogger(__name__)
+# We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
+warnings.filterwarnings(
+    "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
+)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Only running trials are someone else's: a waiting one (enqueued, or a dead worker's
+# trial re-queued) is handed out by the next `study.ask()`, whoever calls it.
+ACTIVE = (TrialState.RUNNING,)
+PARAMS_ATTR = "params"  # study user attribute: the params choice the study started with
+
+
+def count(study: optuna.Study, states) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def search_space(cfg: DictConfig) -> dict:
+    """The sweeper's `params`, less those left out by `search`."""
+    params = OmegaConf.to_container(cfg.params)
+    unknown = [n for n in cfg.search if n not in params]
+    if unknown:
+        raise BenchError(
+            f"hydra.sweeper.search: {unknown} not in the search space {sorted(params)}"
+        )
+    return {n: spec for n, spec in params.items() if not cfg.search or n in cfg.search}
+
+
+def study_ref(cfg: DictConfig) -> list[str]:
+    """Quoted, so that names like `nan` or `1e3` stay strings in the job's config."""
+    name = cfg.study_name.replace("'", "\\'")
+    storage = cfg.storage.replace("'", "\\'")
+    return [f"study.name='{name}'", f"study.storage='{storage}'"]
+
+
+class StudyLoop:
+    """One worker's share of a study: `prepare` (once), then `run` until the budget."""
+
+    def __init__(self, cfg: DictConfig, config: DictConfig, launcher):
+        self.cfg, self.config, self.launcher = cfg, config, launcher
+        c = cfg
+        self.storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
+        self.study = optuna.create_study(
+            study_name=c.study_name, storage=self.storage, sampler=self._sampler(),
+            pruner=make_pruner(c.pruner, c.pruner_startup_trials, c.pruner_warmup_epochs),
+            direction=c.direction, load_if_exists=True,
+        )  # fmt: skip
+
+    def prepare(self, fixed: list[str]) -> None:
+        study = self.study
+        self._check_params_source(study)
+        study.set_user_attr("search_space", search_space(self.cfg))
+        # The budget is the largest target any run asked for: a run stopping early at a
+        # smaller `n_trials` (to retrain now, say) does not shrink it.
+        target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
+        study.set_user_attr("n_trials_target", target)
+        study.set_user_attr("overrides", [portable_text(o) for o in fixed])
+        # optuna-dashboard names the objective by this, not "Objective 0".
+        study.set_metric_names([f"validation {self.config.eval.primary_metric}"])
+        if self.cfg.enqueue_config and not self.cfg.final_now:
+            self._enqueue_config(study)
+
+    def run(self, fixed: list[str]) -> None:
+        study = self.study
+        while True:
+            self._fail_stale(study)
+            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
+            if len(failed) >= self.cfg.max_failures:
+                raise BenchError(
+                    f"study {self.cfg.study_name}: {len(failed)} failed trials (hydra.sweeper.max_failures="
+                    f"{self.cfg.max_failures}); last: {failed[-1].user_attrs.get('fail_reason', 'worker died')}"
+                )
+            finished = count(study, FINISHED)
+            if finished >= self.cfg.n_trials:
+                break
+            active = count(study, ACTIVE)
+            if finished + active >= self.cfg.n_trials:
+                # Others are running the rest (or a dead worker's trial awaits its heartbeat timeout).
+                time.sleep(max(1, self.cfg.heartbeat_interval))
+                continue
+            batch = []
+            for _ in range(min(self.cfg.n_jobs, self.cfg.n_trials - finished - active)):
+                trial = study.ask()
+                study.sampler = self._sampler(trial.number)
+                if not self._in_budget(study, trial):
+                    trial.set_user_attr("fail_reason", "surplus: target reached by other workers")
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
+                batch.append(trial)
+            if batch:
+                self._run_batch(study, batch, fixed)
+
+    def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
+        """Seeded per trial number: workers sharing a study never draw the same values."""
+        c = self.cfg
+        seed = None if c.seed is None else c.seed + (trial_number or 0)
+        if c.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
+        if c.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        raise BenchError(f"hydra.sweeper.sampler: unknown '{c.sampler}'; expected tpe or random")
+
+    def _in_budget(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        """Trial numbers are assigned atomically: a trial is surplus when enough earlier
+        ones (finished or still going) already fill the target."""
+        earlier = [
+            t
+            for t in study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
+            if t.number < trial.number
+        ]
+        return len(earlier) < self.cfg.n_trials
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+    def _check_params_source(self, study: optuna.Study) -> None:
+        """A study continues with the parameters it started from (params=default|official):
+        they decide the enqueued first trial and every value not searched."""
+        params = str(self.config.get("params", "default"))
+        started = study.user_attrs.get(PARAMS_ATTR)
+        if started is None:
+            study.set_user_attr(PARAMS_ATTR, params)
+        elif started != params:
+            raise BenchError(
+                f"params: study {self.cfg.study_name} was started with params={started}; "
+                f"continue it with params={started} (or give a new hydra.sweeper.study_name)"
+            )
+
+    def _enqueue_config(self, study: optuna.Study) -> None:
+        """The configured values are where a study should start: with a small budget the
+        tuned result is then never below the published parameters on validation."""
+        values = {}
+        for name, spec in search_space(self.cfg).items():
+            value = OmegaConf.select(self.config, name)
+            if OmegaConf.is_list(value):
+                if len(value) != 1 or not spec.get("as_list"):
+                    return
+                value = value[0]
+            if not on_grid(value, spec):
+                log.info(
+                    "config value %s=%r is outside the search space: not enqueued", name, value
+                )
+                return
+            values[name] = value
+        done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+        if any(all(p.get(k) == v for k, v in values.items()) for p in done):
+            return
+        study.enqueue_trial(values, user_attrs={ENQUEUED: "the configured values"})
+        log.info("enqueued the configured values as a trial: %s", values)
+
+    def _job_overrides(self, trial: optuna.Trial, fixed: list[str]) -> list[str]:
+        params = search_space(self.cfg)
+        values = [
+            param_override(name, spec, suggest(trial, name, spec)) for name, spec in params.items()
+        ]
+        return [
+            *fixed, *values, "split=tune",
+            *study_ref(self.cfg), f"study.trial={trial.number}",
+            f"study.pruner={self.cfg.pruner}", f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
+            f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}", f"hydra.sweep.subdir=trial_{trial.number}",
+        ]  # fmt: skip
+
+    def _run_batch(self, study: optuna.Study, batch: list[optuna.Trial], fixed: list[str]) -> None:
+        overrides = [self._job_overrides(t, fixed) for t in batch]
+        with heartbeats(self.storage, self.cfg.study_name, [t.number for t in batch]):
+            returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+        for trial, ret in zip(batch, returns):
+            self._tell(study, trial, ret)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> None:
+        if ret.status == JobStatus.COMPLETED:
+            value = ret.return_value
+            if isinstance(value, float) and math.isfinite(value):
+                study.tell(trial, value)
+                return
+            trial.set_user_attr("fail_reason", f"objective returned {value!r}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        err = ret._return_value
+        if isinstance(err, optuna.TrialPruned):
+            trial.set_user_attr("prune_reason", str(err))
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        log.warning("trial %d failed: %s", trial.number, reason)
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+
+    def summary(self) -> dict:
+        counts = {s.name.lower(): count(self.study, (s,)) for s in TrialState}
+        out = {
+            "study": self.cfg.study_name,
+            "storage": portable_storage(self.cfg.storage),
+            "trials": counts,
+        }
+        if counts["complete"]:
+            best = self.study.best_trial
+            out["best"] = {"number": best.number, "value": best.value, "params": best.params}
+        return out
+
+
+def on_grid(value, spec: dict) -> bool:
+    """Whether a search space could have drawn this value."""
+    if spec.get("type") == "categorical":
+        return value in list(spec["choices"])
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    low, high = float(spec["low"]), float(spec["high"])
+    if not low - 1e-9 <= value <= high + 1e-9:
+        return False
+    step = spec.get("step")
+    if spec.get("type") == "int":
+        step = step or 1
+    return not step or abs((value - low) / step - round((value - low) / step)) < 1e-6
