@@ -13,6 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR_PREFIX = "${data_dir}/"
+CACHE_DIR_PREFIX = "${cache_dir}/"  # prepared recipe data (bench.data.prepare)
 PROJECT_FOLDERS = ("results", "sweeps", "benchmarks")  # where a run's files live in a project
 
 
@@ -20,6 +21,12 @@ def conf_dir() -> Path:
     """Configs ship inside the wheel (bench/conf); an editable install reads the repo's conf/."""
     packaged = Path(__file__).resolve().parent / "conf"
     return packaged if packaged.is_dir() else PROJECT_ROOT / "conf"
+
+
+def default_cache_dir() -> Path:
+    """Where prepared recipe data are cached: BENCH_CACHE_DIR or ~/.cache/gru4rec-bench."""
+    env = os.environ.get("BENCH_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "gru4rec-bench"
 
 
 def default_data_dir() -> str:
@@ -71,12 +78,16 @@ def portable_storage(url: str | None) -> str | None:
 
 
 def portable_text(text: str, data_dir: str | None = None) -> str:
-    """Absolute data and project paths inside free text (e.g. a command-line override such
-    as `study.storage='sqlite:////abs/sweeps/x.db'`) written as portable_path writes them."""
-    for base, prefix in (
+    """Absolute data, cache and project paths inside free text (e.g. a command-line override
+    such as `study.storage='sqlite:////abs/sweeps/x.db'`, or a recipe's prepared files)
+    written as portable_path writes them; the prepared-data cache as `${cache_dir}/`."""
+    bases = (
         (data_dir or default_data_dir(), DATA_DIR_PREFIX),
+        (str(default_cache_dir()), CACHE_DIR_PREFIX),
         (str(PROJECT_ROOT), ""),
-    ):
+    )
+    for base, prefix in bases:
         if base:
             text = text.replace(str(Path(base).resolve()) + "/", prefix)
-    return re.sub(r"/[^\s'\"=]*/shared/data/", DATA_DIR_PREFIX.replace("$", "\\$"), text)
+    text = re.sub(r"/[^\s'\"=]*/\.cache/gru4rec-bench/", lambda _: CACHE_DIR_PREFIX, text)
+    return re.sub(r"/[^\s'\"=]*/shared/data/", lambda _: DATA_DIR_PREFIX, text)

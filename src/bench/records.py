@@ -172,7 +172,8 @@ def _from_v1(d: dict) -> dict:
     method = d["method"]
     dataset = dict(d["dataset"])
     for key in ("train_path", "test_path"):
-        dataset[key] = portable_path(dataset.get(key), config.get("data_dir"))
+        path = portable_path(dataset.get(key), config.get("data_dir"))
+        dataset[key] = path and portable_text(path, config.get("data_dir"))
     params, paramfile = "default", None
     if method == "gru4rec":
         settings = GRU4RecConfig.from_settings(d["gru4rec"], drop_unused=True).effective()

@@ -141,7 +141,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         epochs[i]["eval"] = ev.metrics
     stats = data.stats()
     for key in ("train_path", "test_path"):
-        stats[key] = portable_path(stats[key], cfg.data_dir)
+        stats[key] = portable_text(portable_path(stats[key], cfg.data_dir), cfg.data_dir)
     study = OmegaConf.to_container(cfg.study)
     study["storage"] = portable_storage(study["storage"])
     record = RunRecord(

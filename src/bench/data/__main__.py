@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         from bench.data.download import download
-        from bench.data.prepare import default_cache_dir
+        from bench.paths import default_cache_dir
 
         try:
             path = download(

@@ -26,6 +26,7 @@ from bench.data.download import file_digest
 from bench.data.io import TIME
 from bench.data.stats import split_statistics
 from bench.errors import BenchError
+from bench.paths import default_cache_dir
 
 PARTS = ("train", "test", "train_tr", "train_valid")
 
@@ -82,11 +83,6 @@ class Prepared:
     stats: dict
     path: Path
     from_cache: bool
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("BENCH_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "gru4rec-bench"
 
 
 def resolve_options(name: str, options: dict | None) -> tuple[Recipe, dict, dict]:

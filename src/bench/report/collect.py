@@ -134,9 +134,8 @@ def params_text(record: RunRecord) -> str:
     """The hyperparameters that define the row, for the tables' appendix: exactly the
     settings of the method that ran."""
     settings = {k: v for k, v in record.settings.items() if k not in NOT_SHOWN}
-    order = [k for k in SETTINGS_ORDER if k in settings] + sorted(
-        set(settings) - set(SETTINGS_ORDER)
-    )
+    first = SETTINGS_ORDER if record.kind == "gru4rec" else ()  # a baseline's: sorted
+    order = [k for k in first if k in settings] + sorted(set(settings) - set(first))
     return " ".join(f"{k}={_short(settings[k])}" for k in order) or "-"
 
 

@@ -137,8 +137,12 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
 
 def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     """Optimisation history and parameter importance; (files, reason if any was skipped)."""
+    import warnings
+
     import optuna
     from optuna.visualization import matplotlib as ovm
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     if not done:

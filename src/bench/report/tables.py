@@ -218,7 +218,7 @@ def row_params(final: pd.DataFrame) -> dict[str, str]:
 
 def settings_notes(final: pd.DataFrame) -> list[str]:
     """Say plainly when GRU4Rec rows differ in more than their loss."""
-    gru = final[(final["kind"] == "gru4rec") & final["shared_settings"].notna()]
+    gru = final[(final["training"] == "session_parallel") & final["shared_settings"].notna()]
     if gru.empty or all(sub["shared_settings"].nunique() <= 1 for _, sub in gru.groupby("dataset")):
         return []
     by_source = gru.groupby("params_source")["label"].agg(lambda s: ", ".join(sorted(set(s))))
