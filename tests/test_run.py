@@ -86,6 +86,8 @@ def test_multirun_over_losses(tmp_path):
             ["model=gru4rec_seq"],
             "error: model=gru4rec_seq: dataset 'synthetic' is not a leave-one-out",
         ),
+        # FAST sets batch_size, which a baseline does not read:
+        (["baseline=sknn"], "error: batch_size: not used by method sknn (a baseline) (got 32)"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -110,3 +112,15 @@ def test_baselines_run_through_the_same_entry_point(tmp_path):
     # Same evaluator, same events: the protocol block is identical.
     assert len({json.dumps(r["protocol"], sort_keys=True) for r in recs}) == 1
     assert recs[2]["metrics"]["recall@20"] > recs[0]["metrics"]["recall@20"]
+
+
+def test_an_unreachable_study_storage_is_one_line(tmp_path):
+    """The sweeper's own errors reach the user as one line, not Hydra's stack trace."""
+    url = "postgresql://root@127.0.0.1:5999/nope"
+    p = run(["-m", "hparams_search=pop", f"hydra.sweeper.storage={url}",
+             f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)  # fmt: skip
+    assert p.returncode != 0
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: hydra.sweeper.storage: cannot open '{url}' (")
+    assert "Traceback" not in p.stderr
