@@ -17,6 +17,7 @@ import optuna
 from bench.optuna_adapter import set_finished_trial_attr, trial_id
 from bench.paths import portable_path, portable_storage, portable_text
 from bench.records import RunRecord
+from bench.study import PARAMS_ATTR
 
 
 def migrate_study(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -36,11 +37,11 @@ def migrate_study(storage: optuna.storages.BaseStorage, name: str) -> int:
         if new != final:
             study.set_user_attr("final", new)
             changed += 1
-    if "params" not in study.user_attrs:
+    if PARAMS_ATTR not in study.user_attrs:
         # Schema-1 runs applied the official paramfile of the pair whenever one existed.
         records = (final or {}).get("records") or []
         source = RunRecord.from_dict(records[0]).params if records else "default"
-        study.set_user_attr("params", source)
+        study.set_user_attr(PARAMS_ATTR, source)
         changed += 1
     for trial in study.get_trials(deepcopy=False):
         path = trial.user_attrs.get("record")

@@ -69,6 +69,16 @@ def portable_path(path: str | None, data_dir: str | None = None) -> str | None:
     return path
 
 
+def portable_dataset(stats: dict, data_dir: str | None = None) -> dict:
+    """A dataset block of a record with its file paths portable (single paths, and the
+    compound descriptions of prepared recipe data)."""
+    out = dict(stats)
+    for key in ("train_path", "test_path"):
+        path = portable_path(out.get(key), data_dir)
+        out[key] = path and portable_text(path, data_dir)
+    return out
+
+
 def portable_storage(url: str | None) -> str | None:
     """An sqlite URL with an absolute path inside the project, made relative to it."""
     if not url or not url.startswith("sqlite:////"):

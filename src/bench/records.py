@@ -166,14 +166,11 @@ def _from_v1(d: dict) -> dict:
     method (including BPTT runs, whose real settings were under `seq`, and baselines), the
     whole resolved config under `config`, absolute paths. Kept: what the method used."""
     from bench.core.config import BPTTConfig, GRU4RecConfig
-    from bench.paths import conf_dir, portable_path, portable_storage, portable_text
+    from bench.paths import conf_dir, portable_dataset, portable_storage, portable_text
 
     config = d.get("config") or {}
     method = d["method"]
-    dataset = dict(d["dataset"])
-    for key in ("train_path", "test_path"):
-        path = portable_path(dataset.get(key), config.get("data_dir"))
-        dataset[key] = path and portable_text(path, config.get("data_dir"))
+    dataset = portable_dataset(d["dataset"], config.get("data_dir"))
     params, paramfile = "default", None
     if method == "gru4rec":
         settings = GRU4RecConfig.from_settings(d["gru4rec"], drop_unused=True).effective()

@@ -25,6 +25,7 @@ from bench.paths import (
     PROJECT_ROOT,
     conf_dir,
     default_data_dir,
+    portable_dataset,
     portable_path,
     portable_storage,
     portable_text,
@@ -139,9 +140,6 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
             by_tie_mode[mode] = evaluator(method.scorer, mode, sampled=False).metrics
     for i, ev in enumerate(epoch_evals[: len(epochs)]):
         epochs[i]["eval"] = ev.metrics
-    stats = data.stats()
-    for key in ("train_path", "test_path"):
-        stats[key] = portable_text(portable_path(stats[key], cfg.data_dir), cfg.data_dir)
     study = OmegaConf.to_container(cfg.study)
     study["storage"] = portable_storage(study["storage"])
     record = RunRecord(
@@ -151,7 +149,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         settings=method.settings(),
         params=cfg.params,
         paramfile=cfg.get("paramfile"),
-        dataset=stats,
+        dataset=portable_dataset(data.stats(), cfg.data_dir),
         protocol=evaluator.protocol(result),
         eval=OmegaConf.to_container(cfg.eval, resolve=True),
         seed=int(cfg.seed),

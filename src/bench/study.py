@@ -19,6 +19,8 @@ from bench.errors import BenchError
 JOURNAL_SUFFIXES = (".journal", ".log")
 # User attribute of a trial the sweeper enqueued with the configured values (never pruned).
 ENQUEUED = "enqueued"
+# Study user attribute: the params choice (default | official) the study started with.
+PARAMS_ATTR = "params"
 
 
 def make_storage(

@@ -6,6 +6,8 @@ GRU4Rec's hidden state), `step_all` consumes the current item and returns scores
 items. So no baseline has an evaluation path of its own.
 """
 
+import inspect
+
 from bench.baselines.bpr import BPRMF
 from bench.baselines.knn import ItemKNN
 from bench.baselines.popularity import Pop, SessionPop
@@ -25,12 +27,25 @@ BASELINES = {
 }
 
 
+def settings_of(name: str) -> tuple[str, ...]:
+    """The settings a baseline takes (its constructor's parameters, `baseline.params.*`)."""
+    return tuple(inspect.signature(BASELINES[name]).parameters)
+
+
 def make_baseline(name: str, params: dict | None = None):
+    """The named baseline; an unknown name, an unknown setting or a bad value is one line."""
     from bench.errors import BenchError
 
     if name not in BASELINES:
         raise BenchError(f"baseline: unknown '{name}'; expected one of {', '.join(BASELINES)}")
+    known = settings_of(name)
+    unknown = sorted(set(params or {}) - set(known))
+    if unknown:
+        raise BenchError(
+            f"baseline.params.{unknown[0]}: not a setting of {name}; "
+            f"expected {', '.join(known) or 'none'}"
+        )
     try:
         return BASELINES[name](**(params or {}))
-    except TypeError as e:
-        raise BenchError(f"baseline.params: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise BenchError(f"baseline.params ({name}): {e}") from None

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 from omegaconf import DictConfig, OmegaConf
 
-from bench.baselines import BASELINES
-from bench.errors import BenchError
+from bench.baselines import make_baseline, settings_of
 from bench.methods.base import FitContext, Method
 
 
@@ -18,22 +15,11 @@ class Baseline(Method):
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
         params = OmegaConf.to_container(cfg.baseline, resolve=True).get("params") or {}
-        known = inspect.signature(BASELINES[self.name]).parameters
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise BenchError(
-                f"baseline.params.{unknown[0]}: not a setting of {self.name}; "
-                f"expected {', '.join(known) or 'none'}"
-            )
-        try:
-            self.model = BASELINES[self.name](**params)
-        except (TypeError, ValueError) as e:
-            raise BenchError(f"baseline.params ({self.name}): {e}") from None
-        self.params = params
+        self.model = make_baseline(self.name, params)
 
     @classmethod
     def knob_hint(cls) -> str:
-        known = inspect.signature(BASELINES[cls.name]).parameters
+        known = settings_of(cls.name)
         if not known:
             return "it has no settings"
         return "its settings are " + ", ".join(f"baseline.params.{k}" for k in known)
@@ -48,7 +34,7 @@ class Baseline(Method):
 
     def settings(self) -> dict:
         """Read back from the fitted object: what it used, not what was asked."""
-        return {k: getattr(self.model, k) for k in inspect.signature(type(self.model)).parameters}
+        return {k: getattr(self.model, k) for k in settings_of(self.name)}
 
     def title(self) -> str:
         return f"baseline {self.name}"

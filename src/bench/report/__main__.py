@@ -13,7 +13,14 @@ from pathlib import Path
 
 from bench.paths import PROJECT_ROOT
 from bench.records import write_text_atomic
-from bench.report.output import Staging, block_rows, default_storages, relative, update_readme
+from bench.report.output import (
+    Staging,
+    block_rows,
+    default_storages,
+    relative,
+    table_rows,
+    update_readme,
+)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         before = block_rows(args.readme, block)
         if before is None:
             return error(f"--readme: {args.readme} has no <!-- {block}:start/end --> markers")
-        now = block_rows_of(markdown)
+        now = table_rows(markdown)
         if now < before and not args.allow_fewer_rows:
             return error(
                 f"--readme: the new '{block}' table has {now} rows where the README holds {before} "
@@ -109,12 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         console.print(f"  {relative(str(path))}")
     return 0
-
-
-def block_rows_of(markdown: str) -> int:
-    """Rows of a generated table, counted as block_rows counts them in the README."""
-    body = markdown.split("\n", 2)[2]
-    return max(0, sum(1 for line in body.splitlines() if line.startswith("| ")) - 1)
 
 
 def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:

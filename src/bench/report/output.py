@@ -32,8 +32,12 @@ def block_rows(path: Path, block: str) -> int | None:
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     if start not in text or end not in text:
         return None
-    body = text.split(start, 1)[1].split(end, 1)[0]
-    return max(0, sum(1 for line in body.splitlines() if line.startswith("| ")) - 1)
+    return table_rows(text.split(start, 1)[1].split(end, 1)[0])
+
+
+def table_rows(markdown: str) -> int:
+    """Rows of a Markdown table (lines starting with '| '), less its header."""
+    return max(0, sum(1 for line in markdown.splitlines() if line.startswith("| ")) - 1)
 
 
 def update_readme(path: Path, table_markdown: str, block: str) -> bool:

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from bench.errors import BenchError
 from bench.optuna_adapter import heartbeats
 from bench.paths import portable_storage, portable_text
-from bench.study import ENQUEUED, make_pruner, make_storage, param_override, suggest
+from bench.study import ENQUEUED, PARAMS_ATTR, make_pruner, make_storage, param_override, suggest
 
 log = logging.getLogger(__name__)
 # We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
@@ -29,7 +29,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Only running trials are someone else's: a waiting one (enqueued, or a dead worker's
 # trial re-queued) is handed out by the next `study.ask()`, whoever calls it.
 ACTIVE = (TrialState.RUNNING,)
-PARAMS_ATTR = "params"  # study user attribute: the params choice the study started with
 
 
 def count(study: optuna.Study, states) -> int:
