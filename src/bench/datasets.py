@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data import synthetic
-from bench.data.io import EVALUATE, SESSION, TIME, Columns, read_session_file
+from bench.data.io import EVALUATE, SESSION, TIME, TIMED, Columns, read_session_file
 from bench.data.sessions import ItemMap, Sessions, to_sessions
 from bench.errors import BenchError
 
@@ -106,7 +106,9 @@ def history_then_target(history: pd.DataFrame, targets: pd.DataFrame) -> pd.Data
     df = pd.concat([hist.assign(**{EVALUATE: False}), targets.assign(**{EVALUATE: True})])
     df = df.sort_values([SESSION, EVALUATE], kind="mergesort")  # target last, history in order
     df[TIME] = df.groupby(SESSION, sort=False).cumcount().astype(float)
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs[TIMED] = False  # positions, not timestamps
+    return df
 
 
 def load_dataset(ds: dict, data_dir: str, split: str = "final") -> PreparedData:

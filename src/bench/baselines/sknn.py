@@ -1,9 +1,15 @@
 """Session-neighbourhood baselines: SKNN, V-SKNN and STAN (the session-rec formulations).
 
 All three take, as candidate neighbours of the current session s, the `sample_size` most
-recent training sessions sharing at least one item with s (training sessions are ordered
-by start time, so "most recent" is the highest index), keep the `k` most similar, and
-score item j by summing a per-neighbour weight over the neighbours that contain j.
+recent training sessions sharing at least one item with s, keep the `k` most similar, and
+score item j by summing a per-neighbour weight over the neighbours that contain j. Which
+neighbours, exactly as session-rec's algorithms/knn picks them:
+
+- recency is a session's *last* click (session-rec's `session_time`), ties (and data
+  without timestamps) by session order; without timestamps that is file order;
+- at the k-th neighbour, among equally similar sessions the most recent are kept
+  (session-rec's order there is a Python set's, i.e. arbitrary; ours is documented and
+  tested, tests/test_knn_reference.py).
 
 - SKNN (Jannach & Ludewig 2017): sim = |s ∩ n| / sqrt(|s| |n|) over item sets.
 - V-SKNN (Ludewig & Jannach 2018, "div" weighting): item i of s weighs pos_i / L (pos_i its
@@ -12,12 +18,16 @@ score item j by summing a per-neighbour weight over the neighbours that contain 
 - STAN (Garg et al. 2019): w_i = exp((pos_i - L) / lambda_spw); sim = sum_{s ∩ n} w_i /
   (||w|| sqrt(|n|)), times exp(-age / lambda_snh); item j of n votes sim * exp(-|p_n(j) -
   p_n*| / lambda_inh), p_n(j) its last position in n and p_n* the last position in n of an
-  item of s. Our split files carry no timestamps, so a neighbour's age counts training
-  sessions (the newest has age 1); lambda_snh is therefore in sessions, not seconds.
+  item of s. A neighbour's age is, where the data has timestamps, the time from its last
+  click to the current event in days (session-rec's unit); where it has none (the SR-GNN
+  splits), the number of training sessions more recent than it plus one. `snh_unit`
+  forces either; the record names the one used.
 
 The per-session state is the last position of every item (0 = not seen) and the number of
-events so far, reset and shrunk by the evaluator like GRU4Rec's hidden state. Computed
-batch-wise with scipy.sparse products on the CPU.
+events so far, reset and shrunk by the evaluator like GRU4Rec's hidden state. A batch of
+prefixes is scored at once: one sparse product finds every candidate and its overlap,
+the most recent `sample_size` are the last entries of each row (training sessions are
+indexed by recency), and one partition per row picks the `k` nearest.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ import scipy.sparse as sp
 import torch
 
 from bench.baselines.base import Baseline
-from bench.baselines.knn import top_k_rows
 from bench.data.sessions import Sessions, concat_ranges
+
+DAY = 86400.0
+SNH_UNITS = ("auto", "days", "sessions")
 
 
 def last_position_matrix(train: Sessions, n_items: int) -> sp.csr_matrix:
@@ -57,6 +69,45 @@ def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(values, starts)
 
 
+def recency_order(train: Sessions) -> np.ndarray:
+    """Training sessions from the oldest to the most recent last click (ties, and data
+    without timestamps, by session order)."""
+    last = train.last_click_times
+    if last is None:
+        return np.arange(train.n_sessions)
+    return np.lexsort((np.arange(train.n_sessions), last))
+
+
+def tie_key(values: np.ndarray) -> np.ndarray:
+    """Values rounded to 40 significant bits: similarities that are equal in exact
+    arithmetic but were summed in a different order (V-SKNN's pos_i / L) differ in their
+    last bits; rounded, they tie, and the tie rule (most recent) decides."""
+    mantissa, exponent = np.frexp(values)
+    return np.ldexp(np.round(mantissa * 2.0**40) / 2.0**40, exponent)
+
+
+def nearest_per_row(rows: np.ndarray, values: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """Indices of the entries kept: per row, the k largest `values`; among equal values
+    (see tie_key) at the boundary the later entries (rows' entries come from the oldest to the most recent
+    candidate, so the most recent win). One partition over a rows x width block."""
+    counts = np.bincount(rows, minlength=n_rows)
+    width = int(counts.max()) if len(rows) else 0
+    if width <= k:
+        return np.arange(len(rows))
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    col = np.arange(len(rows)) - starts[rows]
+    block = np.full((n_rows, width), -np.inf)
+    block[rows, col] = tie_key(values)
+    kth = np.partition(block, width - k, axis=1)[:, width - k][:, None]
+    greater = block > kth
+    equal = block == kth
+    need = k - greater.sum(axis=1, keepdims=True)
+    from_right = np.cumsum(equal[:, ::-1], axis=1)[:, ::-1]  # equal entries at or after
+    keep = (greater | (equal & (from_right <= need))) & (block > -np.inf)  # not padding
+    r, c = np.nonzero(keep)  # row-major: the entries' own order
+    return starts[r] + c
+
+
 class _SessionNeighbours(Baseline):
     def __init__(self, k: int, sample_size: int):
         super().__init__()
@@ -64,15 +115,22 @@ class _SessionNeighbours(Baseline):
             raise ValueError(f"got k={k}, sample_size={sample_size}; expected positive integers")
         self.k, self.sample_size = k, sample_size
         self.n_items = 0
+        # Training sessions indexed by recency (0 = oldest last click): see recency_order.
         self.sessions: sp.csr_matrix | None = None  # binary session x item
+        self.sessions_t: sp.csr_matrix | None = None  # item x session, for the products
         self.last_pos: sp.csr_matrix | None = None  # last 1-based position of each item
         self.session_len: np.ndarray | None = None  # distinct items per session
+        self.last_click: np.ndarray | None = None  # timestamps, where the data has them
 
     def fit(self, train: Sessions, n_items: int):
-        self.last_pos = last_position_matrix(train, n_items)
+        order = recency_order(train)
+        self.last_pos = last_position_matrix(train, n_items)[order].tocsr()
         self.sessions = self.last_pos.copy()
         self.sessions.data[:] = 1.0
+        self.sessions_t = self.sessions.T.tocsr()
         self.session_len = np.diff(self.sessions.indptr).astype(np.float64)
+        last = train.last_click_times
+        self.last_click = None if last is None else last[order]
         self.n_items = n_items
         return self
 
@@ -82,51 +140,60 @@ class _SessionNeighbours(Baseline):
             torch.zeros(batch, 1, device=device),
         ]
 
-    def similarity(self, cur: sp.csr_matrix, length: np.ndarray, rows, cand, overlap) -> np.ndarray:
-        """Per (row, neighbour) pair; `overlap` = shared item counts, batch x sessions."""
+    def item_weights(self, cur: sp.csr_matrix, length: np.ndarray) -> sp.csr_matrix | None:
+        """Per current item, the weight its overlap with a neighbour adds (None: 1)."""
+        return None
+
+    def similarity(self, cur, length, rows, cand, shared, weighted, now) -> np.ndarray:
+        """Per (row, candidate) pair: `shared` items, `weighted` = their summed weights."""
         raise NotImplementedError
 
-    def dot(self, weights: sp.csr_matrix, rows, cand) -> np.ndarray:
-        """sum over i in s ∩ n of weights[row, i], for each (row, neighbour) pair."""
-        return np.asarray((weights @ self.sessions.T).tocsr()[rows, cand]).ravel()
+    def candidates(self, cur: sp.csr_matrix, length: np.ndarray):
+        """Per row, the `sample_size` most recent sessions sharing an item with it:
+        (rows, candidates, shared item counts, summed item weights)."""
+        seen = cur.copy()
+        seen.data[:] = 1.0
+        counts = (seen @ self.sessions_t).tocsr()
+        counts.sort_indices()
+        weights = self.item_weights(cur, length)
+        weighted = counts
+        if weights is not None:
+            # Weights are positive, so the product has exactly the counts' entries.
+            weighted = (weights @ self.sessions_t).tocsr()
+            weighted.sort_indices()
+            assert np.array_equal(weighted.indptr, counts.indptr)
+        rows = np.repeat(np.arange(cur.shape[0]), np.diff(counts.indptr))
+        # Columns are recency ranks: a row's last `sample_size` entries are its most recent.
+        keep = np.arange(counts.nnz) >= counts.indptr[1:][rows] - self.sample_size
+        return rows[keep], counts.indices[keep], counts.data[keep], weighted.data[keep]
 
-    def votes(self, pos: np.ndarray, length: np.ndarray, rows, cand, sims) -> sp.csr_matrix:
+    def votes(self, pos: np.ndarray, length: np.ndarray, rows, cand, sims) -> np.ndarray:
         """Batch x items scores from the chosen neighbours; default: sum of similarities."""
         w = sp.csr_matrix((sims, (rows, cand)), shape=(len(pos), self.sessions.shape[0]))
-        return w @ self.sessions
+        return (w @ self.sessions).toarray()
 
-    def step_all(self, x: torch.Tensor, H: list[torch.Tensor], table=None) -> torch.Tensor:
+    def step_all(
+        self, x: torch.Tensor, H: list[torch.Tensor], table=None, now=None
+    ) -> torch.Tensor:
         pos_t, len_t = H
         len_t += 1
         pos_t[torch.arange(len(x), device=x.device), x] = len_t[:, 0]
         pos = pos_t.cpu().numpy().astype(np.float64)
         length = len_t[:, 0].cpu().numpy().astype(np.float64)
         cur = sp.csr_matrix(pos)  # data = last positions of the session's items
-        seen = cur.copy()
-        seen.data[:] = 1.0
-        overlap = (seen @ self.sessions.T).tocsr()
-        recent = overlap.copy()
-        recent.data = recent.indices.astype(np.float64) + 1.0
-        idx, val = top_k_rows(recent, self.sample_size)
-        rows = np.repeat(np.arange(len(x)), idx.shape[1])
-        cand, valid = idx.ravel(), val.ravel() > 0
-        rows, cand = rows[valid], cand[valid]
-        sims = self.similarity(cur, length, rows, cand, overlap)
-        sim_m = sp.csr_matrix((sims, (rows, cand)), shape=overlap.shape)
-        nidx, nval = top_k_rows(sim_m, self.k)
-        keep = nval.ravel() > 0
-        rows = np.repeat(np.arange(len(x)), self.k)[keep]
-        scores = self.votes(pos, length, rows, nidx.ravel()[keep], nval.ravel()[keep])
-        return torch.as_tensor(scores.toarray(), dtype=torch.float32, device=x.device)
+        rows, cand, shared, weighted = self.candidates(cur, length)
+        sims = self.similarity(cur, length, rows, cand, shared, weighted, now)
+        keep = nearest_per_row(rows, sims, len(x), self.k)
+        scores = self.votes(pos, length, rows[keep], cand[keep], sims[keep])
+        return torch.as_tensor(scores, dtype=torch.float32, device=x.device)
 
 
 class SKNN(_SessionNeighbours):
     def __init__(self, k: int = 100, sample_size: int = 500):
         super().__init__(k, sample_size)
 
-    def similarity(self, cur, length, rows, cand, overlap):
+    def similarity(self, cur, length, rows, cand, shared, weighted, now):
         cur_len = np.diff(cur.indptr).astype(np.float64)
-        shared = np.asarray(overlap[rows, cand]).ravel()
         return shared / np.sqrt(cur_len[rows] * self.session_len[cand])
 
 
@@ -134,9 +201,11 @@ class VSKNN(_SessionNeighbours):
     def __init__(self, k: int = 100, sample_size: int = 1000):
         super().__init__(k, sample_size)
 
-    def similarity(self, cur, length, rows, cand, overlap):
-        weights = sp.diags(1.0 / np.maximum(length, 1.0)) @ cur  # pos_i / L
-        return self.dot(sp.csr_matrix(weights), rows, cand) / np.diff(cur.indptr)[rows]
+    def item_weights(self, cur, length):
+        return sp.csr_matrix(sp.diags(1.0 / np.maximum(length, 1.0)) @ cur)  # pos_i / L
+
+    def similarity(self, cur, length, rows, cand, shared, weighted, now):
+        return weighted / np.diff(cur.indptr)[rows]
 
     def votes(self, pos, length, rows, cand, sims):
         pair, items, _, lengths = pair_entries(self.sessions, cand)
@@ -153,6 +222,7 @@ class STAN(_SessionNeighbours):
         lambda_spw: float = 1.02,
         lambda_snh: float = 10000.0,
         lambda_inh: float = 2.05,
+        snh_unit: str = "auto",
     ):
         super().__init__(k, sample_size)
         if min(lambda_spw, lambda_snh, lambda_inh) <= 0:
@@ -160,19 +230,49 @@ class STAN(_SessionNeighbours):
                 f"got lambda_spw={lambda_spw}, lambda_snh={lambda_snh}, lambda_inh={lambda_inh}; "
                 "expected positive decay constants"
             )
+        if snh_unit not in SNH_UNITS:
+            raise ValueError(f"got snh_unit={snh_unit!r}; expected one of {', '.join(SNH_UNITS)}")
         self.lambda_spw, self.lambda_snh, self.lambda_inh = lambda_spw, lambda_snh, lambda_inh
+        self.snh_unit = snh_unit
 
-    def similarity(self, cur, length, rows, cand, overlap):
+    def fit(self, train: Sessions, n_items: int):
+        if self.snh_unit == "days" and train.times is None:
+            raise ValueError("snh_unit=days, but the training data has no timestamps")
+        super().fit(train, n_items)
+        if self.snh_unit == "auto":
+            self.snh_unit = "sessions" if self.last_click is None else "days"
+        return self
+
+    @property
+    def uses_event_times(self) -> bool:
+        """The evaluator passes the current events' timestamps (`now`) to step_all."""
+        return self.snh_unit == "days"
+
+    def item_weights(self, cur, length):
         w = cur.copy()
         w.data = np.exp((w.data - np.repeat(length, np.diff(w.indptr))) / self.lambda_spw)
+        # Kept positive (an item thousands of clicks back underflows): the products of
+        # `candidates` then have the same entries; its weight stays negligible.
+        w.data = np.maximum(w.data, np.finfo(np.float64).tiny)
+        return w
+
+    def similarity(self, cur, length, rows, cand, shared, weighted, now):
+        w = self.item_weights(cur, length)
         norm = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
-        dot = self.dot(w, rows, cand)
-        age = self.sessions.shape[0] - cand
-        return dot / (norm[rows] * np.sqrt(self.session_len[cand])) * np.exp(-age / self.lambda_snh)
+        if self.snh_unit == "days":
+            if now is None:
+                raise ValueError("snh_unit=days needs the current events' timestamps")
+            age = (np.asarray(now, dtype=np.float64)[rows] - self.last_click[cand]) / DAY
+        else:
+            age = self.sessions.shape[0] - cand  # the most recent session has age 1
+        decay = np.exp(-age / self.lambda_snh)
+        return weighted / (norm[rows] * np.sqrt(self.session_len[cand])) * decay
 
     def votes(self, pos, length, rows, cand, sims):
         pair, items, npos, lengths = pair_entries(self.last_pos, cand)
         shared = pos[rows[pair], items] > 0
         anchor = segment_max(np.where(shared, npos, 0.0), lengths)  # p_n*
         vote = sims[pair] * np.exp(-np.abs(npos - anchor[pair]) / self.lambda_inh)
-        return sp.csr_matrix((vote, (rows[pair], items)), shape=(len(pos), self.n_items))
+        # Summed straight into the dense batch x items block (no sparse sort of duplicates).
+        flat = rows[pair] * self.n_items + items
+        return np.bincount(flat, vote, minlength=len(pos) * self.n_items).reshape(len(pos), -1)

@@ -48,6 +48,14 @@ def rank_targets(
     plan = build_schedule(test.offsets, test.items, batch_size)
     sched = DeviceSchedule(plan, device)
     gen = torch.Generator(device=device).manual_seed(seed)
+    # A method whose scores depend on the time of the current event (STAN with neighbour
+    # age in days) gets it: the same plan over event indices yields each step's events.
+    event_times = None
+    if getattr(model, "uses_event_times", False):
+        if test.times is None:
+            raise ValueError("this method needs event timestamps, and the test data has none")
+        events = build_schedule(test.offsets, np.arange(test.n_events), batch_size).inputs
+        event_times = test.times[events]
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
@@ -61,7 +69,11 @@ def rank_targets(
             H = [h * carry for h in H]
             if seen is not None:
                 seen &= carry.bool()
-        scores = model.step_all(x, H, table)
+        if event_times is None:
+            scores = model.step_all(x, H, table)
+        else:
+            b0, b1 = sched.bounds[s], sched.bounds[s + 1]
+            scores = model.step_all(x, H, table, now=event_times[b0:b1])
         if filter_seen:
             if seen is None:
                 seen = torch.zeros(scores.shape, dtype=torch.bool, device=device)

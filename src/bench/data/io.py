@@ -18,6 +18,9 @@ import pandas as pd
 from bench.errors import BenchError
 
 SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
+# DataFrame.attrs flag: False where Time is only the click position (formats without
+# timestamps); time-aware methods (STAN's neighbour recency) then count sessions instead.
+TIMED = "timed"
 EVALUATE = "Evaluate"  # optional: which events are ranked (test sets of (prefix, label) pairs)
 
 
@@ -102,6 +105,7 @@ def read_session_file(
         )
     if df.empty:
         raise BenchError(f"{path}: file has no events; expected at least one session")
+    df.attrs[TIMED] = fmt in ("tsv", "csv", "parquet")
     return df
 
 

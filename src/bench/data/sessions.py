@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.data.io import EVALUATE, ITEM, SESSION, TIME
+from bench.data.io import EVALUATE, ITEM, SESSION, TIME, TIMED
 from bench.errors import BenchError
 
 
@@ -44,6 +44,13 @@ class Sessions:
     # Test sets given as (prefix, next item) pairs rank only the label: True on the events
     # that are evaluated as targets; None = every event after a session's first.
     evaluate_mask: np.ndarray | None = None
+    # Event timestamps (seconds), same order as `items`; None where the data has none.
+    times: np.ndarray | None = None
+
+    @property
+    def last_click_times(self) -> np.ndarray | None:
+        """Each session's last timestamp: its recency, as session-rec's KNN methods see it."""
+        return None if self.times is None else self.times[self.offsets[1:] - 1]
 
     @property
     def n_sessions(self) -> int:
@@ -74,7 +81,8 @@ class Sessions:
 
 
 def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Sessions:
-    """Map items, drop events with unknown items (re-chaining the session), order sessions."""
+    """Map items, drop events with unknown items (re-chaining the session), order sessions.
+    Timestamps are kept unless the frame says its Time is only a position (attrs TIMED)."""
     idx = item_map.lookup(df[ITEM].to_numpy())
     known = idx >= 0
     n_dropped = int((~known).sum())
@@ -106,6 +114,7 @@ def to_sessions(df: pd.DataFrame, item_map: ItemMap, source: str = "data") -> Se
         session_ids=np.asarray(sess_uniques)[sess_codes[bounds[:-1]][sess_order]],
         n_dropped_events=n_dropped,
         evaluate_mask=mask[gather] if mask is not None else None,
+        times=time[gather].astype(np.float64) if df.attrs.get(TIMED, True) else None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from bench.baselines import make_baseline, settings_of
+from bench.errors import BenchError
 from bench.methods.base import FitContext, Method
 
 
@@ -29,7 +30,10 @@ class Baseline(Method):
         return f"{cls.name} (a baseline)"
 
     def fit(self, data, ctx: FitContext) -> list[dict]:
-        self.scorer = self.model.fit(data.train, len(data.item_map)).to(ctx.device)
+        try:
+            self.scorer = self.model.fit(data.train, len(data.item_map)).to(ctx.device)
+        except ValueError as e:  # a setting the data cannot serve (e.g. STAN in days, no times)
+            raise BenchError(f"baseline.params ({self.name}): {e}") from None
         return []
 
     def settings(self) -> dict:
