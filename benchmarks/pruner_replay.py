@@ -22,16 +22,25 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import write_report  # noqa: E402
 
+# Built as the studies build them (bench.study.make_pruner); a trial reports after epoch e
+# at step e - 1, so "first judged after epoch N" is what each setting means in training.
 CANDIDATES = {
-    "median, no warm-up (the old default)": lambda: optuna.pruners.MedianPruner(3, 0),
-    "median, warm-up 2 epochs": lambda: optuna.pruners.MedianPruner(3, 2),
-    "median, warm-up 3 epochs": lambda: optuna.pruners.MedianPruner(3, 3),
-    "successive halving, min 1 epoch, reduction 3": lambda: optuna.pruners.SuccessiveHalvingPruner(1, 3),
-    "successive halving, min 2 epochs, reduction 3": lambda: optuna.pruners.SuccessiveHalvingPruner(2, 3),
-    "successive halving, min 3 epochs, reduction 3": lambda: optuna.pruners.SuccessiveHalvingPruner(3, 3),
-    "hyperband, min 1 epoch, max 10, reduction 3": lambda: optuna.pruners.HyperbandPruner(1, 10, 3),
-    "hyperband, min 2 epochs, max 10, reduction 3": lambda: optuna.pruners.HyperbandPruner(2, 10, 3),
+    "median, first judged after epoch 1 (the old default)": ("median", {"warmup_epochs": 0}),
+    "median, first judged after epoch 2": ("median", {"warmup_epochs": 1}),
+    "median, first judged after epoch 3": ("median", {"warmup_epochs": 2}),
+    "successive halving, first judged after epoch 2, reduction 3 (the studies' setting)":
+        ("successive_halving", {"min_epochs": 2}),
+    "successive halving, first judged after epoch 3, reduction 3": ("successive_halving", {"min_epochs": 3}),
+    "successive halving, first judged after epoch 4, reduction 3": ("successive_halving", {"min_epochs": 4}),
+    "hyperband, first judged after epoch 2, max 10 epochs, reduction 3": ("hyperband", {"min_epochs": 2}),
+    "hyperband, first judged after epoch 3, max 10 epochs, reduction 3": ("hyperband", {"min_epochs": 3}),
 }  # fmt: skip
+
+
+def make(name: str, kwargs: dict):
+    from bench.study import make_pruner
+
+    return make_pruner(name, startup_trials=3, reduction=3, n_epochs=10, **kwargs)
 
 
 def replay(history: list[optuna.trial.FrozenTrial], pruner) -> tuple[dict[int, int], set[int]]:
@@ -40,9 +49,11 @@ def replay(history: list[optuna.trial.FrozenTrial], pruner) -> tuple[dict[int, i
     spent, cut = {}, set()
     for past in history:
         trial = study.ask()
-        values = [past.intermediate_values[k] for k in sorted(past.intermediate_values)]
+        # Steps as reported (0-based epochs); trials run under successive halving report
+        # only at its rungs and after their last epoch.
+        values = sorted(past.intermediate_values.items())
         stopped = None
-        for step, value in enumerate(values):
+        for step, value in values:
             trial.report(value, step)
             if "enqueued" not in past.user_attrs and trial.should_prune():
                 stopped = step + 1
@@ -51,7 +62,7 @@ def replay(history: list[optuna.trial.FrozenTrial], pruner) -> tuple[dict[int, i
             study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, past.value)
-        spent[past.number] = stopped or len(values)
+        spent[past.number] = stopped or values[-1][0] + 1
         if stopped is not None:
             cut.add(past.number)
     return spent, cut
@@ -71,9 +82,9 @@ def main() -> None:
         complete = [t for t in history if t.state == TrialState.COMPLETE]
         best = [t.number for t in sorted(complete, key=lambda t: -t.value)[: args.top]]
         enqueued = [t.number for t in history if "enqueued" in t.user_attrs]
-        for name, make in CANDIDATES.items():
-            spent, cut = replay(history, make())
-            full = {t.number: len(t.intermediate_values) for t in history}
+        for name, (kind, kwargs) in CANDIDATES.items():
+            spent, cut = replay(history, make(kind, kwargs))
+            full = {t.number: max(t.intermediate_values) + 1 for t in history}
             rows.append(
                 {
                     "study": db.stem,
@@ -93,7 +104,7 @@ def main() -> None:
                 }
             )
             r = rows[-1]
-            print(f"{db.stem:30s} {name:48s} best kept {r['best_kept']} of {best}, "
+            print(f"{db.stem:30s} {name:70s} best kept {r['best_kept']} of {best}, "
                   f"epochs >= {r['epochs_spent']} (cut {r['pruned']}, "
                   f"{r['continued_past_known']} go on past their known epochs)")  # fmt: skip
     write_report(args.out, "pruner_replay", {"top": args.top, "rows": rows})

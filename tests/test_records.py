@@ -83,3 +83,17 @@ def test_round_trip_and_unknown_versions(tmp_path):
         RunRecord.from_dict({**rec.to_dict(), "schema_version": 9})
     with pytest.raises(ValueError, match="partial record, missing dataset"):
         RunRecord.from_dict({"method": "pop", "protocol": {}, "metrics": {}, "seed": 0})
+
+
+def test_ranks_kept_in_a_storage_round_trip_up_to_the_cap():
+    import numpy as np
+
+    from bench.records import RANK_CAP, decode_ranks, encode_ranks
+
+    ranks = np.array([1.0, 2.0, 20.0, 254.0, 255.0, 3000.0, np.inf])
+    back = decode_ranks(encode_ranks(ranks))
+    assert back[:4].tolist() == [1.0, 2.0, 20.0, 254.0]
+    assert np.isinf(back[4:]).all()  # at or past the cap: a miss at any cutoff below it
+    assert RANK_CAP == 255
+    with pytest.raises(ValueError, match="integer ranks"):
+        encode_ranks(np.array([1.5]))

@@ -362,21 +362,74 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
     assert "by -0.67 points; at or above GRU4REC (2015), NARM, STAMP, SR-GNN." in md
     assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
-    assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 7 | – | 1 | `k=300` |" in md
+    # Pruned trials and CPU-hours of the budget; trials without a recorded CPU time are
+    # counted as wall time x 2 threads and marked.
+    assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 0 | 0.00 | 7 | – | 1 | `k=300` |" in md
     assert (
-        "| GRU4Rec XE (tuned) | diginetica_srgnn | 12 of 200 | 7 | MRR@20 0.3000 (configured: 0.1000) | 2 |"
+        "| GRU4Rec XE (tuned) | diginetica_srgnn | 12 of 200 | 0 | 0.00* | 7 | MRR@20 0.3000 (configured: 0.1000) | 2 |"
         in md
     )
+    assert "CPU-hours marked * include trials run before" in md
+    assert "Protocol: every tuned method had the same budget of 50 finished trials" in md
     assert "Left out: the retraining of study stan_yoochoose1_64" in md
     # Nothing to tune (empty search space): no "(tuned)", no trial budget.
     assert "| S-POP | – | – | – | – | 60.00 (60.00) |" in md
-    assert "| S-POP | yoochoose1_64 | no hyperparameters | – | – | 1 |" in md
+    assert "| S-POP | yoochoose1_64 | no hyperparameters | – | – | – | – | 1 |" in md
     assert "STAN" not in md.split("Left out")[0]
     assert "- gru4rec_bpr-max_yoochoose1_64: 0 of ? trials finished" in md
     assert "- itemknn_diginetica_srgnn: not started" in md  # a study the headline asks for
     assert "- sknn_yoochoose1_64: not started" not in md
     tex = to_latex(h)
-    assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{llllllp{8cm}}" in tex
+    assert r"55.00 $\pm$ 7.07 (70.00)" in tex and r"\begin{tabular}{llllllllp{7cm}}" in tex
+
+
+def test_headline_marks_a_significant_gap_between_the_best_gru4rec_and_the_best_baseline(
+    tmp_path,
+):
+    """Per-event ranks kept with the retrainings (the storage alone) pair the best GRU4Rec
+    with the best baseline: Wilcoxon over the events, † on both cells where p < 0.05."""
+    from scipy.stats import wilcoxon
+
+    from bench.records import RANKS_KEY, encode_ranks
+    from bench.report.headline import build, to_markdown
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    ranks_a = np.full(100, 30.0)
+    ranks_a[:60] = 1.0  # hit@20 on 60 events, reciprocal rank 1
+    ranks_b = np.full(100, 30.0)
+    ranks_b[:50] = 2.0  # hit@20 on 50 of the same events, reciprocal rank 1/2
+    ranks_c = np.full(100, 30.0)
+    ranks_c[:59] = 1.0  # a baseline one event short of GRU4Rec: not significant
+    ranks_c[59] = 400.0  # beyond the stored cap: still a miss
+
+    def rec(method, ranks, seed=0, loss=None):
+        r = final_record("yoochoose1_64", method, ranks, seed, 0.6, loss=loss)
+        r["protocol"]["test_fingerprint"] = "f1"
+        return r | {RANKS_KEY: encode_ranks(ranks)}
+
+    study_with_final(storage, "gru4rec_ce_yoochoose1_64",
+                     [rec("gru", ranks_a, s, loss="ce") for s in (0, 1)])  # fmt: skip
+    study_with_final(storage, "sknn_yoochoose1_64", [rec("sknn", ranks_b)])
+    study_with_final(storage, "sknn_diginetica_srgnn", [])
+    col = collect([], [storage])
+    md = to_markdown(build(col.runs, col.studies))
+    row = next(line for line in md.splitlines() if line.startswith("| GRU4Rec XE (tuned)"))
+    assert row.count("†") == 4  # P@20, MRR@20, P@10, MRR@10 all differ significantly
+    assert "| SKNN (tuned) | – | – | – | – | 50.00 (60.00) † |" in md
+    hits_a, hits_b = (ranks_a <= 20).astype(float), (ranks_b <= 20).astype(float)
+    p = wilcoxon(hits_a, hits_b, zero_method="wilcox").pvalue  # 10 events differ, all +1
+    assert (
+        f"against the best tuned baseline (SKNN (tuned), 50.00) +10.00 points, paired "
+        f"Wilcoxon p = {p:.2g} over 100 test events." in md
+    )
+    # A close baseline: no mark, the p-value still stated.
+    storage2 = f"sqlite:///{tmp_path / 't.db'}"
+    study_with_final(storage2, "gru4rec_ce_yoochoose1_64", [rec("gru", ranks_a, 0, loss="ce")])
+    study_with_final(storage2, "sknn_yoochoose1_64", [rec("sknn", ranks_c)])
+    col = collect([], [storage2])
+    md = to_markdown(build(col.runs, col.studies))
+    assert "†" not in md.split("\n- ")[0].split("Protocol")[0].replace("† marks", "")
+    assert "+1.00 points, paired Wilcoxon p = 0.32 over 100 test events." in md
 
 
 def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):

@@ -202,6 +202,73 @@ def test_pruning_stops_a_bad_region(tmp_path):
     assert len(last.intermediate_values) == 3
 
 
+def test_successive_halving_judges_only_at_its_rungs_and_records_the_cost(tmp_path):
+    """Epochs are the resource: with min 2 epochs and reduction 3 over 6 epochs a trial is
+    evaluated (and can be cut) only after epochs 2 and 4, and after its last; every
+    finished trial keeps its CPU seconds; the study keeps the pruner it ran under; the
+    retraining keeps the per-event ranks in the storage."""
+    from bench.records import RANKS_KEY, decode_ranks
+
+    storage = f"sqlite:///{tmp_path / 'sh.db'}"
+    cmd = study_cmd(storage, "sh", tmp_path / "sw", "hydra.sweeper.n_trials=7", *SMALL, *SPACE,
+                    "n_epochs=6", "hydra.sweeper.pruner=successive_halving",
+                    "hydra.sweeper.pruner_min_epochs=2", "hydra.sweeper.pruner_reduction=3")  # fmt: skip
+    cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
+    run(cmd, cwd=tmp_path)
+    s = optuna.load_study(study_name="sh", storage=storage)
+    finished = s.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 7
+    pruned = [t for t in finished if t.state == TrialState.PRUNED]
+    assert pruned, [t.intermediate_values for t in finished]
+    for t in finished:
+        assert set(t.intermediate_values) <= {1, 3, 5}  # steps are 0-based epochs
+        assert t.user_attrs["cpu_seconds"] > 0
+    assert all(
+        set(t.intermediate_values) == {1, 3, 5} for t in finished if t.state == TrialState.COMPLETE
+    )
+    assert all(max(t.intermediate_values) in (1, 3) for t in pruned)
+    assert s.user_attrs["pruners"] == [
+        [0, "successive_halving (first judged after epoch 2, reduction 3)"]
+    ]
+    final = s.user_attrs["final"]
+    ranks = decode_ranks(final["records"][0][RANKS_KEY])
+    assert len(ranks) == final["records"][0]["protocol"]["evaluated_events"]
+
+
+def test_a_study_past_the_budget_is_retrained_as_it_stood_at_the_budget():
+    from bench.study import best_within_budget, first_finished
+
+    study = optuna.create_study(direction="maximize")
+    for value in [0.1, None, 0.3, "pruned", 0.2, 0.9]:  # None: a failed trial, not counted
+        trial = study.ask()
+        if value is None:
+            study.tell(trial, state=TrialState.FAIL)
+        elif value == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+    assert [t.number for t in first_finished(study, 3)] == [0, 2, 3]
+    assert best_within_budget(study, 3).number == 2  # not trial 5 (0.9), past the budget
+    assert best_within_budget(study, 10).number == 5
+    assert best_within_budget(study, 1).number == 0
+
+
+def test_pruner_settings_are_checked_and_rungs_follow_them():
+    from bench.errors import BenchError
+    from bench.study import make_pruner, rung_epochs
+
+    assert rung_epochs("successive_halving", 2, 3, 10) == {2, 4}
+    assert rung_epochs("successive_halving", 3, 2, 10) == {3, 5, 9}
+    assert rung_epochs("median", 2, 3, 10) is None  # judges after any epoch
+    assert rung_epochs("none", 2, 3, 10) == set()
+    with pytest.raises(BenchError, match="pruner_min_epochs"):
+        make_pruner("successive_halving", min_epochs=1)
+    with pytest.raises(BenchError, match="unknown 'asha'"):
+        make_pruner("asha")
+    band = make_pruner("hyperband", min_epochs=2, reduction=3, n_epochs=10)
+    assert isinstance(band, optuna.pruners.HyperbandPruner)
+
+
 def test_tune_then_retrain_on_test(tmp_path):
     storage = f"sqlite:///{tmp_path / 't.db'}"
     cmd = study_cmd(storage, "final", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE,

@@ -97,6 +97,36 @@ def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
 SCHEMA_VERSION = 2
 
 
+# Ranks above this are stored as it: enough for every metric at a cutoff below it.
+RANK_CAP = 255
+# Key of the encoded per-event ranks in a study's stored final records.
+RANKS_KEY = "ranks_u8"
+
+
+def encode_ranks(ranks: np.ndarray) -> str:
+    """Per-event ranks as compact text (capped at RANK_CAP, one byte each, zlib, base64),
+    small enough to keep in a study storage: the committed storages alone then carry what
+    a paired significance test between two retrained methods needs."""
+    import base64
+    import zlib
+
+    capped = np.minimum(np.nan_to_num(ranks, nan=RANK_CAP, posinf=RANK_CAP), RANK_CAP)
+    if np.any(capped < 1) or np.any(capped != np.round(capped)):
+        raise ValueError("expected integer ranks >= 1 (conservative or standard ties)")
+    return base64.b64encode(zlib.compress(capped.astype(np.uint8).tobytes(), 9)).decode()
+
+
+def decode_ranks(text: str) -> np.ndarray:
+    """The inverse of encode_ranks; capped ranks come back as infinity (a miss at any
+    cutoff below the cap)."""
+    import base64
+    import zlib
+
+    r = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8).astype(np.float64)
+    r[r >= RANK_CAP] = np.inf
+    return r
+
+
 @dataclass
 class RunRecord:
     """What one run did and measured; written by `bench.run`, read by the report, the

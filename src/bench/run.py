@@ -80,17 +80,21 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def open_study_trial(cfg: DictConfig, method):
+def open_study_trial(cfg: DictConfig, method, cpu_start: float):
     """(trial, per-epoch reporter) when this job is a study's trial, else (None, None)."""
     if cfg.study.trial is None:
         return None, None
-    from bench.study import EpochReporter, make_pruner, open_trial
+    from bench.study import EpochReporter, make_pruner, open_trial, rung_epochs
 
-    pruner = make_pruner(
-        cfg.study.pruner, int(cfg.study.pruner_startup_trials), int(cfg.study.pruner_warmup_epochs)
-    )
-    trial = open_trial(cfg.study.name, cfg.study.storage, int(cfg.study.trial), pruner)
-    reporter = EpochReporter(trial, cfg.eval.primary_metric) if method.evaluates_per_epoch else None
+    s = cfg.study
+    n_epochs = int(cfg.n_epochs or 0)
+    pruner = make_pruner(s.pruner, int(s.pruner_startup_trials), int(s.pruner_warmup_epochs),
+                         int(s.pruner_min_epochs), int(s.pruner_reduction), n_epochs)  # fmt: skip
+    trial = open_trial(s.name, s.storage, int(s.trial), pruner)
+    if not method.evaluates_per_epoch:
+        return trial, None
+    rungs = rung_epochs(s.pruner, int(s.pruner_min_epochs), int(s.pruner_reduction), n_epochs)
+    reporter = EpochReporter(trial, cfg.eval.primary_metric, rungs, n_epochs, cpu_start)
     return trial, reporter
 
 
@@ -102,6 +106,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     from bench.methods import FitContext, build_method
 
     _quiet_lightning()
+    cpu_start = time.process_time()
     console = Console()
     if cfg.print_config:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
@@ -117,13 +122,16 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
     )
     evaluator = Evaluator(cfg, data, device)
-    trial, reporter = open_study_trial(cfg, method)
-    epoch_evals = []  # EvalResult per epoch, when evaluated per epoch
+    trial, reporter = open_study_trial(cfg, method, cpu_start)
+    epoch_evals = {}  # epoch index -> EvalResult, for the epochs evaluated on the way
 
     def evaluate_epoch(stats):
-        epoch_evals.append(evaluator(method.scorer))
+        # Under a pruner that judges only at its rungs, the other epochs go unevaluated.
+        if reporter is not None and not cfg.eval.per_epoch and not reporter.needs_eval(stats.epoch):
+            return
+        epoch_evals[stats.epoch] = evaluator(method.scorer)
         if reporter is not None:
-            reporter(stats, epoch_evals[-1])
+            reporter(stats, epoch_evals[stats.epoch])
 
     per_epoch = reporter is not None or (cfg.eval.per_epoch and method.evaluates_per_epoch)
     ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen,
@@ -132,13 +140,13 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     epochs = method.fit(data, ctx)
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
-    # When evaluated per epoch, the last epoch was just evaluated on the same data: reuse it.
-    result = epoch_evals[-1] if epoch_evals else evaluator(method.scorer)
+    # When the last epoch was just evaluated on the same data, reuse it.
+    result = epoch_evals.get(len(epochs) - 1) or evaluator(method.scorer)
     by_tie_mode = {cfg.eval.tie_mode: result.metrics}
     for mode in cfg.eval.get("also_tie_modes") or []:  # e.g. standard next to conservative
         if mode not in by_tie_mode:
             by_tie_mode[mode] = evaluator(method.scorer, mode, sampled=False).metrics
-    for i, ev in enumerate(epoch_evals[: len(epochs)]):
+    for i, ev in epoch_evals.items():
         epochs[i]["eval"] = ev.metrics
     study = OmegaConf.to_container(cfg.study)
     study["storage"] = portable_storage(study["storage"])
@@ -176,7 +184,8 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     if trial is not None:
         from bench.study import record_to_trial
 
-        record_to_trial(trial, record, portable_path(str(out_dir / "result.json")))
+        record_to_trial(trial, record, portable_path(str(out_dir / "result.json")),
+                        time.process_time() - cpu_start)  # fmt: skip
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     console.print(
         metrics_table(result.metrics, cfg.eval.cutoffs, f"{data.name}: {method.title()}", caption)

@@ -21,6 +21,10 @@ JOURNAL_SUFFIXES = (".journal", ".log")
 ENQUEUED = "enqueued"
 # Study user attribute: the params choice (default | official) the study started with.
 PARAMS_ATTR = "params"
+# Trial user attribute: CPU seconds of the job (all its threads), for a study's cost.
+CPU_ATTR = "cpu_seconds"
+# Study user attribute: [[first trial number, pruner], ...], one entry per change.
+PRUNERS_ATTR = "pruners"
 
 
 def make_storage(
@@ -68,19 +72,83 @@ def make_storage(
     )
 
 
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+
+
 def make_pruner(
-    name: str, startup_trials: int = 3, warmup_epochs: int = 0
+    name: str,
+    startup_trials: int = 3,
+    warmup_epochs: int = 0,
+    min_epochs: int = 2,
+    reduction: int = 3,
+    n_epochs: int | None = None,
 ) -> optuna.pruners.BasePruner:
-    """The pruner is not kept in the storage: sweeper and jobs both build it from config."""
+    """The pruner is not kept in the storage: sweeper and jobs both build it from config.
+
+    Epochs are the resource; a trial reports after epoch e (1-based) at step e - 1, as the
+    studies always have. `min_epochs` is when successive halving and Hyperband first judge
+    a trial: 2 means after its second epoch (Optuna's min_resource 1), so a slow starter
+    is never cut after one (benchmarks/pruner_replay.py measures which settings keep the
+    best trials)."""
     if name == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs
         )
+    if name in ("successive_halving", "hyperband") and (min_epochs < 2 or reduction < 2):
+        raise BenchError(
+            f"hydra.sweeper.pruner_min_epochs/pruner_reduction: got {min_epochs}/{reduction}; "
+            "expected at least 2 epochs before the first judgement and a reduction of at least 2"
+        )
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=min_epochs - 1, reduction_factor=reduction
+        )
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_epochs - 1,
+            max_resource=max(min_epochs - 1, (n_epochs or 10) - 1),
+            reduction_factor=reduction,
+        )
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise BenchError(f"hydra.sweeper.pruner: unknown '{name}'; expected median, hyperband or none")
+    raise BenchError(
+        f"hydra.sweeper.pruner: unknown '{name}'; expected one of {', '.join(PRUNERS)}"
+    )
+
+
+def rung_epochs(name: str, min_epochs: int, reduction: int, n_epochs: int) -> set[int] | None:
+    """The 1-based epochs after which pruner `name` can decide anything (None: after any
+    epoch). Successive halving judges a trial only at its rungs: a trial is evaluated on
+    validation there and after its last epoch, nowhere else."""
+    if name == "none":
+        return set()
+    if name != "successive_halving":
+        return None
+    rungs, step = set(), min_epochs - 1  # steps are 0-based epoch indices
+    while step + 1 < n_epochs:
+        rungs.add(step + 1)
+        step *= reduction
+    return rungs
+
+
+def first_finished(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
+    """The first `budget` finished (complete or pruned) trials, by trial number: what a
+    study had spent when it reached a common budget, whatever ran after."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sorted(done, key=lambda t: t.number)[:budget]
+
+
+def best_within_budget(study: optuna.Study, budget: int) -> optuna.trial.FrozenTrial | None:
+    """The best complete trial among the first `budget` finished ones (None if none is)."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in first_finished(study, budget) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(complete, key=lambda t: (sign * t.value, -t.number))
 
 
 def suggest(trial: optuna.Trial, name: str, spec: dict):
@@ -138,16 +206,34 @@ def open_trial(
 
 
 class EpochReporter:
-    """After each epoch: the validation metric -> trial.report, then prune if the pruner says so.
+    """After an epoch: the validation metric -> trial.report, then prune if the pruner says so.
 
     An enqueued trial (the configured, e.g. official, parameters) always trains to the end:
-    slow starters are what the median pruner cuts, and the study's best must never fall
-    below the published parameters because they were judged after one epoch."""
+    slow starters are what pruners cut, and the study's best must never fall below the
+    published parameters because they were judged early. The CPU time of the job so far is
+    kept on the trial, so that a study's cost is known whether a trial ends or is pruned."""
 
-    def __init__(self, trial: optuna.trial.Trial, metric: str):
+    def __init__(
+        self,
+        trial: optuna.trial.Trial,
+        metric: str,
+        rungs: set[int] | None,
+        n_epochs: int,
+        cpu_start: float,
+    ):
         self.trial = trial
         self.metric = metric
         self.prunable = ENQUEUED not in trial.user_attrs
+        self.rungs, self.n_epochs = rungs, n_epochs
+        self.cpu_start = cpu_start  # time.process_time() when the job began
+
+    def needs_eval(self, epoch: int) -> bool:
+        """Whether the validation metric after epoch `epoch` (0-based) is of any use."""
+        done = epoch + 1
+        return self.rungs is None or done in self.rungs or done >= self.n_epochs
+
+    def record_cpu(self) -> None:
+        self.trial.set_user_attr(CPU_ATTR, time.process_time() - self.cpu_start)
 
     def __call__(self, stats, result) -> None:
         """`result`: the EvalResult of this epoch on the validation split."""
@@ -157,15 +243,21 @@ class EpochReporter:
             f"epoch{stats.epoch + 1}",
             {self.metric: value, "seconds": stats.seconds, "events_per_s": stats.events_per_s},
         )
-        if self.prunable and self.trial.should_prune():
+        self.record_cpu()
+        # Never after the last epoch: a trial that ran to the end is a complete trial.
+        last = stats.epoch + 1 >= self.n_epochs
+        if self.prunable and not last and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned after epoch {stats.epoch + 1}: {self.metric}={value:.4f}"
             )
 
 
-def record_to_trial(trial: optuna.trial.Trial, record, record_path: str) -> None:
+def record_to_trial(
+    trial: optuna.trial.Trial, record, record_path: str, cpu_seconds: float
+) -> None:
     """Every metric and timing of a RunRecord as user attributes (what optuna-dashboard
     displays); `record_path` relative to the project."""
+    trial.set_user_attr(CPU_ATTR, cpu_seconds)
     for key, value in record.metrics.items():
         trial.set_user_attr(key, value)
     epochs = record.epochs

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.records import RunRecord
+from bench.records import RANKS_KEY, RunRecord
 
 METHOD_LABELS = {
     "pop": "POP",
@@ -215,6 +215,7 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
         if row["ranks"] and not Path(row["ranks"]).is_file():
             row["ranks"] = None  # per-event ranks stay with the run directory, not the study
         row["study"] = study.study_name
+        row[RANKS_KEY] = record.get(RANKS_KEY)  # per-event ranks kept in the storage
         # A seed kept from an earlier retraining of the same best trial is the best of
         # all the trials finished since: the study's count, not the record's.
         row["n_trials"] = final.get("n_trials", row["n_trials"])

@@ -54,9 +54,13 @@ class BenchOptunaSweeperConf:
     sampler: str = "tpe"  # tpe | random
     seed: int | None = 0
     n_startup_trials: int = 10
-    pruner: str = "median"  # median | hyperband | none
-    pruner_warmup_epochs: int = 0
-    pruner_startup_trials: int = 3
+    pruner: str = "median"  # median | successive_halving | hyperband | none
+    pruner_warmup_epochs: int = 0  # median: epochs never judged
+    pruner_startup_trials: int = 3  # median: trials never judged
+    # successive_halving / hyperband: epochs before the first judgement (>= 2), and the
+    # reduction factor (keep the best 1/reduction at each rung).
+    pruner_min_epochs: int = 2
+    pruner_reduction: int = 3
     heartbeat_interval: int = 10  # seconds; RDB storages only
     grace_period: int = 30
     max_retry: int = 2

@@ -8,14 +8,15 @@ import logging
 import statistics
 from pathlib import Path
 
+import numpy as np
 import optuna
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
 from bench.paths import portable_path
-from bench.records import RunRecord
-from bench.study import param_override
+from bench.records import RANKS_KEY, RunRecord, encode_ranks
+from bench.study import best_within_budget, param_override
 from hydra_plugins.bench_optuna_sweeper.study_loop import FINISHED, count, search_space, study_ref
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,19 @@ class FinalRetraining:
         self.cfg, self.config, self.launcher, self.study = cfg, config, launcher, study
 
     def run(self, fixed: list[str]) -> dict:
+        """Retrain the best parameters on the final split, one job per seed not yet done.
+
+        The best among the first `n_trials` finished trials: a study that ran past the
+        common budget is retrained as it stood at the budget, like every other study."""
         study = self.study
-        """Retrain the best parameters on the final split, one job per seed not yet done."""
-        best = study.best_trial
+        n_finished = min(count(study, FINISHED), int(self.cfg.n_trials))
+        best = best_within_budget(study, int(self.cfg.n_trials))
+        if best is None:
+            raise BenchError(
+                f"study {self.cfg.study_name}: no complete trial among its first {n_finished} to retrain"
+            )
         params = search_space(self.cfg)
         values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
-        n_finished = count(study, FINISHED)
         seeds = list(range(self.cfg.final_seeds))
         previous = study.user_attrs.get("final") or {}
         eval_now = OmegaConf.to_container(self.config.eval, resolve=True)
@@ -39,7 +47,7 @@ class FinalRetraining:
         for raw in previous.get("records", []):
             r = RunRecord.from_dict(raw)
             if previous.get("best_trial") == best.number and r.seed in seeds and r.eval == eval_now:
-                kept[r.seed] = r.to_dict() | {"record_path": raw.get("record_path")}
+                kept[r.seed] = r.to_dict() | {k: raw.get(k) for k in ("record_path", RANKS_KEY)}
         todo = [seed for seed in seeds if seed not in kept]
         if kept:
             log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
@@ -61,7 +69,8 @@ class FinalRetraining:
                 if ret.status != JobStatus.COMPLETED or not path.is_file():
                     raise BenchError(f"final retraining failed: {ret._return_value}")
                 records[seed] = RunRecord.read(path).to_dict() | {
-                    "record_path": portable_path(str(path.resolve()))
+                    "record_path": portable_path(str(path.resolve())),
+                    RANKS_KEY: encode_ranks(np.load(path.parent / "ranks.npy")),
                 }
             final = self._store(study, best.number, n_finished, records)
         if final is None:  # every seed was kept: store them against today's trial count

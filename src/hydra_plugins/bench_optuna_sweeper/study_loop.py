@@ -8,6 +8,7 @@ import math
 import time
 import warnings
 
+import numpy as np
 import optuna
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +17,15 @@ from optuna.trial import TrialState
 from bench.errors import BenchError
 from bench.optuna_adapter import heartbeats
 from bench.paths import portable_storage, portable_text
-from bench.study import ENQUEUED, PARAMS_ATTR, make_pruner, make_storage, param_override, suggest
+from bench.study import (
+    ENQUEUED,
+    PARAMS_ATTR,
+    PRUNERS_ATTR,
+    make_pruner,
+    make_storage,
+    param_override,
+    suggest,
+)
 
 log = logging.getLogger(__name__)
 # We run the heartbeat thread around each launched batch ourselves, as Study.optimize does.
@@ -62,7 +71,8 @@ class StudyLoop:
         self.storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
         self.study = optuna.create_study(
             study_name=c.study_name, storage=self.storage, sampler=self._sampler(),
-            pruner=make_pruner(c.pruner, c.pruner_startup_trials, c.pruner_warmup_epochs),
+            pruner=make_pruner(c.pruner, c.pruner_startup_trials, c.pruner_warmup_epochs,
+                               c.pruner_min_epochs, c.pruner_reduction, config.get("n_epochs")),
             direction=c.direction, load_if_exists=True,
         )  # fmt: skip
 
@@ -79,6 +89,8 @@ class StudyLoop:
         study.set_metric_names([f"validation {self.config.eval.primary_metric}"])
         if self.cfg.enqueue_config and not self.cfg.final_now:
             self._enqueue_config(study)
+        if not self.cfg.final_now:
+            self._note_pruner(study)
 
     def run(self, fixed: list[str]) -> None:
         study = self.study
@@ -112,9 +124,15 @@ class StudyLoop:
                 self._run_batch(study, batch, fixed)
 
     def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
-        """Seeded per trial number: workers sharing a study never draw the same values."""
+        """Seeded per trial number: workers sharing a study never draw the same values.
+        The seed is mixed with the number (consecutive integer seeds gave the first two
+        trials of a study nearly the same values)."""
         c = self.cfg
-        seed = None if c.seed is None else c.seed + (trial_number or 0)
+        seed = None
+        if c.seed is not None:
+            seed = int(
+                np.random.SeedSequence([int(c.seed), trial_number or 0]).generate_state(1)[0]
+            )
         if c.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
         if c.sampler == "random":
@@ -180,8 +198,27 @@ class StudyLoop:
             *fixed, *values, "split=tune",
             *study_ref(self.cfg), f"study.trial={trial.number}",
             f"study.pruner={self.cfg.pruner}", f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
-            f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}", f"hydra.sweep.subdir=trial_{trial.number}",
+            f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}",
+            f"study.pruner_min_epochs={self.cfg.pruner_min_epochs}",
+            f"study.pruner_reduction={self.cfg.pruner_reduction}", f"hydra.sweep.subdir=trial_{trial.number}",
         ]  # fmt: skip
+
+    def pruner_label(self) -> str:
+        """The pruner a trial ran under (pruners are not stored): kept on each trial."""
+        c = self.cfg
+        if c.pruner == "median":
+            return f"median (warm-up {c.pruner_warmup_epochs} epochs, {c.pruner_startup_trials} startup trials)"
+        if c.pruner in ("successive_halving", "hyperband"):
+            return f"{c.pruner} (first judged after epoch {c.pruner_min_epochs}, reduction {c.pruner_reduction})"
+        return str(c.pruner)
+
+    def _note_pruner(self, study: optuna.Study) -> None:
+        """Pruners are not stored: the study keeps [first trial number, pruner] each time
+        a run starts with another one, so that a report can say which trials ran under it."""
+        history = study.user_attrs.get(PRUNERS_ATTR, [])
+        label = self.pruner_label()
+        if not history or history[-1][1] != label:
+            study.set_user_attr(PRUNERS_ATTR, [*history, [len(study.trials), label]])
 
     def _run_batch(self, study: optuna.Study, batch: list[optuna.Trial], fixed: list[str]) -> None:
         overrides = [self._job_overrides(t, fixed) for t in batch]

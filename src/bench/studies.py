@@ -1,0 +1,265 @@
+"""`python -m bench.studies`: the headline studies, started or continued in the background.
+
+One command runs every study of the headline protocol (conf/hparams_search, both SR-GNN
+splits) in a fixed order until it holds the common budget of finished trials and its
+final retraining, continuing each where its storage in `sweeps/` stopped; `--status`
+prints, per study, the trials finished and pruned, the CPU-hours spent and the estimate
+to finish (what the progress notes report). Meant to run niced beside other work:
+
+    nice -n 19 python -m bench.studies --threads 1            # beside other work
+    python -m bench.studies --threads 2 --workers 2           # machine otherwise idle
+    python -m bench.studies --status
+    python -m bench.studies --stage      # git add the storages (safe while workers write)
+
+Each study is its own `bench.run -m hparams_search=...` process (so code changed since
+the previous study is picked up), with the torch/OpenMP thread count fixed by environment.
+Single-threaded baselines can run several workers on one storage (`--workers`); GRU4Rec
+trials take all the threads given instead (`--threads`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.paths import PROJECT_ROOT
+
+SPLITS = ("diginetica_srgnn", "yoochoose1_64")
+# conf/hparams_search names, cheapest first, so that whole rows land early.
+SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "sknn", "vsknn", "stan",
+            "gru4rec_ce", "gru4rec_bpr-max")  # fmt: skip
+# The common budget of finished trials (complete or pruned) of every tuned study: the
+# headline reports each study by the best of its first BUDGET finished trials.
+BUDGET = 50
+# Trials run by the parameter-free studies (POP, S-POP): their configured values.
+UNTUNED = ("pop", "spop")
+# GRU4Rec studies start from the official paramfile of the pair (params=official).
+EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official"]}
+# The final retraining trains on all of train, train_tr plus the validation part.
+FINAL_TRAIN_FACTOR = 1.15
+# Seeds of the final retraining (conf/hparams_search final_seeds), for the estimate.
+FINAL_SEEDS = {"gru4rec_ce": 5, "gru4rec_bpr-max": 5}
+
+
+@dataclass
+class Study:
+    search: str
+    dataset: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.search}_{self.dataset}"
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///sweeps/{self.name}.db"
+
+    @property
+    def budget(self) -> int:
+        return 1 if self.search in UNTUNED else BUDGET
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        return [
+            python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
+            f"dataset={self.dataset}", *EXTRA.get(self.search, []),
+            f"hydra.sweeper.n_trials={self.budget}", "save_model=false",
+        ]  # fmt: skip
+
+
+def all_studies() -> list[Study]:
+    return [Study(s, ds) for s in SEARCHES for ds in SPLITS]
+
+
+@dataclass
+class Progress:
+    """Where one study stands: trials, cost, and what is left."""
+
+    study: Study
+    finished: int = 0
+    pruned: int = 0
+    failed: int = 0
+    cpu_seconds: float = 0.0
+    cpu_estimated: bool = False  # some trials predate the cpu_seconds attribute
+    complete_cpu: float | None = None  # mean CPU seconds of a complete (unpruned) trial
+    final_seeds: int = 0
+    started: bool = False
+
+    @property
+    def done(self) -> bool:
+        want = FINAL_SEEDS.get(self.study.search, 1)
+        return self.finished >= self.study.budget and self.final_seeds >= want
+
+    def cpu_hours_left(self) -> float | None:
+        """Trials still to run at this study's mean cost per finished trial, plus the final
+        retraining: per seed, a complete trial's mean cost on the larger training split
+        (train is 1/(1 - valid fraction), about 1.15x train_tr); None before any trial."""
+        if not self.finished:
+            return None
+        per_trial = self.cpu_seconds / self.finished
+        left = max(0, self.study.budget - self.finished) * per_trial
+        want = FINAL_SEEDS.get(self.study.search, 1)
+        per_seed = FINAL_TRAIN_FACTOR * (self.complete_cpu or per_trial)
+        left += max(0, want - self.final_seeds) * per_seed
+        return left / 3600
+
+
+def trial_cpu_seconds(trial) -> tuple[float, bool]:
+    """The job's measured CPU seconds, or (older trials) wall time x 2 threads."""
+    from bench.study import CPU_ATTR
+
+    if CPU_ATTR in trial.user_attrs:
+        return float(trial.user_attrs[CPU_ATTR]), False
+    if trial.datetime_start and trial.datetime_complete:
+        return 2.0 * (trial.datetime_complete - trial.datetime_start).total_seconds(), True
+    return 0.0, True
+
+
+def study_cost(study, budget: int) -> tuple[int, int, float, bool]:
+    """Of the first `budget` finished trials of an Optuna study: (finished, pruned, CPU
+    seconds, whether some CPU seconds are estimated from wall time)."""
+    from optuna.trial import TrialState
+
+    from bench.study import first_finished
+
+    counted = first_finished(study, budget)
+    pruned = sum(t.state == TrialState.PRUNED for t in counted)
+    cpu = [trial_cpu_seconds(t) for t in counted]
+    return len(counted), pruned, sum(c for c, _ in cpu), any(e for _, e in cpu)
+
+
+def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench.records import RANKS_KEY
+    from bench.study import best_within_budget, first_finished
+
+    out = Progress(study)
+    path = root / "sweeps" / f"{study.name}.db"
+    if not path.is_file():
+        return out
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        s = optuna.load_study(study_name=study.name, storage=f"sqlite:///{path}")
+    except KeyError:
+        return out
+    out.started = True
+    out.finished, out.pruned, out.cpu_seconds, out.cpu_estimated = study_cost(s, study.budget)
+    complete = [trial_cpu_seconds(t)[0] for t in first_finished(s, study.budget)
+                if t.state == TrialState.COMPLETE]  # fmt: skip
+    out.complete_cpu = sum(complete) / len(complete) if complete else None
+    out.failed = len(s.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    final = s.user_attrs.get("final") or {}
+    # A retraining counts when it is of the best trial within the budget, at the budget,
+    # and carries the per-event ranks that the significance test needs.
+    best = best_within_budget(s, study.budget)
+    records = final.get("records", [])
+    if (
+        best is not None
+        and final.get("best_trial") == best.number
+        and final.get("n_trials", 0) >= out.finished
+        and all(RANKS_KEY in r for r in records)
+    ):
+        out.final_seeds = len(records)
+    return out
+
+
+def status_lines(rows: list[Progress]) -> list[str]:
+    lines = ["| Study | Finished (of budget) | Pruned | Failed | CPU-h spent | CPU-h to finish | Final seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    total_spent, total_left, unknown = 0.0, 0.0, []
+    for p in rows:
+        left = p.cpu_hours_left()
+        spent = p.cpu_seconds / 3600
+        total_spent += spent
+        if left is None and not p.done:
+            unknown.append(p.study.name)
+        total_left += left or 0.0
+        lines.append(
+            f"| {p.study.name} | {p.finished} of {p.study.budget} | {p.pruned} | {p.failed} | "
+            f"{spent:.2f}{'*' if p.cpu_estimated else ''} | "
+            f"{'–' if left is None else f'{left:.2f}'} | {p.final_seeds} |"
+        )
+    lines.append(f"\nTotal: {total_spent:.1f} CPU-hours spent, {total_left:.1f} to finish"
+                 + (f" (not counting {len(unknown)} studies without a trial yet)" if unknown else ""))  # fmt: skip
+    if any(p.cpu_estimated for p in rows):
+        lines.append("* includes trials run before CPU time was recorded: wall time x 2 threads")
+    return lines
+
+
+def stage_storages(paths: list[Path]) -> None:
+    """`git add` the storages while holding SQLite's shared lock on each, so that a worker
+    writing beside it never leaves a half-written page in the commit (it waits instead)."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            con = stack.enter_context(contextlib.closing(sqlite3.connect(path, timeout=60)))
+            con.execute("BEGIN")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # shared lock held
+            stack.callback(con.rollback)
+        subprocess.run(["git", "add", "-f", *map(str, paths)], cwd=PROJECT_ROOT, check=True)
+
+
+def run_study(study: Study, threads: int, workers: int) -> int:
+    env = os.environ | {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONUNBUFFERED": "1",
+    }
+    n = workers if not study.search.startswith("gru4rec") and study.search not in UNTUNED else 1
+    print(f"== {study.name}: {n} worker(s), {threads} thread(s) each", flush=True)
+    procs = [subprocess.Popen(study.command(), cwd=PROJECT_ROOT, env=env) for _ in range(n)]
+    return max(p.wait() for p in procs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.studies", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--status", action="store_true", help="print progress and the estimate; run nothing"
+    )
+    p.add_argument(
+        "--only", nargs="*", default=[], help="study names or searches to run (default: all)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per worker")
+    p.add_argument("--workers", type=int, default=1, help="workers per baseline study")
+    p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    p.add_argument("--stage", action="store_true",
+                   help="git add the studies' storages consistently (workers may run); run nothing")  # fmt: skip
+    args = p.parse_args(argv)
+    studies = [s for s in all_studies()
+               if not args.only or s.name in args.only or s.search in args.only]  # fmt: skip
+    if not studies:
+        print(f"error: --only: none of {args.only} is a headline study or search; "
+              f"expected names like {all_studies()[0].name} or searches {', '.join(SEARCHES)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.stage:
+        paths = [PROJECT_ROOT / "sweeps" / f"{s.name}.db" for s in studies]
+        stage_storages([p for p in paths if p.is_file()])
+        return 0
+    if args.status:
+        print("\n".join(status_lines([progress(s) for s in studies])))
+        return 0
+    failures = []
+    for study in studies:
+        if progress(study).done:
+            continue
+        if args.dry_run:
+            print(" ".join(study.command("python")))
+            continue
+        if run_study(study, args.threads, args.workers) != 0:
+            failures.append(study.name)  # the next study goes on; the storage keeps the rest
+    if failures:
+        print(f"error: studies that stopped with an error: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""`python -m bench.studies`: the headline studies' runner and its progress report."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from bench import studies
+
+
+def test_every_headline_study_runs_one_command_with_the_common_budget():
+    names = [s.name for s in studies.all_studies()]
+    assert len(names) == len(set(names)) == 2 * len(studies.SEARCHES)
+    gru = studies.Study("gru4rec_ce", "yoochoose1_64")
+    cmd = gru.command("python")
+    assert cmd[:5] == ["python", "-m", "bench.run", "-m", "hparams_search=gru4rec_ce"]
+    assert "params=official" in cmd and f"hydra.sweeper.n_trials={studies.BUDGET}" in cmd
+    assert studies.Study("pop", "yoochoose1_64").budget == 1
+
+
+def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
+    (tmp_path / "sweeps").mkdir()
+    study = studies.Study("sknn", "yoochoose1_64")
+    s = optuna.create_study(study_name=study.name, direction="maximize",
+                            storage=f"sqlite:///{tmp_path / 'sweeps' / (study.name + '.db')}")  # fmt: skip
+    for i in range(4):
+        trial = s.ask()
+        trial.set_user_attr("cpu_seconds", 30.0 if i == 3 else 110.0)
+        if i == 3:
+            s.tell(trial, state=TrialState.PRUNED)
+        else:
+            s.tell(trial, 0.1 * i)
+    p = studies.progress(study, tmp_path)
+    assert (p.finished, p.pruned, p.cpu_seconds, p.cpu_estimated) == (4, 1, 360.0, False)
+    # 46 trials at the mean 90 s per finished trial, and one retraining: a complete
+    # trial (110 s) on the larger training split (x 1.15).
+    assert p.cpu_hours_left() == (46 * 90 + 1.15 * 110) / 3600
+    assert not p.done
+    lines = studies.status_lines([p])
+    assert "| sknn_yoochoose1_64 | 4 of 50 | 1 | 0 | 0.10 | 1.19 | 0 |" in lines
+
+
+def test_an_unknown_study_is_a_one_line_error(capsys):
+    assert studies.main(["--only", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --only:") and "\n" not in err
+
+
+def test_dry_run_lists_the_unfinished_studies(capsys):
+    assert studies.main(["--dry-run", "--only", "gru4rec_bpr-max"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and all("hparams_search=gru4rec_bpr-max" in line for line in out)
