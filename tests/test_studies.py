@@ -50,3 +50,9 @@ def test_dry_run_lists_the_unfinished_studies(capsys):
     assert studies.main(["--dry-run", "--only", "gru4rec_bpr-max"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and all("hparams_search=gru4rec_bpr-max" in line for line in out)
+
+
+def test_a_probe_runs_few_trials_and_no_retraining(capsys):
+    assert studies.main(["--dry-run", "--probe", "3", "--only", "gru4rec_bpr-max"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert all("hydra.sweeper.n_trials=3" in line and "final_seeds=0" in line for line in out)

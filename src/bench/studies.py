@@ -8,6 +8,7 @@ to finish (what the progress notes report). Meant to run niced beside other work
 
     nice -n 19 python -m bench.studies --threads 1            # beside other work
     python -m bench.studies --threads 2 --workers 2           # machine otherwise idle
+    python -m bench.studies --probe 3         # each study to 3 trials: measured costs
     python -m bench.studies --status
     python -m bench.studies --stage      # git add the storages (safe while workers write)
 
@@ -62,11 +63,15 @@ class Study:
     def budget(self) -> int:
         return 1 if self.search in UNTUNED else BUDGET
 
-    def command(self, python: str = sys.executable) -> list[str]:
+    def command(self, python: str = sys.executable, probe: int | None = None) -> list[str]:
+        """The study's command; with `probe`, only up to that many finished trials and no
+        retraining (to measure every study's cost before running any to the end)."""
+        trials = self.budget if probe is None else min(probe, self.budget)
         return [
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
             f"dataset={self.dataset}", *EXTRA.get(self.search, []),
-            f"hydra.sweeper.n_trials={self.budget}", "save_model=false",
+            f"hydra.sweeper.n_trials={trials}", "save_model=false",
+            *(["hydra.sweeper.final_seeds=0"] if probe is not None else []),
         ]  # fmt: skip
 
 
@@ -206,7 +211,7 @@ def stage_storages(paths: list[Path]) -> None:
         subprocess.run(["git", "add", "-f", *map(str, paths)], cwd=PROJECT_ROOT, check=True)
 
 
-def run_study(study: Study, threads: int, workers: int) -> int:
+def run_study(study: Study, threads: int, workers: int, probe: int | None = None) -> int:
     env = os.environ | {
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
@@ -214,7 +219,8 @@ def run_study(study: Study, threads: int, workers: int) -> int:
     }
     n = workers if not study.search.startswith("gru4rec") and study.search not in UNTUNED else 1
     print(f"== {study.name}: {n} worker(s), {threads} thread(s) each", flush=True)
-    procs = [subprocess.Popen(study.command(), cwd=PROJECT_ROOT, env=env) for _ in range(n)]
+    cmd = study.command(probe=probe)
+    procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for _ in range(n)]
     return max(p.wait() for p in procs)
 
 
@@ -229,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per worker")
     p.add_argument("--workers", type=int, default=1, help="workers per baseline study")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    p.add_argument("--probe", type=int, metavar="N",
+                   help="run each study only to N finished trials, without retraining: "
+                        "every study's cost measured early, for the estimate")  # fmt: skip
     p.add_argument("--stage", action="store_true",
                    help="git add the studies' storages consistently (workers may run); run nothing")  # fmt: skip
     args = p.parse_args(argv)
@@ -248,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     failures = []
     for study in studies:
-        if progress(study).done:
+        state = progress(study)
+        if state.done or (
+            args.probe is not None and state.finished >= min(args.probe, study.budget)
+        ):
             continue
         if args.dry_run:
-            print(" ".join(study.command("python")))
+            print(" ".join(study.command("python", args.probe)))
             continue
-        if run_study(study, args.threads, args.workers) != 0:
+        if run_study(study, args.threads, args.workers, args.probe) != 0:
             failures.append(study.name)  # the next study goes on; the storage keeps the rest
     if failures:
         print(f"error: studies that stopped with an error: {', '.join(failures)}", file=sys.stderr)
