@@ -235,6 +235,25 @@ def test_successive_halving_judges_only_at_its_rungs_and_records_the_cost(tmp_pa
     assert len(ranks) == final["records"][0]["protocol"]["evaluated_events"]
 
 
+def test_a_study_continued_with_other_scoring_options_is_refused(tmp_path):
+    """Trials of one study share their objective: continuing it with another eval option
+    (here unknown test items as misses instead of dropped) is one line, not a mixed study."""
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    run(
+        study_cmd(storage, "e", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE),
+        cwd=tmp_path,
+    )
+    p = subprocess.run(
+        study_cmd(storage, "e", tmp_path / "sw2", "hydra.sweeper.n_trials=2", *SMALL, *SPACE,
+                  "eval.unknown_test_items=miss"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "would be scored differently" in lines[0], p.stderr[-2000:]
+    assert len(optuna.load_study(study_name="e", storage=storage).trials) == 1
+
+
 def test_a_study_past_the_budget_is_retrained_as_it_stood_at_the_budget():
     from bench.study import best_within_budget, first_finished
 

@@ -38,6 +38,9 @@ SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "sknn", "vsknn", "stan",
 BUDGET = 50
 # Trials run by the parameter-free studies (POP, S-POP): their configured values.
 UNTUNED = ("pop", "spop")
+# Every headline study is scored SR-GNN-comparably (predictions lost to items unknown to
+# training count as misses) and keeps the standard-ties metrics too.
+EVAL = ["eval.unknown_test_items=miss", "eval.also_tie_modes=[standard]"]
 # GRU4Rec studies start from the official paramfile of the pair (params=official).
 EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official"]}
 # The final retraining trains on all of train, train_tr plus the validation part.
@@ -69,7 +72,7 @@ class Study:
         trials = self.budget if probe is None else min(probe, self.budget)
         return [
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
-            f"dataset={self.dataset}", *EXTRA.get(self.search, []),
+            f"dataset={self.dataset}", *EXTRA.get(self.search, []), *EVAL,
             f"hydra.sweeper.n_trials={trials}", "save_model=false",
             *(["hydra.sweeper.final_seeds=0"] if probe is not None else []),
         ]  # fmt: skip

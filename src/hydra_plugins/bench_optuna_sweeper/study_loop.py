@@ -84,6 +84,7 @@ class StudyLoop:
         # smaller `n_trials` (to retrain now, say) does not shrink it.
         target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
         study.set_user_attr("n_trials_target", target)
+        self._check_same_evaluation(study, fixed)
         study.set_user_attr("overrides", [portable_text(o) for o in fixed])
         # optuna-dashboard names the objective by this, not "Objective 0".
         study.set_metric_names([f"validation {self.config.eval.primary_metric}"])
@@ -165,6 +166,21 @@ class StudyLoop:
             raise BenchError(
                 f"params: study {self.cfg.study_name} was started with params={started}; "
                 f"continue it with params={started} (or give a new hydra.sweeper.study_name)"
+            )
+
+    def _check_same_evaluation(self, study: optuna.Study, fixed: list[str]) -> None:
+        """Trials of one study must share their objective: a run that would score them
+        differently (another eval.* or split option) is refused."""
+
+        def scoring(overrides):
+            return sorted(o for o in overrides if o.startswith(("eval.", "split=", "dataset")))
+
+        before = study.user_attrs.get("overrides")
+        if before is not None and scoring(before) != scoring(portable_text(o) for o in fixed):
+            raise BenchError(
+                f"study {self.cfg.study_name} was run with {scoring(before) or 'no eval/dataset options'}; "
+                f"this run has {scoring(fixed) or 'none'}: its trials would be scored differently "
+                "(continue it with the same options, or give a new hydra.sweeper.study_name)"
             )
 
     def _enqueue_config(self, study: optuna.Study) -> None:
