@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel of torch; installed before the project so that its torch range adds nothing.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint format bench headline report results records clean
+.PHONY: run test lint format bench headline studies report results records clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # studies in sweeps/*.db alone: no run directory is needed.
 headline: $(STAMP)
 	$(PY) -m bench.report.headline --readme README.md $(ARGS)
+
+# Start or continue every headline study (sweeps/*.db), niced with one thread, then retrain
+# each (about 25 CPU-hours in all; `python -m bench.studies --status` says where it stands).
+studies: $(STAMP)
+	nice -n 19 $(PY) -m bench.studies --threads 1 $(ARGS)
 
 # Tables and figures from the committed records under results/records (one result.json and
 # its per-event ranks per run; `make results` produces them): the main comparison (README),

@@ -48,6 +48,7 @@ EXPECTED = (
     "vsknn",
     "stan",
     "sr",
+    "ar",
 )
 ALPHA = 0.05  # significance level of the paired test, marked † in the table
 TITLE = "GRU4Rec tuned by this harness against the session-based leaderboard (SR-GNN splits)"
