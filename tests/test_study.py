@@ -419,6 +419,19 @@ def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
     assert all(0 in t.intermediate_values and "mrr@20" in t.user_attrs for t in done)
 
 
+def test_a_study_runs_its_trials_through_submitit(tmp_path):
+    """The path a cluster user takes (hydra/launcher=submitit_slurm differs only in the
+    executor): each trial a submitit job in its own process, reporting to the storage."""
+    storage = f"sqlite:///{tmp_path / 'sub.db'}"
+    run(study_cmd(storage, "sub", tmp_path / "sw", "hydra/launcher=submitit_local",
+                  "hydra.launcher.timeout_min=10", "hydra.sweeper.n_trials=2", *SMALL, *SPACE), cwd=tmp_path)  # fmt: skip
+    study = optuna.load_study(study_name="sub", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all(t.user_attrs["cpu_seconds"] > 0 for t in study.trials)
+    # submitit kept each job's own logs: the jobs really ran through its executor
+    assert len(list((tmp_path / "sw" / ".submitit").glob("*/*_log.out"))) == 2
+
+
 def test_slurm_launcher_config_composes(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "bench.run", "hydra/launcher=slurm", "--cfg", "hydra", "--package", "hydra.launcher"],

@@ -84,20 +84,28 @@ class GRU4RecModule(pl.LightningModule):
         # the same run (immune to the machine-wide noise that skews separate runs).
         stats.harness_overhead = 1.0 - self._core_s / stats.seconds if stats.seconds > 0 else 0.0
         self.history.append(stats)
-        self.log_dict(
-            {
-                "train/loss": stats.loss,
-                "train/seconds": stats.seconds,
-                "train/minibatches_per_s": stats.minibatches_per_s,
-                "train/events_per_s": stats.events_per_s,
-                "train/harness_overhead": stats.harness_overhead,
-            },
-            on_epoch=True,
-            prog_bar=False,
-        )
         self.print(stats.line())
         if self.epoch_hook is not None:
             self.epoch_hook(stats)
+
+
+def want_progress_bar(setting) -> bool:
+    """`trainer.progress_bar`: true | false | auto (on at a terminal, off under a sweep,
+    in CI and when the output goes to a file, where the one-line epoch summary stays)."""
+    import os
+    import sys
+
+    if setting != "auto":
+        return bool(setting)
+    if os.environ.get("CI") or not sys.stdout.isatty():
+        return False
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode != RunMode.MULTIRUN
+    except ValueError:  # not under Hydra
+        return True
 
 
 def make_trainer(

@@ -103,7 +103,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     trained method."""
     from rich.console import Console
 
-    from bench.methods import FitContext, build_method
+    from bench.methods import build_method
 
     _quiet_lightning()
     cpu_start = time.process_time()
@@ -112,6 +112,21 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
     check_eval_config(cfg.eval)
     method = build_method(cfg)
+    from bench.loggers import RunLoggers
+
+    loggers = RunLoggers(cfg, out_dir)
+    status = "failed"
+    try:
+        record = _fit_and_record(cfg, out_dir, method, loggers, console, cpu_start)
+        status = "success"
+        return record, method
+    finally:
+        loggers.close(status)
+
+
+def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: float) -> RunRecord:
+    from bench.methods import FitContext
+
     device = pick_device(cfg.trainer.accelerator)
     t0 = time.perf_counter()
     data = method.load_data(cfg)
@@ -123,25 +138,40 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     )
     evaluator = Evaluator(cfg, data, device)
     trial, reporter = open_study_trial(cfg, method, cpu_start)
+    loggers.hyperparameters({"method": method.name, "dataset": data.name, "split": cfg.split,
+                             "seed": int(cfg.seed), **method.settings()})  # fmt: skip
+    scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures
     epoch_evals = {}  # epoch index -> EvalResult, for the epochs evaluated on the way
+    per_epoch = reporter is not None or bool(cfg.eval.per_epoch)
 
-    def evaluate_epoch(stats):
-        # Under a pruner that judges only at its rungs, the other epochs go unevaluated.
-        if reporter is not None and not cfg.eval.per_epoch and not reporter.needs_eval(stats.epoch):
-            return
-        epoch_evals[stats.epoch] = evaluator(method.scorer)
-        if reporter is not None:
+    def on_epoch(stats):
+        """Log the epoch; evaluate it where learning curves or the pruner need it (under
+        a pruner that judges only at its rungs, the other epochs go unevaluated)."""
+        values = {"train/loss": stats.loss, "train/events_per_s": stats.events_per_s,
+                  "train/seconds": stats.seconds}  # fmt: skip
+        if per_epoch and (
+            reporter is None or cfg.eval.per_epoch or reporter.needs_eval(stats.epoch)
+        ):
+            epoch_evals[stats.epoch] = evaluator(method.scorer)
+            values |= {f"{scope}/{k}": v for k, v in epoch_evals[stats.epoch].metrics.items()}
+        loggers.metrics(values, stats.epoch + 1)
+        if reporter is not None and stats.epoch in epoch_evals:
             reporter(stats, epoch_evals[stats.epoch])
 
-    per_epoch = reporter is not None or (cfg.eval.per_epoch and method.evaluates_per_epoch)
-    ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen,
-                     evaluate_epoch if per_epoch else None)  # fmt: skip
+    ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen, on_epoch)
     t1 = time.perf_counter()
     epochs = method.fit(data, ctx)
+    if not method.evaluates_per_epoch:  # e.g. BPTT: its epochs are logged once it is done
+        for i, e in enumerate(epochs):
+            loggers.metrics({f"train/{k}": v for k, v in e.items() if k != "valid"}
+                            | {f"valid/{k}": v for k, v in (e.get("valid") or {}).items()}, i + 1)  # fmt: skip
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
-    # When the last epoch was just evaluated on the same data, reuse it.
-    result = epoch_evals.get(len(epochs) - 1) or evaluator(method.scorer)
+    # When the last epoch was just evaluated on the same data (and logged), reuse it.
+    result = epoch_evals.get(len(epochs) - 1)
+    if result is None:
+        result = evaluator(method.scorer)
+        loggers.metrics({f"{scope}/{k}": v for k, v in result.metrics.items()}, max(1, len(epochs)))
     by_tie_mode = {cfg.eval.tie_mode: result.metrics}
     for mode in cfg.eval.get("also_tie_modes") or []:  # e.g. standard next to conservative
         if mode not in by_tie_mode:
@@ -191,7 +221,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         metrics_table(result.metrics, cfg.eval.cutoffs, f"{data.name}: {method.title()}", caption)
     )
     console.print(f"result record: {out_dir / 'result.json'}")
-    return record, method
+    return record
 
 
 def _under_study_sweeper() -> bool:

@@ -63,7 +63,7 @@ class SessionParallelGRU4Rec(Method):
 
             history = fit(steps, on_epoch=on_epoch)
         else:
-            from bench.lit import GRU4RecModule, make_trainer
+            from bench.lit import GRU4RecModule, make_trainer, want_progress_bar
 
             module = GRU4RecModule(
                 steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook
@@ -71,7 +71,7 @@ class SessionParallelGRU4Rec(Method):
             lightning_trainer = make_trainer(
                 self.config.n_epochs,
                 "gpu" if ctx.device == "cuda" else "cpu",
-                bool(self.trainer_cfg.progress_bar),
+                want_progress_bar(self.trainer_cfg.progress_bar),
             )
             lightning_trainer.fit(module)
             history = module.history
