@@ -82,8 +82,12 @@ def study_progress(study) -> str:
     """`name: N of T trials finished, best validation ...`: a study's state in one line."""
     from optuna.trial import TrialState
 
+    from bench.studies import BUDGET
+
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     target = study.user_attrs.get("n_trials_target", "?")
+    if study.user_attrs.get("search_space") and target != "?":
+        target = max(int(target), BUDGET)  # a probe's smaller target is not the budget
     text = f"{study.study_name}: {len(finished)} of {target} trials finished"
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
     if complete:
