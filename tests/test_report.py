@@ -370,7 +370,7 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
         in md
     )
     assert "CPU-hours marked * include trials run before" in md
-    assert "Protocol: every tuned method had the same budget of 50 finished trials" in md
+    assert "Protocol: every tuned method had the same budget of 30 finished trials" in md
     assert "Left out: the retraining of study stan_yoochoose1_64" in md
     # Nothing to tune (empty search space): no "(tuned)", no trial budget.
     assert "| S-POP | – | – | – | – | 60.00 (60.00) |" in md

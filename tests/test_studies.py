@@ -32,12 +32,13 @@ def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
             s.tell(trial, 0.1 * i)
     p = studies.progress(study, tmp_path)
     assert (p.finished, p.pruned, p.cpu_seconds, p.cpu_estimated) == (4, 1, 360.0, False)
-    # 46 trials at the mean 90 s per finished trial, and one retraining: a complete
+    # 26 trials at the mean 90 s per finished trial, and one retraining: a complete
     # trial (110 s) on the larger training split (x 1.15).
-    assert p.cpu_hours_left() == (46 * 90 + 1.15 * 110) / 3600
+    assert studies.BUDGET == 30
+    assert p.cpu_hours_left() == (26 * 90 + 1.15 * 110) / 3600
     assert not p.done
     lines = studies.status_lines([p])
-    assert "| sknn_yoochoose1_64 | 4 of 50 | 1 | 0 | 0.10 | 1.19 | 0 |" in lines
+    assert "| sknn_yoochoose1_64 | 4 of 30 | 1 | 0 | 0.10 | 0.69 | 0 |" in lines
 
 
 def test_an_unknown_study_is_a_one_line_error(capsys):

@@ -32,7 +32,7 @@ from bench.report.tables import (
     row_order,
     tex_escape,
 )
-from bench.study import ENQUEUED, PRUNERS_ATTR
+from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
@@ -142,15 +142,25 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
         for ds, part in sub.groupby("dataset"):
             first = part.iloc[0]
             untuned = pd.isna(first["n_trials_target"])
-            trials = "no hyperparameters" if untuned else (
-                f"{int(first['n_trials'])} of {int(first['n_trials_target'])}")  # fmt: skip
             study = by_name.get(first["study"])
+            target = None if untuned else int(first["n_trials_target"])
+            # A study that ran past its budget counts as it stood at the budget.
+            trials = "no hyperparameters" if untuned else (
+                f"{min(int(first['n_trials']), target)} of {target}")  # fmt: skip
+            if not untuned and study is not None:
+                best = best_within_budget(study, target)
+                if best is not None and best.number != int(first["best_trial"]):
+                    out.notes.append(
+                        f"{label} on {ds}: retrained from trial {int(first['best_trial'])}, but the "
+                        f"best of the first {target} finished trials is {best.number}: "
+                        "to be retrained (python -m bench.studies)."
+                    )
             pruned, cpu = spent(study, first["n_trials_target"]) if study else ("–", "–")
             out.budget.append([label, ds, trials, pruned, cpu,
                                "–" if untuned else str(int(first["best_trial"])),
                                validation(study, first["best_trial"]) if study else "–",
                                str(part["seed"].nunique()), first["params"]])  # fmt: skip
-            if not untuned and first["n_trials"] < first["n_trials_target"]:
+            if not untuned and first["n_trials"] < target:
                 out.notes.append(
                     f"{label} on {ds}: retrained after {trials} trials of its budget; "
                     "the study is not finished."
