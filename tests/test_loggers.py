@@ -78,14 +78,26 @@ def test_a_study_logs_each_trial_as_one_tagged_mlflow_run(tmp_path):
 
 
 def test_baselines_log_too_and_none_logs_nothing(tmp_path):
-    out = tmp_path / "pop"
-    bench_run(["baseline=pop", "dataset.params.n_train_sessions=500", "dataset.params.n_test_sessions=100",
-               "save_model=false", f"hydra.run.dir={out}"], cwd=tmp_path)  # fmt: skip
-    csv = pd.read_csv(out / "logs" / "metrics.csv")
-    assert csv["step"].tolist() == [1] and "test/mrr_at_20" in csv
-    quiet = tmp_path / "quiet"
-    bench_run(["logger=none", *SMALL, "n_epochs=1", f"hydra.run.dir={quiet}"], cwd=tmp_path)
-    assert not (quiet / "logs").exists()
+    """In process (run_job, as a Hydra job runs it), so that it costs no interpreter start."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import conf_dir
+    from bench.run import run_job
+
+    def config(*overrides):
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose("run", overrides=[*overrides, "dataset.params.n_train_sessions=500",
+                                             "dataset.params.n_test_sessions=100", "save_model=false"])  # fmt: skip
+
+    record, _ = run_job(config("baseline=pop"), tmp_path / "pop")
+    csv = pd.read_csv(tmp_path / "pop" / "logs" / "metrics.csv")
+    assert csv["step"].tolist() == [1]
+    assert csv["test/mrr_at_20"].iloc[0] == pytest.approx(record.metrics["mrr@20"])
+    hparams = (tmp_path / "pop" / "logs" / "hparams.yaml").read_text()
+    assert "method: pop" in hparams
+    run_job(config("logger=none", "baseline=pop"), tmp_path / "quiet")
+    assert (tmp_path / "quiet" / "result.json").is_file()
+    assert not (tmp_path / "quiet" / "logs").exists()
 
 
 def test_a_tracking_store_that_cannot_be_opened_is_one_line(tmp_path):
