@@ -144,13 +144,14 @@ class _SessionNeighbours(Baseline):
         """Per current item, the weight its overlap with a neighbour adds (None: 1)."""
         return None
 
-    def similarity(self, cur, length, rows, cand, shared, weighted, now) -> np.ndarray:
-        """Per (row, candidate) pair: `shared` items, `weighted` = their summed weights."""
+    def similarity(self, cur, length, rows, cand, shared, weighted, now, weights) -> np.ndarray:
+        """Per (row, candidate) pair: `shared` items, `weighted` = their summed
+        `weights` (the item_weights of the batch, computed once in candidates)."""
         raise NotImplementedError
 
     def candidates(self, cur: sp.csr_matrix, length: np.ndarray):
         """Per row, the `sample_size` most recent sessions sharing an item with it:
-        (rows, candidates, shared item counts, summed item weights)."""
+        (rows, candidates, shared item counts, summed item weights, the item weights)."""
         seen = cur.copy()
         seen.data[:] = 1.0
         counts = (seen @ self.sessions_t).tocsr()
@@ -165,7 +166,7 @@ class _SessionNeighbours(Baseline):
         rows = np.repeat(np.arange(cur.shape[0]), np.diff(counts.indptr))
         # Columns are recency ranks: a row's last `sample_size` entries are its most recent.
         keep = np.arange(counts.nnz) >= counts.indptr[1:][rows] - self.sample_size
-        return rows[keep], counts.indices[keep], counts.data[keep], weighted.data[keep]
+        return rows[keep], counts.indices[keep], counts.data[keep], weighted.data[keep], weights
 
     def votes(self, pos: np.ndarray, length: np.ndarray, rows, cand, sims) -> np.ndarray:
         """Batch x items scores from the chosen neighbours; default: sum of similarities."""
@@ -181,8 +182,8 @@ class _SessionNeighbours(Baseline):
         pos = pos_t.cpu().numpy().astype(np.float64)
         length = len_t[:, 0].cpu().numpy().astype(np.float64)
         cur = sp.csr_matrix(pos)  # data = last positions of the session's items
-        rows, cand, shared, weighted = self.candidates(cur, length)
-        sims = self.similarity(cur, length, rows, cand, shared, weighted, now)
+        rows, cand, shared, weighted, weights = self.candidates(cur, length)
+        sims = self.similarity(cur, length, rows, cand, shared, weighted, now, weights)
         keep = nearest_per_row(rows, sims, len(x), self.k)
         scores = self.votes(pos, length, rows[keep], cand[keep], sims[keep])
         return torch.as_tensor(scores, dtype=torch.float32, device=x.device)
@@ -192,7 +193,7 @@ class SKNN(_SessionNeighbours):
     def __init__(self, k: int = 100, sample_size: int = 500):
         super().__init__(k, sample_size)
 
-    def similarity(self, cur, length, rows, cand, shared, weighted, now):
+    def similarity(self, cur, length, rows, cand, shared, weighted, now, weights):
         cur_len = np.diff(cur.indptr).astype(np.float64)
         return shared / np.sqrt(cur_len[rows] * self.session_len[cand])
 
@@ -204,7 +205,7 @@ class VSKNN(_SessionNeighbours):
     def item_weights(self, cur, length):
         return sp.csr_matrix(sp.diags(1.0 / np.maximum(length, 1.0)) @ cur)  # pos_i / L
 
-    def similarity(self, cur, length, rows, cand, shared, weighted, now):
+    def similarity(self, cur, length, rows, cand, shared, weighted, now, weights):
         return weighted / np.diff(cur.indptr)[rows]
 
     def votes(self, pos, length, rows, cand, sims):
@@ -256,9 +257,8 @@ class STAN(_SessionNeighbours):
         w.data = np.maximum(w.data, np.finfo(np.float64).tiny)
         return w
 
-    def similarity(self, cur, length, rows, cand, shared, weighted, now):
-        w = self.item_weights(cur, length)
-        norm = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+    def similarity(self, cur, length, rows, cand, shared, weighted, now, weights):
+        norm = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())
         if self.snh_unit == "days":
             if now is None:
                 raise ValueError("snh_unit=days needs the current events' timestamps")
