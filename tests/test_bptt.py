@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.core.bptt import (
-    fit_sequences,
-    padded_sequences,
-    sequence_loss,
-    sequence_outputs,
-)
+from bench.core.bptt import padded_sequences, sequence_loss, sequence_outputs
 from bench.core.config import BPTTConfig, GRU4RecConfig
 from bench.core.metrics import metrics_from_ranks
 from bench.core.model import GRU4RecModel
@@ -95,6 +90,11 @@ def test_ndcg_hr_hand_checked():
 
 
 def test_early_stopping_restores_the_best_epoch():
+    """Lightning's EarlyStopping: best at epoch 2 of the scripted validation values, two
+    epochs without improvement (patience 2), then the epoch-2 weights are put back."""
+    from bench.lit import SequenceModule, fit_module
+    from bench.methods.base import FitContext
+
     m = model()
     train = sessions(*[[1, 2, 3, 4]] * 20)
     values = iter([0.3, 0.5, 0.4, 0.2, 0.1, 0.6])
@@ -104,9 +104,13 @@ def test_early_stopping_restores_the_best_epoch():
         snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
         return {"ndcg@10": next(values)}
 
-    hist = fit_sequences(m, train, BPTTConfig(n_epochs=6, patience=2, batch_size=8), validate)
-    assert len(hist) == 4  # best at epoch 2, then two epochs without improvement
+    cfg = BPTTConfig(n_epochs=6, patience=2, batch_size=8)
+    module = SequenceModule(m, train, cfg, validate, seed=0)
+    best = fit_module(module, cfg.n_epochs, FitContext("cpu", 0, None), False, cfg.patience)
+    assert best == 1 and len(module.history) == 4
+    assert [e.valid["ndcg@10"] for e in module.history] == [0.3, 0.5, 0.4, 0.2]
     assert torch.equal(m.state_dict()["Wy"], snapshots[1]["Wy"])
+    assert not torch.equal(snapshots[3]["Wy"], snapshots[1]["Wy"])  # it did train on
 
 
 @pytest.mark.real_data

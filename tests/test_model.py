@@ -101,3 +101,26 @@ def test_lightning_harness_trains_like_the_bare_loop_and_measures_its_overhead()
     for k, v in bare.model.state_dict().items():
         assert torch.allclose(v, eng.model.state_dict()[k], atol=1e-6), k
     assert all(0 <= s.harness_overhead < 1 for s in module.history)
+
+
+def test_session_parallel_early_stopping_restores_the_best_epoch():
+    """Lightning's EarlyStopping on the metric the epoch hook returns: scripted values
+    peak at epoch 2; with patience 2 training stops after epoch 4 and the epoch-2
+    weights are back."""
+    from bench.lit import GRU4RecModule, fit_module
+    from bench.methods.base import FitContext
+
+    train = make_sessions(np.full(60, 5), n_items=40, seed=4)
+    eng = SessionParallelTrainer(small_cfg(n_epochs=6), train, 40, seed=9)
+    values, snapshots = iter([0.3, 0.5, 0.4, 0.2, 0.1, 0.6]), []
+
+    def hook(stats):
+        snapshots.append({k: v.clone() for k, v in eng.model.state_dict().items()})
+        return {"mrr@20": next(values)}
+
+    module = GRU4RecModule(eng, chunk_steps=7, epoch_hook=hook, monitor="mrr@20")
+    best = fit_module(module, 6, FitContext("cpu", 9, None), False, patience=2)
+    assert best == 1 and [s.epoch for s in module.history] == [0, 1, 2, 3]
+    for k, v in eng.model.state_dict().items():
+        assert torch.equal(v, snapshots[1][k]), k
+    assert not torch.equal(snapshots[3]["Wy"], snapshots[1]["Wy"])

@@ -86,6 +86,11 @@ def test_multirun_over_losses(tmp_path):
             ["model=gru4rec_seq"],
             "error: model=gru4rec_seq: dataset 'synthetic' is not a leave-one-out",
         ),
+        (["patience=2"], "error: patience: early stopping watches the evaluated split, which"),
+        (["patience=2", "split=tune", "stop_metric=mrr@7"], "error: stop_metric: 'mrr@7' is not"),
+        (["stop_metric=mrr@20"], "error: gru4rec: stop_metric: not used with patience unset"),
+        (["trainer.checkpoint=sometimes"], "error: trainer.checkpoint: got 'sometimes'"),
+        (["resume=nowhere"], "error: resume: no checkpoint at nowhere (expected a .ckpt file"),
         # FAST sets batch_size, which a baseline does not read:
         (["baseline=sknn"], "error: batch_size: not used by method sknn (a baseline) (got 32)"),
     ],

@@ -152,6 +152,8 @@ class RunRecord:
     device: str = ""
     harness: str | None = None
     training_step: dict | None = None
+    best_epoch: int | None = None  # the epoch early stopping restored (0-based), if any
+    resumed_from: str | None = None  # the checkpoint this run continued from, if any
     overrides: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     git_commit: str = "unknown"

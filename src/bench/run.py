@@ -8,6 +8,7 @@ and exit status 2.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -142,23 +143,28 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
                              "seed": int(cfg.seed), **method.settings()})  # fmt: skip
     scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures
     epoch_evals = {}  # epoch index -> EvalResult, for the epochs evaluated on the way
-    per_epoch = reporter is not None or bool(cfg.eval.per_epoch)
+    every_epoch = bool(cfg.eval.per_epoch) or method.monitors
 
-    def on_epoch(stats):
-        """Log the epoch; evaluate it where learning curves or the pruner need it (under
-        a pruner that judges only at its rungs, the other epochs go unevaluated)."""
+    def on_epoch(stats) -> dict | None:
+        """Log the epoch; evaluate it where learning curves, early stopping or the pruner
+        need it (under a pruner that judges only at its rungs, the other epochs go
+        unevaluated); return the metrics evaluated."""
         values = {"train/loss": stats.loss, "train/events_per_s": stats.events_per_s,
                   "train/seconds": stats.seconds}  # fmt: skip
-        if per_epoch and (
-            reporter is None or cfg.eval.per_epoch or reporter.needs_eval(stats.epoch)
-        ):
+        if every_epoch or (reporter is not None and reporter.needs_eval(stats.epoch)):
             epoch_evals[stats.epoch] = evaluator(method.scorer)
             values |= {f"{scope}/{k}": v for k, v in epoch_evals[stats.epoch].metrics.items()}
         loggers.metrics(values, stats.epoch + 1)
         if reporter is not None and stats.epoch in epoch_evals:
             reporter(stats, epoch_evals[stats.epoch])
+        return epoch_evals[stats.epoch].metrics if stats.epoch in epoch_evals else None
 
-    ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen, on_epoch)
+    # What a checkpoint must match to be resumed by this run (n_epochs may grow: train on).
+    settings = {k: v for k, v in method.settings().items() if k != "n_epochs"}
+    identity = {"method": method.name, "settings": settings, "dataset": data.name,
+                "split": cfg.split, "train_events": st["train_events"], "seed": int(cfg.seed)}  # fmt: skip
+    ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen, on_epoch,
+                     checkpoint_dir(cfg, method, out_dir), resume_path(cfg, method), identity)  # fmt: skip
     t1 = time.perf_counter()
     epochs = method.fit(data, ctx)
     if not method.evaluates_per_epoch:  # e.g. BPTT: its epochs are logged once it is done
@@ -167,8 +173,11 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
                             | {f"valid/{k}": v for k, v in (e.get("valid") or {}).items()}, i + 1)  # fmt: skip
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
-    # When the last epoch was just evaluated on the same data (and logged), reuse it.
-    result = epoch_evals.get(len(epochs) - 1)
+    # When the epoch whose weights the model holds (the last, or the best one early
+    # stopping restored) was evaluated on the same data (and logged), reuse it.
+    result = epoch_evals.get(
+        method.best_epoch if method.best_epoch is not None else len(epochs) - 1
+    )
     if result is None:
         result = evaluator(method.scorer)
         loggers.metrics({f"{scope}/{k}": v for k, v in result.metrics.items()}, max(1, len(epochs)))
@@ -199,6 +208,8 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         device=torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         harness=cfg.trainer.harness if method.training == "session_parallel" else None,
         training_step=method.training_step(),
+        best_epoch=method.best_epoch,
+        resumed_from=portable_path(str(ctx.resume)) if ctx.resume is not None else None,
         overrides=[portable_text(o, cfg.data_dir) for o in HydraConfig.get().overrides.task]
         if HydraConfig.initialized()
         else [],
@@ -224,6 +235,32 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     return record
 
 
+def checkpoint_dir(cfg: DictConfig, method, out_dir: Path) -> Path | None:
+    """`trainer.checkpoint`: auto = on for single runs, off for study trials (short, pruned)."""
+    setting = cfg.trainer.checkpoint
+    if setting not in ("auto", True, False):
+        raise BenchError(f"trainer.checkpoint: got {setting!r}, expected auto, true or false")
+    on = cfg.study.trial is None if setting == "auto" else setting
+    return out_dir / "checkpoints" if on and method.checkpoints else None
+
+
+def resume_path(cfg: DictConfig, method) -> Path | None:
+    """`resume=`: a checkpoint file, or a run directory holding checkpoints/last.ckpt."""
+    if cfg.resume is None:
+        return None
+    if not method.checkpoints:
+        raise BenchError(f"resume: method {method.name} keeps no checkpoints (GRU4Rec runs do)")
+    path = Path(str(cfg.resume))
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise BenchError(
+            f"resume: no checkpoint at {path} (expected a .ckpt file or a run directory "
+            "holding checkpoints/last.ckpt)"
+        )
+    return path
+
+
 def _under_study_sweeper() -> bool:
     try:
         return "bench_optuna" in str(HydraConfig.get().sweeper.get("_target_", ""))
@@ -233,15 +270,22 @@ def _under_study_sweeper() -> bool:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="run")
 def main(cfg: DictConfig) -> float:
-    """Exit status 2 on bad input, 3 on a diverged (NaN) training, each with one line.
+    """Exit status 2 on bad input, 3 on a diverged (NaN) training, each with one line;
+    143 when SIGTERM stopped training (resume from the checkpoint it wrote).
 
     In a grid (`-m`) a failed job prints its line and the grid goes on; under the study
     sweeper the error propagates so that the trial is recorded as failed with its reason.
     """
     from bench.core.train import NaNLossError
+    from bench.lit import TrainingInterrupted
 
     try:
         record, _ = run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except TrainingInterrupted as e:
+        if _under_study_sweeper():
+            raise
+        print(f"interrupted: {e}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except (BenchError, NaNLossError) as e:
         if _under_study_sweeper():
             raise

@@ -5,25 +5,19 @@ the published MovieLens numbers (Klenitskiy & Vasilev, RecSys 2023): each user's
 truncated to its last `max_len` + 1 items, is one sequence; the same GRU stack as the
 session-parallel model reads it from the start and every position predicts the next item
 with a full-softmax cross-entropy (or a sampled one over `n_sample` negatives drawn by
-the session-parallel sampler's store); gradients flow back through the whole sequence;
-Adam; early stopping on a validation metric with patience. Padding (right, value 0) is
-masked out of the loss, and evaluation goes through the shared evaluator.
+the session-parallel sampler's store); gradients flow back through the whole sequence.
+Padding (right, value 0) is masked out of the loss, and evaluation goes through the
+shared evaluator. The training loop (Adam, early stopping on a validation metric with
+patience, best epoch restored) is Lightning's: bench.lit.SequenceModule.
 """
 
 from __future__ import annotations
-
-import copy
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import BPTTConfig
 from bench.core.model import GRU4RecModel
-from bench.core.negatives import NegativeSampler
 from bench.data.sessions import Sessions
 
 
@@ -71,74 +65,3 @@ def sequence_loss(
     neg = neg.masked_fill(negatives[None, :] == target[:, None], float("-inf"))  # accidental hits
     logits = torch.cat([pos[:, None], neg], dim=1)
     return F.cross_entropy(logits, torch.zeros_like(target))
-
-
-@dataclass
-class SeqEpoch:
-    epoch: int
-    loss: float
-    seconds: float
-    valid: dict[str, float]
-    steps: int = 0  # Adam steps taken
-    learning_rate: float = 0.0  # as the optimizer held it
-
-    def as_dict(self) -> dict:
-        return {"epoch": self.epoch, "loss": self.loss, "seconds": self.seconds, "steps": self.steps,
-                "learning_rate": self.learning_rate, "eval": self.valid}  # fmt: skip
-
-
-def fit_sequences(
-    model: GRU4RecModel,
-    train: Sessions,
-    cfg: BPTTConfig,
-    validate: Callable[[], dict[str, float]],
-    seed: int = 0,
-    on_epoch: Callable[[SeqEpoch], None] | None = None,
-) -> list[SeqEpoch]:
-    """Adam epochs over shuffled users until `cfg.stop_metric` (from `validate`) has not
-    improved for `patience` epochs; the best epoch's weights are restored."""
-    metric = cfg.stop_metric
-    device = model.By.device
-    gen = torch.Generator().manual_seed(seed)
-    x_all, y_all = padded_sequences(train, cfg.max_len)
-    sampler = None
-    if cfg.n_sample > 0:
-        support = train.support(model.n_items)
-        sampler = NegativeSampler(
-            support, cfg.n_sample, cfg.sample_alpha, 1000 * cfg.n_sample, torch.device("cpu"), gen
-        )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    best, best_state, since_best, history = -np.inf, None, 0, []
-    for epoch in range(cfg.n_epochs):
-        model.train()
-        t0 = time.perf_counter()
-        order = torch.randperm(len(x_all), generator=gen)
-        total, count, steps = 0.0, 0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            x, y = x_all[idx], y_all[idx]
-            width = int((y >= 0).sum(1).max())
-            x, y = x[:, :width].to(device), y[:, :width].to(device)  # trim common padding
-            negatives = sampler.next().to(device) if sampler is not None else None
-            loss = sequence_loss(model, x, y, negatives)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-            steps += 1
-        valid = validate()
-        stats = SeqEpoch(epoch, total / max(count, 1), time.perf_counter() - t0, valid, steps,
-                         opt.param_groups[0]["lr"])  # fmt: skip
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
-        if valid[metric] > best:
-            best, best_state, since_best = valid[metric], copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history

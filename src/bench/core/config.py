@@ -124,10 +124,13 @@ class GRU4RecConfig(NetworkConfig):
     elu_param: float | None = None
     logq: float | None = None
     optimizer: str = "adagrad_m"
+    # Not in the official code (it trains n_epochs): early stopping when `patience` is set.
+    patience: int | None = None  # epochs without a better stop_metric before stopping
+    stop_metric: str | None = None  # the validation metric early stopping watches
 
     conditional: ClassVar[dict] = {
         "embedding": 0, "momentum": 0.0, "sample_alpha": 0.5, "sample_store_size": 10_000_000,
-        "bpreg": 1.0, "elu_param": 0.5, "logq": 0.0,
+        "bpreg": 1.0, "elu_param": 0.5, "logq": 0.0, "stop_metric": "mrr@20",
     }  # fmt: skip
 
     def __post_init__(self):
@@ -150,6 +153,8 @@ class GRU4RecConfig(NetworkConfig):
             why["sample_alpha"] = why["sample_store_size"] = "n_sample=0 (in-batch negatives only)"
         if self.optimizer not in MOMENTUM_OPTIMIZERS:
             why["momentum"] = f"optimizer={self.optimizer}"
+        if self.patience is None:
+            why["stop_metric"] = "patience unset (no early stopping: n_epochs are trained)"
         return why
 
     def checks(self) -> list[tuple[bool, str, str]]:
@@ -163,6 +168,7 @@ class GRU4RecConfig(NetworkConfig):
             (self.n_epochs >= 1, "n_epochs", ">= 1"),
             (self.elu_param is None or self.elu_param >= 0, "elu_param", ">= 0"),
             (self.logq is None or self.logq >= 0, "logq", ">= 0"),
+            (self.patience is None or self.patience >= 1, "patience", "a positive integer or null"),
         ]
 
 

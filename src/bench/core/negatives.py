@@ -60,6 +60,7 @@ class NegativeSampler:
 
     def _refill(self, chunk: int = 1 << 20) -> None:
         """Draw a new store in chunks, so temporaries stay small next to the store itself."""
+        self.fill_state = self.generator.get_state()  # redraws this store on resume
         n = self.rows * self.n_sample
         self.store = None  # let the old store go before the new one is drawn
         flat = torch.empty(n, dtype=torch.int64, device=self.device)
@@ -80,3 +81,14 @@ class NegativeSampler:
         row = self.store[self.pointer]
         self.pointer += 1
         return row
+
+    def state_dict(self) -> dict:
+        """The store is not saved (it can be hundreds of MB): the generator state it was
+        drawn from redraws it identically, and the pointer says where the next row is."""
+        return {"fill_state": self.fill_state, "pointer": self.pointer}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Redraw the saved store; the caller restores the generator's current state after."""
+        self.generator.set_state(state["fill_state"])
+        self._refill()
+        self.pointer = int(state["pointer"])

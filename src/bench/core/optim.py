@@ -29,6 +29,15 @@ class IndexedOptimizer(Optimizer):
         super().__init__(params, defaults)
         self.n_steps = 0
 
+    def state_dict(self) -> dict:
+        """torch's state (per-parameter accumulators, momentum) plus the step counter."""
+        return {**super().state_dict(), "n_steps": self.n_steps}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        self.n_steps = int(state_dict.pop("n_steps", 0))
+        super().load_state_dict(state_dict)
+
     def _state(self, p: torch.Tensor) -> dict:
         st = self.state[p]
         if not st:

@@ -251,6 +251,45 @@ class SessionParallelTrainer:
             )
         return value
 
+    def state_dict(self) -> dict:
+        """Everything but the model and optimizer that an interrupted run needs to go on
+        exactly as if it had not stopped: the epoch counter, the negative sampler's
+        generator and store position, and the global generator that draws dropout masks."""
+        state = {"epoch": self.epoch, "generator": self.generator.get_state(),
+                 "dropout_rng": torch.get_rng_state()}  # fmt: skip
+        if self.device.type == "cuda":
+            state["dropout_rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.sampler is not None:
+            state["sampler"] = self.sampler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        if self.sampler is not None:
+            self.sampler.load_state_dict(state["sampler"])  # draws from the generator...
+        self.generator.set_state(state["generator"])  # ...which then goes back to where it was
+        torch.set_rng_state(state["dropout_rng"])
+        if "dropout_rng_cuda" in state:
+            torch.cuda.set_rng_state(state["dropout_rng_cuda"], self.device)
+
+    def epoch_state(self) -> dict:
+        """Mid-epoch: the session-parallel hidden states and the loss summed so far."""
+        H = self.graphed.hidden() if self.full_width else self.H
+        return {"H": [h.detach().cpu() for h in H], "loss_sum": self.loss_sum.detach().cpu(),
+                "full_width": self.full_width}  # fmt: skip
+
+    def load_epoch_state(self, state: dict) -> None:
+        """Continue an epoch from `epoch_state()` (instead of `start_epoch()`)."""
+        self.model.train()
+        H = [h.to(self.device) for h in state["H"]]
+        self.loss_sum.copy_(state["loss_sum"])
+        self.full_width = bool(state["full_width"]) and self.graphed is not None
+        if self.full_width:
+            for buf, h in zip(self.graphed.H, H):
+                buf.copy_(h)
+        else:
+            self.H = H
+
     def end_epoch(self, seconds: float) -> EpochStats:
         total = self.check_finite("end of epoch")
         stats = EpochStats(

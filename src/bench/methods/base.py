@@ -31,8 +31,12 @@ class FitContext:
     seed: int
     console: object  # rich Console
     filter_seen: bool = False  # the evaluation's seen-item filtering, for a method's own validation
-    # After each epoch: its stats -> evaluated there (pruning, learning curves); or None.
+    # After each epoch: its stats -> the metrics evaluated there (pruning, learning
+    # curves, early stopping), or None where the epoch was not evaluated.
     epoch_hook: Callable | None = None
+    checkpoint_dir: Path | None = None  # where last.ckpt goes (None: no checkpoints)
+    resume: Path | None = None  # a checkpoint to continue from
+    identity: dict | None = None  # what a checkpoint must match to be resumed here
 
 
 class Method(ABC):
@@ -41,10 +45,18 @@ class Method(ABC):
     training: str | None = None  # session_parallel | bptt | None
     knobs: tuple[str, ...] = ()  # the top-level knobs it reads
     evaluates_per_epoch = False  # whether `FitContext.epoch_hook` is called
+    checkpoints = False  # whether it writes checkpoints and can resume from one
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.scorer: torch.nn.Module | None = None
+        self.best_epoch: int | None = None  # set when early stopping restored an epoch
+
+    @property
+    def monitors(self) -> bool:
+        """Whether training stops early on the metric `FitContext.epoch_hook` returns (the
+        hook must then evaluate every epoch)."""
+        return False
 
     @classmethod
     def check_knobs(cls, cfg: DictConfig) -> None:

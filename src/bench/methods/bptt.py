@@ -15,6 +15,7 @@ class SequenceGRU4Rec(Method):
     name = "gru4rec_seq"
     training = "bptt"
     knobs = BPTTConfig.knobs()
+    checkpoints = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
@@ -44,17 +45,20 @@ class SequenceGRU4Rec(Method):
         )
         return data
 
+    @property
+    def monitors(self) -> bool:
+        return True  # on each user's validation item, inside the module
+
     def fit(self, data, ctx: FitContext) -> list[dict]:
-        from bench.core.bptt import fit_sequences
         from bench.core.evaluate import evaluate
         from bench.core.model import GRU4RecModel
+        from bench.lit import SequenceModule, fit_module
 
         torch.manual_seed(ctx.seed)  # dropout masks draw from the global generator
         self.model = GRU4RecModel(len(data.item_map), self.config)
         self.model.reset_parameters(torch.Generator().manual_seed(ctx.seed))
         self.model.to(ctx.device)
         self.scorer = self.model
-        metric = self.config.stop_metric
 
         def validate():
             return evaluate(
@@ -62,14 +66,12 @@ class SequenceGRU4Rec(Method):
                 int(self.eval_cfg.batch_size), ctx.device, filter_seen=ctx.filter_seen,
             ).metrics  # fmt: skip
 
-        def show(stats):
-            ctx.console.print(
-                f"Epoch {stats.epoch + 1} --> loss: {stats.loss:.4f} ({stats.seconds:.1f}s), "
-                f"validation {metric} {stats.valid[metric]:.4f}"
-            )
-
-        history = fit_sequences(self.model, self.histories, self.config, validate, ctx.seed, show)
-        return [s.as_dict() for s in history]
+        module = SequenceModule(self.model, self.histories, self.config, validate, ctx.seed,
+                                ctx.identity)  # fmt: skip
+        self.best_epoch = fit_module(
+            module, self.config.n_epochs, ctx, self.cfg.trainer.progress_bar, self.config.patience
+        )
+        return [s.as_dict() for s in module.history]
 
     def settings(self) -> dict:
         return self.config.effective()

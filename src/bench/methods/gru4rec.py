@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bench.core.config import GRU4RecConfig
+from bench.core.metrics import metric_names
 from bench.errors import BenchError
 from bench.methods.base import FitContext, Method
 
@@ -18,6 +19,7 @@ class SessionParallelGRU4Rec(Method):
     training = "session_parallel"
     knobs = GRU4RecConfig.knobs()
     evaluates_per_epoch = True
+    checkpoints = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
@@ -31,7 +33,13 @@ class SessionParallelGRU4Rec(Method):
             raise BenchError(
                 f"trainer.harness: unknown '{self.trainer_cfg.harness}'; expected lightning or bare"
             )
+        if self.config.patience is not None:
+            _check_early_stopping(cfg, self.config.stop_metric)
         self.trainer = None
+
+    @property
+    def monitors(self) -> bool:
+        return self.config.patience is not None
 
     @classmethod
     def knob_hint(cls) -> str:
@@ -61,21 +69,17 @@ class SessionParallelGRU4Rec(Method):
                 if ctx.epoch_hook is not None:
                     ctx.epoch_hook(stats)
 
-            history = fit(steps, on_epoch=on_epoch)
-        else:
-            from bench.lit import GRU4RecModule, make_trainer, want_progress_bar
+            return [s.as_dict() for s in fit(steps, on_epoch=on_epoch)]
+        from bench.lit import GRU4RecModule, fit_module
 
-            module = GRU4RecModule(
-                steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook
-            )
-            lightning_trainer = make_trainer(
-                self.config.n_epochs,
-                "gpu" if ctx.device == "cuda" else "cpu",
-                want_progress_bar(self.trainer_cfg.progress_bar),
-            )
-            lightning_trainer.fit(module)
-            history = module.history
-        return [s.as_dict() for s in history]
+        module = GRU4RecModule(
+            steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook,
+            identity=ctx.identity, monitor=self.config.stop_metric if self.monitors else None,
+        )  # fmt: skip
+        self.best_epoch = fit_module(
+            module, self.config.n_epochs, ctx, self.trainer_cfg.progress_bar, self.config.patience
+        )
+        return [s.as_dict() for s in module.history]
 
     def settings(self) -> dict:
         return self.config.effective()
@@ -94,3 +98,20 @@ class SessionParallelGRU4Rec(Method):
             "step": "fused" if self.trainer.hand_derived is not None else "autograd",
             "cuda_graphs": self.trainer.graphed is not None,
         }
+
+
+def _check_early_stopping(cfg: DictConfig, stop_metric: str) -> None:
+    """Early stopping watches the evaluated split after each epoch: with split=final that
+    is the test set, which would then choose the epoch reported on it."""
+    if cfg.split != "tune":
+        raise BenchError(
+            "patience: early stopping watches the evaluated split, which with split=final is "
+            "the test set; use split=tune (validation on train_valid), then train split=final "
+            "for the best epoch's n_epochs"
+        )
+    if cfg.trainer.harness != "lightning":
+        raise BenchError("patience: early stopping is Lightning's; use trainer.harness=lightning")
+    if stop_metric not in metric_names(cfg.eval.cutoffs):
+        raise BenchError(
+            f"stop_metric: '{stop_metric}' is not computed at eval.cutoffs {list(cfg.eval.cutoffs)}"
+        )

@@ -1,0 +1,132 @@
+"""Checkpoints that resume (issue #18): a run killed with SIGKILL after its third epoch
+and one stopped by SIGTERM in the middle of an epoch both continue, from their
+checkpoint, to exactly the metrics of the run that was never interrupted; on real data
+(the RSC15 sample), through the entry point, as a user runs it."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+# Small enough for the suite, yet every kind of state is exercised: Adagrad accumulators
+# and momentum, dropout masks, and a negative-sample store that is refilled (every 100
+# steps) in the middle of epochs.
+# Epochs of about a second on an idle 2-core machine: long enough to signal inside one.
+OPTIONS = ["dataset=rsc15_100k", "n_epochs=5", "batch_size=64", "layers=[64]",
+           "n_sample=64", "sample_store_size=6400", "momentum=0.1", "dropout_p_embed=0.1",
+           "dropout_p_hidden=0.2", "trainer.chunk_steps=25", "save_model=false"]  # fmt: skip
+
+
+def start(run_dir, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CI": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.run", *OPTIONS, f"hydra.run.dir={run_dir}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+
+
+def wait_for_line(proc, text: str, seen: list) -> None:
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"no line with {text!r}:\n{''.join(seen)[-3000:]}")
+
+
+def saved_state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["bench"]
+
+
+def finish(proc, seen: list) -> str:
+    out = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=600) == 0, out[-3000:]
+    return out
+
+
+@pytest.mark.real_data
+def test_killed_and_preempted_runs_resume_to_the_same_metrics(shared_data, tmp_path):
+    whole = start(tmp_path / "whole")  # the reference, never interrupted
+    finish(whole, [])
+    reference = json.loads((tmp_path / "whole" / "result.json").read_text())
+
+    # kill -9 once the checkpoint of epoch 3 is on disk (the run is then in epoch 4).
+    run1, seen = start(tmp_path / "run1"), []
+    ckpt = tmp_path / "run1" / "checkpoints" / "last.ckpt"
+    wait_for_line(run1, "Epoch 3 -->", seen)
+    deadline = time.monotonic() + 120
+    while not (ckpt.exists() and saved_state(ckpt)["state"]["epoch"] == 3):
+        assert time.monotonic() < deadline, "no checkpoint of epoch 3"
+        time.sleep(0.05)
+    run1.kill()
+    assert run1.wait() == -signal.SIGKILL
+    assert saved_state(ckpt)["mid_epoch"] is None and len(saved_state(ckpt)["history"]) == 3
+
+    # Resume; SIGTERM (a scheduler's preemption) in the middle of epoch 5.
+    run2, seen = start(tmp_path / "run2", f"resume={tmp_path / 'run1'}"), []
+    wait_for_line(run2, "Epoch 4 -->", seen)
+    epoch_s = float(re.search(r"\(([0-9.]+)s\)", seen[-1]).group(1))
+    time.sleep(epoch_s / 2)  # halfway through epoch 5
+    run2.send_signal(signal.SIGTERM)
+    out = "".join(seen) + run2.stdout.read()
+    assert run2.wait(timeout=300) == 128 + signal.SIGTERM and "interrupted: checkpoint" in out, out[
+        -3000:
+    ]
+    mid = saved_state(tmp_path / "run2" / "checkpoints" / "last.ckpt")["mid_epoch"]
+    assert mid is not None and mid["next_batch"] > 0, "SIGTERM left no mid-epoch checkpoint"
+
+    # Resume from the middle of epoch 5 to the end.
+    run3 = start(tmp_path / "run3", f"resume={tmp_path / 'run2' / 'checkpoints' / 'last.ckpt'}")
+    finish(run3, [])
+    resumed = json.loads((tmp_path / "run3" / "result.json").read_text())
+    assert resumed["resumed_from"].endswith("run2/checkpoints/last.ckpt")
+    assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in reference["epochs"]]
+    assert resumed["metrics"] == reference["metrics"]
+
+
+@pytest.mark.real_data
+def test_resume_refuses_a_checkpoint_of_another_run(shared_data, tmp_path):
+    run = start(tmp_path / "a", "n_epochs=1")
+    finish(run, [])
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *OPTIONS, "n_epochs=1", "layers=[60]",
+         f"resume={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'b'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert (
+        p.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: resume: the checkpoint is of another run (settings:")
+    ), p.stderr[-2000:]
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *OPTIONS, f"resume={tmp_path / 'nothing'}",
+         f"hydra.run.dir={tmp_path / 'c'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 2 and "error: resume: no checkpoint at" in p.stderr
+
+
+@pytest.mark.real_data
+def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data, tmp_path):
+    """split=tune: validation on train_valid after every epoch; the record's metrics are
+    those of the epoch early stopping chose, whose weights the model holds."""
+    out = tmp_path / "r"
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *OPTIONS, "split=tune", "n_epochs=6", "patience=1",
+         "learning_rate=0.3", "momentum=0.6", "stop_metric=mrr@5", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    rec = json.loads((out / "result.json").read_text())
+    curve = [e["eval"]["mrr@5"] for e in rec["epochs"]]  # (measured: best epoch 5 of 6)
+    best = rec["best_epoch"]
+    assert best == curve.index(max(curve))
+    assert rec["metrics"] == rec["epochs"][best]["eval"]
+    assert len(curve) == 6 or len(curve) == best + 2  # stopped one epoch after the best
+    assert rec["settings"]["patience"] == 1 and rec["settings"]["stop_metric"] == "mrr@5"
