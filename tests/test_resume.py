@@ -1,5 +1,5 @@
 """Checkpoints that resume (issue #18): a run killed with SIGKILL after its third epoch
-and one stopped by SIGTERM in the middle of an epoch both continue, from their
+and one stopped by Ctrl+C (handled as SIGTERM) in the middle of an epoch both continue, from their
 checkpoint, to exactly the metrics of the run that was never interrupted; on real data
 (the RSC15 sample), through the entry point, as a user runs it."""
 
@@ -67,18 +67,18 @@ def test_killed_and_preempted_runs_resume_to_the_same_metrics(shared_data, tmp_p
     assert run1.wait() == -signal.SIGKILL
     assert saved_state(ckpt)["mid_epoch"] is None and len(saved_state(ckpt)["history"]) == 3
 
-    # Resume; SIGTERM (a scheduler's preemption) in the middle of epoch 5.
+    # Resume; Ctrl+C in the middle of epoch 5 (made a SIGTERM, a scheduler's preemption).
     run2, seen = start(tmp_path / "run2", f"resume={tmp_path / 'run1'}"), []
     wait_for_line(run2, "Epoch 4 -->", seen)
     epoch_s = float(re.search(r"\(([0-9.]+)s\)", seen[-1]).group(1))
     time.sleep(epoch_s / 2)  # halfway through epoch 5
-    run2.send_signal(signal.SIGTERM)
+    run2.send_signal(signal.SIGINT)
     out = "".join(seen) + run2.stdout.read()
     assert run2.wait(timeout=300) == 128 + signal.SIGTERM and "interrupted: checkpoint" in out, out[
         -3000:
     ]
     mid = saved_state(tmp_path / "run2" / "checkpoints" / "last.ckpt")["mid_epoch"]
-    assert mid is not None and mid["next_batch"] > 0, "SIGTERM left no mid-epoch checkpoint"
+    assert mid is not None and mid["next_batch"] > 0, "Ctrl+C left no mid-epoch checkpoint"
 
     # Resume from the middle of epoch 5 to the end.
     run3 = start(tmp_path / "run3", f"resume={tmp_path / 'run2' / 'checkpoints' / 'last.ckpt'}")

@@ -15,6 +15,8 @@ def test_every_headline_study_runs_one_command_with_the_common_budget():
     cmd = gru.command("python")
     assert cmd[:5] == ["python", "-m", "bench.run", "-m", "hparams_search=gru4rec_ce"]
     assert "params=official" in cmd and f"hydra.sweeper.n_trials={studies.BUDGET}" in cmd
+    assert f"hydra.sweeper.budget={studies.BUDGET}" in cmd  # fixed, even below an older one
+    assert f"hydra.sweeper.budget={studies.BUDGET}" in gru.command("python", probe=3)
     assert studies.Study("pop", "yoochoose1_64").budget == 1
 
 

@@ -349,6 +349,9 @@ def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path
     assert final["seeds"] == [0, 1, 2]
     assert Path(seed0).stat().st_mtime_ns == mtime  # seed 0 was kept, not retrained
     assert [r["seed"] for r in final["records"]] == [0, 1, 2]
+    # A budget given explicitly is the study's, even below the largest asked for.
+    run(cmd(50, 3, "hydra.sweeper.final_now=true", "hydra.sweeper.budget=2"), cwd=tmp_path)
+    assert optuna.load_study(study_name="now", storage=storage).user_attrs["n_trials_target"] == 2
 
 
 def test_a_stopped_retraining_keeps_its_finished_seeds(tmp_path):

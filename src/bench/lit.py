@@ -36,7 +36,7 @@ from bench.errors import BenchError
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped training after a batch (a checkpoint was written if enabled)."""
+    """SIGTERM or Ctrl+C stopped training after a batch (with a checkpoint if enabled)."""
 
 
 class ResumableModule(pl.LightningModule):
@@ -346,14 +346,15 @@ class EpochCheckpoint(Checkpoint):
     Lightning's ModelCheckpoint saves only when the global step has moved, which the
     session-parallel module (manual optimisation, the engine updates its own optimizer)
     never advances. SIGTERM (a scheduler's preemption) is Lightning's: it stops after the
-    current batch. SIGINT (Ctrl+C) is made to do the same here; a second one stops at once.
-    Being a `Checkpoint`, it runs after the module's epoch end, so the epoch is complete.
+    batch in progress, when the loop's own progress is consistent, and the checkpoint is
+    written then. Ctrl+C (SIGINT) is turned into the same SIGTERM; a second one stops at
+    once, without a checkpoint. Being a `Checkpoint`, it runs after the module's epoch
+    end, so an epoch-end checkpoint holds the complete epoch.
     """
 
     def __init__(self, dirpath: str | Path):
         self.path = Path(dirpath) / "last.ckpt"
-        self.interrupt = False
-        self.saved_on_interrupt = False
+        self.interrupted = False
         self._old_sigint = None
 
     def save(self, trainer: pl.Trainer) -> None:
@@ -367,31 +368,24 @@ class EpochCheckpoint(Checkpoint):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         def on_sigint(signum, frame):
-            if self.interrupt:
+            if self.interrupted:
                 raise KeyboardInterrupt
-            self.interrupt = True
+            self.interrupted = True
+            os.kill(os.getpid(), signal.SIGTERM)
 
         self._old_sigint = signal.signal(signal.SIGINT, on_sigint)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.interrupt and not self.saved_on_interrupt:
-            self._save_interrupted(trainer)
-            raise KeyboardInterrupt
-
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore_sigint()
-        if isinstance(exception, SIGTERMException) and not self.saved_on_interrupt:
-            self._save_interrupted(trainer)
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer)
+            print(
+                f"interrupted: checkpoint {self.path}; continue with "
+                f"resume={self.path.parent.parent}"
+            )
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._restore_sigint()
-
-    def _save_interrupted(self, trainer) -> None:
-        self.save(trainer)
-        self.saved_on_interrupt = True
-        print(
-            f"interrupted: checkpoint {self.path}; continue with resume={self.path.parent.parent}"
-        )
 
     def _restore_sigint(self) -> None:
         if self._old_sigint is not None:
@@ -484,5 +478,5 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     try:
         trainer.fit(module, ckpt_path=ctx.resume, weights_only=False)
     except SIGTERMException:  # a SystemExit without a status: it would exit 0
-        raise TrainingInterrupted("SIGTERM received; training stopped") from None
+        raise TrainingInterrupted("training stopped by SIGTERM or Ctrl+C") from None
     return stopper.best_epoch if stopper is not None else None

@@ -75,7 +75,8 @@ class Study:
         return [
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
             f"dataset={self.dataset}", *EXTRA.get(self.search, []), *EVAL,
-            f"hydra.sweeper.n_trials={trials}", "save_model=false",
+            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.budget={self.budget}",
+            "save_model=false",
             *(["hydra.sweeper.final_seeds=0"] if probe is not None else []),
         ]  # fmt: skip
 
@@ -128,17 +129,32 @@ def trial_cpu_seconds(trial) -> tuple[float, bool]:
     return 0.0, True
 
 
-def study_cost(study, budget: int) -> tuple[int, int, float, bool]:
-    """Of the first `budget` finished trials of an Optuna study: (finished, pruned, CPU
-    seconds, whether some CPU seconds are estimated from wall time)."""
+@dataclass
+class Cost:
+    """Of the first `budget` finished trials of a study: what they cost."""
+
+    finished: int
+    pruned: int
+    cpu_seconds: float
+    cpu_estimated: bool  # some CPU seconds are estimated from wall time
+    complete_cpu: float | None  # mean CPU seconds of a complete (unpruned) trial
+
+
+def study_cost(study, budget: int) -> Cost:
     from optuna.trial import TrialState
 
     from bench.study import first_finished
 
     counted = first_finished(study, budget)
-    pruned = sum(t.state == TrialState.PRUNED for t in counted)
-    cpu = [trial_cpu_seconds(t) for t in counted]
-    return len(counted), pruned, sum(c for c, _ in cpu), any(e for _, e in cpu)
+    cpu = [(t.state, *trial_cpu_seconds(t)) for t in counted]
+    complete = [c for state, c, _ in cpu if state == TrialState.COMPLETE]
+    return Cost(
+        finished=len(counted),
+        pruned=sum(state == TrialState.PRUNED for state, _, _ in cpu),
+        cpu_seconds=sum(c for _, c, _ in cpu),
+        cpu_estimated=any(e for _, _, e in cpu),
+        complete_cpu=sum(complete) / len(complete) if complete else None,
+    )
 
 
 def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
@@ -146,7 +162,7 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     from optuna.trial import TrialState
 
     from bench.records import RANKS_KEY
-    from bench.study import best_within_budget, first_finished
+    from bench.study import best_within_budget
 
     out = Progress(study)
     path = root / "sweeps" / f"{study.name}.db"
@@ -158,10 +174,9 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     except KeyError:
         return out
     out.started = True
-    out.finished, out.pruned, out.cpu_seconds, out.cpu_estimated = study_cost(s, study.budget)
-    complete = [trial_cpu_seconds(t)[0] for t in first_finished(s, study.budget)
-                if t.state == TrialState.COMPLETE]  # fmt: skip
-    out.complete_cpu = sum(complete) / len(complete) if complete else None
+    cost = study_cost(s, study.budget)
+    out.finished, out.pruned, out.cpu_seconds = cost.finished, cost.pruned, cost.cpu_seconds
+    out.cpu_estimated, out.complete_cpu = cost.cpu_estimated, cost.complete_cpu
     out.failed = len(s.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     final = s.user_attrs.get("final") or {}
     # A retraining counts when it is of the best trial within the budget, at the budget,

@@ -28,8 +28,8 @@ from bench.report.tables import (
     latex_grouped_header,
     metric_title,
     paired_p,
-    per_event,
     row_order,
+    seed_mean_values,
     tex_escape,
 )
 from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget
@@ -195,10 +195,7 @@ def event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
     study storage (None where a retraining has none)."""
     if RANKS_KEY not in runs or runs[RANKS_KEY].isna().any():
         return None
-    arrays = [per_event(decode_ranks(text), metric) for text in runs[RANKS_KEY]]
-    if len({len(a) for a in arrays}) != 1:
-        return None
-    return np.mean(arrays, axis=0)
+    return seed_mean_values((decode_ranks(text) for text in runs[RANKS_KEY]), metric)
 
 
 def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
@@ -256,8 +253,8 @@ def spent(study, budget) -> tuple[str, str]:
 
     if pd.isna(budget):
         return "–", "–"
-    _, pruned, cpu, estimated = study_cost(study, int(budget))
-    return str(pruned), f"{cpu / 3600:.2f}" + ("*" if estimated else "")
+    cost = study_cost(study, int(budget))
+    return str(cost.pruned), f"{cost.cpu_seconds / 3600:.2f}" + ("*" if cost.cpu_estimated else "")
 
 
 def gaps(ours: pd.DataFrame, pub: pd.DataFrame, tests: dict | None = None) -> list[str]:

@@ -91,19 +91,32 @@ def per_event(ranks: np.ndarray, metric: str) -> np.ndarray:
     return per_event_metric(torch.as_tensor(ranks, dtype=torch.float64), name, int(k)).numpy()
 
 
-def _event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
-    """Per-event values averaged over the runs (seeds); None without usable rank files."""
+def seed_mean_values(ranks, metric: str) -> np.ndarray | None:
+    """Per-event values of `metric` averaged over the seeds' rank arrays; None where one is
+    missing (None) or they do not rank the same number of events. The one helper of both
+    the tables (rank files) and the headline (ranks kept in the study storage)."""
     arrays = []
-    for path in runs["ranks"]:
-        if not isinstance(path, str):
+    for r in ranks:
+        if r is None:
             return None
-        try:
-            arrays.append(per_event(np.load(path).astype(np.float64), metric))
-        except (OSError, ValueError):
-            return None
-    if len({len(a) for a in arrays}) != 1:
+        arrays.append(per_event(np.asarray(r, dtype=np.float64), metric))
+    if not arrays or len({len(a) for a in arrays}) != 1:
         return None
     return np.mean(arrays, axis=0)
+
+
+def _load_ranks(path) -> np.ndarray | None:
+    if not isinstance(path, str):
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """Per-event values averaged over the runs (seeds); None without usable rank files."""
+    return seed_mean_values((_load_ranks(p) for p in runs["ranks"]), metric)
 
 
 def paired_p(a: np.ndarray, b: np.ndarray) -> float:

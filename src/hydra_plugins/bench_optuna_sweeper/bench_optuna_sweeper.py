@@ -50,6 +50,10 @@ class BenchOptunaSweeperConf:
     n_trials: int = (
         20  # finished (complete or pruned) trials the study stops at, all workers together
     )
+    # The study's budget (user attr n_trials_target, which the reports count against);
+    # null: the largest n_trials any run of the study asked for, so that a run stopping
+    # early (final_now, a probe) does not shrink it. Set it to fix (or lower) the budget.
+    budget: int | None = None
     n_jobs: int = 1  # trials launched together (use a parallel launcher, e.g. joblib)
     sampler: str = "tpe"  # tpe | random
     seed: int | None = 0

@@ -80,10 +80,12 @@ class StudyLoop:
         study = self.study
         self._check_params_source(study)
         study.set_user_attr("search_space", search_space(self.cfg))
-        # The budget is the largest target any run asked for: a run stopping early at a
-        # smaller `n_trials` (to retrain now, say) does not shrink it.
-        target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
-        study.set_user_attr("n_trials_target", target)
+        # The budget: as set, else the largest target any run asked for (a run stopping
+        # early at a smaller `n_trials`, to retrain now say, does not shrink it).
+        target = self.cfg.get("budget")
+        if target is None:
+            target = max(int(self.cfg.n_trials), int(study.user_attrs.get("n_trials_target", 0)))
+        study.set_user_attr("n_trials_target", int(target))
         self._check_same_evaluation(study, fixed)
         study.set_user_attr("overrides", [portable_text(o) for o in fixed])
         # optuna-dashboard names the objective by this, not "Objective 0".
