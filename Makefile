@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel of torch; installed before the project so that its torch range adds nothing.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint format bench headline studies report results records clean
+.PHONY: run test test-slow lint format bench headline studies report results records clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ run: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The long end-to-end checks (accuracy parity with the official code, study retraining
+# paths, pruning); CI runs them after `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -59,6 +59,7 @@ def test_rsc15_sample_tsv_loads(shared_data):
     assert len(d.item_map) == 2933
 
 
+@pytest.mark.slow
 def test_diginetica_accuracy_parity_with_official(shared_data, tmp_path):
     """Train on the train sessions, evaluate on the test sessions, through `bench.run`."""
     out = tmp_path / "run"

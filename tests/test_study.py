@@ -173,6 +173,7 @@ def test_killed_worker_trial_fails_and_study_completes(pg_url, tmp_path):
     assert retried and retried[0].params == failed[0].params
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_region(tmp_path):
     storage = f"sqlite:///{tmp_path / 'p.db'}"
     space = [
@@ -323,6 +324,7 @@ def test_tune_then_retrain_on_test(tmp_path):
     assert [Path(path).stat().st_mtime_ns for path in final["records"]] == mtimes
 
 
+@pytest.mark.slow
 def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path):
     storage = f"sqlite:///{tmp_path / 'n.db'}"
 
@@ -354,6 +356,7 @@ def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path
     assert optuna.load_study(study_name="now", storage=storage).user_attrs["n_trials_target"] == 2
 
 
+@pytest.mark.slow
 def test_a_stopped_retraining_keeps_its_finished_seeds(tmp_path):
     """Seeds are stored on the study as they finish: a worker killed during the final
     retraining loses only the seed it was running, and the same command resumes."""

@@ -32,11 +32,7 @@ from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
 from bench.core.train import EpochStats, SessionParallelTrainer
 from bench.data.sessions import Sessions
-from bench.errors import BenchError
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM or Ctrl+C stopped training after a batch (with a checkpoint if enabled)."""
+from bench.errors import BenchError, TrainingInterrupted
 
 
 class ResumableModule(pl.LightningModule):

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import BenchError
+from bench.errors import BenchError, TrainingInterrupted
 from bench.evaluation import Evaluator, check_eval_config
 from bench.paths import (
     PROJECT_ROOT,
@@ -106,13 +106,13 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
 
     from bench.methods import build_method
 
-    _quiet_lightning()
     cpu_start = time.process_time()
     console = Console()
     if cfg.print_config:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
     check_eval_config(cfg.eval)
     method = build_method(cfg)
+    _quiet_lightning()  # after the option checks: a bad option is reported without its import
     from bench.loggers import RunLoggers
 
     loggers = RunLoggers(cfg, out_dir)
@@ -277,7 +277,6 @@ def main(cfg: DictConfig) -> float:
     sweeper the error propagates so that the trial is recorded as failed with its reason.
     """
     from bench.core.train import NaNLossError
-    from bench.lit import TrainingInterrupted
 
     try:
         record, _ = run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
