@@ -85,6 +85,39 @@ def harness_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
+
+
+PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
+
+
+def step_profile_table(rep: dict) -> str:
+    """ms per step by phase (step_profile.py), the GEMM floor, and the heaviest operators."""
+    m = rep["machine"]
+    lines = [
+        f"Step profile ({rep['label']}), fused step, {rep['dataset']} (first {rep['events']:,} "
+        f"events), n_sample {rep['n_sample']}; {m['processor']}, {m['cpu_count']} cores, torch "
+        f"{rep['versions']['torch']} ({m['torch_threads']} threads); {rep['date']}. Milliseconds "
+        "per step by phase (timers around the engine's own parts; bookkeeping is the rest of "
+        "the step); GEMM floor = the step's matrix products alone; ops = operators per step.",
+        "",
+        "| loss | batch | layers | step (ms) | sampling | forward | loss | backward | optimizer "
+        "| bookkeeping | GEMM floor (ms) | floor / step | ops | heaviest operators (ms per step) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rep["rows"]:
+        ph = r["phases_ms"]
+        top = ", ".join(f"{o['op'].removeprefix('aten::')} {o['ms_per_step']:.2f}"
+                        for o in r["top_ops"][:4])  # fmt: skip
+        lines.append(
+            f"| {r['loss']} | {r['batch_size']} | {r['layers']} | {r['ms_per_step']:.2f} | "
+            + " | ".join(f"{ph[k]:.2f}" for k in PHASES)
+            + f" | {r['gemm_floor_ms']:.2f} | {100 * r['share_of_floor']:.0f}% "
+            f"| {r['ops_per_step']:.0f} | {top} |"
+        )
+    return "\n".join(lines)
+
+
 def accuracy_table(rep: dict) -> str:
     lines = [
         f"Accuracy of each optimisation, {rep['dataset']} test set, official Diginetica "
@@ -137,7 +170,8 @@ def main() -> None:
         kind = rep["benchmark"]
         if kind == "throughput" and "autograd" not in rep["rows"][0]:
             kind = "harness"  # --harnesses bare lightning
-        out.append({**tables, "harness": harness_table}.get(kind, eval_table)(rep))
+        extra = {"harness": harness_table, "step_profile": step_profile_table}
+        out.append({**tables, **extra}.get(kind, eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:
         if not replace_block(args.readme, args.block, text + "\n"):
