@@ -88,9 +88,6 @@ def harness_table(rep: dict) -> str:
 PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
 
 
-PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
-
-
 def step_profile_table(rep: dict) -> str:
     """ms per step by phase (step_profile.py), the GEMM floor, and the heaviest operators."""
     m = rep["machine"]
