@@ -127,3 +127,31 @@ def test_bptt_entry_point_on_ml_100k(shared_data, tmp_path):
     assert rec["training"] == "bptt" and rec["protocol"]["seen_item_filtering"] is True
     assert rec["protocol"]["evaluated_events"] == 940  # 3 of 943 held-out items unseen in training
     assert len(rec["epochs"]) == 2 and "ndcg@10" in rec["epochs"][0]["eval"]
+
+
+def test_a_bptt_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
+    """Epoch-end checkpoint after 3 of 5 epochs: Adam's moments, the shuffling and sampling
+    generator, dropout and the early-stopping state carry over exactly."""
+    from bench.lit import SequenceModule, fit_module
+    from bench.methods.base import FitContext
+
+    train = sessions(*[[1, 2, 3, 4, 5], [2, 3, 4], [5, 6, 7, 8], [9, 10, 11]] * 6)
+    cfg = BPTTConfig(layers=[8], n_epochs=5, patience=2, batch_size=4, n_sample=4,
+                     sample_alpha=0.5, dropout_p_hidden=0.3)  # fmt: skip
+
+    def run(n_epochs, out, resume=None):
+        torch.manual_seed(3)
+        m = GRU4RecModel(12, cfg)
+        m.reset_parameters(torch.Generator().manual_seed(3))
+        values = iter([0.1, 0.3, 0.2, 0.4, 0.35][len((resume and [0, 0, 0]) or []) :])
+        module = SequenceModule(m, train, cfg, lambda: {"ndcg@10": next(values)}, seed=3)
+        ctx = FitContext("cpu", 3, None, checkpoint_dir=out, resume=resume)
+        best = fit_module(module, n_epochs, ctx, False, cfg.patience)
+        return best, [e.loss for e in module.history], m.state_dict()
+
+    whole = run(5, tmp_path / "whole")
+    run(3, tmp_path / "part")
+    resumed = run(5, tmp_path / "resumed", resume=tmp_path / "part" / "last.ckpt")
+    assert whole[0] == resumed[0] == 3 and whole[1] == resumed[1] and len(whole[1]) == 5
+    for k, v in whole[2].items():
+        assert torch.equal(v, resumed[2][k]), k
