@@ -105,6 +105,12 @@ def test_resume_refuses_a_checkpoint_of_another_run(shared_data, tmp_path):
         .startswith("error: resume: the checkpoint is of another run (settings:")
     ), p.stderr[-2000:]
     p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *OPTIONS, "n_epochs=1", "trainer.chunk_steps=50",
+         f"resume={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'b2'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 2 and "(chunk_steps: 25 there, 50 here)" in p.stderr, p.stderr[-2000:]
+    p = subprocess.run(
         [sys.executable, "-m", "bench.run", *OPTIONS, f"resume={tmp_path / 'nothing'}",
          f"hydra.run.dir={tmp_path / 'c'}"],
         capture_output=True, text=True, timeout=300,

@@ -91,6 +91,7 @@ def test_multirun_over_losses(tmp_path):
         (["stop_metric=mrr@20"], "error: gru4rec: stop_metric: not used with patience unset"),
         (["trainer.checkpoint=sometimes"], "error: trainer.checkpoint: got 'sometimes'"),
         (["resume=nowhere"], "error: resume: no checkpoint at nowhere (expected a .ckpt file"),
+        (["resume=r", "trainer.harness=bare"], "error: resume: checkpoints are the Lightning"),
         # FAST sets batch_size, which a baseline does not read:
         (["baseline=sknn"], "error: batch_size: not used by method sknn (a baseline) (got 32)"),
     ],

@@ -19,7 +19,6 @@ class SessionParallelGRU4Rec(Method):
     training = "session_parallel"
     knobs = GRU4RecConfig.knobs()
     evaluates_per_epoch = True
-    checkpoints = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
@@ -32,6 +31,12 @@ class SessionParallelGRU4Rec(Method):
         if self.trainer_cfg.harness not in ("lightning", "bare"):
             raise BenchError(
                 f"trainer.harness: unknown '{self.trainer_cfg.harness}'; expected lightning or bare"
+            )
+        # Checkpoints and resuming are the Lightning harness's; the bare loop keeps none.
+        self.checkpoints = self.trainer_cfg.harness == "lightning"
+        if cfg.get("resume") is not None and not self.checkpoints:
+            raise BenchError(
+                "resume: checkpoints are the Lightning harness's; use trainer.harness=lightning"
             )
         if self.config.patience is not None:
             _check_early_stopping(cfg, self.config.stop_metric)
@@ -74,7 +79,9 @@ class SessionParallelGRU4Rec(Method):
 
         module = GRU4RecModule(
             steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook,
-            identity=ctx.identity, monitor=self.config.stop_metric if self.monitors else None,
+            # A mid-epoch position counts chunks: a resumed run must chunk the same way.
+            identity={**(ctx.identity or {}), "chunk_steps": int(self.trainer_cfg.chunk_steps)},
+            monitor=self.config.stop_metric if self.monitors else None,
         )  # fmt: skip
         self.best_epoch = fit_module(
             module, self.config.n_epochs, ctx, self.trainer_cfg.progress_bar, self.config.patience
