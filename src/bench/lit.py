@@ -30,7 +30,12 @@ from bench.core.bptt import padded_sequences, sequence_loss
 from bench.core.config import BPTTConfig
 from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
-from bench.core.train import EpochStats, SessionParallelTrainer
+from bench.core.train import (
+    EpochStats,
+    SessionParallelTrainer,
+    dropout_rng_state,
+    set_dropout_rng_state,
+)
 from bench.data.sessions import Sessions
 from bench.errors import BenchError, TrainingInterrupted
 
@@ -154,19 +159,6 @@ class ResumableModule(pl.LightningModule):
             self.next_batch = int(mid["next_batch"])
             self.elapsed_before = float(mid["elapsed"])
             self.resuming = True
-
-
-def _dropout_rng(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_dropout_rng(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 class GRU4RecModule(ResumableModule):
@@ -312,7 +304,8 @@ class SequenceModule(ResumableModule):
                         self.steps, lr, self.cfg.stop_metric)  # fmt: skip
 
     def training_state(self) -> dict:
-        state = {"generator": self.gen.get_state(), "dropout_rng": _dropout_rng(self.device)}
+        # The generator also shuffles the users, so it is saved with or without a sampler.
+        state = {"generator": self.gen.get_state(), "dropout_rng": dropout_rng_state(self.device)}
         if self.sampler is not None:
             state["sampler"] = self.sampler.state_dict()
         return state
@@ -321,7 +314,7 @@ class SequenceModule(ResumableModule):
         if self.sampler is not None:
             self.sampler.load_state_dict(state["sampler"])
         self.gen.set_state(state["generator"])
-        _set_dropout_rng(state["dropout_rng"], self.device)
+        set_dropout_rng_state(state["dropout_rng"], self.device)
 
     def epoch_state(self) -> dict:
         return {"order": self.order, "total": self.total, "count": self.count, "steps": self.steps}

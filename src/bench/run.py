@@ -112,20 +112,23 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
     check_eval_config(cfg.eval)
     method = build_method(cfg)
+    saving = checkpoint_dir(cfg, method, out_dir), resume_path(cfg, method)  # before any data
     _quiet_lightning()  # after the option checks: a bad option is reported without its import
     from bench.loggers import RunLoggers
 
     loggers = RunLoggers(cfg, out_dir)
     status = "failed"
     try:
-        record = _fit_and_record(cfg, out_dir, method, loggers, console, cpu_start)
+        record = _fit_and_record(cfg, out_dir, method, loggers, console, cpu_start, saving)
         status = "success"
         return record, method
     finally:
         loggers.close(status)
 
 
-def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: float) -> RunRecord:
+def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: float,
+                    saving: tuple[Path | None, Path | None]) -> RunRecord:  # fmt: skip
+    """`saving`: where checkpoints go and the one to resume from (None: none)."""
     from bench.methods import FitContext
 
     device = pick_device(cfg.trainer.accelerator)
@@ -164,7 +167,7 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     identity = {"method": method.name, "settings": settings, "dataset": data.name,
                 "split": cfg.split, "train_events": st["train_events"], "seed": int(cfg.seed)}  # fmt: skip
     ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen, on_epoch,
-                     checkpoint_dir(cfg, method, out_dir), resume_path(cfg, method), identity)  # fmt: skip
+                     *saving, identity)  # fmt: skip
     t1 = time.perf_counter()
     epochs = method.fit(data, ctx)
     if not method.evaluates_per_epoch:  # e.g. BPTT: its epochs are logged once it is done
@@ -249,7 +252,10 @@ def resume_path(cfg: DictConfig, method) -> Path | None:
     if cfg.resume is None:
         return None
     if not method.checkpoints:
-        raise BenchError(f"resume: method {method.name} keeps no checkpoints (GRU4Rec runs do)")
+        raise BenchError(
+            "resume: checkpoints are the Lightning harness's, kept by GRU4Rec runs with "
+            f"trainer.harness=lightning; {method.name} here keeps none"
+        )
     path = Path(str(cfg.resume))
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"

@@ -84,11 +84,14 @@ class NegativeSampler:
 
     def state_dict(self) -> dict:
         """The store is not saved (it can be hundreds of MB): the generator state it was
-        drawn from redraws it identically, and the pointer says where the next row is."""
-        return {"fill_state": self.fill_state, "pointer": self.pointer}
+        drawn from redraws it identically, and the pointer says where the next row is;
+        the generator's current state follows."""
+        return {"fill_state": self.fill_state, "pointer": self.pointer,
+                "generator": self.generator.get_state()}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
-        """Redraw the saved store; the caller restores the generator's current state after."""
+        """Redraw the saved store, then put the generator back where it was when saved."""
         self.generator.set_state(state["fill_state"])
         self._refill()
         self.pointer = int(state["pointer"])
+        self.generator.set_state(state["generator"])

@@ -253,12 +253,9 @@ class SessionParallelTrainer:
 
     def state_dict(self) -> dict:
         """Everything but the model and optimizer that an interrupted run needs to go on
-        exactly as if it had not stopped: the epoch counter, the negative sampler's
-        generator and store position, and the global generator that draws dropout masks."""
-        state = {"epoch": self.epoch, "generator": self.generator.get_state(),
-                 "dropout_rng": torch.get_rng_state()}  # fmt: skip
-        if self.device.type == "cuda":
-            state["dropout_rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        exactly as if it had not stopped: the epoch counter, the negative sampler (its
+        generator and store position), and the global generator that draws dropout masks."""
+        state = {"epoch": self.epoch, "dropout_rng": dropout_rng_state(self.device)}
         if self.sampler is not None:
             state["sampler"] = self.sampler.state_dict()
         return state
@@ -266,11 +263,8 @@ class SessionParallelTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         if self.sampler is not None:
-            self.sampler.load_state_dict(state["sampler"])  # draws from the generator...
-        self.generator.set_state(state["generator"])  # ...which then goes back to where it was
-        torch.set_rng_state(state["dropout_rng"])
-        if "dropout_rng_cuda" in state:
-            torch.cuda.set_rng_state(state["dropout_rng_cuda"], self.device)
+            self.sampler.load_state_dict(state["sampler"])
+        set_dropout_rng_state(state["dropout_rng"], self.device)
 
     def epoch_state(self) -> dict:
         """Mid-epoch: the session-parallel hidden states and the loss summed so far."""
@@ -297,6 +291,20 @@ class SessionParallelTrainer:
         )
         self.epoch += 1
         return stats
+
+
+def dropout_rng_state(device: torch.device) -> dict:
+    """The global generators' state (dropout masks draw from them), for checkpoints."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_dropout_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def fit(

@@ -34,10 +34,6 @@ class SessionParallelGRU4Rec(Method):
             )
         # Checkpoints and resuming are the Lightning harness's; the bare loop keeps none.
         self.checkpoints = self.trainer_cfg.harness == "lightning"
-        if cfg.get("resume") is not None and not self.checkpoints:
-            raise BenchError(
-                "resume: checkpoints are the Lightning harness's; use trainer.harness=lightning"
-            )
         if self.config.patience is not None:
             _check_early_stopping(cfg, self.config.stop_metric)
         self.trainer = None
