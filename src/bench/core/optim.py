@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from bench.core import native
+
 # (table, row indices, gradient of those rows); repeated indices are summed.
 SparseRows = list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]]
 
@@ -126,6 +128,8 @@ class IndexedAdagradM(IndexedOptimizer):
             raise ValueError(f"invalid Adagrad settings lr={lr} momentum={momentum} eps={eps}")
         self.state_names = ("acc", "mom") if momentum > 0 else ("acc",)
         super().__init__(params, dict(lr=lr, momentum=momentum, eps=eps))
+        self.kernel = native.kernel()  # None: the PyTorch form below
+        self._scratch: dict[torch.Tensor, native.RowScratch] = {}
 
     def _dense_step(self, params, group):
         """The same rule on all dense tensors at once (foreach kernels: few launches)."""
@@ -144,8 +148,20 @@ class IndexedAdagradM(IndexedOptimizer):
             torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
 
     def _rows_step(self, p, idx, g_rows, group):
-        """Specialised, in-place form of `rule` on the used rows (fewer temporaries)."""
+        """The compiled kernel where it applies (native.py; same result), else the
+        specialised, in-place form of `rule` on the used rows (fewer temporaries)."""
         st = self._state(p)
+        mom = st.get("mom")
+        if (
+            self.kernel is not None
+            and not self.static_rows
+            and native.usable(p, idx, g_rows, st["acc"], *([mom] if mom is not None else []))
+        ):
+            if p not in self._scratch:
+                self._scratch[p] = native.RowScratch(p.shape[0])
+            native.adagrad_rows(self.kernel, self._scratch[p], p, st["acc"], mom, idx, g_rows,
+                                group["lr"], group["eps"], group["momentum"])  # fmt: skip
+            return
         rows, g = self._dedup(idx, g_rows)
         acc = st["acc"].index_select(0, rows).addcmul_(g, g)
         st["acc"].index_copy_(0, rows, acc)
