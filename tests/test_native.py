@@ -1,4 +1,4 @@
-"""The compiled row-sparse Adagrad kernel against the PyTorch form.
+"""The compiled Adagrad kernels (row-sparse and dense) against the PyTorch form.
 
 The same operations in the same order, but torch's vectorised kernels round in two
 places differently from portable C: measured here (AVX-512), its addcmul fuses the
@@ -56,6 +56,28 @@ def test_kernel_update_equals_the_pytorch_update(momentum, shape):
         close(opts[0].state[compiled][name], opts[1].state[reference][name])
     assert opts[0].kernel is not None
     assert bool((opts[0]._scratch[compiled].slot == -1).all())  # slot map left clean
+
+
+@needs_kernel
+@pytest.mark.parametrize("momentum", [0.0, 0.4])
+def test_dense_kernel_update_equals_the_foreach_update(momentum):
+    """The GRU's dense tensors (several at once, one of them 1-D), three steps."""
+    g = torch.Generator().manual_seed(5)
+    start = [torch.randn(6, 4, generator=g), torch.randn(6, generator=g)]
+    params = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
+    opts = [IndexedAdagradM(ps, lr=0.03, momentum=momentum) for ps in params]
+    opts[1].kernel = None
+    for _ in range(3):
+        grads = [torch.randn(t.shape, generator=g) for t in start]
+        for ps, opt in zip(params, opts):
+            for p, gr in zip(ps, grads):
+                p.grad = gr.clone()
+            opt.step()
+    for compiled, reference, before in zip(*params, start):
+        close(compiled, reference)
+        assert not torch.equal(compiled, before)
+        for name in opts[1].state_names:
+            close(opts[0].state[compiled][name], opts[1].state[reference][name])
 
 
 @needs_kernel

@@ -1,10 +1,10 @@
-"""The compiled row-sparse Adagrad update (rowsparse.c), with the pure-PyTorch fallback.
+"""The compiled Adagrad updates (adagrad.c: row-sparse and dense), with the PyTorch fallback.
 
 The kernel is plain C with no Python or torch headers: it compiles in well under a
 second with the system's C compiler and is called through ctypes on the tensors' own
 memory. `make` builds it at install time (`python -m bench.core.native`) into a cache
 keyed by the source, compiler and flags; a process that finds no build compiles it once.
-Where no C compiler is present (or BENCH_NATIVE=0), `adagrad_rows` returns None and the
+Where no C compiler is present (or BENCH_NATIVE=0), `kernel()` returns None and the
 optimizer keeps its PyTorch form, after one line saying so.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("rowsparse.c")
+SOURCE = Path(__file__).with_name("adagrad.c")
 # No contraction into fused multiply-adds: the kernel must round as PyTorch's kernels do.
 CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno")
 # Tuned for this CPU where the compiler allows (1.3-1.5x on the update at 100 units); the
@@ -62,7 +62,7 @@ def build() -> Path:
         raise RuntimeError(f"C compiler {cc} does not run: {err}") from err
     parts = [SOURCE.read_text(), cc, version, *CFLAGS, *NATIVE_FLAGS, platform.machine()]
     key = hashlib.sha256("\0".join([*parts, _cpu_flags()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"rowsparse-{key}.so"
+    target = cache_dir() / f"adagrad-{key}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,19 +82,21 @@ def build() -> Path:
 
 
 @functools.cache
-def kernel():
-    """The loaded `adagrad_rows` C function, or None (pure-PyTorch path, said once)."""
+def kernel() -> ctypes.CDLL | None:
+    """The loaded library (adagrad_rows, adagrad_dense), or None (PyTorch path, said once)."""
     if os.environ.get("BENCH_NATIVE", "1") == "0":
         return None
     try:
-        fn = ctypes.CDLL(str(build())).adagrad_rows
+        lib = ctypes.CDLL(str(build()))
     except (RuntimeError, OSError) as err:
-        log.warning("row-sparse updates: pure-PyTorch path (compiled kernel unavailable: %s)", err)
+        log.warning("Adagrad updates: pure-PyTorch path (compiled kernel unavailable: %s)", err)
         return None
     p, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    fn.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, f32, f32, f32]
-    fn.restype = i64
-    return fn
+    lib.adagrad_rows.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, f32, f32, f32]
+    lib.adagrad_rows.restype = i64
+    lib.adagrad_dense.argtypes = [p, p, p, p, i64, f32, f32, f32]
+    lib.adagrad_dense.restype = None
+    return lib
 
 
 class RowScratch:
@@ -112,26 +114,27 @@ class RowScratch:
             self.rows = torch.empty(n, dtype=torch.int64)
 
 
-def usable(p: torch.Tensor, idx: torch.Tensor, g_rows: torch.Tensor, *states) -> bool:
-    """Whether the kernel applies: CPU float32 tables with contiguous memory."""
+def usable(p: torch.Tensor, grad: torch.Tensor, *states, idx: torch.Tensor | None = None) -> bool:
+    """Whether the kernels apply: CPU float32 tensors (and int64 row indices); parameter
+    and state contiguous (gradient rows are made so), a dense gradient too."""
     return (
         p.device.type == "cpu"
         and p.dtype == torch.float32
-        and g_rows.dtype == torch.float32
-        and idx.dtype == torch.int64
+        and grad.dtype == torch.float32
+        and (idx.dtype == torch.int64 if idx is not None else grad.is_contiguous())
         and p.is_contiguous()
         and all(s.is_contiguous() for s in states)
     )
 
 
-def adagrad_rows(fn, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, momentum) -> None:
-    """Apply the kernel: sum repeated rows of g_rows, update the used rows of p in place."""
+def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, momentum) -> None:
+    """Sum the repeated rows of g_rows, update the used rows of p in place."""
     n = idx.shape[0]
     d = p[0].numel() if p.dim() > 1 else 1
     idx = idx.contiguous()
     g_rows = g_rows.contiguous()
     scratch.reserve(n, d)
-    found = fn(
+    found = lib.adagrad_rows(
         p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
         scratch.slot.data_ptr(), p.shape[0], idx.data_ptr(), g_rows.data_ptr(), n, d,
         scratch.work.data_ptr(), scratch.rows.data_ptr(), lr, eps, momentum,
@@ -140,12 +143,20 @@ def adagrad_rows(fn, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, mom
         raise IndexError(f"row-sparse update: a row index is outside [0, {p.shape[0]})")
 
 
+def adagrad_dense(lib, p, acc, mom, grad, lr, eps, momentum) -> None:
+    """Update all of p in place from its (contiguous) gradient."""
+    lib.adagrad_dense(
+        p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
+        grad.data_ptr(), p.numel(), lr, eps, momentum,
+    )  # fmt: skip
+
+
 def main() -> int:
     """Build at install time; one line either way (a missing compiler is not an error)."""
     try:
-        print(f"row-sparse kernel built: {build()}")
+        print(f"Adagrad kernels built: {build()}")
     except RuntimeError as err:
-        print(f"row-sparse kernel not built ({err}); training uses the pure-PyTorch path")
+        print(f"Adagrad kernels not built ({err}); training uses the pure-PyTorch path")
     return 0
 
 

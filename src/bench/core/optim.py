@@ -132,7 +132,16 @@ class IndexedAdagradM(IndexedOptimizer):
         self._scratch: dict[torch.Tensor, native.RowScratch] = {}
 
     def _dense_step(self, params, group):
-        """The same rule on all dense tensors at once (foreach kernels: few launches)."""
+        """The compiled kernel per tensor where it applies (one pass each), else the same
+        rule on all dense tensors at once (foreach kernels: few launches)."""
+        if self.kernel is not None and all(
+            native.usable(p, p.grad, *self._state(p).values()) for p in params
+        ):
+            for p in params:
+                st = self._state(p)
+                native.adagrad_dense(self.kernel, p, st["acc"], st.get("mom"), p.grad,
+                                     group["lr"], group["eps"], group["momentum"])  # fmt: skip
+            return
         grads = [p.grad for p in params]
         sts = [self._state(p) for p in params]
         accs = [st["acc"] for st in sts]
@@ -155,7 +164,7 @@ class IndexedAdagradM(IndexedOptimizer):
         if (
             self.kernel is not None
             and not self.static_rows
-            and native.usable(p, idx, g_rows, st["acc"], *([mom] if mom is not None else []))
+            and native.usable(p, g_rows, *st.values(), idx=idx)
         ):
             if p not in self._scratch:
                 self._scratch[p] = native.RowScratch(p.shape[0])

@@ -1,4 +1,5 @@
-/* Row-sparse Adagrad with momentum for one item table, in one pass over the used rows.
+/* Adagrad with momentum, compiled: the row-sparse update of an item table in one pass
+ * over the used rows (adagrad_rows), and the dense update of one tensor (adagrad_dense).
  *
  * The PyTorch form of the same update (optim.py, IndexedAdagradM._rows_step) needs a
  * sort for the deduplication, a zero-filled buffer, a scatter-add, gathers and scatters
@@ -11,14 +12,44 @@
  * fuses the multiply-add and its sqrt is within 1 ulp of the correctly rounded one), so
  * the two agree to float rounding, which tests/test_native.py holds them to.
  *
- * Returns the number of distinct rows, or -1 (nothing changed) when an index is out of
- * [0, n_rows).
+ * The dense form replaces six foreach kernels per step, each of which loops over the
+ * GRU's tensors on the CPU, with one pass per tensor.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 
+/* acc += g^2; step = (g / sqrt(acc + eps)) * -lr; with momentum mom = mom * mu + step,
+ * and the parameter moves by mom (else by step). The order of torch's ops in optim.py. */
+static inline void update(float *p, float *a, float *m, const float *g, int64_t d,
+                          float neg_lr, float eps, float momentum)
+{
+    if (m != NULL) {
+        for (int64_t j = 0; j < d; ++j) {
+            const float aj = a[j] + g[j] * g[j];
+            a[j] = aj;
+            const float mj = m[j] * momentum + (g[j] / sqrtf(aj + eps)) * neg_lr;
+            m[j] = mj;
+            p[j] += mj;
+        }
+    } else {
+        for (int64_t j = 0; j < d; ++j) {
+            const float aj = a[j] + g[j] * g[j];
+            a[j] = aj;
+            p[j] += (g[j] / sqrtf(aj + eps)) * neg_lr;
+        }
+    }
+}
+
+void adagrad_dense(float *param, float *acc, float *mom, const float *grad, int64_t n,
+                   float lr, float eps, float momentum)
+{
+    update(param, acc, mom, grad, n, -lr, eps, momentum);
+}
+
+/* Returns the number of distinct rows, or -1 (nothing changed) when an index is out of
+ * [0, n_rows). */
 int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_t n_rows,
                      const int64_t *idx, const float *grad, int64_t n, int64_t d,
                      float *work, int64_t *rows, float lr, float eps, float momentum)
@@ -43,30 +74,11 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
             for (int64_t j = 0; j < d; ++j) w[j] += g[j];
         }
     }
-    const float neg_lr = -lr;
     for (int64_t i = 0; i < u; ++i) {
         const int64_t r = rows[i];
         slot[r] = -1;
-        const float *g = work + i * d;
-        float *p = param + r * d;
-        float *a = acc + r * d;
-        if (mom != NULL) {
-            float *m = mom + r * d;
-            for (int64_t j = 0; j < d; ++j) {
-                const float aj = a[j] + g[j] * g[j];
-                a[j] = aj;
-                const float step = (g[j] / sqrtf(aj + eps)) * neg_lr;
-                const float mj = m[j] * momentum + step;
-                m[j] = mj;
-                p[j] += mj;
-            }
-        } else {
-            for (int64_t j = 0; j < d; ++j) {
-                const float aj = a[j] + g[j] * g[j];
-                a[j] = aj;
-                p[j] += (g[j] / sqrtf(aj + eps)) * neg_lr;
-            }
-        }
+        update(param + r * d, acc + r * d, mom != NULL ? mom + r * d : NULL, work + i * d, d,
+               -lr, eps, momentum);
     }
     return u;
 }
