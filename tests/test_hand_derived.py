@@ -73,12 +73,18 @@ def _engine(step, loss, seed=5, **kw):
         dict(loss="ce", constrained_embedding=False, embedding=5, n_sample=0),
     ],
 )
-def test_fused_step_trains_exactly_like_the_autograd_step(kw):
-    """Two epochs, same seed: same losses and same weights (dropout masks included)."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fused_step_trains_exactly_like_the_autograd_step(kw, compiled):
+    """Two epochs, same seed: same losses and same weights (dropout masks included), with
+    the compiled kernels (native.py) and with their PyTorch forms."""
     runs = {}
     for step in ("fused", "autograd"):
         eng = _engine(step, **kw)
         assert (eng.hand_derived is not None) == (step == "fused")
+        if not compiled:
+            eng.optimizer.kernel = None
+            if eng.hand_derived is not None:
+                eng.hand_derived.kernel = None
         hist = fit(eng)
         runs[step] = ([h.loss for h in hist], eng.model.state_dict())
     assert runs["fused"][0] == pytest.approx(runs["autograd"][0], rel=1e-5)

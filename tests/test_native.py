@@ -16,6 +16,7 @@ import torch
 
 from bench.core import native
 from bench.core.config import GRU4RecConfig
+from bench.core.hand_derived import _gates_backward
 from bench.core.optim import IndexedAdagradM
 from bench.core.train import SessionParallelTrainer, fit
 from tests.conftest import make_sessions
@@ -81,6 +82,19 @@ def test_dense_kernel_update_equals_the_foreach_update(momentum):
 
 
 @needs_kernel
+def test_compiled_gate_backward_equals_the_pytorch_form_exactly():
+    """Same element-wise operations in the same order: dgi and dgh equal bit for bit."""
+    g = torch.Generator().manual_seed(6)
+    m, hs = 7, 5
+    gi = torch.cat([torch.rand(m, 2 * hs, generator=g), torch.rand(m, hs, generator=g) * 2 - 1], 1)
+    gh, dh, h = (torch.randn(*s, generator=g) for s in ((m, 3 * hs), (m, hs), (m, hs)))
+    dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh)
+    ref_i, ref_h = _gates_backward(dh.clone(), h, gi, gh, hs)
+    assert torch.equal(dgi, ref_i) and torch.equal(dgh, ref_h)
+    assert native.gru_gates_backward(native.kernel(), dh, h.T.contiguous().T, gi, gh) is None
+
+
+@needs_kernel
 def test_out_of_range_row_is_a_clear_error_and_changes_nothing():
     (table, _) = _tables((10, 3), seed=3)
     before = table.detach().clone()
@@ -104,6 +118,7 @@ def test_training_with_the_kernel_equals_training_without(loss):
         eng = SessionParallelTrainer(cfg, train, 30, seed=4)
         if not use_kernel:
             eng.optimizer.kernel = None
+            eng.hand_derived.kernel = None
         fit(eng)
         assert bool(eng.optimizer._scratch) == use_kernel
         states.append(eng.model.state_dict())

@@ -82,3 +82,32 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
     }
     return u;
 }
+
+/* The GRU layer's backward through its gates (hand_derived.py), element-wise, for one
+ * layer of m rows and hs units. gi holds [r | z | n] (the activated input-side gates),
+ * gh the hidden-side pre-activations, of which the n part (ghn) is used; from dh
+ * (already through the dropout mask) and the saved h it writes dgi = [dr | dz | dn']
+ * and dgh = [dr | dz | dn' * r]. The operations and their order are those of the
+ * PyTorch form there (seventeen kernels), so the two agree bit for bit. */
+void gru_gates_backward(const float *dh, const float *h, const float *gi, const float *gh,
+                        float *dgi, float *dgh, int64_t m, int64_t hs)
+{
+    for (int64_t i = 0; i < m; ++i) {
+        const float *dh_i = dh + i * hs, *h_i = h + i * hs;
+        const float *r_i = gi + i * 3 * hs, *z_i = r_i + hs, *n_i = r_i + 2 * hs;
+        const float *ghn_i = gh + i * 3 * hs + 2 * hs;
+        float *di = dgi + i * 3 * hs, *dg = dgh + i * 3 * hs;
+        for (int64_t j = 0; j < hs; ++j) {
+            const float r = r_i[j], z = z_i[j], nj = n_i[j];
+            const float dnp = (dh_i[j] * (1.0f - z)) * (1.0f - nj * nj);
+            const float dr = (dnp * ghn_i[j]) * (r * (1.0f - r));
+            const float dz = (dh_i[j] * (h_i[j] - nj)) * (z * (1.0f - z));
+            di[j] = dr;
+            di[hs + j] = dz;
+            di[2 * hs + j] = dnp;
+            dg[j] = dr;
+            dg[hs + j] = dz;
+            dg[2 * hs + j] = dnp * r;
+        }
+    }
+}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.core import native
 from bench.core.model import GRU4RecModel
 from bench.core.optim import SparseRows
 
@@ -81,6 +82,26 @@ def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float, scale: float =
     return loss, G
 
 
+def _gates_backward(dh, h, gi, gh, hs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dgi, dgh): the GRU layer's backward through its gates. gi holds the activated
+    gates [r | z | n], gh the hidden-side pre-activations (its n part, ghn, is used);
+    dgi = [dr | dz | dn'] and dgh = [dr | dz | dn' * r]. native.gru_gates_backward is
+    the same in one compiled pass."""
+    rz, n, ghn = gi[:, : 2 * hs], gi[:, 2 * hs :], gh[:, 2 * hs :]
+    r, z = rz[:, :hs], rz[:, hs:]
+    dn = dh * (1.0 - z)
+    dz = dh * (h - n)
+    dnp = dn.mul_(1.0 - n * n)  # through tanh
+    dgi = torch.empty(dh.shape[0], 3 * hs, dtype=dh.dtype, device=dh.device)
+    torch.mul(dnp, ghn, out=dgi[:, :hs])  # dr
+    dgi[:, hs : 2 * hs] = dz
+    dgi[:, : 2 * hs].mul_(rz * (1.0 - rz))  # through the sigmoids
+    dgi[:, 2 * hs :] = dnp
+    dgh = dgi.clone()
+    dgh[:, 2 * hs :].mul_(r)
+    return dgi, dgh
+
+
 class HandDerivedStep:
     """Forward, loss, hand-written backward of one step, for one model and loss."""
 
@@ -91,6 +112,7 @@ class HandDerivedStep:
         self.loss = loss
         self.bpreg = bpreg
         self.elu_param = elu_param
+        self.kernel = native.kernel()  # the gates' backward in one compiled pass, if built
 
     def __call__(
         self,
@@ -137,7 +159,7 @@ class HandDerivedStep:
                 mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
                 if mask_h is not None:
                     out.mul_(mask_h)
-                saved.append((inp, h, rz, ghn, n, mask_h))
+                saved.append((inp, h, gi, gh, mask_h))
                 H[i] = out
                 inp = out
             hL = inp
@@ -147,35 +169,38 @@ class HandDerivedStep:
             else:
                 L, dO = bpr_max_grad(O, self.bpreg, self.elu_param, 1.0 / batch_size)
             dh = dO @ Wc
-            dWc = dO.T @ hL
+            if model.constrained:  # one buffer for all row gradients: no concatenation
+                g_rows = torch.empty(m + Wc.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)
+                dWc = torch.mm(dO.T, hL, out=g_rows[m:])
+            else:
+                dWc = dO.T @ hL
             dbc = dO.sum(dim=0)
             for i in range(len(model.cells) - 1, -1, -1):
                 cell = model.cells[i]
-                inp, h, rz, ghn, n, mask_h = saved[i]
+                inp, h, gi, gh, mask_h = saved[i]
                 hs = cell.hidden_size
                 if mask_h is not None:
                     dh = dh * mask_h
-                r, z = rz[:, :hs], rz[:, hs:]
-                dn = dh * (1.0 - z)
-                dz = dh * (h - n)
-                dnp = dn.mul_(1.0 - n * n)  # through tanh
-                dgi = torch.empty(m, 3 * hs, dtype=dh.dtype, device=dh.device)
-                torch.mul(dnp, ghn, out=dgi[:, :hs])  # dr
-                dgi[:, hs : 2 * hs] = dz
-                dgi[:, : 2 * hs].mul_(rz * (1.0 - rz))  # through the sigmoids
-                dgi[:, 2 * hs :] = dnp
-                dgh = dgi.clone()
-                dgh[:, 2 * hs :].mul_(r)
+                gates = (
+                    native.gru_gates_backward(self.kernel, dh, h, gi, gh) if self.kernel else None
+                )
+                if gates is not None:
+                    dgi, dgh = gates
+                else:
+                    dgi, dgh = _gates_backward(dh, h, gi, gh, hs)
                 cell.weight_ih.grad = dgi.T @ inp
                 cell.bias_ih.grad = dgi.sum(dim=0)
                 cell.weight_hh.grad = dgh.T @ h
                 cell.bias_hh.grad = dgh.sum(dim=0)
                 dh = dgi @ cell.weight_ih
-            de = dh * mask_e if mask_e is not None else dh
             if model.constrained:
-                sparse.append((model.Wy, idx_in, torch.cat([de, dWc])))
+                if mask_e is not None:
+                    torch.mul(dh, mask_e, out=g_rows[:m])
+                else:
+                    g_rows[:m] = dh
+                sparse.append((model.Wy, idx_in, g_rows))
             else:
-                sparse.append((model.E, x, de))
+                sparse.append((model.E, x, dh * mask_e if mask_e is not None else dh))
                 sparse.append((model.Wy, cols, dWc))
             sparse.append((model.By, cols, dbc))
         return L / batch_size

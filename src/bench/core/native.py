@@ -96,6 +96,8 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_rows.restype = i64
     lib.adagrad_dense.argtypes = [p, p, p, p, i64, f32, f32, f32]
     lib.adagrad_dense.restype = None
+    lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, i64, i64]
+    lib.gru_gates_backward.restype = None
     return lib
 
 
@@ -149,6 +151,20 @@ def adagrad_dense(lib, p, acc, mom, grad, lr, eps, momentum) -> None:
         p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
         grad.data_ptr(), p.numel(), lr, eps, momentum,
     )  # fmt: skip
+
+
+def gru_gates_backward(lib, dh, h, gi, gh) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(dgi, dgh) of one GRU layer (hand_derived.py), or None where the kernel does not
+    apply (not contiguous float32 CPU tensors)."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+               for t in (dh, h, gi, gh)):  # fmt: skip
+        return None
+    m, hs = dh.shape
+    dgi = torch.empty(m, 3 * hs)
+    dgh = torch.empty(m, 3 * hs)
+    lib.gru_gates_backward(dh.data_ptr(), h.data_ptr(), gi.data_ptr(), gh.data_ptr(),
+                           dgi.data_ptr(), dgh.data_ptr(), m, hs)  # fmt: skip
+    return dgi, dgh
 
 
 def main() -> int:
