@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,18 +25,19 @@ TOLERANCE = 0.01
 METRICS = ("recall@20", "mrr@20")
 
 
-def run_variant(args, loss: str, overrides: list[str], out: Path) -> dict:
+def run_variant(args, loss: str, overrides: list[str], out: Path, env: dict) -> dict:
     cmd = [
         sys.executable, "-m", "bench.run", f"dataset={args.dataset}", f"loss={loss}", "params=official",
         f"n_epochs={args.n_epochs}", f"seed={args.seed}", "save_model=false",
         f"trainer.accelerator={args.accelerator}", f"hydra.run.dir={out}", *overrides,
     ]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-800:]}")
     rec = json.loads((out / "result.json").read_text())
     return {
         "overrides": overrides,
+        "env": env,
         "training_step": rec.get("training_step"),
         "metrics": {m: rec["metrics"][m] for m in METRICS},
         "train_s": rec["timings"]["train_s"],
@@ -56,18 +58,27 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    # name -> (overrides, environment); the reference runs without the compiled kernels.
+    pytorch_only = {"BENCH_NATIVE": "0"}
     variants = {
-        "autograd (reference)": ["trainer.step=autograd", "trainer.cuda_graphs=false"],
-        "fused step": ["trainer.step=fused", "trainer.cuda_graphs=false"],
+        "autograd (reference)": (
+            ["trainer.step=autograd", "trainer.cuda_graphs=false"],
+            pytorch_only,
+        ),
+        "fused step": (["trainer.step=fused", "trainer.cuda_graphs=false"], pytorch_only),
+        "fused step + compiled kernels": (["trainer.step=fused", "trainer.cuda_graphs=false"], {}),
     }
     if torch.cuda.is_available() and args.accelerator != "cpu":
-        variants["fused step + CUDA graphs"] = ["trainer.step=fused", "trainer.cuda_graphs=true"]
+        variants["fused step + CUDA graphs"] = (
+            ["trainer.step=fused", "trainer.cuda_graphs=true"],
+            {},
+        )
     rows = []
     tmp = Path(tempfile.mkdtemp())
     for loss in args.losses:
         ref = None
-        for name, overrides in variants.items():
-            res = run_variant(args, loss, overrides, tmp / f"{loss}_{len(rows)}")
+        for name, (overrides, env) in variants.items():
+            res = run_variant(args, loss, overrides, tmp / f"{loss}_{len(rows)}", env)
             res.update(loss=loss, variant=name)
             if ref is None:
                 ref = res["metrics"]

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from bench.core import native
+
 FAST = ["n_epochs=1", "n_sample=64", "batch_size=32"]
 SMALL = ["dataset.params.n_train_sessions=1500", "dataset.params.n_test_sessions=200"]
 
@@ -42,7 +44,12 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
     assert ranks.min() >= 1
     assert np.mean(ranks <= 20) == pytest.approx(rec["metrics"]["recall@20"], abs=1e-6)
     assert "eval" not in rec["epochs"][0]  # per-epoch evaluation is off by default
-    assert rec["training_step"] == {"step": "fused", "cuda_graphs": False}
+    compiled = ["adagrad", "gru_gates_backward"] if native.kernel() is not None else []
+    assert rec["training_step"] == {
+        "step": "fused",
+        "cuda_graphs": False,
+        "compiled_kernels": compiled,
+    }
 
 
 def test_per_epoch_evaluation_gives_a_learning_curve(tmp_path):

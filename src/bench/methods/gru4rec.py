@@ -96,10 +96,19 @@ class SessionParallelGRU4Rec(Method):
         save_model(path, self.trainer.model, self.config, data.item_map)
 
     def training_step(self) -> dict:
-        """Which training step actually ran (hand_derived.py, graphs.py)."""
+        """Which training step actually ran (hand_derived.py, graphs.py) and which
+        compiled kernels it used (native.py; absent where no C compiler was found)."""
+        eng = self.trainer
+        on_cpu = eng.device.type == "cpu"
+        compiled = []
+        if on_cpu and getattr(eng.optimizer, "kernel", None) is not None:
+            compiled.append("adagrad")
+        if on_cpu and eng.hand_derived is not None and eng.hand_derived.kernel is not None:
+            compiled.append("gru_gates_backward")
         return {
-            "step": "fused" if self.trainer.hand_derived is not None else "autograd",
-            "cuda_graphs": self.trainer.graphed is not None,
+            "step": "fused" if eng.hand_derived is not None else "autograd",
+            "cuda_graphs": eng.graphed is not None,
+            "compiled_kernels": compiled,
         }
 
 

@@ -89,7 +89,8 @@ def learning_curves(
 
 def throughput(benchmark_json: Path, out: Path) -> list[Path]:
     """Training events/s against batch size: a panel per loss, a line per layer size and
-    implementation (official, ours unoptimised, ours default), CPU rows."""
+    implementation (official, ours unoptimised, ours without the compiled kernels, ours
+    default: whichever the benchmark ran), CPU rows."""
     if not benchmark_json.is_file():
         return []
     data = json.loads(benchmark_json.read_text())
@@ -100,6 +101,7 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
             "batch_size": r["batch_size"],
             "ours": r["bare"]["events_per_s"],
             "autograd": (r.get("autograd") or {}).get("events_per_s"),
+            "fused_pytorch": (r.get("fused_pytorch") or {}).get("events_per_s"),
             "official": (r.get("official") or {}).get("events_per_s"),
         }
         for r in data["rows"]
@@ -109,7 +111,8 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
         return []
     losses = list(dict.fromkeys(rows["loss"]))
     fig, axes = plt.subplots(1, len(losses), figsize=(6.5 * len(losses), 4.2), squeeze=False)
-    styles = {"ours": ("-o", "ours (default step)"), "autograd": (":^", "ours (autograd step)")}
+    styles = {"ours": ("-o", "ours (default step)"), "autograd": (":^", "ours (autograd step)"),
+              "fused_pytorch": ("-.v", "ours (without compiled kernels)")}  # fmt: skip
     styles["official"] = ("--s", "official PyTorch")
     for ax, loss in zip(axes[0], losses):
         for layers, group in rows[rows["loss"] == loss].groupby("layers"):
