@@ -87,6 +87,19 @@ def subset(dataset: str, data_dir: str, events: int):
     return len(data.item_map), tr
 
 
+def save_subset(path: Path, n_items: int, tr) -> None:
+    np.savez(path, n_items=n_items, items=tr.items, offsets=tr.offsets, ids=tr.session_ids)
+
+
+def load_subset(path: str):
+    """The parent's subset: a worker reads only its events, as the official code reads only
+    its TSV, so that peak memory compares training and not loading the whole dataset."""
+    from bench.data.sessions import Sessions
+
+    with np.load(path) as z:
+        return int(z["n_items"]), Sessions(z["items"], z["offsets"], z["ids"])
+
+
 def worker(args) -> None:
     """One setting, one harness, one epoch; prints a JSON line."""
     import torch
@@ -95,7 +108,7 @@ def worker(args) -> None:
     from bench.core.train import SessionParallelTrainer, fit
     from bench.lit import EpochCheckpoint, GRU4RecModule, make_trainer
 
-    n_items, tr = subset(args.dataset, args.data_dir, args.events)
+    n_items, tr = load_subset(args.subset_file)
     cfg = GRU4RecConfig(
         layers=[args.layers], loss=args.loss, batch_size=args.batch_size, n_sample=args.n_sample,
         sample_alpha=0.5, logq=1.0 if args.loss == "ce" else None, n_epochs=1, learning_rate=0.05,
@@ -148,7 +161,7 @@ def worker(args) -> None:
 def run_ours(args, device, loss, batch, layers, harness) -> dict:
     cmd = [
         sys.executable, __file__, "--worker", "--dataset", args.dataset, "--data-dir", args.data_dir,
-        "--events", str(args.events), "--loss", loss, "--n-sample", str(args.n_sample),
+        "--subset-file", args.subset_file, "--loss", loss, "--n-sample", str(args.n_sample),
         "--batch-size", str(batch), "--layers", str(layers), "--device", device, "--harness", harness,
     ]  # fmt: skip
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
@@ -279,6 +292,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--device", help=argparse.SUPPRESS)
     ap.add_argument("--harness", help=argparse.SUPPRESS)
+    ap.add_argument("--subset-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.data_dir is None:
         from bench.paths import default_data_dir
@@ -290,8 +304,10 @@ def main() -> None:
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    _, tr = subset(args.dataset, args.data_dir, args.events)
+    n_items, tr = subset(args.dataset, args.data_dir, args.events)
     tmp = Path(tempfile.mkdtemp())
+    args.subset_file = str(tmp / "subset.npz")
+    save_subset(Path(args.subset_file), n_items, tr)
     tsv = tmp / "train.tsv"
     if args.official:
         write_gru4rec_tsv(tsv, tr)
