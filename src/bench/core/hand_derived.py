@@ -60,21 +60,22 @@ def bpr_max_grad(O: torch.Tensor, bpreg: float, elu_param: float, scale: float =
       dL/do_t = -sum_k(s_k (1 - s_k) sm_k) / (S + 1e-24)
     """
     Oa = F.elu(O, elu_param) if elu_param > 0 else O
-    off = torch.ones_like(Oa)
-    off.diagonal().zero_()
-    X = Oa * off
-    e = torch.exp(X - X.max(dim=1, keepdim=True)[0]).mul_(off)
-    sm = e.div_(e.sum(dim=1, keepdim=True))
-    s = torch.sigmoid(Oa.diagonal()[:, None] - Oa)
-    S = (s * sm).sum(dim=1, keepdim=True)
+    X = Oa.clone()
+    X.diagonal().fill_(float("-inf"))  # the softmax over the other columns: 0 at the target
+    sm = torch.softmax(X, dim=1)
+    s = torch.sigmoid_(Oa.diagonal()[:, None] - Oa)
+    ssm = s * sm
+    S = ssm.sum(dim=1, keepdim=True)
     Oa2 = Oa * Oa
     Q = (Oa2 * sm).sum(dim=1, keepdim=True)
     denom = S + 1e-24
     loss = torch.sum(-torch.log(denom) + bpreg * Q)
-    s2 = s * s
-    t_grad = -((s - s2) * sm).sum(dim=1) / denom[:, 0]
-    G = (S - s2).div_(denom).add_(Oa2.add_(Oa, alpha=2.0).sub_(Q).mul_(bpreg)).mul_(sm)
-    G.diagonal().copy_(t_grad)
+    s2sm = ssm.mul_(s)  # s^2 * sm
+    t_grad = (s2sm.sum(dim=1, keepdim=True) - S).div_(denom)  # -sum(s (1 - s) sm) / denom
+    # sm * (S - s^2) / denom + bpreg * sm * (o^2 + 2 o - Q), in place on the big buffers
+    G = s2sm.div_(-denom).addcmul_(sm, S / denom)
+    G.add_(Oa2.add_(Oa, alpha=2.0).sub_(Q).mul_(sm), alpha=bpreg)
+    G.diagonal().copy_(t_grad[:, 0])
     if elu_param > 0:  # d elu/dx: 1 above zero, elu(x) + alpha below
         G.mul_(torch.where(O > 0, scale, Oa.add_(elu_param).mul_(scale)))
     elif scale != 1.0:
