@@ -4,6 +4,7 @@ GRU4Rec's TSV input, and writing a report JSON."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,19 @@ def write_gru4rec_tsv(path: Path, sessions, item_ids=None) -> None:
         for s in range(sessions.n_sessions):
             for pos, it in enumerate(sessions.items[sessions.offsets[s] : sessions.offsets[s + 1]]):
                 f.write(f"{s}\t{it if item_ids is None else item_ids[it]}\t{s * 1000 + pos}\n")
+
+
+def machine_info() -> dict:
+    """The machine a figure was measured on, as the summaries print it."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def write_report(out: str | Path, benchmark: str, fields: dict) -> None:

@@ -16,12 +16,10 @@ the time the step's matrix products alone take (throughput.gemm_floor).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
-from common import write_report
+from common import machine_info, write_report
 from throughput import gemm_floor, subset
 
 HERE = Path(__file__).resolve().parent
@@ -150,7 +148,6 @@ def main() -> None:
         from bench.paths import default_data_dir
 
         args.data_dir = default_data_dir()
-    import torch
 
     data = subset(args.dataset, args.data_dir, args.events)
     time_losses()
@@ -162,11 +159,8 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{loss} {batch}x{layers}: {r['ms_per_step']:.2f} ms/step, "
                       + ", ".join(f"{k} {v:.2f}" for k, v in r["phases_ms"].items()), flush=True)  # fmt: skip
-    machine = {"platform": platform.platform(), "processor": platform.processor() or
-               platform.machine(), "cpu_count": os.cpu_count(),
-               "torch_threads": torch.get_num_threads()}  # fmt: skip
     write_report(args.out, "step_profile", dict(label=args.label, dataset=args.dataset,
-                 events=args.events, n_sample=args.n_sample, machine=machine, rows=rows))  # fmt: skip
+                 events=args.events, n_sample=args.n_sample, machine=machine_info(), rows=rows))  # fmt: skip
 
 
 if __name__ == "__main__":

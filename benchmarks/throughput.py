@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import load_named_dataset, write_gru4rec_tsv, write_report
+from common import load_named_dataset, machine_info, write_gru4rec_tsv, write_report
 
 HERE = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"\[([\d.]+) mb/s \| (\d+) e/s\]")
@@ -160,8 +159,7 @@ def worker(args) -> None:
 
 def run_ours(args, device, loss, batch, layers, harness) -> dict:
     cmd = [
-        sys.executable, __file__, "--worker", "--dataset", args.dataset, "--data-dir", args.data_dir,
-        "--subset-file", args.subset_file, "--loss", loss, "--n-sample", str(args.n_sample),
+        sys.executable, __file__, "--worker", "--subset-file", args.subset_file, "--loss", loss, "--n-sample", str(args.n_sample),
         "--batch-size", str(batch), "--layers", str(layers), "--device", device, "--harness", harness,
     ]  # fmt: skip
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
@@ -294,13 +292,13 @@ def main() -> None:
     ap.add_argument("--harness", help=argparse.SUPPRESS)
     ap.add_argument("--subset-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:  # reads the parent's subset file
+        worker(args)
+        return
     if args.data_dir is None:
         from bench.paths import default_data_dir
 
         args.data_dir = default_data_dir()
-    if args.worker:
-        worker(args)
-        return
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -321,16 +319,9 @@ def main() -> None:
                 for batch in args.batch_sizes:
                     rows.append(measure(args, tsv, device, harnesses, loss, batch, layers))
                     print(json.dumps(rows[-1]), flush=True)
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
     fields = dict(
         dataset=args.dataset, train_events=tr.n_events, train_sessions=tr.n_sessions,
-        losses=args.losses, n_sample=args.n_sample, machine=machine,
+        losses=args.losses, n_sample=args.n_sample, machine=machine_info(),
         official=args.official is not None, rows=rows,
     )  # fmt: skip
     write_report(args.out, "throughput", fields)

@@ -1,11 +1,12 @@
-"""The compiled Adagrad updates (adagrad.c: row-sparse and dense), with the PyTorch fallback.
+"""The compiled kernels of the training step (kernels.c: row-sparse and dense Adagrad, the
+GRU gates' backward), with the PyTorch fallback.
 
-The kernel is plain C with no Python or torch headers: it compiles in well under a
+The kernels are plain C with no Python or torch headers: it compiles in well under a
 second with the system's C compiler and is called through ctypes on the tensors' own
-memory. `make` builds it at install time (`python -m bench.core.native`) into a cache
+memory. `make` builds them at install time (`python -m bench.core.native`) into a cache
 keyed by the source, compiler and flags; a process that finds no build compiles it once.
 Where no C compiler is present (or BENCH_NATIVE=0), `kernel()` returns None and the
-optimizer keeps its PyTorch form, after one line saying so.
+optimizer and the fused step keep their PyTorch forms, after one line saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("adagrad.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 # No contraction into fused multiply-adds: the kernel must round as PyTorch's kernels do.
 CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno")
 # Tuned for this CPU where the compiler allows (1.3-1.5x on the update at 100 units); the
@@ -62,7 +63,7 @@ def build() -> Path:
         raise RuntimeError(f"C compiler {cc} does not run: {err}") from err
     parts = [SOURCE.read_text(), cc, version, *CFLAGS, *NATIVE_FLAGS, platform.machine()]
     key = hashlib.sha256("\0".join([*parts, _cpu_flags()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"adagrad-{key}.so"
+    target = cache_dir() / f"kernels-{key}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,13 +84,14 @@ def build() -> Path:
 
 @functools.cache
 def kernel() -> ctypes.CDLL | None:
-    """The loaded library (adagrad_rows, adagrad_dense), or None (PyTorch path, said once)."""
+    """The loaded library (adagrad_rows, adagrad_dense, gru_gates_backward), or None (the
+    PyTorch forms, said once)."""
     if os.environ.get("BENCH_NATIVE", "1") == "0":
         return None
     try:
         lib = ctypes.CDLL(str(build()))
     except (RuntimeError, OSError) as err:
-        log.warning("Adagrad updates: pure-PyTorch path (compiled kernel unavailable: %s)", err)
+        log.warning("training step: pure-PyTorch path (compiled kernels unavailable: %s)", err)
         return None
     p, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
     lib.adagrad_rows.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, f32, f32, f32]
@@ -116,17 +118,19 @@ class RowScratch:
             self.rows = torch.empty(n, dtype=torch.int64)
 
 
-def usable(p: torch.Tensor, grad: torch.Tensor, *states, idx: torch.Tensor | None = None) -> bool:
-    """Whether the kernels apply: CPU float32 tensors (and int64 row indices); parameter
-    and state contiguous (gradient rows are made so), a dense gradient too."""
-    return (
-        p.device.type == "cpu"
-        and p.dtype == torch.float32
-        and grad.dtype == torch.float32
-        and (idx.dtype == torch.int64 if idx is not None else grad.is_contiguous())
-        and p.is_contiguous()
-        and all(s.is_contiguous() for s in states)
+def _cpu_float32(*tensors: torch.Tensor) -> bool:
+    """What every kernel reads and writes: contiguous float32 memory on the CPU."""
+    return all(
+        t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors
     )
+
+
+def usable(p: torch.Tensor, grad: torch.Tensor, *states, idx: torch.Tensor | None = None) -> bool:
+    """Whether the Adagrad kernels apply to p, its gradient and its state; row gradients
+    (with int64 indices) may be strided, they are made contiguous."""
+    if idx is None:
+        return _cpu_float32(p, grad, *states)
+    return _cpu_float32(p, *states) and idx.dtype == torch.int64 and grad.dtype == torch.float32
 
 
 def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, momentum) -> None:
@@ -156,8 +160,7 @@ def adagrad_dense(lib, p, acc, mom, grad, lr, eps, momentum) -> None:
 def gru_gates_backward(lib, dh, h, gi, gh) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(dgi, dgh) of one GRU layer (hand_derived.py), or None where the kernel does not
     apply (not contiguous float32 CPU tensors)."""
-    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-               for t in (dh, h, gi, gh)):  # fmt: skip
+    if not _cpu_float32(dh, h, gi, gh):
         return None
     m, hs = dh.shape
     dgi = torch.empty(m, 3 * hs)
@@ -170,9 +173,9 @@ def gru_gates_backward(lib, dh, h, gi, gh) -> tuple[torch.Tensor, torch.Tensor] 
 def main() -> int:
     """Build at install time; one line either way (a missing compiler is not an error)."""
     try:
-        print(f"Adagrad kernels built: {build()}")
+        print(f"training-step kernels built: {build()}")
     except RuntimeError as err:
-        print(f"Adagrad kernels not built ({err}); training uses the pure-PyTorch path")
+        print(f"training-step kernels not built ({err}); training uses the pure-PyTorch path")
     return 0
 
 

@@ -1,5 +1,6 @@
-/* Adagrad with momentum, compiled: the row-sparse update of an item table in one pass
- * over the used rows (adagrad_rows), and the dense update of one tensor (adagrad_dense).
+/* The training step's compiled kernels: Adagrad with momentum, as the row-sparse update
+ * of an item table in one pass over the used rows (adagrad_rows) and the dense update of
+ * one tensor (adagrad_dense), and the GRU gates' backward (gru_gates_backward, below).
  *
  * The PyTorch form of the same update (optim.py, IndexedAdagradM._rows_step) needs a
  * sort for the deduplication, a zero-filled buffer, a scatter-add, gathers and scatters
