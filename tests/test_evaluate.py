@@ -114,3 +114,19 @@ def test_sampled_candidate_metrics_are_labelled_and_exclude_seen_items():
         assert res.metrics["recall@2"] == 0.0  # the full-ranking metrics stay the main ones
     with pytest.raises(ValueError, match=r"eval\.sampled"):
         SampledCandidates.make(100, "random", support, "cpu")
+
+
+def test_item_major_scores_in_a_reused_buffer_equal_the_textbook_product():
+    """The evaluator's fast path (table @ h^T into one buffer, read through a transposed
+    view) gives the scores of h @ Wy^T + By for every width the schedule shrinks to."""
+    model = GRU4RecModel(50, GRU4RecConfig(layers=[16]))
+    model.reset_parameters(torch.Generator().manual_seed(1))
+    table, buffer = model.output_table(), torch.empty(50 * 8)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for width in (8, 5, 3):
+            x = torch.randint(50, (width,), generator=gen)
+            H = [torch.randn(width, 16, generator=gen)]
+            scores = model.step_all(x, H, table, out=buffer)
+            assert scores.shape == (width, 50) and scores.data_ptr() == buffer.data_ptr()
+            torch.testing.assert_close(scores, H[0] @ model.Wy.T + model.By)

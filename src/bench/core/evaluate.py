@@ -58,6 +58,10 @@ def rank_targets(
         event_times = test.times[events]
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
+    # One score buffer for every step, where the model can fill it (see GRU4RecModel.step_all)
+    buffer = {}
+    if getattr(model, "fills_score_buffer", False):
+        buffer["out"] = torch.empty(table.shape[0] * sched.initial_width, device=device)
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
     out, out_sampled = [], []
     for s in range(sched.n_steps):
@@ -70,13 +74,13 @@ def rank_targets(
             if seen is not None:
                 seen &= carry.bool()
         if event_times is None:
-            scores = model.step_all(x, H, table)
+            scores = model.step_all(x, H, table, **buffer)
         else:
             b0, b1 = sched.bounds[s], sched.bounds[s + 1]
             scores = model.step_all(x, H, table, now=event_times[b0:b1])
         if filter_seen:
-            if seen is None:
-                seen = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+            if seen is None:  # in the scores' memory layout, so that masking runs in order
+                seen = torch.zeros_like(scores, dtype=torch.bool)
             seen[torch.arange(len(x), device=device), x] = True
             scores.masked_fill_(seen, float("-inf"))
         target = scores.gather(1, y[:, None])

@@ -61,6 +61,9 @@ class OneHotGRUInput(nn.Module):
 
 
 class GRU4RecModel(nn.Module):
+    # step_all writes its scores into a caller's reusable buffer (`out`)
+    fills_score_buffer = True
+
     def __init__(self, n_items: int, cfg: NetworkConfig):
         super().__init__()
         self.n_items = n_items
@@ -183,13 +186,23 @@ class GRU4RecModel(nn.Module):
         return torch.cat([self.Wy, self.By[:, None]], dim=1)
 
     def step_all(
-        self, x: torch.Tensor, H: list[torch.Tensor], table: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        H: list[torch.Tensor],
+        table: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Inference step: update H, return scores for every item (M x n_items).
 
         Pass `table=self.output_table()` when calling repeatedly with unchanged weights.
+        The scores are computed item-major (table @ h^T) and returned as a transposed view:
+        on CPU that product runs about 1.5x faster than h @ table^T, whose output rows are
+        long and strided. `out`, a flat buffer of at least n_items * M floats reused from
+        step to step, spares the page faults of a fresh result of that size every step.
         """
         h = self._input_and_hidden(H, self.input_rows(x), training=False)
         if table is None:
             table = self.output_table()
-        return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1) @ table.T
+        if out is not None:
+            out = out[: table.shape[0] * len(x)].view(table.shape[0], len(x))
+        return torch.mm(table, torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1).T, out=out).T
