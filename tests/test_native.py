@@ -1,11 +1,13 @@
-"""The compiled kernels (row-sparse and dense Adagrad, the GRU gates' backward) against
-their PyTorch forms.
+"""The compiled kernels (row-sparse and dense Adagrad, the GRU gates' backward, the BPR-max
+loss and gradient) against their PyTorch forms.
 
 For Adagrad: the same operations in the same order, but torch's vectorised kernels round in two
 places differently from portable C: measured here (AVX-512), its addcmul fuses the
 multiply-add and its sqrt is within 1 ulp of the correctly rounded sqrtf (17% of
 10,000 values one ulp apart, none more). So the first step's accumulators are equal bit
 for bit and everything else agrees to float rounding. The gates' backward is bit-equal.
+BPR-max sums in another order and takes exp from its own polynomial (about 1 ulp), so it
+agrees to float rounding too.
 """
 
 import logging
@@ -17,7 +19,7 @@ import torch
 
 from bench.core import native
 from bench.core.config import GRU4RecConfig
-from bench.core.hand_derived import _gates_backward
+from bench.core.hand_derived import _gates_backward, bpr_max_grad
 from bench.core.optim import IndexedAdagradM
 from bench.core.train import SessionParallelTrainer, fit
 from tests.conftest import make_sessions
@@ -96,6 +98,27 @@ def test_compiled_gate_backward_equals_the_pytorch_form_exactly():
 
 
 @needs_kernel
+@pytest.mark.parametrize("elu_param", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("m, c", [(3, 5), (7, 40), (16, 333)])
+def test_compiled_bpr_max_equals_the_pytorch_form(elu_param, m, c):
+    """Loss and gradient of the same formula; widths not a multiple of the kernel's 16
+    lanes, scores spread wide enough to reach exp's clamp and a near-certain target."""
+    g = torch.Generator().manual_seed(m * c)
+    scores = torch.randn(m, c, generator=g) * 4
+    scores[0, 1] = 120.0  # a negative far above the target: exp(a - a_t) clamps at exp(88)
+    scores[-1, -1] = -120.0
+    scores[1, 1] = 60.0  # a target far above every negative
+    ref_loss, ref_grad = bpr_max_grad(scores.clone(), 0.7, elu_param, 1 / 8)
+    loss, grad = native.bpr_max_grad(native.kernel(), scores.clone(), 0.7, elu_param, 1 / 8)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    # atol: where (S - s^2)/denom and the bpreg term nearly cancel, relative error grows
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    assert (
+        native.bpr_max_grad(native.kernel(), scores.T.contiguous().T, 0.7, elu_param, 1.0) is None
+    )
+
+
+@needs_kernel
 def test_out_of_range_row_is_a_clear_error_and_changes_nothing():
     (table, _) = _tables((10, 3), seed=3)
     before = table.detach().clone()
@@ -123,8 +146,12 @@ def test_training_with_the_kernel_equals_training_without(loss):
         fit(eng)
         assert bool(eng.optimizer._scratch) == use_kernel
         states.append(eng.model.state_dict())
+    # bpr-max: the loss kernel's own exp and summation order add a few ulp per step
+    tol = {} if loss == "ce" else {"rtol": 1e-5, "atol": 1e-6}
     for name, value in states[1].items():
-        close(states[0][name], value, msg=name)
+        torch.testing.assert_close(
+            states[0][name], value, msg=name, **({"rtol": 1e-6, "atol": 1e-7} | tol)
+        )
 
 
 def test_without_a_compiler_the_pytorch_path_is_used_and_said(monkeypatch, tmp_path, caplog):

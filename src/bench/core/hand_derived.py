@@ -113,7 +113,17 @@ class HandDerivedStep:
         self.loss = loss
         self.bpreg = bpreg
         self.elu_param = elu_param
-        self.kernel = native.kernel()  # the gates' backward in one compiled pass, if built
+        self.kernel = native.kernel()  # gates' backward, BPR-max: one compiled pass each, if built
+
+    def loss_and_grad(self, O: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, scale * dLoss/dO); BPR-max by its compiled kernel where built (it
+        overwrites O with the gradient), else by its PyTorch form."""
+        if self.loss == "ce":
+            return ce_grad(O, scale)
+        fast = self.kernel and native.bpr_max_grad(
+            self.kernel, O, self.bpreg, self.elu_param, scale
+        )
+        return fast or bpr_max_grad(O, self.bpreg, self.elu_param, scale)
 
     def __call__(
         self,
@@ -165,10 +175,7 @@ class HandDerivedStep:
                 inp = out
             hL = inp
             O = torch.addmm(bc, hL, Wc.T)
-            if self.loss == "ce":
-                L, dO = ce_grad(O, 1.0 / batch_size)
-            else:
-                L, dO = bpr_max_grad(O, self.bpreg, self.elu_param, 1.0 / batch_size)
+            L, dO = self.loss_and_grad(O, 1.0 / batch_size)
             dh = dO @ Wc
             if model.constrained:  # one buffer for all row gradients: no concatenation
                 g_rows = torch.empty(m + Wc.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)

@@ -1,6 +1,7 @@
 /* The training step's compiled kernels: Adagrad with momentum, as the row-sparse update
  * of an item table in one pass over the used rows (adagrad_rows) and the dense update of
- * one tensor (adagrad_dense), and the GRU gates' backward (gru_gates_backward, below).
+ * one tensor (adagrad_dense), the GRU gates' backward (gru_gates_backward) and the
+ * BPR-max loss with its gradient (bpr_max_grad), the last two below.
  *
  * The PyTorch form of the same update (optim.py, IndexedAdagradM._rows_step) needs a
  * sort for the deduplication, a zero-filled buffer, a scatter-add, gathers and scatters
@@ -111,4 +112,108 @@ void gru_gates_backward(const float *dh, const float *h, const float *gi, const 
             dg[2 * hs + j] = dnp * r;
         }
     }
+}
+
+/* exp(x) for the loss kernel, in a form the compiler vectorises (no branches, no libm
+ * call): x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6
+ * (relative error below 2e-7, about one ulp), 2^k put into the exponent bits. The
+ * argument is clamped to [-87, 88], where float exp neither overflows nor goes subnormal;
+ * the loss only ever needs exp of values at most 0 (softmax) or of a sigmoid's argument. */
+static inline float exp_poly(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); /* not fminf: it would not vectorise */
+    const float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    const float r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;  /* ln2 in two parts */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; int32_t i; } scale;
+    scale.i = ((int32_t)kf + 127) << 23;
+    return p * scale.f;
+}
+
+#define LANES 16 /* independent partial sums: a reduction the compiler can vectorise */
+
+/* BPR-max with the ELU final activation (hand_derived.bpr_max_grad): for each of the m
+ * rows of the scores O (m x c, target of row i in column i) the loss, and the gradient
+ * scale * dLoss/dO. With a = elu(o), sm the softmax of a over the
+ * non-target columns, s = sigmoid(a_t - a), S = sum(s sm), Q = sum(a^2 sm):
+ *   loss = -log(S + 1e-24) + bpreg Q
+ *   dL/da_k = sm_k ((S - s_k^2) / (S + 1e-24) + bpreg (a_k^2 + 2 a_k - Q))   (k != t)
+ *   dL/da_t = (sum(s^2 sm) - S) / (S + 1e-24)
+ * then times d elu/do (1 above zero, a + alpha below), written over O. Five passes over
+ * each row, which stays in L1 with the row buffers e and s (c floats each), instead of
+ * some 24 passes over the whole matrix. Returns the summed loss. */
+double bpr_max_grad(float *O, float *restrict e, float *restrict s, int64_t m, int64_t c,
+                    float bpreg, float alpha, float scale)
+{
+    double total = 0.0;
+    const int64_t c16 = c - c % LANES;
+    for (int64_t i = 0; i < m; ++i) {
+        float *restrict a = O + i * c; /* the activated scores, then the gradient */
+        for (int64_t k = 0; k < c; ++k)
+            a[k] = (alpha > 0.0f && a[k] <= 0.0f) ? alpha * (exp_poly(a[k]) - 1.0f) : a[k];
+        const float at = a[i];
+        a[i] = -INFINITY;
+        float mx[LANES], top = -INFINITY;
+        for (int l = 0; l < LANES; ++l)
+            mx[l] = -INFINITY;
+        for (int64_t k = 0; k < c16; k += LANES)
+            for (int l = 0; l < LANES; ++l)
+                mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
+        for (int64_t k = c16; k < c; ++k)
+            top = a[k] > top ? a[k] : top;
+        for (int l = 0; l < LANES; ++l)
+            top = mx[l] > top ? mx[l] : top;
+        a[i] = at;
+        for (int64_t k = 0; k < c; ++k)
+            e[k] = exp_poly(a[k] - top);
+        e[i] = 0.0f; /* the softmax is over the other columns */
+        float part[LANES] = {0}, sum_e = 0.0f;
+        for (int64_t k = 0; k < c16; k += LANES)
+            for (int l = 0; l < LANES; ++l)
+                part[l] += e[k + l];
+        for (int64_t k = c16; k < c; ++k)
+            sum_e += e[k];
+        for (int l = 0; l < LANES; ++l)
+            sum_e += part[l];
+        const float inv = 1.0f / sum_e;
+        for (int64_t k = 0; k < c; ++k) {
+            e[k] *= inv;                                /* sm */
+            s[k] = 1.0f / (1.0f + exp_poly(a[k] - at)); /* sigmoid(a_t - a_k) */
+        }
+        float pS[LANES] = {0}, pQ[LANES] = {0}, pT[LANES] = {0}, S = 0.0f, Q = 0.0f, T = 0.0f;
+        for (int64_t k = 0; k < c16; k += LANES)
+            for (int l = 0; l < LANES; ++l) {
+                const float sm = e[k + l], sk = s[k + l], ak = a[k + l];
+                pS[l] += sk * sm;
+                pQ[l] += ak * ak * sm;
+                pT[l] += sk * sk * sm;
+            }
+        for (int64_t k = c16; k < c; ++k) {
+            S += s[k] * e[k];
+            Q += a[k] * a[k] * e[k];
+            T += s[k] * s[k] * e[k];
+        }
+        for (int l = 0; l < LANES; ++l) {
+            S += pS[l];
+            Q += pQ[l];
+            T += pT[l];
+        }
+        const float denom = S + 1e-24f;
+        total += -log((double)denom) + (double)bpreg * Q;
+        const float t_grad = (T - S) / denom;
+        for (int64_t k = 0; k < c; ++k) {
+            const float ak = a[k], sk = s[k];
+            const float d = (alpha > 0.0f && ak <= 0.0f) ? ak + alpha : 1.0f;
+            a[k] = e[k] * ((S - sk * sk) / denom + bpreg * (ak * ak + 2.0f * ak - Q)) * (d * scale);
+        }
+        const float d_t = (alpha > 0.0f && at <= 0.0f) ? at + alpha : 1.0f;
+        a[i] = t_grad * (d_t * scale);
+    }
+    return total;
 }

@@ -84,8 +84,8 @@ def build() -> Path:
 
 @functools.cache
 def kernel() -> ctypes.CDLL | None:
-    """The loaded library (adagrad_rows, adagrad_dense, gru_gates_backward), or None (the
-    PyTorch forms, said once)."""
+    """The loaded library (adagrad_rows, adagrad_dense, gru_gates_backward, bpr_max_grad),
+    or None (the PyTorch forms, said once)."""
     if os.environ.get("BENCH_NATIVE", "1") == "0":
         return None
     try:
@@ -100,6 +100,8 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_dense.restype = None
     lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, i64, i64]
     lib.gru_gates_backward.restype = None
+    lib.bpr_max_grad.argtypes = [p, p, p, i64, i64, f32, f32, f32]
+    lib.bpr_max_grad.restype = ctypes.c_double
     return lib
 
 
@@ -168,6 +170,18 @@ def gru_gates_backward(lib, dh, h, gi, gh) -> tuple[torch.Tensor, torch.Tensor] 
     lib.gru_gates_backward(dh.data_ptr(), h.data_ptr(), gi.data_ptr(), gh.data_ptr(),
                            dgi.data_ptr(), dgh.data_ptr(), m, hs)  # fmt: skip
     return dgi, dgh
+
+
+def bpr_max_grad(lib, scores, bpreg, elu_param, scale) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(summed loss, scale * dLoss/dscores) of BPR-max (hand_derived.bpr_max_grad), the
+    gradient written over the scores; None where the kernel does not apply."""
+    if not _cpu_float32(scores):
+        return None
+    m, c = scores.shape
+    rows = torch.empty(2, c)
+    loss = lib.bpr_max_grad(scores.data_ptr(), rows[0].data_ptr(), rows[1].data_ptr(), m, c,
+                            bpreg, max(elu_param, 0.0), scale)  # fmt: skip
+    return scores.new_tensor(loss), scores
 
 
 def main() -> int:
