@@ -109,7 +109,6 @@ def worker(args) -> None:
 
     from bench.core.config import GRU4RecConfig
     from bench.core.train import SessionParallelTrainer, fit
-    from bench.lit import EpochCheckpoint, GRU4RecModule, make_trainer
 
     n_items, tr = load_subset(args.subset_file)
     cfg = GRU4RecConfig(
@@ -126,8 +125,10 @@ def worker(args) -> None:
     setup_s = time.perf_counter() - t_setup
     if loop == "bare":
         stats = fit(eng)[0]
-    else:
+    else:  # imported only here: Lightning alone adds ~190 MB to a process's peak RSS
         import logging
+
+        from bench.lit import EpochCheckpoint, GRU4RecModule, make_trainer
 
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
         # As a single run uses it: with the per-epoch checkpoint (written after the epoch's
@@ -225,10 +226,12 @@ def run_official(args, tsv: Path, events: int, device, loss, batch, layers) -> d
     }
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run with the median events/s, plus every repeat's events/s."""
-    ordered = sorted(runs, key=lambda r: r["events_per_s"])
-    out = dict(ordered[len(ordered) // 2])
+def best_run(runs: list[dict]) -> dict:
+    """The run with the most events/s, plus every repeat's events/s. The best, not the
+    median: on a shared 2-core host, repeats of one setting differ by up to 56% and only
+    ever downwards (a neighbour steals time, never gives it), so the best run of each side
+    is the least disturbed estimate of what the code can do."""
+    out = dict(max(runs, key=lambda r: r["events_per_s"]))
     out["events_per_s_all"] = [r["events_per_s"] for r in runs]
     return out
 
@@ -245,7 +248,7 @@ def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
             runs["official"].append(run_official(args, tsv, events, device, loss, batch, layers))
     for name, rs in runs.items():
         if rs:
-            row[name] = median_run(rs)
+            row[name] = best_run(rs)
     # The reliable figure: time outside the core loop inside the Lightning epochs.
     if runs.get("lightning"):
         row["lightning_overhead"] = max(r["harness_overhead"] for r in runs["lightning"])
@@ -281,7 +284,7 @@ def main() -> None:
     ap.add_argument("--loss", help=argparse.SUPPRESS)
     ap.add_argument("--n-sample", type=int, default=2048)
     ap.add_argument(
-        "--repeats", type=int, default=3, help="interleaved repeats per setting (median reported)"
+        "--repeats", type=int, default=3, help="interleaved repeats per setting (the best reported)"
     )
     ap.add_argument(
         "--devices", nargs="+", default=None, help="default: cpu, plus cuda when available"
@@ -334,7 +337,7 @@ def main() -> None:
     fields = dict(
         dataset=args.dataset, train_events=tr.n_events, train_sessions=tr.n_sessions,
         losses=args.losses, n_sample=args.n_sample, machine=machine_info(),
-        official=args.official is not None, rows=rows,
+        official=args.official is not None, pick="best", rows=rows,
     )  # fmt: skip
     write_report(args.out, "throughput", fields)
 
