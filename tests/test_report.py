@@ -430,6 +430,16 @@ def test_headline_marks_a_significant_gap_between_the_best_gru4rec_and_the_best_
     md = to_markdown(build(col.runs, col.studies))
     assert "†" not in md.split("\n- ")[0].split("Protocol")[0].replace("† marks", "")
     assert "+1.00 points, paired Wilcoxon p = 0.32 over 100 test events." in md
+    # A gap so wide that p underflows to 0 (as on 55,898 yoochoose1/64 events): a bound
+    big_a, big_b = np.full(20_000, 30.0), np.full(20_000, 30.0)
+    big_a[:15_000], big_b[:5_000] = 1.0, 1.0
+    storage3 = f"sqlite:///{tmp_path / 'u.db'}"
+    study_with_final(storage3, "gru4rec_ce_yoochoose1_64", [rec("gru", big_a, 0, loss="ce")])
+    study_with_final(storage3, "sknn_yoochoose1_64", [rec("sknn", big_b)])
+    col = collect([], [storage3])
+    md = to_markdown(build(col.runs, col.studies))
+    assert "+50.00 points, paired Wilcoxon p < 1e-300 over 20,000 test events." in md
+    assert "p = 0 " not in md
 
 
 def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):

@@ -6,6 +6,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench import studies
+from bench.records import RANKS_KEY
 
 
 def test_every_headline_study_runs_one_command_with_the_common_budget():
@@ -41,6 +42,12 @@ def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     assert not p.done
     lines = studies.status_lines([p])
     assert "| sknn_yoochoose1_64 | 4 of 30 | 1 | 0 | 0.10 | 0.69 | 0 |" in lines
+    # A retraining of the best trial counts only with its per-event ranks (the paired test)
+    final = {"best_trial": 2, "n_trials": 4, "records": [{"seed": 0, RANKS_KEY: None}]}
+    s.set_user_attr("final", final)
+    assert studies.progress(study, tmp_path).final_seeds == 0
+    s.set_user_attr("final", final | {"records": [{"seed": 0, RANKS_KEY: "AAEC"}]})
+    assert studies.progress(study, tmp_path).final_seeds == 1
 
 
 def test_an_unknown_study_is_a_one_line_error(capsys):

@@ -322,6 +322,17 @@ def test_tune_then_retrain_on_test(tmp_path):
     run(cmd, cwd=tmp_path)
     assert len(optuna.load_study(study_name="final", storage=storage).trials) == 3
     assert [Path(path).stat().st_mtime_ns for path in final["records"]] == mtimes
+    # A seed stored without its per-event ranks (as migrated from before they were kept)
+    # is retrained, the other kept: the headline's paired test needs the ranks.
+    from bench.records import RANKS_KEY
+
+    kept["records"][1][RANKS_KEY] = None
+    optuna.load_study(study_name="final", storage=storage).set_user_attr("final", kept)
+    run(cmd, cwd=tmp_path)
+    again = optuna.load_study(study_name="final", storage=storage).user_attrs["final"]
+    assert all(r[RANKS_KEY] for r in again["records"])
+    now = [Path(path).stat().st_mtime_ns for path in final["records"]]
+    assert now[0] == mtimes[0] and now[1] != mtimes[1]
 
 
 @pytest.mark.slow

@@ -180,14 +180,15 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     out.failed = len(s.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     final = s.user_attrs.get("final") or {}
     # A retraining counts when it is of the best trial within the budget, at the budget,
-    # and carries the per-event ranks that the significance test needs.
+    # and carries the per-event ranks that the significance test needs (records migrated
+    # from before the ranks were kept have the key with no value).
     best = best_within_budget(s, study.budget)
     records = final.get("records", [])
     if (
         best is not None
         and final.get("best_trial") == best.number
         and final.get("n_trials", 0) >= out.finished
-        and all(RANKS_KEY in r for r in records)
+        and all(r.get(RANKS_KEY) for r in records)
     ):
         out.final_seeds = len(records)
     return out

@@ -291,7 +291,9 @@ def gaps(ours: pd.DataFrame, pub: pd.DataFrame, tests: dict | None = None) -> li
                 if t["p"] is None:
                     line += " (no paired test: per-event ranks missing from a retraining)"
                 else:
-                    line += f", paired Wilcoxon p = {t['p']:.2g} over {t['events']:,} test events"
+                    # p below the smallest double comes back as 0: say so, not "p = 0"
+                    p_text = f"p = {t['p']:.2g}" if t["p"] > 0 else "p < 1e-300"
+                    line += f", paired Wilcoxon {p_text} over {t['events']:,} test events"
             lines.append(line + ".")
     return lines
 

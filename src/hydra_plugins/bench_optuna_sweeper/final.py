@@ -46,7 +46,10 @@ class FinalRetraining:
         kept = {}
         for raw in previous.get("records", []):
             r = RunRecord.from_dict(raw)
-            if previous.get("best_trial") == best.number and r.seed in seeds and r.eval == eval_now:
+            same = previous.get("best_trial") == best.number and r.eval == eval_now
+            # a seed stored without its per-event ranks (from before they were kept) is
+            # retrained: the headline's paired test needs them
+            if same and r.seed in seeds and raw.get(RANKS_KEY):
                 kept[r.seed] = r.to_dict() | {k: raw.get(k) for k in ("record_path", RANKS_KEY)}
         todo = [seed for seed in seeds if seed not in kept]
         if kept:
