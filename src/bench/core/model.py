@@ -196,9 +196,10 @@ class GRU4RecModel(nn.Module):
 
         Pass `table=self.output_table()` when calling repeatedly with unchanged weights.
         The scores are computed item-major (table @ h^T) and returned as a transposed view:
-        on CPU that product runs about 1.5x faster than h @ table^T, whose output rows are
-        long and strided. `out`, a flat buffer of at least n_items * M floats reused from
-        step to step, spares the page faults of a fresh result of that size every step.
+        at evaluation's shapes (512 x 101 against 43,097 items) that product ran about 1.5x
+        faster on the CPU than h @ table^T (benchmarks/README.md, "Evaluation"). `out`, a
+        flat buffer of at least n_items * M floats reused from step to step, spares the
+        page faults of a fresh result of that size every step.
         """
         h = self._input_and_hidden(H, self.input_rows(x), training=False)
         if table is None:
