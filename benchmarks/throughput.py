@@ -228,7 +228,7 @@ def run_official(args, tsv: Path, events: int, device, loss, batch, layers) -> d
 
 def best_run(runs: list[dict]) -> dict:
     """The run with the most events/s, plus every repeat's events/s. The best, not the
-    median: on a shared 2-core host, repeats of one setting differ by up to 56% and only
+    median: on a shared 2-core host, repeats of one setting differ by up to 88% and only
     ever downwards (a neighbour steals time, never gives it), so the best run of each side
     is the least disturbed estimate of what the code can do."""
     out = dict(max(runs, key=lambda r: r["events_per_s"]))

@@ -1,7 +1,7 @@
 """The compiled kernels of the training step (kernels.c: row-sparse and dense Adagrad, the
-GRU gates' backward), with the PyTorch fallback.
+GRU gates' backward, the BPR-max loss and gradient), with the PyTorch fallback.
 
-The kernels are plain C with no Python or torch headers: it compiles in well under a
+The kernels are plain C with no Python or torch headers: the file compiles in well under a
 second with the system's C compiler and is called through ctypes on the tensors' own
 memory. `make` builds them at install time (`python -m bench.core.native`) into a cache
 keyed by the source, compiler and flags; a process that finds no build compiles it once.
