@@ -71,6 +71,7 @@ def _engine(step, loss, seed=5, **kw):
         dict(loss="bpr-max", elu_param=0.5, bpreg=0.5),
         dict(loss="bpr-max", constrained_embedding=False, embedding=7, dropout_p_hidden=0.25),
         dict(loss="ce", constrained_embedding=False, embedding=5, n_sample=0),
+        dict(loss="ce", logq=1.0, n_sample=0),  # logQ without samples: targets only
     ],
 )
 @pytest.mark.parametrize("compiled", [True, False])

@@ -1,13 +1,15 @@
-"""The compiled kernels (row-sparse and dense Adagrad, the GRU gates' backward, the BPR-max
-loss and gradient) against their PyTorch forms.
+"""The compiled kernels (row-sparse and dense Adagrad, the GRU gates' forward and backward,
+the logQ-shifted output bias, the cross-entropy and BPR-max losses with their gradients)
+against their PyTorch forms.
 
 For Adagrad: the same operations in the same order, but torch's vectorised kernels round in two
 places differently from portable C: measured here (AVX-512), its addcmul fuses the
 multiply-add and its sqrt is within 1 ulp of the correctly rounded sqrtf (17% of
 10,000 values one ulp apart, none more). So the first step's accumulators are equal bit
 for bit and everything else agrees to float rounding. The gates' backward is bit-equal.
-BPR-max sums in another order and takes exp from its own polynomial (about 1 ulp), so it
-agrees to float rounding too.
+BPR-max, cross-entropy and the gates forward take exp from their own polynomial (sigmoid
+and tanh within 3 ulp of the exact values, against torch's 1) and sum in another order, so
+they agree to float rounding too; the output bias is the same subtraction, bit-equal.
 """
 
 import logging
@@ -19,7 +21,8 @@ import torch
 
 from bench.core import native
 from bench.core.config import GRU4RecConfig
-from bench.core.hand_derived import _gates_backward, bpr_max_grad
+from bench.core.hand_derived import HandDerivedStep, _gates_backward, bpr_max_grad, ce_grad
+from bench.core.model import GRU4RecModel
 from bench.core.optim import IndexedAdagradM
 from bench.core.train import SessionParallelTrainer, fit
 from tests.conftest import make_sessions
@@ -86,15 +89,103 @@ def test_dense_kernel_update_equals_the_foreach_update(momentum):
 
 @needs_kernel
 def test_compiled_gate_backward_equals_the_pytorch_form_exactly():
-    """Same element-wise operations in the same order: dgi and dgh equal bit for bit."""
+    """Same element-wise operations in the same order: dgi and dgh equal bit for bit; the
+    bias gradients are their column sums (summed row by row: to float rounding)."""
     g = torch.Generator().manual_seed(6)
     m, hs = 7, 5
     gi = torch.cat([torch.rand(m, 2 * hs, generator=g), torch.rand(m, hs, generator=g) * 2 - 1], 1)
     gh, dh, h = (torch.randn(*s, generator=g) for s in ((m, 3 * hs), (m, hs), (m, hs)))
-    dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh)
+    dbi, dbh = torch.full((3 * hs,), 9.0), torch.full((3 * hs,), 9.0)  # overwritten, not added to
+    dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh, dbi, dbh)
     ref_i, ref_h = _gates_backward(dh.clone(), h, gi, gh, hs)
     assert torch.equal(dgi, ref_i) and torch.equal(dgh, ref_h)
+    close(dbi, ref_i.sum(0))
+    close(dbh, ref_h.sum(0))
     assert native.gru_gates_backward(native.kernel(), dh, h.T.contiguous().T, gi, gh) is None
+
+
+@needs_kernel
+def test_compiled_sigmoid_and_tanh_are_within_three_ulp():
+    """The gates forward's activations against float64, over magnitudes from 1e-4 to 50
+    (tanh of small arguments keeps its relative precision), and saturation at the clamp."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.cat([torch.randn(20_000, generator=g) * s for s in (1e-4, 0.01, 0.3, 1, 3, 10, 50)])
+    x = x[x.abs() < 80]  # beyond, sigmoid is subnormal or 1 (checked below)
+    gi = torch.stack([x, torch.zeros_like(x), x], 1)  # r and n gates see x; z and gh are 0
+    native.gru_gates_forward(native.kernel(), gi, torch.zeros_like(gi), torch.zeros(len(x), 1))
+    x64 = x.double()
+    for ours, exact in ((gi[:, 0], torch.sigmoid(x64)), (gi[:, 2], torch.tanh(x64))):
+        assert float(((ours.double() - exact).abs() / exact.abs()).max()) < 3 * 1.2e-7
+    ends = torch.tensor([[88.0, 0, 88.0], [-100.0, 0, -100.0], [0.0, 0, 0.0]])
+    native.gru_gates_forward(native.kernel(), ends, torch.zeros(3, 3), torch.zeros(3, 1))
+    assert ends[:, 0].tolist()[::2] == [1.0, 0.5] and 0 <= ends[1, 0] < 1e-37
+    assert ends[:, 2].tolist() == [1.0, -1.0, 0.0]
+
+
+@needs_kernel
+@pytest.mark.parametrize("m, hs", [(1, 3), (6, 17)])
+def test_compiled_gate_forward_equals_the_pytorch_form(m, hs):
+    """The new state and the activated gates the backward reads, against the PyTorch form."""
+    g = torch.Generator().manual_seed(m * hs)
+    gi, gh = (torch.randn(m, 3 * hs, generator=g) * 3 for _ in range(2))
+    h = torch.randn(m, hs, generator=g).tanh()
+    step = HandDerivedStep(GRU4RecModel(10, GRU4RecConfig(layers=[hs])), "ce", 0.0, 0.0)
+    ours_gi = gi.clone()
+    out = step._gates_forward(ours_gi, gh, h, hs)
+    step.kernel = None
+    ref_gi = gi.clone()
+    ref = step._gates_forward(ref_gi, gh, h, hs)
+    # an activation a few ulp off moves tanh's argument by that times gh (up to ~10 here)
+    torch.testing.assert_close(ours_gi, ref_gi, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=2e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("logq", [True, False])
+def test_compiled_output_bias_equals_the_pytorch_form_exactly(logq):
+    """by[cols] minus the target or sample shift: the same subtraction, bit for bit; an
+    index outside the table is a clear error."""
+    g = torch.Generator().manual_seed(9)
+    model = GRU4RecModel(20, GRU4RecConfig(layers=[4]))
+    with torch.no_grad():
+        model.By.copy_(torch.randn(20, generator=g))
+    shifts = (torch.randn(20, generator=g), torch.randn(20, generator=g)) if logq else None
+    step = HandDerivedStep(model, "ce", 0.0, 0.0, log_q=shifts)
+    cols = torch.tensor([3, 3, 7, 0, 19, 3, 5])  # 3 targets (one repeated), 4 samples
+    ours = step._bias(cols, 3)
+    step.kernel = None
+    assert torch.equal(ours, step._bias(cols, 3))
+    if logq:  # the shift really differs between a column as a target and as a sample
+        assert ours[0] != ours[5]
+    with pytest.raises(IndexError, match=r"column index is outside \[0, 20\)"):
+        native.gather_bias(native.kernel(), model.By.detach(), None, None, torch.tensor([20]), 1)
+
+
+@needs_kernel
+@pytest.mark.parametrize("m, c", [(3, 5), (7, 40), (16, 333)])
+def test_compiled_cross_entropy_equals_the_pytorch_form(m, c):
+    """Loss, gradient and its column sums; a row whose target's probability underflows
+    contributes -log(1e-24) and no gradient, as in the reference."""
+    g = torch.Generator().manual_seed(m + c)
+    scores = torch.randn(m, c, generator=g) * 4
+    scores[1, 1] = -200.0  # the target far below every other column
+    scores[-1, 0] = 90.0
+    ref_loss, ref_grad = ce_grad(scores.clone(), 1 / 8)
+    dbias = torch.full((c,), 9.0)
+    loss, grad = native.ce_grad(native.kernel(), scores.clone(), 1 / 8, dbias)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(dbias, ref_grad.sum(0), rtol=1e-5, atol=1e-7)
+    assert grad[1].abs().sum() == 0 and float(loss) > 55  # -log(1e-24) = 55.3
+    # item-major scores (the transposed view of a c x m buffer): the column kernel
+    ref_loss, ref_grad = ce_grad(scores.clone(), 1 / 8)
+    loss_t, grad_t = native.ce_grad(native.kernel(), scores.T.contiguous().T, 1 / 8, dbias)
+    assert not grad_t.is_contiguous()
+    torch.testing.assert_close(loss_t, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_t, ref_grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(dbias, ref_grad.sum(0), rtol=1e-5, atol=1e-7)
+    assert grad_t[1].abs().sum() == 0
+    assert native.ce_grad(native.kernel(), scores.double(), 1.0) is None
 
 
 @needs_kernel
@@ -109,10 +200,12 @@ def test_compiled_bpr_max_equals_the_pytorch_form(elu_param, m, c):
     scores[-1, -1] = -120.0
     scores[1, 1] = 60.0  # a target far above every negative
     ref_loss, ref_grad = bpr_max_grad(scores.clone(), 0.7, elu_param, 1 / 8)
-    loss, grad = native.bpr_max_grad(native.kernel(), scores.clone(), 0.7, elu_param, 1 / 8)
+    dbias = torch.full((c,), 9.0)
+    loss, grad = native.bpr_max_grad(native.kernel(), scores.clone(), 0.7, elu_param, 1 / 8, dbias)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
     # atol: where (S - s^2)/denom and the bpreg term nearly cancel, relative error grows
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dbias, ref_grad.sum(0), rtol=1e-5, atol=1e-6)
     assert (
         native.bpr_max_grad(native.kernel(), scores.T.contiguous().T, 0.7, elu_param, 1.0) is None
     )
@@ -146,10 +239,9 @@ def test_training_with_the_kernel_equals_training_without(loss):
         fit(eng)
         assert bool(eng.optimizer._scratch) == use_kernel
         states.append(eng.model.state_dict())
-    # bpr-max: the loss kernel's own exp and summation order add a few ulp per step
-    check = close if loss == "ce" else partial(torch.testing.assert_close, rtol=1e-5, atol=1e-6)
+    # the kernels' own exp (loss, sigmoid, tanh) and summation order add a few ulp per step
     for name, value in states[1].items():
-        check(states[0][name], value, msg=name)
+        torch.testing.assert_close(states[0][name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_without_a_compiler_the_pytorch_path_is_used_and_said(monkeypatch, tmp_path, caplog):

@@ -1,7 +1,10 @@
 /* The training step's compiled kernels: Adagrad with momentum, as the row-sparse update
  * of an item table in one pass over the used rows (adagrad_rows) and the dense update of
- * one tensor (adagrad_dense), the GRU gates' backward (gru_gates_backward) and the
- * BPR-max loss with its gradient (bpr_max_grad), the last two below.
+ * one tensor (adagrad_dense); the GRU layer's gates forward and backward
+ * (gru_gates_forward, gru_gates_backward); the output bias of the sampled columns with
+ * the logQ shift (gather_bias); the cross-entropy and BPR-max losses with their gradients
+ * (ce_grad, bpr_max_grad). Each replaces a run of small PyTorch operators whose
+ * per-operator cost, not their arithmetic, dominated the step at small batches.
  *
  * The PyTorch form of the same update (optim.py, IndexedAdagradM._rows_step) needs a
  * sort for the deduplication, a zero-filled buffer, a scatter-add, gathers and scatters
@@ -51,10 +54,13 @@ void adagrad_dense(float *param, float *acc, float *mom, const float *grad, int6
 }
 
 /* Returns the number of distinct rows, or -1 (nothing changed) when an index is out of
- * [0, n_rows). */
+ * [0, n_rows). A row used once is read from its gradient row where it lies (src[u] = k);
+ * only a repeated row is summed into work (src[u] = -1), starting from 0.0f + g, as
+ * index_add_ onto zeros does. */
 int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_t n_rows,
                      const int64_t *idx, const float *grad, int64_t n, int64_t d,
-                     float *work, int64_t *rows, float lr, float eps, float momentum)
+                     float *work, int64_t *rows, int64_t *src, float lr, float eps,
+                     float momentum)
 {
     int64_t u = 0;
     for (int64_t k = 0; k < n; ++k) {
@@ -63,24 +69,30 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
             for (int64_t i = 0; i < u; ++i) slot[rows[i]] = -1;
             return -1;
         }
-        const float *g = grad + k * d;
-        float *w;
         if (slot[r] < 0) {
             slot[r] = (int32_t)u;
             rows[u] = r;
-            w = work + u * d;
-            for (int64_t j = 0; j < d; ++j) w[j] = 0.0f + g[j];
+            src[u] = k;
             ++u;
+            continue;
+        }
+        const int64_t i = slot[r];
+        float *w = work + i * d;
+        const float *g = grad + k * d;
+        if (src[i] >= 0) { /* second use of the row: start its sum */
+            const float *g0 = grad + src[i] * d;
+            for (int64_t j = 0; j < d; ++j) w[j] = (0.0f + g0[j]) + g[j];
+            src[i] = -1;
         } else {
-            w = work + (int64_t)slot[r] * d;
             for (int64_t j = 0; j < d; ++j) w[j] += g[j];
         }
     }
     for (int64_t i = 0; i < u; ++i) {
         const int64_t r = rows[i];
         slot[r] = -1;
-        update(param + r * d, acc + r * d, mom != NULL ? mom + r * d : NULL, work + i * d, d,
-               -lr, eps, momentum);
+        const float *g = src[i] >= 0 ? grad + src[i] * d : work + i * d;
+        update(param + r * d, acc + r * d, mom != NULL ? mom + r * d : NULL, g, d, -lr, eps,
+               momentum);
     }
     return u;
 }
@@ -90,10 +102,15 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
  * gh the hidden-side pre-activations, of which the n part (ghn) is used; from dh
  * (already through the dropout mask) and the saved h it writes dgi = [dr | dz | dn']
  * and dgh = [dr | dz | dn' * r]. The operations and their order are those of the
- * PyTorch form there (seventeen kernels), so the two agree bit for bit. */
+ * PyTorch form there (seventeen kernels), so the two agree bit for bit. Where dbi and
+ * dbh are given, also the bias gradients: the column sums of dgi and dgh, row by row. */
 void gru_gates_backward(const float *dh, const float *h, const float *gi, const float *gh,
-                        float *dgi, float *dgh, int64_t m, int64_t hs)
+                        float *dgi, float *dgh, float *dbi, float *dbh, int64_t m, int64_t hs)
 {
+    if (dbi != NULL) {
+        memset(dbi, 0, (size_t)(3 * hs) * sizeof(float));
+        memset(dbh, 0, (size_t)(3 * hs) * sizeof(float));
+    }
     for (int64_t i = 0; i < m; ++i) {
         const float *dh_i = dh + i * hs, *h_i = h + i * hs;
         const float *r_i = gi + i * 3 * hs, *z_i = r_i + hs, *n_i = r_i + 2 * hs;
@@ -111,16 +128,33 @@ void gru_gates_backward(const float *dh, const float *h, const float *gi, const 
             dg[hs + j] = dz;
             dg[2 * hs + j] = dnp * r;
         }
+        if (dbi != NULL)
+            for (int64_t j = 0; j < 3 * hs; ++j) {
+                dbi[j] += di[j];
+                dbh[j] += dg[j];
+            }
     }
 }
 
-/* exp(x) for the loss kernel, in a form the compiler vectorises (no branches, no libm
- * call): x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6
- * (relative error below 2e-7, about one ulp), 2^k put into the exponent bits. The
- * argument is clamped to [-87, 88], where float exp neither overflows nor goes subnormal;
- * the loss only ever needs exp of values at most 0 (softmax) or of a sigmoid's argument. */
+/* exp(x) for the loss and gate kernels, in a form the compiler vectorises (no branches, no
+ * libm call): x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6
+ * (relative error below 2e-7, about one ulp), 2^k put into the exponent bits. Above 88 the
+ * argument is clamped (float exp would overflow); below -87, where float exp goes
+ * subnormal, the result is 0, so a softmax column far below the row's maximum gets
+ * exactly nothing, as when torch's exp underflows. */
+/* 2^k for an integral k in [-126, 127], built in the exponent bits (memcpy: a bit cast
+ * the vectoriser accepts, unlike a union). */
+static inline float pow2i(float k)
+{
+    const int32_t bits = ((int32_t)k + 127) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 static inline float exp_poly(float x)
 {
+    const float lo = x;
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); /* not fminf: it would not vectorise */
     const float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     const float r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;  /* ln2 in two parts */
@@ -131,9 +165,72 @@ static inline float exp_poly(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { float f; int32_t i; } scale;
-    scale.i = ((int32_t)kf + 127) << 23;
-    return p * scale.f;
+    return lo < -87.0f ? 0.0f : p * pow2i(kf);
+}
+
+/* expm1(x), with exp_poly's reduction: for |x| <= ln2/2 (k = 0) the polynomial without
+ * its constant term, so small arguments keep their relative precision (tanh below). */
+static inline float expm1_poly(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    const float r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;
+    float q = 1.0f / 5040.0f;
+    q = q * r + 1.0f / 720.0f;
+    q = q * r + 1.0f / 120.0f;
+    q = q * r + 1.0f / 24.0f;
+    q = q * r + 1.0f / 6.0f;
+    q = q * r + 0.5f;
+    q = q * r + 1.0f;
+    q = q * r; /* exp(r) - 1 */
+    const float scale = pow2i(kf);
+    return scale * q + (scale - 1.0f);
+}
+
+static inline float sigmoid_poly(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
+
+static inline float tanh_poly(float x)
+{
+    const float e = expm1_poly(2.0f * x);
+    return e / (e + 2.0f);
+}
+
+/* The GRU layer's forward through its gates for m rows and hs units: gi and gh hold the
+ * input- and hidden-side pre-activations [r | z | n] (biases added); r = sigmoid(gi_r +
+ * gh_r), z likewise, n = tanh(gi_n + r gh_n), out = n + z (h - n). gi is overwritten with
+ * the activated [r | z | n], which the backward reads. sigmoid and tanh come from the exp
+ * polynomial above (a few ulp from torch's), in two vectorised passes per row instead of
+ * eight operators. */
+void gru_gates_forward(float *gi, const float *gh, const float *h, float *out, int64_t m,
+                       int64_t hs)
+{
+    for (int64_t i = 0; i < m; ++i) {
+        float *rz = gi + i * 3 * hs, *n = rz + 2 * hs, *o = out + i * hs;
+        const float *gh_i = gh + i * 3 * hs, *h_i = h + i * hs;
+        for (int64_t j = 0; j < 2 * hs; ++j)
+            rz[j] = sigmoid_poly(rz[j] + gh_i[j]);
+        for (int64_t j = 0; j < hs; ++j) {
+            const float nj = tanh_poly(n[j] + rz[j] * gh_i[2 * hs + j]);
+            n[j] = nj;
+            o[j] = nj + rz[hs + j] * (h_i[j] - nj);
+        }
+    }
+}
+
+/* The output bias of the scored columns, shifted for logQ: out[k] = by[cols[k]] -
+ * shift[cols[k]], with shift = shift_t for the first m columns (the targets) and shift_n
+ * for the rest (the samples); no shift where shift_t is NULL. Returns -1 (out unset
+ * beyond that point) when a column index is out of [0, n_rows), else 0. */
+int64_t gather_bias(const float *by, const float *shift_t, const float *shift_n,
+                    const int64_t *cols, int64_t m, int64_t c, int64_t n_rows, float *out)
+{
+    for (int64_t k = 0; k < c; ++k) {
+        const int64_t r = cols[k];
+        if (r < 0 || r >= n_rows)
+            return -1;
+        out[k] = shift_t == NULL ? by[r] : by[r] - (k < m ? shift_t[r] : shift_n[r]);
+    }
+    return 0;
 }
 
 #define LANES 16 /* independent partial sums: a reduction the compiler can vectorise */
@@ -149,9 +246,11 @@ static inline float exp_poly(float x)
  * each row, which stays in L1 with the row buffers e and s (c floats each), instead of
  * some 24 passes over the whole matrix. Returns the summed loss. */
 double bpr_max_grad(float *O, float *restrict e, float *restrict s, int64_t m, int64_t c,
-                    float bpreg, float alpha, float scale)
+                    float bpreg, float alpha, float scale, float *restrict dbias)
 {
     double total = 0.0;
+    if (dbias != NULL)
+        memset(dbias, 0, (size_t)c * sizeof(float));
     const int64_t c16 = c - c % LANES;
     for (int64_t i = 0; i < m; ++i) {
         float *restrict a = O + i * c; /* the activated scores, then the gradient */
@@ -214,6 +313,118 @@ double bpr_max_grad(float *O, float *restrict e, float *restrict s, int64_t m, i
         }
         const float d_t = (alpha > 0.0f && at <= 0.0f) ? at + alpha : 1.0f;
         a[i] = t_grad * (d_t * scale);
+        if (dbias != NULL)
+            for (int64_t k = 0; k < c; ++k)
+                dbias[k] += a[k];
+    }
+    return total;
+}
+
+/* Cross-entropy on the diagonal in the reference's form -log(p_t + 1e-24)
+ * (hand_derived.ce_grad): for each of the m rows of the scores O (m x c, target of row i
+ * in column i, logQ already in the bias) the softmax P, the loss and the gradient
+ * scale * w (P - onehot), w = p_t / (p_t + 1e-24) (1 unless p_t underflows), written over
+ * O; where dbias is given, its column sums (the output bias's gradient). Three passes
+ * over each row while it sits in L1, instead of some ten operators over the matrix.
+ * Returns the summed loss. */
+double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbias)
+{
+    double total = 0.0;
+    const int64_t c16 = c - c % LANES;
+    if (dbias != NULL)
+        memset(dbias, 0, (size_t)c * sizeof(float));
+    for (int64_t i = 0; i < m; ++i) {
+        float *restrict a = O + i * c;
+        float mx[LANES], top = -INFINITY;
+        for (int l = 0; l < LANES; ++l)
+            mx[l] = -INFINITY;
+        for (int64_t k = 0; k < c16; k += LANES)
+            for (int l = 0; l < LANES; ++l)
+                mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
+        for (int64_t k = c16; k < c; ++k)
+            top = a[k] > top ? a[k] : top;
+        for (int l = 0; l < LANES; ++l)
+            top = mx[l] > top ? mx[l] : top;
+        float part[LANES] = {0}, sum_e = 0.0f;
+        for (int64_t k = 0; k < c16; k += LANES)
+            for (int l = 0; l < LANES; ++l) {
+                const float e = exp_poly(a[k + l] - top);
+                a[k + l] = e;
+                part[l] += e;
+            }
+        for (int64_t k = c16; k < c; ++k) {
+            a[k] = exp_poly(a[k] - top);
+            sum_e += a[k];
+        }
+        for (int l = 0; l < LANES; ++l)
+            sum_e += part[l];
+        const float inv = 1.0f / sum_e;
+        const float p = a[i] * inv;
+        total += -log((double)(p + 1e-24f));
+        const float w = p / (p + 1e-24f) * scale;
+        for (int64_t k = 0; k < c; ++k)
+            a[k] = (a[k] * inv) * w;
+        a[i] = (p - 1.0f) * w;
+        if (dbias != NULL)
+            for (int64_t k = 0; k < c; ++k)
+                dbias[k] += a[k];
+    }
+    return total;
+}
+
+/* ce_grad on item-major scores: OT (c x m) holds O transposed, so row k has the scores of
+ * item column k for the m examples (target of example i in row i), as the output layer's
+ * faster product Wc h^T leaves them. Each pass walks the rows of OT and is vectorised
+ * across the m examples; work holds 3 m floats (per-example maximum, sum, weight). The
+ * gradient is written over OT in the same layout, dbias gets its row sums. */
+double ce_grad_t(float *OT, int64_t m, int64_t c, float scale, float *restrict dbias,
+                 float *restrict work)
+{
+    float *restrict mx = work, *restrict sum = work + m, *restrict w = work + 2 * m;
+    const int64_t m16 = m - m % LANES;
+    for (int64_t i = 0; i < m; ++i) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    for (int64_t k = 0; k < c; ++k) {
+        const float *restrict row = OT + k * m;
+        for (int64_t i = 0; i < m; ++i)
+            mx[i] = row[i] > mx[i] ? row[i] : mx[i];
+    }
+    for (int64_t k = 0; k < c; ++k) {
+        float *restrict row = OT + k * m;
+        for (int64_t i = 0; i < m; ++i) {
+            const float e = exp_poly(row[i] - mx[i]);
+            row[i] = e;
+            sum[i] += e;
+        }
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+        const float inv = 1.0f / sum[i];
+        const float p = OT[i * m + i] * inv;
+        total += -log((double)(p + 1e-24f));
+        w[i] = p / (p + 1e-24f) * scale;
+        mx[i] = inv;
+        sum[i] = p; /* the target's probability, for the diagonal below */
+    }
+    for (int64_t k = 0; k < c; ++k) {
+        float *restrict row = OT + k * m;
+        for (int64_t i = 0; i < m; ++i)
+            row[i] = (row[i] * mx[i]) * w[i];
+        if (k < m)
+            row[k] = (sum[k] - 1.0f) * w[k];
+        if (dbias != NULL) {
+            float part[LANES] = {0}, d = 0.0f;
+            for (int64_t i = 0; i < m16; i += LANES)
+                for (int l = 0; l < LANES; ++l)
+                    part[l] += row[i + l];
+            for (int64_t i = m16; i < m; ++i)
+                d += row[i];
+            for (int l = 0; l < LANES; ++l)
+                d += part[l];
+            dbias[k] = d;
+        }
     }
     return total;
 }

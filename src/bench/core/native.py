@@ -1,5 +1,6 @@
 """The compiled kernels of the training step (kernels.c: row-sparse and dense Adagrad, the
-GRU gates' backward, the BPR-max loss and gradient), with the PyTorch fallback.
+GRU gates' forward and backward, the logQ-shifted output bias, the cross-entropy and BPR-max
+losses with their gradients), with the PyTorch fallback.
 
 The kernels are plain C with no Python or torch headers: the file compiles in well under a
 second with the system's C compiler and is called through ctypes on the tensors' own
@@ -84,8 +85,8 @@ def build() -> Path:
 
 @functools.cache
 def kernel() -> ctypes.CDLL | None:
-    """The loaded library (adagrad_rows, adagrad_dense, gru_gates_backward, bpr_max_grad),
-    or None (the PyTorch forms, said once)."""
+    """The loaded library (the functions of kernels.c), or None (the PyTorch forms, said
+    once)."""
     if os.environ.get("BENCH_NATIVE", "1") == "0":
         return None
     try:
@@ -94,30 +95,40 @@ def kernel() -> ctypes.CDLL | None:
         log.warning("training step: pure-PyTorch path (compiled kernels unavailable: %s)", err)
         return None
     p, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    lib.adagrad_rows.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, f32, f32, f32]
+    lib.adagrad_rows.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, p, f32, f32, f32]
     lib.adagrad_rows.restype = i64
     lib.adagrad_dense.argtypes = [p, p, p, p, i64, f32, f32, f32]
     lib.adagrad_dense.restype = None
-    lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, i64, i64]
+    lib.gru_gates_forward.argtypes = [p, p, p, p, i64, i64]
+    lib.gru_gates_forward.restype = None
+    lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, p, p, i64, i64]
     lib.gru_gates_backward.restype = None
-    lib.bpr_max_grad.argtypes = [p, p, p, i64, i64, f32, f32, f32]
+    lib.gather_bias.argtypes = [p, p, p, p, i64, i64, i64, p]
+    lib.gather_bias.restype = i64
+    lib.ce_grad.argtypes = [p, i64, i64, f32, p]
+    lib.ce_grad.restype = ctypes.c_double
+    lib.ce_grad_t.argtypes = [p, i64, i64, f32, p, p]
+    lib.ce_grad_t.restype = ctypes.c_double
+    lib.bpr_max_grad.argtypes = [p, p, p, i64, i64, f32, f32, f32, p]
     lib.bpr_max_grad.restype = ctypes.c_double
     return lib
 
 
 class RowScratch:
     """Per-table buffers the kernel reuses between steps: the slot map (all -1 between
-    calls), the summed-gradient rows and the list of distinct rows."""
+    calls), the summed-gradient rows, the list of distinct rows and where each is read."""
 
     def __init__(self, n_rows: int):
         self.slot = torch.full((n_rows,), -1, dtype=torch.int32)
         self.work = torch.empty(0)
         self.rows = torch.empty(0, dtype=torch.int64)
+        self.src = torch.empty(0, dtype=torch.int64)
 
     def reserve(self, n: int, d: int) -> None:
         if self.work.numel() < n * d:
             self.work = torch.empty(n * d)
             self.rows = torch.empty(n, dtype=torch.int64)
+            self.src = torch.empty(n, dtype=torch.int64)
 
 
 def _cpu_float32(*tensors: torch.Tensor) -> bool:
@@ -145,7 +156,8 @@ def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, mo
     found = lib.adagrad_rows(
         p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
         scratch.slot.data_ptr(), p.shape[0], idx.data_ptr(), g_rows.data_ptr(), n, d,
-        scratch.work.data_ptr(), scratch.rows.data_ptr(), lr, eps, momentum,
+        scratch.work.data_ptr(), scratch.rows.data_ptr(), scratch.src.data_ptr(), lr, eps,
+        momentum,
     )  # fmt: skip
     if found < 0:
         raise IndexError(f"row-sparse update: a row index is outside [0, {p.shape[0]})")
@@ -159,28 +171,77 @@ def adagrad_dense(lib, p, acc, mom, grad, lr, eps, momentum) -> None:
     )  # fmt: skip
 
 
-def gru_gates_backward(lib, dh, h, gi, gh) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(dgi, dgh) of one GRU layer (hand_derived.py), or None where the kernel does not
-    apply (not contiguous float32 CPU tensors)."""
-    if not _cpu_float32(dh, h, gi, gh):
+def _ptr(t: torch.Tensor | None):
+    return t.data_ptr() if t is not None else None
+
+
+def gru_gates_forward(lib, gi, gh, h) -> torch.Tensor | None:
+    """The new hidden state of one GRU layer from its pre-activations (hand_derived.py),
+    gi overwritten with the activated gates; None where the kernel does not apply."""
+    if not _cpu_float32(gi, gh, h):
+        return None
+    m, hs = h.shape
+    out = torch.empty(m, hs)
+    lib.gru_gates_forward(gi.data_ptr(), gh.data_ptr(), h.data_ptr(), out.data_ptr(), m, hs)
+    return out
+
+
+def gru_gates_backward(lib, dh, h, gi, gh, dbi=None, dbh=None):
+    """(dgi, dgh) of one GRU layer (hand_derived.py), the bias gradients written into dbi
+    and dbh where given; None where the kernel does not apply (not contiguous float32 CPU
+    tensors)."""
+    bias = () if dbi is None else (dbi, dbh)
+    if not _cpu_float32(dh, h, gi, gh, *bias):
         return None
     m, hs = dh.shape
     dgi = torch.empty(m, 3 * hs)
     dgh = torch.empty(m, 3 * hs)
     lib.gru_gates_backward(dh.data_ptr(), h.data_ptr(), gi.data_ptr(), gh.data_ptr(),
-                           dgi.data_ptr(), dgh.data_ptr(), m, hs)  # fmt: skip
+                           dgi.data_ptr(), dgh.data_ptr(), _ptr(dbi), _ptr(dbh), m, hs)  # fmt: skip
     return dgi, dgh
 
 
-def bpr_max_grad(lib, scores, bpreg, elu_param, scale) -> tuple[torch.Tensor, torch.Tensor] | None:
+def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | None:
+    """by[cols], minus the logQ shift (shift_t for the first n_targets columns, shift_n for
+    the rest) where shift_t is given; None where the kernel does not apply."""
+    shifts = () if shift_t is None else (shift_t, shift_n)
+    if not (_cpu_float32(by, *shifts) and cols.dtype == torch.int64 and cols.is_contiguous()):
+        return None
+    out = torch.empty(cols.shape[0])
+    status = lib.gather_bias(by.data_ptr(), _ptr(shift_t), _ptr(shift_n), cols.data_ptr(),
+                             n_targets, cols.shape[0], by.shape[0], out.data_ptr())  # fmt: skip
+    if status < 0:
+        raise IndexError(f"output bias: a column index is outside [0, {by.shape[0]})")
+    return out
+
+
+def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(summed loss, scale * dLoss/dscores) of cross-entropy (hand_derived.ce_grad), the
+    gradient written over the scores (row-major, or the transposed view of an item-major
+    buffer: each has its kernel) and its column sums into dbias where given; None where
+    the kernel does not apply."""
+    bias = () if dbias is None else (dbias,)
+    m, c = scores.shape
+    if _cpu_float32(scores, *bias):
+        loss = lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias))
+    elif _cpu_float32(scores.T, *bias):
+        work = torch.empty(3 * m)
+        loss = lib.ce_grad_t(scores.data_ptr(), m, c, scale, _ptr(dbias), work.data_ptr())
+    else:
+        return None
+    return scores.new_tensor(loss), scores
+
+
+def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     """(summed loss, scale * dLoss/dscores) of BPR-max (hand_derived.bpr_max_grad), the
-    gradient written over the scores; None where the kernel does not apply."""
-    if not _cpu_float32(scores):
+    gradient written over the scores and its column sums into dbias where given; None
+    where the kernel does not apply."""
+    if not _cpu_float32(scores, *(() if dbias is None else (dbias,))):
         return None
     m, c = scores.shape
     rows = torch.empty(2, c)
     loss = lib.bpr_max_grad(scores.data_ptr(), rows[0].data_ptr(), rows[1].data_ptr(), m, c,
-                            bpreg, max(elu_param, 0.0), scale)  # fmt: skip
+                            bpreg, max(elu_param, 0.0), scale, _ptr(dbias))  # fmt: skip
     return scores.new_tensor(loss), scores
 
 

@@ -131,7 +131,9 @@ class SessionParallelTrainer:
             )
         # The hand-derived step where the loss and input mode allow it (see hand_derived.py).
         self.hand_derived = (
-            HandDerivedStep(self.model, cfg.loss, cfg.bpreg, cfg.elu_param)
+            HandDerivedStep(
+                self.model, cfg.loss, cfg.bpreg, cfg.elu_param, log_q=self._log_q_tables()
+            )
             if step == "fused" and hand_derived_supported(self.model, cfg.loss)
             else None
         )
@@ -184,6 +186,16 @@ class SessionParallelTrainer:
             self.graphed.reset_hidden()
             self.full_width = True
 
+    def _log_q_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The logQ shift per item as a target and as a sample (what `_log_q` gathers);
+        without sampling (no sample_alpha) only the first is ever read."""
+        if self.log_p is None:
+            return None
+        as_target = self.cfg.logq * self.log_p
+        if self.sampler is None:
+            return as_target, as_target
+        return as_target, self.cfg.logq * (self.cfg.sample_alpha * self.log_p)
+
     def _log_q(self, y_target: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
         lp = self.log_p.index_select(0, y_target)
         if negatives is not None:
@@ -225,10 +237,10 @@ class SessionParallelTrainer:
         cfg = self.cfg
         cols = torch.cat([y, negatives]) if negatives is not None else y
         sparse: list = []
-        log_q = self._log_q(y, negatives) if self.log_p is not None else None
         if self.hand_derived is not None:
-            L = self.hand_derived(x, cols, H, sparse, cfg.batch_size, log_q)
+            L = self.hand_derived(x, cols, H, sparse, cfg.batch_size)
         else:
+            log_q = self._log_q(y, negatives) if self.log_p is not None else None
             O = self.model.step_sampled(x, cols, H, sparse, training=True)
             L = (
                 compute_loss(cfg.loss, O, bpreg=cfg.bpreg, elu_param=cfg.elu_param, log_q=log_q)

@@ -103,8 +103,8 @@ class SessionParallelGRU4Rec(Method):
         compiled = []
         if on_cpu and getattr(eng.optimizer, "kernel", None) is not None:
             compiled.append("adagrad")
-        if on_cpu and eng.hand_derived is not None and eng.hand_derived.kernel is not None:
-            compiled.append("gru_gates_backward")
+        if on_cpu and eng.hand_derived is not None:
+            compiled += eng.hand_derived.compiled_kernels()
         return {
             "step": "fused" if eng.hand_derived is not None else "autograd",
             "cuda_graphs": eng.graphed is not None,
