@@ -51,6 +51,7 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
         "step": "fused",
         "cuda_graphs": False,
         "compiled_kernels": compiled,
+        "compiled_kernels_openmp": bool(compiled) and native.kernel().openmp,
     }
 
 

@@ -145,14 +145,6 @@ class HandDerivedStep:
         loss = "ce_grad" if self.loss == "ce" else "bpr_max_grad"
         return ["gru_gates_forward", "gru_gates_backward", "gather_bias", loss]
 
-    @property
-    def item_major(self) -> bool:
-        """Compute the scores item-major (Wc h^T, c x m): at 32-64 examples and 100 units
-        torch's product ran about 1.6x faster in that shape on the benchmark machine (85
-        against 141 us at batch 32, 156 against 248 us at 64; 2 threads). The compiled
-        cross-entropy kernel reads that layout; the other loss paths read rows."""
-        return self.kernel is not None and self.loss == "ce"
-
     def loss_and_grad(self, O: torch.Tensor, scale: float, dbias: torch.Tensor):
         """(summed loss, scale * dLoss/dO) with dO's column sums written into dbias; by the
         compiled kernel where built (it overwrites O with the gradient), else by the
@@ -251,14 +243,10 @@ class HandDerivedStep:
                 H[i] = out
                 inp = out
             hL = inp
-            if self.item_major:  # Wc h^T, read back through .T (see item_major)
-                O = torch.addmm(bc[:, None], Wc, hL.T).T
-            else:
-                O = torch.addmm(bc, hL, Wc.T)
+            O = torch.addmm(bc, hL, Wc.T)
             dbc = torch.empty_like(bc)
             L, dO = self.loss_and_grad(O, 1.0 / batch_size, dbc)
-            # item-major: Wc^T dO^T is the faster product here too (86 against 100 us)
-            dh = (Wc.T @ dO.T).T.contiguous() if self.item_major else dO @ Wc
+            dh = dO @ Wc
             if model.constrained:  # one buffer for all row gradients: no concatenation
                 g_rows = torch.empty(m + Wc.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)
                 dWc = torch.mm(dO.T, hL, out=g_rows[m:])

@@ -23,7 +23,16 @@
 #include <math.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Parallel loops: built with -fopenmp only where the OpenMP runtime torch loaded is the one
+ * this compiler links (native.py), so they share torch's thread pool and its thread count
+ * (torch.set_num_threads); otherwise the pragmas are ignored and every loop runs serially.
+ * Work is split by rows (or blocks of elements) that one thread owns alone, and every sum
+ * runs in a fixed order, so results do not depend on the number of threads. Loops below
+ * PAR_MIN elements stay serial: waking the pool would cost more than it saves. */
+#define PAR_MIN 16384
 
 /* acc += g^2; step = (g / sqrt(acc + eps)) * -lr; with momentum mom = mom * mu + step,
  * and the parameter moves by mom (else by step). The order of torch's ops in optim.py. */
@@ -50,7 +59,13 @@ static inline void update(float *p, float *a, float *m, const float *g, int64_t 
 void adagrad_dense(float *param, float *acc, float *mom, const float *grad, int64_t n,
                    float lr, float eps, float momentum)
 {
-    update(param, acc, mom, grad, n, -lr, eps, momentum);
+    const int64_t block = 4096;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t a = 0; a < n; a += block) {
+        const int64_t len = n - a < block ? n - a : block;
+        update(param + a, acc + a, mom != NULL ? mom + a : NULL, grad + a, len, -lr, eps,
+               momentum);
+    }
 }
 
 /* Returns the number of distinct rows, or -1 (nothing changed) when an index is out of
@@ -87,7 +102,8 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
             for (int64_t j = 0; j < d; ++j) w[j] += g[j];
         }
     }
-    for (int64_t i = 0; i < u; ++i) {
+#pragma omp parallel for schedule(static) if (u * d >= PAR_MIN)
+    for (int64_t i = 0; i < u; ++i) { /* distinct rows: each written by one thread */
         const int64_t r = rows[i];
         slot[r] = -1;
         const float *g = src[i] >= 0 ? grad + src[i] * d : work + i * d;
@@ -136,14 +152,8 @@ void gru_gates_backward(const float *dh, const float *h, const float *gi, const 
     }
 }
 
-/* exp(x) for the loss and gate kernels, in a form the compiler vectorises (no branches, no
- * libm call): x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6
- * (relative error below 2e-7, about one ulp), 2^k put into the exponent bits. Above 88 the
- * argument is clamped (float exp would overflow); below -87, where float exp goes
- * subnormal, the result is 0, so a softmax column far below the row's maximum gets
- * exactly nothing, as when torch's exp underflows. */
-/* 2^k for an integral k in [-126, 127], built in the exponent bits (memcpy: a bit cast
- * the vectoriser accepts, unlike a union). */
+/* 2^k for an integral k in [-127, 127], built in the exponent bits (0 for k = -127);
+ * memcpy is a bit cast the vectoriser accepts, unlike a union. */
 static inline float pow2i(float k)
 {
     const int32_t bits = ((int32_t)k + 127) << 23;
@@ -152,10 +162,16 @@ static inline float pow2i(float k)
     return f;
 }
 
+/* exp(x) for the loss and gate kernels, in a form the compiler vectorises (no branches, no
+ * libm call): x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6
+ * (relative error below 2e-7, about one ulp), 2^k put into the exponent bits. The argument
+ * is clamped to [-88, 88]: above, float exp would overflow; below about -87.7 (where float
+ * exp goes subnormal) k = -127 puts all-zero exponent bits, so the result is 0, and a
+ * softmax column far below the row's maximum gets exactly nothing, as when torch's exp
+ * underflows. */
 static inline float exp_poly(float x)
 {
-    const float lo = x;
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); /* not fminf: it would not vectorise */
+    x = x < -88.0f ? -88.0f : (x > 88.0f ? 88.0f : x); /* not fminf: it would not vectorise */
     const float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     const float r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;  /* ln2 in two parts */
     float p = 1.0f / 720.0f;
@@ -165,7 +181,7 @@ static inline float exp_poly(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    return lo < -87.0f ? 0.0f : p * pow2i(kf);
+    return p * pow2i(kf);
 }
 
 /* expm1(x), with exp_poly's reduction: for |x| <= ln2/2 (k = 0) the polynomial without
@@ -235,6 +251,34 @@ int64_t gather_bias(const float *by, const float *shift_t, const float *shift_n,
 
 #define LANES 16 /* independent partial sums: a reduction the compiler can vectorise */
 
+/* The loss kernels' common end: the summed loss (rows in order; NAN, which stops
+ * training with its clear error, where a buffer could not be allocated) and, where dbias
+ * is given, the column sums of the gradient O (rows in order for each column, columns
+ * split between threads). Frees row_loss. */
+static double finish_loss(const float *O, int64_t m, int64_t c, double *row_loss, int failed,
+                          float *restrict dbias)
+{
+    double total = failed ? NAN : 0.0;
+    for (int64_t i = 0; i < m && !failed; ++i)
+        total += row_loss[i];
+    free(row_loss);
+    if (dbias == NULL)
+        return total;
+    const int64_t block = 512;
+#pragma omp parallel for schedule(static) if (m * c >= PAR_MIN)
+    for (int64_t k0 = 0; k0 < c; k0 += block) {
+        const int64_t k1 = k0 + block < c ? k0 + block : c;
+        for (int64_t k = k0; k < k1; ++k)
+            dbias[k] = 0.0f;
+        for (int64_t i = 0; i < m; ++i) {
+            const float *restrict row = O + i * c;
+            for (int64_t k = k0; k < k1; ++k)
+                dbias[k] += row[k];
+        }
+    }
+    return total;
+}
+
 /* BPR-max with the ELU final activation (hand_derived.bpr_max_grad): for each of the m
  * rows of the scores O (m x c, target of row i in column i) the loss, and the gradient
  * scale * dLoss/dO. With a = elu(o), sm the softmax of a over the
@@ -242,82 +286,95 @@ int64_t gather_bias(const float *by, const float *shift_t, const float *shift_n,
  *   loss = -log(S + 1e-24) + bpreg Q
  *   dL/da_k = sm_k ((S - s_k^2) / (S + 1e-24) + bpreg (a_k^2 + 2 a_k - Q))   (k != t)
  *   dL/da_t = (sum(s^2 sm) - S) / (S + 1e-24)
- * then times d elu/do (1 above zero, a + alpha below), written over O. Five passes over
- * each row, which stays in L1 with the row buffers e and s (c floats each), instead of
- * some 24 passes over the whole matrix. Returns the summed loss. */
-double bpr_max_grad(float *O, float *restrict e, float *restrict s, int64_t m, int64_t c,
-                    float bpreg, float alpha, float scale, float *restrict dbias)
+ * then times d elu/do (1 above zero, a + alpha below), written over O; where dbias is
+ * given, its column sums (the output bias's gradient). Five passes over each row, which
+ * stays in L1 with the row buffers e and s (c floats each, one pair per thread), instead
+ * of some 24 passes over the whole matrix; rows split between threads. Returns the summed
+ * loss. bpr_max_row does one row i (target in column i). */
+static double bpr_max_row(float *restrict a, float *restrict e, float *restrict s, int64_t i,
+                          int64_t c, float bpreg, float alpha, float scale)
 {
-    double total = 0.0;
-    if (dbias != NULL)
-        memset(dbias, 0, (size_t)c * sizeof(float));
     const int64_t c16 = c - c % LANES;
-    for (int64_t i = 0; i < m; ++i) {
-        float *restrict a = O + i * c; /* the activated scores, then the gradient */
-        for (int64_t k = 0; k < c; ++k)
-            a[k] = (alpha > 0.0f && a[k] <= 0.0f) ? alpha * (exp_poly(a[k]) - 1.0f) : a[k];
-        const float at = a[i];
-        a[i] = -INFINITY;
-        float mx[LANES], top = -INFINITY;
+    for (int64_t k = 0; k < c; ++k)
+        a[k] = (alpha > 0.0f && a[k] <= 0.0f) ? alpha * (exp_poly(a[k]) - 1.0f) : a[k];
+    const float at = a[i];
+    a[i] = -INFINITY;
+    float mx[LANES], top = -INFINITY;
+    for (int l = 0; l < LANES; ++l)
+        mx[l] = -INFINITY;
+    for (int64_t k = 0; k < c16; k += LANES)
         for (int l = 0; l < LANES; ++l)
-            mx[l] = -INFINITY;
-        for (int64_t k = 0; k < c16; k += LANES)
-            for (int l = 0; l < LANES; ++l)
-                mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
-        for (int64_t k = c16; k < c; ++k)
-            top = a[k] > top ? a[k] : top;
+            mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
+    for (int64_t k = c16; k < c; ++k)
+        top = a[k] > top ? a[k] : top;
+    for (int l = 0; l < LANES; ++l)
+        top = mx[l] > top ? mx[l] : top;
+    a[i] = at;
+    for (int64_t k = 0; k < c; ++k)
+        e[k] = exp_poly(a[k] - top);
+    e[i] = 0.0f; /* the softmax is over the other columns */
+    float part[LANES] = {0}, sum_e = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
         for (int l = 0; l < LANES; ++l)
-            top = mx[l] > top ? mx[l] : top;
-        a[i] = at;
-        for (int64_t k = 0; k < c; ++k)
-            e[k] = exp_poly(a[k] - top);
-        e[i] = 0.0f; /* the softmax is over the other columns */
-        float part[LANES] = {0}, sum_e = 0.0f;
-        for (int64_t k = 0; k < c16; k += LANES)
-            for (int l = 0; l < LANES; ++l)
-                part[l] += e[k + l];
-        for (int64_t k = c16; k < c; ++k)
-            sum_e += e[k];
-        for (int l = 0; l < LANES; ++l)
-            sum_e += part[l];
-        const float inv = 1.0f / sum_e;
-        for (int64_t k = 0; k < c; ++k) {
-            e[k] *= inv;                                /* sm */
-            s[k] = 1.0f / (1.0f + exp_poly(a[k] - at)); /* sigmoid(a_t - a_k) */
-        }
-        float pS[LANES] = {0}, pQ[LANES] = {0}, pT[LANES] = {0}, S = 0.0f, Q = 0.0f, T = 0.0f;
-        for (int64_t k = 0; k < c16; k += LANES)
-            for (int l = 0; l < LANES; ++l) {
-                const float sm = e[k + l], sk = s[k + l], ak = a[k + l];
-                pS[l] += sk * sm;
-                pQ[l] += ak * ak * sm;
-                pT[l] += sk * sk * sm;
-            }
-        for (int64_t k = c16; k < c; ++k) {
-            S += s[k] * e[k];
-            Q += a[k] * a[k] * e[k];
-            T += s[k] * s[k] * e[k];
-        }
-        for (int l = 0; l < LANES; ++l) {
-            S += pS[l];
-            Q += pQ[l];
-            T += pT[l];
-        }
-        const float denom = S + 1e-24f;
-        total += -log((double)denom) + (double)bpreg * Q;
-        const float t_grad = (T - S) / denom;
-        for (int64_t k = 0; k < c; ++k) {
-            const float ak = a[k], sk = s[k];
-            const float d = (alpha > 0.0f && ak <= 0.0f) ? ak + alpha : 1.0f;
-            a[k] = e[k] * ((S - sk * sk) / denom + bpreg * (ak * ak + 2.0f * ak - Q)) * (d * scale);
-        }
-        const float d_t = (alpha > 0.0f && at <= 0.0f) ? at + alpha : 1.0f;
-        a[i] = t_grad * (d_t * scale);
-        if (dbias != NULL)
-            for (int64_t k = 0; k < c; ++k)
-                dbias[k] += a[k];
+            part[l] += e[k + l];
+    for (int64_t k = c16; k < c; ++k)
+        sum_e += e[k];
+    for (int l = 0; l < LANES; ++l)
+        sum_e += part[l];
+    const float inv = 1.0f / sum_e;
+    for (int64_t k = 0; k < c; ++k) {
+        e[k] *= inv;                                /* sm */
+        s[k] = 1.0f / (1.0f + exp_poly(a[k] - at)); /* sigmoid(a_t - a_k) */
     }
-    return total;
+    float pS[LANES] = {0}, pQ[LANES] = {0}, pT[LANES] = {0}, S = 0.0f, Q = 0.0f, T = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l) {
+            const float sm = e[k + l], sk = s[k + l], ak = a[k + l];
+            pS[l] += sk * sm;
+            pQ[l] += ak * ak * sm;
+            pT[l] += sk * sk * sm;
+        }
+    for (int64_t k = c16; k < c; ++k) {
+        S += s[k] * e[k];
+        Q += a[k] * a[k] * e[k];
+        T += s[k] * s[k] * e[k];
+    }
+    for (int l = 0; l < LANES; ++l) {
+        S += pS[l];
+        Q += pQ[l];
+        T += pT[l];
+    }
+    const float denom = S + 1e-24f;
+    const double loss = -log((double)denom) + (double)bpreg * Q;
+    const float t_grad = (T - S) / denom;
+    for (int64_t k = 0; k < c; ++k) {
+        const float ak = a[k], sk = s[k];
+        const float d = (alpha > 0.0f && ak <= 0.0f) ? ak + alpha : 1.0f;
+        a[k] = e[k] * ((S - sk * sk) / denom + bpreg * (ak * ak + 2.0f * ak - Q)) * (d * scale);
+    }
+    const float d_t = (alpha > 0.0f && at <= 0.0f) ? at + alpha : 1.0f;
+    a[i] = t_grad * (d_t * scale);
+    return loss;
+}
+
+double bpr_max_grad(float *O, int64_t m, int64_t c, float bpreg, float alpha, float scale,
+                    float *restrict dbias)
+{
+    double *row_loss = malloc((size_t)m * sizeof(double));
+    if (row_loss == NULL)
+        return NAN;
+    int failed = 0;
+#pragma omp parallel if (m * c >= PAR_MIN) reduction(| : failed)
+    {
+        float *buf = malloc(2 * (size_t)c * sizeof(float)); /* e and s of this thread */
+        failed |= buf == NULL;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m; ++i)
+            if (buf != NULL)
+                row_loss[i] = bpr_max_row(O + i * c, buf, buf + c, i, c, bpreg, alpha, scale);
+        free(buf);
+    }
+    return finish_loss(O, m, c, row_loss, failed, dbias);
 }
 
 /* Cross-entropy on the diagonal in the reference's form -log(p_t + 1e-24)
@@ -325,106 +382,51 @@ double bpr_max_grad(float *O, float *restrict e, float *restrict s, int64_t m, i
  * in column i, logQ already in the bias) the softmax P, the loss and the gradient
  * scale * w (P - onehot), w = p_t / (p_t + 1e-24) (1 unless p_t underflows), written over
  * O; where dbias is given, its column sums (the output bias's gradient). Three passes
- * over each row while it sits in L1, instead of some ten operators over the matrix.
- * Returns the summed loss. */
-double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbias)
+ * over each row while it sits in L1, instead of some ten operators over the matrix;
+ * rows split between threads. Returns the summed loss. ce_row does one row i. */
+static double ce_row(float *restrict a, int64_t i, int64_t c, float scale)
 {
-    double total = 0.0;
     const int64_t c16 = c - c % LANES;
-    if (dbias != NULL)
-        memset(dbias, 0, (size_t)c * sizeof(float));
-    for (int64_t i = 0; i < m; ++i) {
-        float *restrict a = O + i * c;
-        float mx[LANES], top = -INFINITY;
+    float mx[LANES], top = -INFINITY;
+    for (int l = 0; l < LANES; ++l)
+        mx[l] = -INFINITY;
+    for (int64_t k = 0; k < c16; k += LANES)
         for (int l = 0; l < LANES; ++l)
-            mx[l] = -INFINITY;
-        for (int64_t k = 0; k < c16; k += LANES)
-            for (int l = 0; l < LANES; ++l)
-                mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
-        for (int64_t k = c16; k < c; ++k)
-            top = a[k] > top ? a[k] : top;
-        for (int l = 0; l < LANES; ++l)
-            top = mx[l] > top ? mx[l] : top;
-        float part[LANES] = {0}, sum_e = 0.0f;
-        for (int64_t k = 0; k < c16; k += LANES)
-            for (int l = 0; l < LANES; ++l) {
-                const float e = exp_poly(a[k + l] - top);
-                a[k + l] = e;
-                part[l] += e;
-            }
-        for (int64_t k = c16; k < c; ++k) {
-            a[k] = exp_poly(a[k] - top);
-            sum_e += a[k];
+            mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
+    for (int64_t k = c16; k < c; ++k)
+        top = a[k] > top ? a[k] : top;
+    for (int l = 0; l < LANES; ++l)
+        top = mx[l] > top ? mx[l] : top;
+    float part[LANES] = {0}, sum_e = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l) {
+            const float e = exp_poly(a[k + l] - top);
+            a[k + l] = e;
+            part[l] += e;
         }
-        for (int l = 0; l < LANES; ++l)
-            sum_e += part[l];
-        const float inv = 1.0f / sum_e;
-        const float p = a[i] * inv;
-        total += -log((double)(p + 1e-24f));
-        const float w = p / (p + 1e-24f) * scale;
-        for (int64_t k = 0; k < c; ++k)
-            a[k] = (a[k] * inv) * w;
-        a[i] = (p - 1.0f) * w;
-        if (dbias != NULL)
-            for (int64_t k = 0; k < c; ++k)
-                dbias[k] += a[k];
+    for (int64_t k = c16; k < c; ++k) {
+        a[k] = exp_poly(a[k] - top);
+        sum_e += a[k];
     }
-    return total;
+    for (int l = 0; l < LANES; ++l)
+        sum_e += part[l];
+    const float inv = 1.0f / sum_e;
+    const float p = a[i] * inv;
+    const double loss = -log((double)(p + 1e-24f));
+    const float w = p / (p + 1e-24f) * scale;
+    for (int64_t k = 0; k < c; ++k)
+        a[k] = (a[k] * inv) * w;
+    a[i] = (p - 1.0f) * w;
+    return loss;
 }
 
-/* ce_grad on item-major scores: OT (c x m) holds O transposed, so row k has the scores of
- * item column k for the m examples (target of example i in row i), as the output layer's
- * faster product Wc h^T leaves them. Each pass walks the rows of OT and is vectorised
- * across the m examples; work holds 3 m floats (per-example maximum, sum, weight). The
- * gradient is written over OT in the same layout, dbias gets its row sums. */
-double ce_grad_t(float *OT, int64_t m, int64_t c, float scale, float *restrict dbias,
-                 float *restrict work)
+double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbias)
 {
-    float *restrict mx = work, *restrict sum = work + m, *restrict w = work + 2 * m;
-    const int64_t m16 = m - m % LANES;
-    for (int64_t i = 0; i < m; ++i) {
-        mx[i] = -INFINITY;
-        sum[i] = 0.0f;
-    }
-    for (int64_t k = 0; k < c; ++k) {
-        const float *restrict row = OT + k * m;
-        for (int64_t i = 0; i < m; ++i)
-            mx[i] = row[i] > mx[i] ? row[i] : mx[i];
-    }
-    for (int64_t k = 0; k < c; ++k) {
-        float *restrict row = OT + k * m;
-        for (int64_t i = 0; i < m; ++i) {
-            const float e = exp_poly(row[i] - mx[i]);
-            row[i] = e;
-            sum[i] += e;
-        }
-    }
-    double total = 0.0;
-    for (int64_t i = 0; i < m; ++i) {
-        const float inv = 1.0f / sum[i];
-        const float p = OT[i * m + i] * inv;
-        total += -log((double)(p + 1e-24f));
-        w[i] = p / (p + 1e-24f) * scale;
-        mx[i] = inv;
-        sum[i] = p; /* the target's probability, for the diagonal below */
-    }
-    for (int64_t k = 0; k < c; ++k) {
-        float *restrict row = OT + k * m;
-        for (int64_t i = 0; i < m; ++i)
-            row[i] = (row[i] * mx[i]) * w[i];
-        if (k < m)
-            row[k] = (sum[k] - 1.0f) * w[k];
-        if (dbias != NULL) {
-            float part[LANES] = {0}, d = 0.0f;
-            for (int64_t i = 0; i < m16; i += LANES)
-                for (int l = 0; l < LANES; ++l)
-                    part[l] += row[i + l];
-            for (int64_t i = m16; i < m; ++i)
-                d += row[i];
-            for (int l = 0; l < LANES; ++l)
-                d += part[l];
-            dbias[k] = d;
-        }
-    }
-    return total;
+    double *row_loss = malloc((size_t)m * sizeof(double));
+    if (row_loss == NULL)
+        return NAN;
+#pragma omp parallel for schedule(static) if (m * c >= PAR_MIN)
+    for (int64_t i = 0; i < m; ++i)
+        row_loss[i] = ce_row(O + i * c, i, c, scale);
+    return finish_loss(O, m, c, row_loss, 0, dbias);
 }

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bench.core import native
 from bench.core.config import GRU4RecConfig
 from bench.core.metrics import metric_names
 from bench.errors import BenchError
@@ -109,6 +110,8 @@ class SessionParallelGRU4Rec(Method):
             "step": "fused" if eng.hand_derived is not None else "autograd",
             "cuda_graphs": eng.graphed is not None,
             "compiled_kernels": compiled,
+            # parallel loops on torch's OpenMP pool (native.openmp_flags), or serial
+            "compiled_kernels_openmp": bool(compiled) and native.kernel().openmp,
         }
 
 
