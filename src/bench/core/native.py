@@ -9,7 +9,8 @@ keyed by the source, compiler and flags; a process that finds no build compiles 
 Where torch runs on GNU OpenMP, the row loops (row-sparse update, losses) and the dense
 update run in parallel on torch's own thread pool (openmp_flags): with torch's second
 worker spinning between its matrix products, that core was otherwise idle during the
-kernels (measured: the step 0.75-0.89x of its serial-kernel time on 2 cores). Where no C
+kernels (measured on 2 cores, the two builds interleaved in one process: the step at
+0.79-0.92x of its time with the serial build over the grid's 100-unit settings). Where no C
 compiler is present (or BENCH_NATIVE=0), `kernel()` returns None and the optimizer and
 the fused step keep their PyTorch forms, after one line saying so.
 """
