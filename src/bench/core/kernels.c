@@ -251,6 +251,23 @@ int64_t gather_bias(const float *by, const float *shift_t, const float *shift_n,
 
 #define LANES 16 /* independent partial sums: a reduction the compiler can vectorise */
 
+/* The largest of a[0..c), over LANES independent maxima (so that it vectorises). */
+static inline float row_max(const float *restrict a, int64_t c)
+{
+    const int64_t c16 = c - c % LANES;
+    float mx[LANES], top = -INFINITY;
+    for (int l = 0; l < LANES; ++l)
+        mx[l] = -INFINITY;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l)
+            mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
+    for (int64_t k = c16; k < c; ++k)
+        top = a[k] > top ? a[k] : top;
+    for (int l = 0; l < LANES; ++l)
+        top = mx[l] > top ? mx[l] : top;
+    return top;
+}
+
 /* The loss kernels' common end: the summed loss (rows in order; NAN, which stops
  * training with its clear error, where a buffer could not be allocated) and, where dbias
  * is given, the column sums of the gradient O (rows in order for each column, columns
@@ -299,16 +316,7 @@ static double bpr_max_row(float *restrict a, float *restrict e, float *restrict 
         a[k] = (alpha > 0.0f && a[k] <= 0.0f) ? alpha * (exp_poly(a[k]) - 1.0f) : a[k];
     const float at = a[i];
     a[i] = -INFINITY;
-    float mx[LANES], top = -INFINITY;
-    for (int l = 0; l < LANES; ++l)
-        mx[l] = -INFINITY;
-    for (int64_t k = 0; k < c16; k += LANES)
-        for (int l = 0; l < LANES; ++l)
-            mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
-    for (int64_t k = c16; k < c; ++k)
-        top = a[k] > top ? a[k] : top;
-    for (int l = 0; l < LANES; ++l)
-        top = mx[l] > top ? mx[l] : top;
+    const float top = row_max(a, c);
     a[i] = at;
     for (int64_t k = 0; k < c; ++k)
         e[k] = exp_poly(a[k] - top);
@@ -387,16 +395,7 @@ double bpr_max_grad(float *O, int64_t m, int64_t c, float bpreg, float alpha, fl
 static double ce_row(float *restrict a, int64_t i, int64_t c, float scale)
 {
     const int64_t c16 = c - c % LANES;
-    float mx[LANES], top = -INFINITY;
-    for (int l = 0; l < LANES; ++l)
-        mx[l] = -INFINITY;
-    for (int64_t k = 0; k < c16; k += LANES)
-        for (int l = 0; l < LANES; ++l)
-            mx[l] = a[k + l] > mx[l] ? a[k + l] : mx[l];
-    for (int64_t k = c16; k < c; ++k)
-        top = a[k] > top ? a[k] : top;
-    for (int l = 0; l < LANES; ++l)
-        top = mx[l] > top ? mx[l] : top;
+    const float top = row_max(a, c);
     float part[LANES] = {0}, sum_e = 0.0f;
     for (int64_t k = 0; k < c16; k += LANES)
         for (int l = 0; l < LANES; ++l) {
