@@ -252,6 +252,23 @@ def test_without_a_compiler_the_pytorch_path_is_used_and_said(monkeypatch, tmp_p
         native.kernel.cache_clear()
 
 
+@needs_kernel
+def test_a_failed_openmp_build_falls_back_to_the_serial_one(monkeypatch, tmp_path, caplog):
+    """An OpenMP build that does not compile (here: a flag the compiler refuses) leaves
+    the serial kernels, after one line saying so."""
+    monkeypatch.setattr(native, "openmp_flags", lambda: ("-fno-such-openmp-flag",))
+    monkeypatch.setenv("BENCH_NATIVE_CACHE", str(tmp_path))
+    native.kernel.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="bench.core.native"):
+            lib = native.kernel()
+        assert lib is not None and lib.openmp is False
+        (record,) = caplog.records
+        assert "serial build" in record.getMessage()
+    finally:
+        native.kernel.cache_clear()
+
+
 def test_bench_native_0_selects_the_pytorch_path(monkeypatch):
     monkeypatch.setenv("BENCH_NATIVE", "0")
     native.kernel.cache_clear()
