@@ -362,6 +362,9 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
     assert "by -0.67 points; at or above GRU4REC (2015), NARM, STAMP, SR-GNN." in md
     assert "GRU4Rec XE (tuned) on diginetica_srgnn: retrained after 12 of 200 trials" in md
+    # 2 of GRU4Rec's 5 final seeds: said; the baselines' single seed is complete
+    assert "GRU4Rec XE (tuned) on diginetica_srgnn: 2 of its 5 final seeds so far" in md
+    assert "SKNN (tuned) on yoochoose1_64: 1 of" not in md
     # Pruned trials and CPU-hours of the budget; trials without a recorded CPU time are
     # counted as wall time x 2 threads and marked.
     assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 0 | 0.00 | 7 | – | 1 | `k=300` |" in md

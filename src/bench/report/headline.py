@@ -134,6 +134,8 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
+    from bench.studies import FINAL_SEEDS
+
     for label in sorted(ours["label"].unique(), key=row_order):
         sub = ours[ours["label"] == label]
         out.rows.append(
@@ -164,6 +166,13 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
                 out.notes.append(
                     f"{label} on {ds}: retrained after {trials} trials of its budget; "
                     "the study is not finished."
+                )
+            want = FINAL_SEEDS.get(str(first["study"]).removesuffix(f"_{ds}"), 1)
+            have = part["seed"].nunique()
+            if have < want:
+                out.notes.append(
+                    f"{label} on {ds}: {have} of its {want} final seeds so far; the row is "
+                    "their mean, the others are still to be trained."
                 )
     if any(r[4].endswith("*") for r in out.budget):
         out.notes.append("CPU-hours marked * include trials run before the CPU time of a trial "
