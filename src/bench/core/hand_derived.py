@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core import native
+from bench.core.losses import log_q_shift
 from bench.core.model import GRU4RecModel
 from bench.core.optim import SparseRows
 
@@ -174,10 +175,7 @@ class HandDerivedStep:
             if bc is not None:
                 return bc
         bc = By.index_select(0, cols)
-        if shift_t is None:
-            return bc
-        shift = torch.cat([shift_t.index_select(0, cols[:m]), shift_n.index_select(0, cols[m:])])
-        return bc - shift
+        return bc if self.log_q is None else bc - log_q_shift(self.log_q, cols, m)
 
     def _gates_forward(self, gi, gh, h, hs: int) -> torch.Tensor:
         """The layer's new state; gi becomes the activated gates [r | z | n]."""

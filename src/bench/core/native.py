@@ -176,11 +176,17 @@ class RowScratch:
             self.src = torch.empty(n, dtype=torch.int64)
 
 
-def _cpu_float32(*tensors: torch.Tensor) -> bool:
-    """What every kernel reads and writes: contiguous float32 memory on the CPU."""
+def _cpu_float32(*tensors: torch.Tensor | None) -> bool:
+    """What every kernel reads and writes: contiguous float32 memory on the CPU (an
+    optional tensor left out, None, passes)."""
     return all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors
+        t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous())
+        for t in tensors
     )
+
+
+def _ptr(t: torch.Tensor | None):
+    return t.data_ptr() if t is not None else None
 
 
 def usable(p: torch.Tensor, grad: torch.Tensor, *states, idx: torch.Tensor | None = None) -> bool:
@@ -199,7 +205,7 @@ def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, mo
     g_rows = g_rows.contiguous()
     scratch.reserve(n, d)
     found = lib.adagrad_rows(
-        p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
+        p.data_ptr(), acc.data_ptr(), _ptr(mom),
         scratch.slot.data_ptr(), p.shape[0], idx.data_ptr(), g_rows.data_ptr(), n, d,
         scratch.work.data_ptr(), scratch.rows.data_ptr(), scratch.src.data_ptr(), lr, eps,
         momentum,
@@ -211,13 +217,9 @@ def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, mo
 def adagrad_dense(lib, p, acc, mom, grad, lr, eps, momentum) -> None:
     """Update all of p in place from its (contiguous) gradient."""
     lib.adagrad_dense(
-        p.data_ptr(), acc.data_ptr(), mom.data_ptr() if mom is not None else None,
+        p.data_ptr(), acc.data_ptr(), _ptr(mom),
         grad.data_ptr(), p.numel(), lr, eps, momentum,
     )  # fmt: skip
-
-
-def _ptr(t: torch.Tensor | None):
-    return t.data_ptr() if t is not None else None
 
 
 def gru_gates_forward(lib, gi, gh, h) -> torch.Tensor | None:
@@ -235,8 +237,7 @@ def gru_gates_backward(lib, dh, h, gi, gh, dbi=None, dbh=None):
     """(dgi, dgh) of one GRU layer (hand_derived.py), the bias gradients written into dbi
     and dbh where given; None where the kernel does not apply (not contiguous float32 CPU
     tensors)."""
-    bias = () if dbi is None else (dbi, dbh)
-    if not _cpu_float32(dh, h, gi, gh, *bias):
+    if not _cpu_float32(dh, h, gi, gh, dbi, dbh):
         return None
     m, hs = dh.shape
     dgi = torch.empty(m, 3 * hs)
@@ -249,8 +250,9 @@ def gru_gates_backward(lib, dh, h, gi, gh, dbi=None, dbh=None):
 def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | None:
     """by[cols], minus the logQ shift (shift_t for the first n_targets columns, shift_n for
     the rest) where shift_t is given; None where the kernel does not apply."""
-    shifts = () if shift_t is None else (shift_t, shift_n)
-    if not (_cpu_float32(by, *shifts) and cols.dtype == torch.int64 and cols.is_contiguous()):
+    if not (
+        _cpu_float32(by, shift_t, shift_n) and cols.dtype == torch.int64 and cols.is_contiguous()
+    ):
         return None
     out = torch.empty(cols.shape[0])
     status = lib.gather_bias(by.data_ptr(), _ptr(shift_t), _ptr(shift_n), cols.data_ptr(),
@@ -264,7 +266,7 @@ def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor]
     """(summed loss, scale * dLoss/dscores) of cross-entropy (hand_derived.ce_grad), the
     gradient written over the scores and its column sums into dbias where given; None
     where the kernel does not apply."""
-    if not _cpu_float32(scores, *(() if dbias is None else (dbias,))):
+    if not _cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
     loss = lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias))
@@ -275,7 +277,7 @@ def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     """(summed loss, scale * dLoss/dscores) of BPR-max (hand_derived.bpr_max_grad), the
     gradient written over the scores and its column sums into dbias where given; None
     where the kernel does not apply."""
-    if not _cpu_float32(scores, *(() if dbias is None else (dbias,))):
+    if not _cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
     loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale,

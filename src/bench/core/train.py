@@ -18,7 +18,7 @@ import torch
 from bench.core.config import GRU4RecConfig
 from bench.core.graphs import GraphedStep
 from bench.core.hand_derived import HandDerivedStep, hand_derived_supported
-from bench.core.losses import compute_loss
+from bench.core.losses import compute_loss, log_q_shift
 from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
 from bench.core.optim import make_optimizer
@@ -129,11 +129,10 @@ class SessionParallelTrainer:
             self.log_p = torch.log(
                 torch.as_tensor(np.maximum(support, 1.0), dtype=torch.float32, device=self.device)
             )
+        self.log_q = self._log_q_tables()
         # The hand-derived step where the loss and input mode allow it (see hand_derived.py).
         self.hand_derived = (
-            HandDerivedStep(
-                self.model, cfg.loss, cfg.bpreg, cfg.elu_param, log_q=self._log_q_tables()
-            )
+            HandDerivedStep(self.model, cfg.loss, cfg.bpreg, cfg.elu_param, log_q=self.log_q)
             if step == "fused" and hand_derived_supported(self.model, cfg.loss)
             else None
         )
@@ -187,20 +186,14 @@ class SessionParallelTrainer:
             self.full_width = True
 
     def _log_q_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The logQ shift per item as a target and as a sample (what `_log_q` gathers);
-        without sampling (no sample_alpha) only the first is ever read."""
+        """The logQ shift per item as a target and as a sample (losses.log_q_shift gathers
+        them per step); without sampling (no sample_alpha) only the first is ever read."""
         if self.log_p is None:
             return None
         as_target = self.cfg.logq * self.log_p
         if self.sampler is None:
             return as_target, as_target
         return as_target, self.cfg.logq * (self.cfg.sample_alpha * self.log_p)
-
-    def _log_q(self, y_target: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
-        lp = self.log_p.index_select(0, y_target)
-        if negatives is not None:
-            lp = torch.cat([lp, self.cfg.sample_alpha * self.log_p.index_select(0, negatives)])
-        return self.cfg.logq * lp
 
     def run_steps(self, a: int, b: int) -> None:
         """Train steps [a, b) of the current epoch; the loss accumulates on the device.
@@ -240,7 +233,7 @@ class SessionParallelTrainer:
         if self.hand_derived is not None:
             L = self.hand_derived(x, cols, H, sparse, cfg.batch_size)
         else:
-            log_q = self._log_q(y, negatives) if self.log_p is not None else None
+            log_q = log_q_shift(self.log_q, cols, y.shape[0]) if self.log_q is not None else None
             O = self.model.step_sampled(x, cols, H, sparse, training=True)
             L = (
                 compute_loss(cfg.loss, O, bpreg=cfg.bpreg, elu_param=cfg.elu_param, log_q=log_q)
