@@ -12,6 +12,7 @@ and tanh within 3 ulp of the exact values, against torch's 1) and sum in another
 they agree to float rounding too; the output bias is the same subtraction, bit-equal.
 """
 
+import copy
 import logging
 from functools import partial
 
@@ -68,17 +69,29 @@ def test_kernel_update_equals_the_pytorch_update(momentum, shape):
 @needs_kernel
 @pytest.mark.parametrize("momentum", [0.0, 0.4])
 def test_dense_kernel_update_equals_the_foreach_update(momentum):
-    """The GRU's dense tensors (several at once, one of them 1-D), three steps."""
+    """The GRU's dense tensors, all in one call: small and 1-D ones, and ones across several
+    blocks of 4,096 and above the parallel threshold; four steps, the gradients written
+    into the same buffers (the call's pointer arrays reused) or new ones (rebuilt), then
+    the states loaded anew from a checkpoint (rebuilt again)."""
     g = torch.Generator().manual_seed(5)
-    start = [torch.randn(6, 4, generator=g), torch.randn(6, generator=g)]
+    shapes = [(6, 4), (6,), (3, 5000), (4100,), (20_000,)]
+    start = [torch.randn(s, generator=g) for s in shapes]
     params = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
     opts = [IndexedAdagradM(ps, lr=0.03, momentum=momentum) for ps in params]
     opts[1].kernel = None
-    for _ in range(3):
+    for step in range(4):
+        if step == 3:
+            saved = opts[1].state_dict()  # each loads its own copy: .to() shares tensors
+            _old_states = [dict(opts[0].state[p]) for p in params[0]]  # their memory not reused
+            for opt in opts:
+                opt.load_state_dict(copy.deepcopy(saved))
         grads = [torch.randn(t.shape, generator=g) for t in start]
         for ps, opt in zip(params, opts):
             for p, gr in zip(ps, grads):
-                p.grad = gr.clone()
+                if step in (1, 3):  # same memory as the step before
+                    p.grad.copy_(gr)
+                else:
+                    p.grad = gr.clone()
             opt.step()
     for compiled, reference, before in zip(*params, start):
         close(compiled, reference)
@@ -311,7 +324,8 @@ def test_kernel_results_do_not_depend_on_the_thread_count(loss):
             native.adagrad_rows(native.kernel(), native.RowScratch(2000), table, acc, None, idx,
                                 rows, 0.05, 1e-6, 0.0)  # fmt: skip
             flat, flat_acc, mom = torch.ones(40_000), torch.zeros(40_000), torch.zeros(40_000)
-            native.adagrad_dense(native.kernel(), flat, flat_acc, mom, dense, 0.05, 1e-6, 0.3)
+            plan = native.DenseTensors(None, None, [flat], [flat_acc], [mom], [dense])
+            native.adagrad_dense(native.kernel(), plan, 0.05, 1e-6, 0.3)
             out.append((L, G, dbias, table, acc, flat, flat_acc, mom))
     finally:
         torch.set_num_threads(before)

@@ -201,75 +201,79 @@ class HandDerivedStep:
 
     def __call__(
         self,
-        x: torch.Tensor,
-        cols: torch.Tensor,
+        idx: torch.Tensor,
+        m: int,
         H: list[torch.Tensor],
         sparse: SparseRows,
         batch_size: int,
     ) -> torch.Tensor:
-        """Train step on inputs x scored against columns cols (targets first).
+        """Train step on the m inputs idx[:m] scored against the columns idx[m:] (targets
+        first): one index tensor, so that the shared item table is read with one gather.
 
         H (detached states) is updated in place; dense gradients go to `.grad` (buffers
         written in place), row gradients to `sparse`. Returns the summed loss divided by
-        batch_size.
+        batch_size. Written for a low per-step cost: every parameter is looked up once,
+        the products with a weight's transpose are F.linear (addmm underneath, without a
+        transposed view made in Python).
         """
         model = self.model
-        m = x.shape[0]
-        p_embed = model.drop_embed.p if model.training else 0.0
-        p_hidden = model.drop_hidden.p if model.training else 0.0
+        x, cols = idx[:m], idx[m:]
+        training = model.training
+        p_embed = model.drop_embed.p if training else 0.0
+        p_hidden = model.drop_hidden.p if training else 0.0
+        Wy = model.Wy
         with torch.no_grad():
             if model.constrained:
-                idx_in = torch.cat([x, cols])
-                rows = model.Wy.index_select(0, idx_in)
+                rows = Wy.index_select(0, idx)
                 e, Wc = rows[:m], rows[m:]
             else:
-                e = model.E.index_select(0, x)
-                Wc = model.Wy.index_select(0, cols)
+                E = model.E
+                e = E.index_select(0, x)
+                Wc = Wy.index_select(0, cols)
             bc = self._bias(cols, m)
             mask_e = _dropout_mask(e, p_embed) if p_embed > 0 else None
             inp = e * mask_e if mask_e is not None else e
             saved = []
             for i, cell in enumerate(model.cells):
+                w_ih, w_hh, hs = cell.weight_ih, cell.weight_hh, cell.hidden_size
+                b_ih, b_hh = cell.bias_ih, cell.bias_hh
                 h = H[i]
-                gi = torch.addmm(cell.bias_ih, inp, cell.weight_ih.T)
-                gh = torch.addmm(cell.bias_hh, h, cell.weight_hh.T)
-                out = self._gates_forward(gi, gh, h, cell.hidden_size)
+                gi = F.linear(inp, w_ih, b_ih)
+                gh = F.linear(h, w_hh, b_hh)
+                out = self._gates_forward(gi, gh, h, hs)
                 mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
                 if mask_h is not None:
                     out.mul_(mask_h)
-                saved.append((inp, h, gi, gh, mask_h))
+                saved.append((w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h))
                 H[i] = out
                 inp = out
             hL = inp
-            O = torch.addmm(bc, hL, Wc.T)
+            O = F.linear(hL, Wc, bc)
             dbc = torch.empty_like(bc)
             L, dO = self.loss_and_grad(O, 1.0 / batch_size, dbc)
-            dh = dO @ Wc
+            dh = torch.mm(dO, Wc)
             if model.constrained:  # one buffer for all row gradients: no concatenation
-                g_rows = torch.empty(m + Wc.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)
+                g_rows = torch.empty(idx.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)
                 dWc = torch.mm(dO.T, hL, out=g_rows[m:])
             else:
-                dWc = dO.T @ hL
-            for i in range(len(model.cells) - 1, -1, -1):
-                cell = model.cells[i]
-                inp, h, gi, gh, mask_h = saved[i]
+                dWc = torch.mm(dO.T, hL)
+            for w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h in reversed(saved):
                 if mask_h is not None:
                     dh = dh * mask_h
                 dgi, dgh = self._gates_backward(
-                    dh, h, gi, gh, cell.hidden_size,
-                    _grad_buffer(cell.bias_ih), _grad_buffer(cell.bias_hh),
-                )  # fmt: skip
-                torch.mm(dgi.T, inp, out=_grad_buffer(cell.weight_ih))
-                torch.mm(dgh.T, h, out=_grad_buffer(cell.weight_hh))
-                dh = dgi @ cell.weight_ih
+                    dh, h, gi, gh, hs, _grad_buffer(b_ih), _grad_buffer(b_hh)
+                )
+                torch.mm(dgi.T, inp, out=_grad_buffer(w_ih))
+                torch.mm(dgh.T, h, out=_grad_buffer(w_hh))
+                dh = torch.mm(dgi, w_ih)
             if model.constrained:
                 if mask_e is not None:
                     torch.mul(dh, mask_e, out=g_rows[:m])
                 else:
                     g_rows[:m] = dh
-                sparse.append((model.Wy, idx_in, g_rows))
+                sparse.append((Wy, idx, g_rows))
             else:
-                sparse.append((model.E, x, dh * mask_e if mask_e is not None else dh))
-                sparse.append((model.Wy, cols, dWc))
+                sparse.append((E, x, dh * mask_e if mask_e is not None else dh))
+                sparse.append((Wy, cols, dWc))
             sparse.append((model.By, cols, dbc))
         return L / batch_size

@@ -129,18 +129,15 @@ class IndexedAdagradM(IndexedOptimizer):
         self.state_names = ("acc", "mom") if momentum > 0 else ("acc",)
         super().__init__(params, dict(lr=lr, momentum=momentum, eps=eps))
         self.kernel = native.kernel()  # None: the PyTorch form below
+        self._dense_plan: native.DenseTensors | None = None
         self._scratch: dict[torch.Tensor, native.RowScratch] = {}
 
     def _dense_step(self, params, group):
-        """The compiled kernel per tensor where it applies (one pass each), else the same
-        rule on all dense tensors at once (foreach kernels: few launches)."""
-        if self.kernel is not None and all(
-            native.usable(p, p.grad, *self._state(p).values()) for p in params
-        ):
-            for p in params:
-                st = self._state(p)
-                native.adagrad_dense(self.kernel, p, st["acc"], st.get("mom"), p.grad,
-                                     group["lr"], group["eps"], group["momentum"])  # fmt: skip
+        """The compiled kernel where it applies (one pass over all the tensors), else the
+        same rule on all dense tensors at once (foreach kernels: few launches)."""
+        if self.kernel is not None and self._dense_kernel_applies(params):
+            native.adagrad_dense(self.kernel, self._dense_plan, group["lr"], group["eps"],
+                                 group["momentum"])  # fmt: skip
             return
         grads = [p.grad for p in params]
         sts = [self._state(p) for p in params]
@@ -155,6 +152,25 @@ class IndexedAdagradM(IndexedOptimizer):
             torch._foreach_add_(params, moms)
         else:
             torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
+
+    def _dense_kernel_applies(self, params) -> bool:
+        """Whether adagrad_dense can update params, its call (self._dense_plan) made ready:
+        the gradients are checked every step, the pointer arrays rebuilt (and the
+        parameters and states checked) when a parameter's or gradient's memory moved or
+        the states were replaced (load_state_dict puts in a new `self.state`)."""
+        grads = [p.grad for p in params]
+        if not native._cpu_float32(*grads):
+            return False
+        plan = self._dense_plan
+        key = tuple(t.data_ptr() for t in (*params, *grads))
+        if plan is None or plan.key != key or plan.owner is not self.state:
+            states = [self._state(p) for p in params]
+            if not all(native.usable(p, p.grad, *st.values()) for p, st in zip(params, states)):
+                return False
+            moms = [st["mom"] for st in states] if "mom" in self.state_names else None
+            accs = [st["acc"] for st in states]
+            self._dense_plan = native.DenseTensors(key, self.state, params, accs, moms, grads)
+        return True
 
     def _rows_step(self, p, idx, g_rows, group):
         """The compiled kernel where it applies (native.py; same result), else the

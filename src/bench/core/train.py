@@ -228,11 +228,12 @@ class SessionParallelTrainer:
         H, which are replaced in place by the new ones; the loss is added to loss_sum.
         The eager steps and the graphed steps (graphs.py) both train through here."""
         cfg = self.cfg
-        cols = torch.cat([y, negatives]) if negatives is not None else y
         sparse: list = []
         if self.hand_derived is not None:
-            L = self.hand_derived(x, cols, H, sparse, cfg.batch_size)
+            idx = torch.cat([x, y, negatives] if negatives is not None else [x, y])
+            L = self.hand_derived(idx, x.shape[0], H, sparse, cfg.batch_size)
         else:
+            cols = torch.cat([y, negatives]) if negatives is not None else y
             log_q = log_q_shift(self.log_q, cols, y.shape[0]) if self.log_q is not None else None
             O = self.model.step_sampled(x, cols, H, sparse, training=True)
             L = (
