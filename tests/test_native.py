@@ -154,6 +154,21 @@ def test_compiled_gate_forward_equals_the_pytorch_form(m, hs):
 
 
 @needs_kernel
+@pytest.mark.parametrize("n", [5, 3000])
+def test_compiled_row_gather_equals_index_select_exactly(n):
+    """Rows in any order with repeats, serial (5) and parallel (3,000 rows of 40); an index
+    outside the table is a clear error."""
+    g = torch.Generator().manual_seed(n)
+    table = torch.randn(5000, 40, generator=g)
+    idx = torch.randint(0, 5000, (n,), generator=g)
+    idx[-1] = idx[0]
+    assert torch.equal(native.gather_rows(native.kernel(), table, idx), table.index_select(0, idx))
+    assert native.gather_rows(native.kernel(), table.T, idx) is None  # not contiguous
+    with pytest.raises(IndexError, match=r"outside \[0, 5000\)"):
+        native.gather_rows(native.kernel(), table, torch.tensor([3, 5000]))
+
+
+@needs_kernel
 @pytest.mark.parametrize("logq", [True, False])
 def test_compiled_output_bias_equals_the_pytorch_form_exactly(logq):
     """by[cols] minus the target or sample shift: the same subtraction, bit for bit; an

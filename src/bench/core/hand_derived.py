@@ -144,7 +144,7 @@ class HandDerivedStep:
         if self.kernel is None:
             return []
         loss = "ce_grad" if self.loss == "ce" else "bpr_max_grad"
-        return ["gru_gates_forward", "gru_gates_backward", "gather_bias", loss]
+        return ["gather_rows", "gru_gates_forward", "gru_gates_backward", "gather_bias", loss]
 
     def loss_and_grad(self, O: torch.Tensor, scale: float, dbias: torch.Tensor):
         """(summed loss, scale * dLoss/dO) with dO's column sums written into dbias; by the
@@ -165,6 +165,14 @@ class HandDerivedStep:
             L, dO = bpr_max_grad(O, self.bpreg, self.elu_param, scale)
         torch.sum(dO, dim=0, out=dbias)
         return L, dO
+
+    def _rows(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """table[idx] of a (large) item table: by the compiled gather where built."""
+        if self.kernel is not None:
+            rows = native.gather_rows(self.kernel, table, idx)
+            if rows is not None:
+                return rows
+        return table.index_select(0, idx)
 
     def _bias(self, cols: torch.Tensor, m: int) -> torch.Tensor:
         """The output bias of the scored columns, minus the logQ shift where configured."""
@@ -224,12 +232,12 @@ class HandDerivedStep:
         Wy = model.Wy
         with torch.no_grad():
             if model.constrained:
-                rows = Wy.index_select(0, idx)
+                rows = self._rows(Wy, idx)
                 e, Wc = rows[:m], rows[m:]
             else:
                 E = model.E
                 e = E.index_select(0, x)
-                Wc = Wy.index_select(0, cols)
+                Wc = self._rows(Wy, cols)
             bc = self._bias(cols, m)
             mask_e = _dropout_mask(e, p_embed) if p_embed > 0 else None
             inp = e * mask_e if mask_e is not None else e

@@ -1,8 +1,8 @@
 /* The training step's compiled kernels: Adagrad with momentum, as the row-sparse update
  * of an item table in one pass over the used rows (adagrad_rows) and the update of all
- * the dense tensors at once (adagrad_dense); the GRU layer's gates forward and backward
- * (gru_gates_forward, gru_gates_backward); the output bias of the sampled columns with
- * the logQ shift (gather_bias); the cross-entropy and BPR-max losses with their gradients
+ * the dense tensors at once (adagrad_dense); the item rows the step reads (gather_rows);
+ * the GRU layer's gates forward and backward (gru_gates_forward, gru_gates_backward); the
+ * output bias of the sampled columns with the logQ shift (gather_bias); the cross-entropy and BPR-max losses with their gradients
  * (ce_grad, bpr_max_grad). Each replaces a run of small PyTorch operators whose
  * per-operator cost, not their arithmetic, dominated the step at small batches.
  *
@@ -34,6 +34,24 @@
  * PAR_MIN elements (a bias table's rows, test-sized inputs) stay serial; the threshold
  * is a round figure, not a measured optimum. */
 #define PAR_MIN 16384
+
+/* Rows of an item table are read in the order of the step's sampled items: scattered
+ * over tens of megabytes, so each row costs a trip to memory that the hardware prefetcher
+ * cannot foresee. Asking for the row a few ahead while updating (or copying) this one
+ * overlaps those trips: the training step at 0.94-0.95x of its time at 32-64 x 100
+ * (interleaved A/B); 3, 6 and 12 rows ahead measured the same. */
+#define PREFETCH_AHEAD 6
+
+static inline void prefetch_row(const float *row, int64_t d, int for_write)
+{
+    const char *a = (const char *)row;
+    for (int64_t b = 0; b < d * (int64_t)sizeof(float); b += 64) {
+        if (for_write)
+            __builtin_prefetch(a + b, 1, 3);
+        else
+            __builtin_prefetch(a + b, 0, 3);
+    }
+}
 
 /* acc += g^2; step = (g / sqrt(acc + eps)) * -lr; with momentum mom = mom * mu + step,
  * and the parameter moves by mom (else by step). The order of torch's ops in optim.py. */
@@ -120,6 +138,10 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
     }
 #pragma omp parallel for schedule(static) if (u * d >= PAR_MIN)
     for (int64_t i = 0; i < u; ++i) { /* distinct rows: each written by one thread */
+        if (i + PREFETCH_AHEAD < u) {
+            prefetch_row(param + rows[i + PREFETCH_AHEAD] * d, d, 1);
+            prefetch_row(acc + rows[i + PREFETCH_AHEAD] * d, d, 1);
+        }
         const int64_t r = rows[i];
         slot[r] = -1;
         const float *g = src[i] >= 0 ? grad + src[i] * d : work + i * d;
@@ -127,6 +149,21 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
                momentum);
     }
     return u;
+}
+
+/* out = table[idx] (n rows of d), as index_select, in parallel and prefetching ahead.
+ * Returns n, or -1 (nothing written) when an index is out of [0, n_rows). */
+int64_t gather_rows(const float *table, int64_t n_rows, int64_t d, const int64_t *idx,
+                    int64_t n, float *out)
+{
+    for (int64_t k = 0; k < n; ++k)
+        if (idx[k] < 0 || idx[k] >= n_rows) return -1;
+#pragma omp parallel for schedule(static) if (n * d >= PAR_MIN)
+    for (int64_t k = 0; k < n; ++k) {
+        if (k + PREFETCH_AHEAD < n) prefetch_row(table + idx[k + PREFETCH_AHEAD] * d, d, 0);
+        memcpy(out + k * d, table + idx[k] * d, (size_t)d * sizeof(float));
+    }
+    return n;
 }
 
 /* The GRU layer's backward through its gates (hand_derived.py), element-wise, for one

@@ -1,5 +1,5 @@
 """The compiled kernels of the training step (kernels.c: row-sparse and dense Adagrad, the
-GRU gates' forward and backward, the logQ-shifted output bias, the cross-entropy and BPR-max
+gather of item rows, the GRU gates' forward and backward, the logQ-shifted output bias, the cross-entropy and BPR-max
 losses with their gradients), with the PyTorch fallback.
 
 The kernels are plain C with no Python or torch headers: the file compiles in well under a
@@ -146,6 +146,8 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_rows.restype = i64
     lib.adagrad_dense.argtypes = [i64, p, p, p, p, p, f32, f32, f32]
     lib.adagrad_dense.restype = None
+    lib.gather_rows.argtypes = [p, i64, i64, p, i64, p]
+    lib.gather_rows.restype = i64
     lib.gru_gates_forward.argtypes = [p, p, p, p, i64, i64]
     lib.gru_gates_forward.restype = None
     lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, p, p, i64, i64]
@@ -238,6 +240,19 @@ def adagrad_dense(lib, plan: DenseTensors, lr, eps, momentum) -> None:
     """Update all of plan's tensors in place from their (contiguous) gradients."""
     lib.adagrad_dense(plan.k, plan.params, plan.accs, plan.moms, plan.grads, plan.sizes,
                       lr, eps, momentum)  # fmt: skip
+
+
+def gather_rows(lib, table, idx) -> torch.Tensor | None:
+    """table[idx] (as table.index_select(0, idx)); None where the kernel does not apply."""
+    if not (_cpu_float32(table) and table.dim() == 2 and idx.dtype == torch.int64):
+        return None
+    idx = idx.contiguous()
+    n, d = idx.shape[0], table.shape[1]
+    out = torch.empty(n, d)
+    found = lib.gather_rows(table.data_ptr(), table.shape[0], d, idx.data_ptr(), n, out.data_ptr())
+    if found < 0:
+        raise IndexError(f"item rows: an index is outside [0, {table.shape[0]})")
+    return out
 
 
 def gru_gates_forward(lib, gi, gh, h) -> torch.Tensor | None:
