@@ -168,6 +168,40 @@ def test_compiled_row_gather_equals_index_select_exactly(n):
         native.gather_rows(native.kernel(), table, torch.tensor([3, 5000]))
 
 
+needs_blas = pytest.mark.skipif(
+    native.kernel() is None or not native.kernel().blas,
+    reason="no C compiler, or numpy brought no OpenBLAS here (torch computes the products)",
+)
+
+
+@needs_blas
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("m, d, c", [(5, 3, 7), (64, 100, 2112), (100, 40, 30)])
+def test_split_products_equal_torchs(m, d, c, threads):
+    """The step's three large products by gemm_split, split along either side of the
+    result (one slice per thread): the scores with their bias, the gradient through them
+    to the hidden state, and the item rows' gradient written into part of a larger
+    buffer, as torch computes them, to float rounding (another BLAS, other sums)."""
+    g = torch.Generator().manual_seed(m + d + c)
+    h, Wc, dO, bias = (torch.randn(*s, generator=g) for s in ((m, d), (c, d), (m, c), (c,)))
+    lib = native.kernel()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for split_n in (True, False):
+            scores = native.matmul(lib, h, Wc, trans_b=True, row_bias=bias, split_n=split_n)
+            torch.testing.assert_close(scores, torch.addmm(bias, h, Wc.T), rtol=1e-5, atol=1e-5)
+            dh = native.matmul(lib, dO, Wc, split_n=split_n)
+            torch.testing.assert_close(dh, dO @ Wc, rtol=1e-5, atol=1e-4)
+            rows = torch.full((m + c, d), 7.0)
+            native.matmul(lib, dO, h, trans_a=True, out=rows[m:], split_n=split_n)
+            torch.testing.assert_close(rows[m:], dO.T @ h, rtol=1e-5, atol=1e-5)
+            assert bool((rows[:m] == 7.0).all())  # nothing written outside out
+    finally:
+        torch.set_num_threads(before)
+    assert native.matmul(lib, h.T, Wc) is None  # not contiguous: the caller uses torch
+
+
 @needs_kernel
 @pytest.mark.parametrize("logq", [True, False])
 def test_compiled_output_bias_equals_the_pytorch_form_exactly(logq):
@@ -293,6 +327,18 @@ def test_a_failed_openmp_build_falls_back_to_the_serial_one(monkeypatch, tmp_pat
         assert lib is not None and lib.openmp is False
         (record,) = caplog.records
         assert "serial build" in record.getMessage()
+    finally:
+        native.kernel.cache_clear()
+
+
+@needs_kernel
+def test_bench_blas_0_leaves_the_large_products_to_torch(monkeypatch):
+    monkeypatch.setenv("BENCH_BLAS", "0")
+    native.kernel.cache_clear()
+    try:
+        lib = native.kernel()
+        assert lib.blas is False
+        assert native.matmul(lib, torch.ones(2, 3), torch.ones(3, 4)) is None
     finally:
         native.kernel.cache_clear()
 

@@ -114,10 +114,12 @@ def _grad_buffer(p: torch.Tensor) -> torch.Tensor:
 class HandDerivedStep:
     """Forward, loss, hand-written backward of one step, for one model and loss.
 
-    With the compiled kernels (native.py) the element-wise parts (the gates forward and
-    backward with the bias gradients, the logQ-shifted output bias, the loss with its
-    gradient and the output bias's gradient) are one call each; the matrix products stay
-    torch's. Without them, the same step in PyTorch operators.
+    With the compiled kernels (native.py) the gather of the item rows and the element-wise
+    parts (the gates forward and backward with the bias gradients, the logQ-shifted output
+    bias, the loss with its gradient and the output bias's gradient) are one call each,
+    and the three large products (scores, the gradient to the hidden state, the item
+    rows' gradient) are split between the threads where a BLAS was found; the GRU
+    layer's small products stay torch's. Without them, the same step in PyTorch operators.
     """
 
     def __init__(
@@ -144,7 +146,15 @@ class HandDerivedStep:
         if self.kernel is None:
             return []
         loss = "ce_grad" if self.loss == "ce" else "bpr_max_grad"
-        return ["gather_rows", "gru_gates_forward", "gru_gates_backward", "gather_bias", loss]
+        blas = ["gemm_split"] if self.kernel.blas else []
+        return [
+            "gather_rows",
+            *blas,
+            "gru_gates_forward",
+            "gru_gates_backward",
+            "gather_bias",
+            loss,
+        ]
 
     def loss_and_grad(self, O: torch.Tensor, scale: float, dbias: torch.Tensor):
         """(summed loss, scale * dLoss/dO) with dO's column sums written into dbias; by the
@@ -165,6 +175,22 @@ class HandDerivedStep:
             L, dO = bpr_max_grad(O, self.bpreg, self.elu_param, scale)
         torch.sum(dO, dim=0, out=dbias)
         return L, dO
+
+    def _matmul(self, a, b, trans_a=False, trans_b=False, row_bias=None, out=None):
+        """One of the step's three large products, a @ b (+ row_bias), transposes by flag:
+        by the compiled split product where a BLAS was found (native.matmul), else torch's."""
+        if self.kernel is not None:
+            c = native.matmul(self.kernel, a, b, trans_a, trans_b, row_bias, out)
+            if c is not None:
+                return c
+        a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+        if row_bias is not None:
+            return (
+                torch.addmm(row_bias, a, b, out=out)
+                if out is not None
+                else torch.addmm(row_bias, a, b)
+            )
+        return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
 
     def _rows(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """table[idx] of a (large) item table: by the compiled gather where built."""
@@ -256,15 +282,15 @@ class HandDerivedStep:
                 H[i] = out
                 inp = out
             hL = inp
-            O = F.linear(hL, Wc, bc)
+            O = self._matmul(hL, Wc, trans_b=True, row_bias=bc)
             dbc = torch.empty_like(bc)
             L, dO = self.loss_and_grad(O, 1.0 / batch_size, dbc)
-            dh = torch.mm(dO, Wc)
+            dh = self._matmul(dO, Wc)
             if model.constrained:  # one buffer for all row gradients: no concatenation
                 g_rows = torch.empty(idx.shape[0], Wc.shape[1], dtype=Wc.dtype, device=Wc.device)
-                dWc = torch.mm(dO.T, hL, out=g_rows[m:])
+                dWc = self._matmul(dO, hL, trans_a=True, out=g_rows[m:])
             else:
-                dWc = torch.mm(dO.T, hL)
+                dWc = self._matmul(dO, hL, trans_a=True)
             for w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h in reversed(saved):
                 if mask_h is not None:
                     dh = dh * mask_h

@@ -1,6 +1,7 @@
 """The compiled kernels of the training step (kernels.c: row-sparse and dense Adagrad, the
-gather of item rows, the GRU gates' forward and backward, the logQ-shifted output bias, the cross-entropy and BPR-max
-losses with their gradients), with the PyTorch fallback.
+gather of item rows, the split large matrix products, the GRU gates' forward and backward,
+the logQ-shifted output bias, the cross-entropy and BPR-max losses with their gradients),
+with the PyTorch fallback.
 
 The kernels are plain C with no Python or torch headers: the file compiles in well under a
 second with the system's C compiler and is called through ctypes on the tensors' own
@@ -10,9 +11,13 @@ Where torch runs on GNU OpenMP, the row loops (row-sparse update, losses) and th
 update run in parallel on torch's own thread pool (openmp_flags): with torch's second
 worker spinning between its matrix products, that core was otherwise idle during the
 kernels (measured on 2 cores, the two builds interleaved in one process: the step at
-0.79-0.92x of its time with the serial build over the grid's 100-unit settings). Where no C
-compiler is present (or BENCH_NATIVE=0), `kernel()` returns None and the optimizer and
-the fused step keep their PyTorch forms, after one line saying so.
+0.79-0.92x of its time with the serial build over the grid's 100-unit settings). The
+step's three large products go to the OpenBLAS that numpy ships, single-threaded, one
+slice of the result per thread of that pool (numpy_openblas, matmul): 10-25% faster per
+product than torch's own two-thread product at the grid's shapes; where numpy brought no
+OpenBLAS (or BENCH_BLAS=0) torch computes them. Where no C compiler is present (or
+BENCH_NATIVE=0), `kernel()` returns None and the optimizer and the fused step keep their
+PyTorch forms, after one line saying so.
 """
 
 from __future__ import annotations
@@ -76,6 +81,30 @@ def openmp_flags() -> tuple[str, ...]:
     competes with torch's spinning workers for the same cores; there, and with no runtime,
     the kernels are built serial."""
     return ("-fopenmp",) if loaded_openmp() == {"libgomp.so.1"} else ()
+
+
+def numpy_openblas() -> tuple[int, int] | None:
+    """Addresses of cblas sgemm and openblas_set_num_threads_local in the OpenBLAS that
+    numpy's wheels ship (scipy-openblas, 64-bit integers), for the kernels' split matrix
+    products (kernels.c, gemm_split); None where numpy brought another BLAS (or none can
+    be found), and then torch computes those products."""
+    import numpy  # noqa: F401  (maps its BLAS into the process)
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({ln.split()[-1] for ln in maps.splitlines() if "/libscipy_openblas64_" in ln})
+    for path in paths:
+        try:
+            blas = ctypes.CDLL(path)
+            sgemm, threads = blas.scipy_cblas_sgemm64_, blas.openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        return ctypes.cast(sgemm, ctypes.c_void_p).value, ctypes.cast(
+            threads, ctypes.c_void_p
+        ).value
+    return None
 
 
 def build(parallel: bool = True) -> Path:
@@ -146,6 +175,13 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_rows.restype = i64
     lib.adagrad_dense.argtypes = [i64, p, p, p, p, p, f32, f32, f32]
     lib.adagrad_dense.restype = None
+    lib.gemm_split.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, i64, i64, i64,
+                               p, i64, p, i64, p, f32, p, i64]  # fmt: skip
+    lib.gemm_split.restype = i64
+    blas = numpy_openblas() if os.environ.get("BENCH_BLAS", "1") != "0" else None
+    lib.blas = blas is not None
+    if blas is not None:
+        lib.set_blas(ctypes.c_void_p(blas[0]), ctypes.c_void_p(blas[1]))
     lib.gather_rows.argtypes = [p, i64, i64, p, i64, p]
     lib.gather_rows.restype = i64
     lib.gru_gates_forward.argtypes = [p, p, p, p, i64, i64]
@@ -240,6 +276,25 @@ def adagrad_dense(lib, plan: DenseTensors, lr, eps, momentum) -> None:
     """Update all of plan's tensors in place from their (contiguous) gradients."""
     lib.adagrad_dense(plan.k, plan.params, plan.accs, plan.moms, plan.grads, plan.sizes,
                       lr, eps, momentum)  # fmt: skip
+
+
+def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, split_n=None):
+    """a @ b (a.T, b.T where trans_a/trans_b: a and b are passed untransposed), plus
+    row_bias on every row where given, into out (a new tensor if None), by gemm_split;
+    split along the longer side of the result unless split_n says which. None where it
+    does not apply (no BLAS found, not contiguous float32 CPU tensors)."""
+    if not (lib.blas and _cpu_float32(a, b, row_bias, out)):
+        return None
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    N = b.shape[0] if trans_b else b.shape[1]
+    if out is None:
+        out = torch.empty(M, N)
+    if split_n is None:
+        split_n = N > M
+    lib.gemm_split(int(split_n), b"T" if trans_a else b"N", b"T" if trans_b else b"N", M, N, K,
+                   a.data_ptr(), a.shape[1], b.data_ptr(), b.shape[1], _ptr(row_bias), 0.0,
+                   out.data_ptr(), N)  # fmt: skip
+    return out
 
 
 def gather_rows(lib, table, idx) -> torch.Tensor | None:
