@@ -177,20 +177,28 @@ void set_blas(void *sgemm, void *threads_local)
 #ifdef _OPENMP
 #define THREAD_ID omp_get_thread_num()
 #define N_THREADS omp_get_num_threads()
+#define MAX_THREADS omp_get_max_threads()
 #else
 #define THREAD_ID 0
 #define N_THREADS 1
+#define MAX_THREADS 1
 #endif
+/* The narrowest slice worth a thread of its own (on many cores, fewer slices). */
+#define MIN_SLICE 32
 
 /* C (M x N) = op(A) op(B) (+ row_bias on every row where given, else + beta C), split
- * along M (split_n = 0) or N (split_n = 1). Returns -1 without a BLAS. */
+ * along M (split_n = 0) or N (split_n = 1), a slice per thread and at least MIN_SLICE
+ * wide. Returns -1 without a BLAS. */
 int64_t gemm_split(int split_n, char ta, char tb, int64_t M, int64_t N, int64_t K,
                    const float *A, int64_t lda, const float *B, int64_t ldb,
                    const float *row_bias, float beta, float *C, int64_t ldc)
 {
     if (blas_sgemm == NULL) return -1;
     const int cta = ta == 'T' ? 112 : 111, ctb = tb == 'T' ? 112 : 111;
-#pragma omp parallel if ((split_n ? N : M) >= 64)
+    const int64_t side = split_n ? N : M;
+    int slices = MAX_THREADS;
+    if (side / MIN_SLICE < slices) slices = side / MIN_SLICE > 1 ? (int)(side / MIN_SLICE) : 1;
+#pragma omp parallel num_threads(slices) if (slices > 1)
     {
         const int64_t t = THREAD_ID, nt = N_THREADS, len = split_n ? N : M;
         const int64_t a = len * t / nt, b = len * (t + 1) / nt;
