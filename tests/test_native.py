@@ -266,6 +266,24 @@ def test_compiled_bpr_max_equals_the_pytorch_form(elu_param, m, c):
     )
 
 
+class _NoMemoryKernels:
+    """Loss kernels that report a failed scratch allocation, as kernels.c does."""
+
+    def ce_grad(self, *args):
+        return -1.0
+
+    def bpr_max_grad(self, *args):
+        return -1.0
+
+
+def test_a_loss_kernel_out_of_memory_is_said_not_taken_for_divergence():
+    scores = torch.zeros(3, 5)
+    with pytest.raises(MemoryError, match=r"ce loss kernel: out of memory .* 3 x 5 scores"):
+        native.ce_grad(_NoMemoryKernels(), scores, 1.0)
+    with pytest.raises(MemoryError, match="bpr-max loss kernel: out of memory"):
+        native.bpr_max_grad(_NoMemoryKernels(), scores, 0.5, 0.5, 1.0)
+
+
 @needs_kernel
 def test_out_of_range_row_is_a_clear_error_and_changes_nothing():
     (table, _) = _tables((10, 3), seed=3)

@@ -398,14 +398,18 @@ static inline float row_max(const float *restrict a, int64_t c)
     return top;
 }
 
-/* The loss kernels' common end: the summed loss (rows in order; NAN, which stops
- * training with its clear error, where a buffer could not be allocated) and, where dbias
- * is given, the column sums of the gradient O (rows in order for each column, columns
- * split between threads). Frees row_loss. */
+/* Returned by the loss kernels where a scratch buffer could not be allocated: both losses
+ * are sums of non-negative terms, so no loss is negative (a NaN stays a NaN: divergence). */
+#define LOSS_NO_MEMORY -1.0
+
+/* The loss kernels' common end: the summed loss (rows in order; LOSS_NO_MEMORY where a
+ * buffer could not be allocated) and, where dbias is given, the column sums of the
+ * gradient O (rows in order for each column, columns split between threads). Frees
+ * row_loss. */
 static double finish_loss(const float *O, int64_t m, int64_t c, double *row_loss, int failed,
                           float *restrict dbias)
 {
-    double total = failed ? NAN : 0.0;
+    double total = failed ? LOSS_NO_MEMORY : 0.0;
     for (int64_t i = 0; i < m && !failed; ++i)
         total += row_loss[i];
     free(row_loss);
@@ -500,7 +504,7 @@ double bpr_max_grad(float *O, int64_t m, int64_t c, float bpreg, float alpha, fl
 {
     double *row_loss = malloc((size_t)m * sizeof(double));
     if (row_loss == NULL)
-        return NAN;
+        return LOSS_NO_MEMORY;
     int failed = 0;
 #pragma omp parallel if (m * c >= PAR_MIN) reduction(| : failed)
     {
@@ -553,7 +557,7 @@ double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbia
 {
     double *row_loss = malloc((size_t)m * sizeof(double));
     if (row_loss == NULL)
-        return NAN;
+        return LOSS_NO_MEMORY;
 #pragma omp parallel for schedule(static) if (m * c >= PAR_MIN)
     for (int64_t i = 0; i < m; ++i)
         row_loss[i] = ce_row(O + i * c, i, c, scale);

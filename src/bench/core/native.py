@@ -350,6 +350,15 @@ def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | No
     return out
 
 
+def _loss_or_raise(loss: float, name: str, m: int, c: int) -> float:
+    """The loss kernels' result, or a clear error where they could not allocate their
+    scratch (they return a negative loss then, kernels.c LOSS_NO_MEMORY; a NaN passes on
+    to the trainer's divergence check)."""
+    if loss < 0:
+        raise MemoryError(f"{name} loss kernel: out of memory for the scratch of {m} x {c} scores")
+    return loss
+
+
 def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(summed loss, scale * dLoss/dscores) of cross-entropy (hand_derived.ce_grad), the
     gradient written over the scores and its column sums into dbias where given; None
@@ -357,7 +366,7 @@ def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor]
     if not _cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
-    loss = lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias))
+    loss = _loss_or_raise(lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias)), "ce", m, c)
     return scores.new_tensor(loss), scores
 
 
@@ -370,7 +379,7 @@ def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     m, c = scores.shape
     loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale,
                             _ptr(dbias))  # fmt: skip
-    return scores.new_tensor(loss), scores
+    return scores.new_tensor(_loss_or_raise(loss, "bpr-max", m, c)), scores
 
 
 def main() -> int:
