@@ -171,3 +171,24 @@ def test_bptt_knobs_mean_what_they_say():
 
     method = build_method(config("model=gru4rec_seq", "dataset=ml-100k", "batch_size=16"))
     assert method.config.batch_size == 16 and method.settings()["batch_size"] == 16
+
+
+def test_the_record_names_the_kernels_the_engine_itself_holds(tmp_path):
+    """training_step is read from the engine's parts, not from the process-wide library:
+    a serial kernel library in the engine is recorded as serial, none as none."""
+    _, method = run_job(
+        config("loss=ce", "layers=[8]", "batch_size=8", "n_epochs=1", *SMALL), tmp_path
+    )
+    eng = method.trainer
+    if eng.optimizer.kernel is None:
+        pytest.skip("no C compiler on this machine: no kernels to record")
+    assert method.training_step()["compiled_kernels_openmp"] == eng.optimizer.kernel.openmp
+
+    class SerialBuild:
+        openmp, blas = False, eng.hand_derived.kernel.blas
+
+    eng.optimizer.kernel = eng.hand_derived.kernel = SerialBuild()
+    assert method.training_step()["compiled_kernels_openmp"] is False
+    eng.optimizer.kernel = eng.hand_derived.kernel = None
+    assert method.training_step() == {"step": "fused", "cuda_graphs": False,
+                                      "compiled_kernels": [], "compiled_kernels_openmp": False}  # fmt: skip

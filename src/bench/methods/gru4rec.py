@@ -6,7 +6,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bench.core import native
 from bench.core.config import GRU4RecConfig
 from bench.core.metrics import metric_names
 from bench.errors import BenchError
@@ -101,17 +100,19 @@ class SessionParallelGRU4Rec(Method):
         compiled kernels it used (native.py; absent where no C compiler was found)."""
         eng = self.trainer
         on_cpu = eng.device.type == "cpu"
-        compiled = []
+        compiled, libs = [], []  # the kernel libraries the engine's parts hold
         if on_cpu and getattr(eng.optimizer, "kernel", None) is not None:
             compiled.append("adagrad")
+            libs.append(eng.optimizer.kernel)
         if on_cpu and eng.hand_derived is not None:
             compiled += eng.hand_derived.compiled_kernels()
+            libs += [eng.hand_derived.kernel] if eng.hand_derived.kernel is not None else []
         return {
             "step": "fused" if eng.hand_derived is not None else "autograd",
             "cuda_graphs": eng.graphed is not None,
             "compiled_kernels": compiled,
             # parallel loops on torch's OpenMP pool (native.openmp_flags), or serial
-            "compiled_kernels_openmp": bool(compiled) and native.kernel().openmp,
+            "compiled_kernels_openmp": bool(libs) and all(lib.openmp for lib in libs),
         }
 
 
