@@ -184,13 +184,10 @@ class HandDerivedStep:
             if c is not None:
                 return c
         a, b = (a.T if trans_a else a), (b.T if trans_b else b)
-        if row_bias is not None:
-            return (
-                torch.addmm(row_bias, a, b, out=out)
-                if out is not None
-                else torch.addmm(row_bias, a, b)
-            )
-        return torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
+        into = {} if out is None else {"out": out}
+        return (
+            torch.addmm(row_bias, a, b, **into) if row_bias is not None else torch.mm(a, b, **into)
+        )
 
     def _rows(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """table[idx] of a (large) item table: by the compiled gather where built."""
@@ -247,8 +244,8 @@ class HandDerivedStep:
         H (detached states) is updated in place; dense gradients go to `.grad` (buffers
         written in place), row gradients to `sparse`. Returns the summed loss divided by
         batch_size. Written for a low per-step cost: every parameter is looked up once,
-        the products with a weight's transpose are F.linear (addmm underneath, without a
-        transposed view made in Python).
+        the GRU layers' products with a weight's transpose are F.linear (addmm underneath,
+        without a transposed view made in Python).
         """
         model = self.model
         x, cols = idx[:m], idx[m:]
