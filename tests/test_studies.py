@@ -57,9 +57,16 @@ def test_an_unknown_study_is_a_one_line_error(capsys):
 
 
 def test_dry_run_lists_the_unfinished_studies(capsys):
+    """One command per study of the search that the committed storages do not hold done
+    (whichever those are as the studies advance), none for a done one."""
+    search = [s for s in studies.all_studies() if s.search == "gru4rec_bpr-max"]
+    assert len(search) == 2
+    unfinished = [s for s in search if not studies.progress(s).done]
     assert studies.main(["--dry-run", "--only", "gru4rec_bpr-max"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 2 and all("hparams_search=gru4rec_bpr-max" in line for line in out)
+    assert len(out) == len(unfinished)
+    for line, study in zip(out, unfinished):
+        assert "hparams_search=gru4rec_bpr-max" in line and f"dataset={study.dataset} " in line
 
 
 def test_a_probe_runs_few_trials_and_no_retraining(capsys):
