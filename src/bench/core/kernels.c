@@ -2,9 +2,11 @@
  * of an item table in one pass over the used rows (adagrad_rows) and the update of all
  * the dense tensors at once (adagrad_dense); the item rows the step reads (gather_rows);
  * the GRU layer's gates forward and backward (gru_gates_forward, gru_gates_backward); the
- * output bias of the sampled columns with the logQ shift (gather_bias); the cross-entropy and BPR-max losses with their gradients
- * (ce_grad, bpr_max_grad). Each replaces a run of small PyTorch operators whose
- * per-operator cost, not their arithmetic, dominated the step at small batches.
+ * output bias of the sampled columns with the logQ shift (gather_bias); the cross-entropy
+ * and BPR-max losses with their gradients (ce_grad, bpr_max_grad); the output layer's
+ * large matrix products split between threads (gemm_split). Each replaces a run of small
+ * PyTorch operators whose per-operator cost, not their arithmetic, dominated the step at
+ * small batches.
  *
  * The PyTorch form of the same update (optim.py, IndexedAdagradM._rows_step) needs a
  * sort for the deduplication, a zero-filled buffer, a scatter-add, gathers and scatters
@@ -159,8 +161,9 @@ int64_t adagrad_rows(float *param, float *acc, float *mom, int32_t *slot, int64_
  * OpenBLAS that numpy ships, found by native.py), split into one slice of rows or columns
  * per thread of torch's OpenMP pool. torch's own two-thread product at these shapes (tens
  * of rows against thousands of sampled items) ran 1.2-1.5x slower than two independent
- * halves; a slice along M or N leaves each element's sum over K as it is, so the result
- * does not depend on the thread count. row-major; ta/tb: 'N' or 'T' as in cblas. */
+ * halves. The BLAS picks its kernels by the slice's size, so the last bits of a result
+ * may change with the thread count (as with torch's own product); the kernels above stay
+ * independent of it. Row-major; ta/tb: 'N' or 'T' as in cblas. */
 typedef void (*sgemm_fn)(int order, int ta, int tb, int64_t M, int64_t N, int64_t K,
                          float alpha, const float *A, int64_t lda, const float *B,
                          int64_t ldb, float beta, float *C, int64_t ldc);
@@ -186,12 +189,12 @@ void set_blas(void *sgemm, void *threads_local)
 /* The narrowest slice worth a thread of its own (on many cores, fewer slices). */
 #define MIN_SLICE 32
 
-/* C (M x N) = op(A) op(B) (+ row_bias on every row where given, else + beta C), split
- * along M (split_n = 0) or N (split_n = 1), a slice per thread and at least MIN_SLICE
- * wide. Returns -1 without a BLAS. */
+/* C (M x N) = op(A) op(B) (+ row_bias on every row where given), split along M
+ * (split_n = 0) or N (split_n = 1), a slice per thread and at least MIN_SLICE wide.
+ * Returns -1 without a BLAS. */
 int64_t gemm_split(int split_n, char ta, char tb, int64_t M, int64_t N, int64_t K,
                    const float *A, int64_t lda, const float *B, int64_t ldb,
-                   const float *row_bias, float beta, float *C, int64_t ldc)
+                   const float *row_bias, float *C, int64_t ldc)
 {
     if (blas_sgemm == NULL) return -1;
     const int cta = ta == 'T' ? 112 : 111, ctb = tb == 'T' ? 112 : 111;
@@ -200,8 +203,8 @@ int64_t gemm_split(int split_n, char ta, char tb, int64_t M, int64_t N, int64_t 
     if (side / MIN_SLICE < slices) slices = side / MIN_SLICE > 1 ? (int)(side / MIN_SLICE) : 1;
 #pragma omp parallel num_threads(slices) if (slices > 1)
     {
-        const int64_t t = THREAD_ID, nt = N_THREADS, len = split_n ? N : M;
-        const int64_t a = len * t / nt, b = len * (t + 1) / nt;
+        const int64_t t = THREAD_ID, nt = N_THREADS;
+        const int64_t a = side * t / nt, b = side * (t + 1) / nt;
         const int previous = blas_threads_local(1);
         const float *As = A, *Bs = B;
         float *Cs = C;
@@ -215,14 +218,14 @@ int64_t gemm_split(int split_n, char ta, char tb, int64_t M, int64_t N, int64_t 
             Cs = C + a * ldc;
             Ms = b - a;
         }
-        float bt = beta;
-        if (row_bias != NULL) {
+        if (row_bias != NULL) { /* C starts as the bias, and the product is added to it */
             const float *bias = split_n ? row_bias + a : row_bias;
-            for (int64_t i = 0; i < Ms; ++i) memcpy(Cs + i * ldc, bias, (size_t)Ns * sizeof(float));
-            bt = 1.0f;
+            for (int64_t i = 0; i < Ms; ++i)
+                memcpy(Cs + i * ldc, bias, (size_t)Ns * sizeof(float));
         }
+        const float beta = row_bias != NULL ? 1.0f : 0.0f;
         if (Ms > 0 && Ns > 0)
-            blas_sgemm(101, cta, ctb, Ms, Ns, K, 1.0f, As, lda, Bs, ldb, bt, Cs, ldc);
+            blas_sgemm(101, cta, ctb, Ms, Ns, K, 1.0f, As, lda, Bs, ldb, beta, Cs, ldc);
         blas_threads_local(previous);
     }
     return 0;

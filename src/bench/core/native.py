@@ -62,14 +62,20 @@ def _cpu_flags() -> str:
     return next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
 
 
-def loaded_openmp() -> set[str]:
-    """File names of the OpenMP runtimes mapped into this process (torch's, once torch is
-    imported); empty where /proc/self/maps cannot tell (not Linux)."""
+def mapped_files() -> set[Path]:
+    """The files mapped into this process (its shared libraries among them); empty where
+    /proc/self/maps cannot tell (not Linux)."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return set()
-    names = {Path(line.split()[-1]).name for line in maps.splitlines() if "/" in line}
+    return {Path(line.split()[-1]) for line in maps.splitlines() if "/" in line}
+
+
+def loaded_openmp() -> set[str]:
+    """File names of the OpenMP runtimes mapped into this process (torch's, once torch is
+    imported)."""
+    names = {f.name for f in mapped_files()}
     return {n for n in names if n.startswith(("libgomp", "libomp", "libiomp"))}
 
 
@@ -90,20 +96,14 @@ def numpy_openblas() -> tuple[int, int] | None:
     be found), and then torch computes those products."""
     import numpy  # noqa: F401  (maps its BLAS into the process)
 
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    paths = sorted({ln.split()[-1] for ln in maps.splitlines() if "/libscipy_openblas64_" in ln})
-    for path in paths:
+    for path in sorted(f for f in mapped_files() if f.name.startswith("libscipy_openblas64_")):
         try:
-            blas = ctypes.CDLL(path)
-            sgemm, threads = blas.scipy_cblas_sgemm64_, blas.openblas_set_num_threads_local
+            blas = ctypes.CDLL(str(path))
+            fns = blas.scipy_cblas_sgemm64_, blas.openblas_set_num_threads_local
         except (OSError, AttributeError):
             continue
-        return ctypes.cast(sgemm, ctypes.c_void_p).value, ctypes.cast(
-            threads, ctypes.c_void_p
-        ).value
+        sgemm, threads = (ctypes.cast(fn, ctypes.c_void_p).value for fn in fns)
+        return sgemm, threads
     return None
 
 
@@ -176,7 +176,7 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_dense.argtypes = [i64, p, p, p, p, p, f32, f32, f32]
     lib.adagrad_dense.restype = None
     lib.gemm_split.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, i64, i64, i64,
-                               p, i64, p, i64, p, f32, p, i64]  # fmt: skip
+                               p, i64, p, i64, p, p, i64]  # fmt: skip
     lib.gemm_split.restype = i64
     blas = numpy_openblas() if os.environ.get("BENCH_BLAS", "1") != "0" else None
     lib.blas = blas is not None
@@ -214,7 +214,7 @@ class RowScratch:
             self.src = torch.empty(n, dtype=torch.int64)
 
 
-def _cpu_float32(*tensors: torch.Tensor | None) -> bool:
+def cpu_float32(*tensors: torch.Tensor | None) -> bool:
     """What every kernel reads and writes: contiguous float32 memory on the CPU (an
     optional tensor left out, None, passes). Checked on every call, so written for speed
     (`is_cpu`, `is`: about 0.1 us a tensor against 0.4 through `device.type`)."""
@@ -233,8 +233,8 @@ def usable(p: torch.Tensor, grad: torch.Tensor, *states, idx: torch.Tensor | Non
     """Whether the Adagrad kernels apply to p, its gradient and its state; row gradients
     (with int64 indices) may be strided, they are made contiguous."""
     if idx is None:
-        return _cpu_float32(p, grad, *states)
-    return _cpu_float32(p, *states) and idx.dtype == torch.int64 and grad.dtype == torch.float32
+        return cpu_float32(p, grad, *states)
+    return cpu_float32(p, *states) and idx.dtype == torch.int64 and grad.dtype == torch.float32
 
 
 def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, momentum) -> None:
@@ -283,7 +283,7 @@ def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, spl
     row_bias on every row where given, into out (a new tensor if None), by gemm_split;
     split along the longer side of the result unless split_n says which. None where it
     does not apply (no BLAS found, not contiguous float32 CPU tensors)."""
-    if not (lib.blas and _cpu_float32(a, b, row_bias, out)):
+    if not (lib.blas and cpu_float32(a, b, row_bias, out)):
         return None
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     N = b.shape[0] if trans_b else b.shape[1]
@@ -292,14 +292,14 @@ def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, spl
     if split_n is None:
         split_n = N > M
     lib.gemm_split(int(split_n), b"T" if trans_a else b"N", b"T" if trans_b else b"N", M, N, K,
-                   a.data_ptr(), a.shape[1], b.data_ptr(), b.shape[1], _ptr(row_bias), 0.0,
+                   a.data_ptr(), a.shape[1], b.data_ptr(), b.shape[1], _ptr(row_bias),
                    out.data_ptr(), N)  # fmt: skip
     return out
 
 
 def gather_rows(lib, table, idx) -> torch.Tensor | None:
     """table[idx] (as table.index_select(0, idx)); None where the kernel does not apply."""
-    if not (_cpu_float32(table) and table.dim() == 2 and idx.dtype == torch.int64):
+    if not (cpu_float32(table) and table.dim() == 2 and idx.dtype == torch.int64):
         return None
     idx = idx.contiguous()
     n, d = idx.shape[0], table.shape[1]
@@ -313,7 +313,7 @@ def gather_rows(lib, table, idx) -> torch.Tensor | None:
 def gru_gates_forward(lib, gi, gh, h) -> torch.Tensor | None:
     """The new hidden state of one GRU layer from its pre-activations (hand_derived.py),
     gi overwritten with the activated gates; None where the kernel does not apply."""
-    if not _cpu_float32(gi, gh, h):
+    if not cpu_float32(gi, gh, h):
         return None
     m, hs = h.shape
     out = torch.empty(m, hs)
@@ -325,7 +325,7 @@ def gru_gates_backward(lib, dh, h, gi, gh, dbi=None, dbh=None):
     """(dgi, dgh) of one GRU layer (hand_derived.py), the bias gradients written into dbi
     and dbh where given; None where the kernel does not apply (not contiguous float32 CPU
     tensors)."""
-    if not _cpu_float32(dh, h, gi, gh, dbi, dbh):
+    if not cpu_float32(dh, h, gi, gh, dbi, dbh):
         return None
     m, hs = dh.shape
     dgi = torch.empty(m, 3 * hs)
@@ -339,7 +339,7 @@ def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | No
     """by[cols], minus the logQ shift (shift_t for the first n_targets columns, shift_n for
     the rest) where shift_t is given; None where the kernel does not apply."""
     if not (
-        _cpu_float32(by, shift_t, shift_n) and cols.dtype == torch.int64 and cols.is_contiguous()
+        cpu_float32(by, shift_t, shift_n) and cols.dtype == torch.int64 and cols.is_contiguous()
     ):
         return None
     out = torch.empty(cols.shape[0])
@@ -363,7 +363,7 @@ def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor]
     """(summed loss, scale * dLoss/dscores) of cross-entropy (hand_derived.ce_grad), the
     gradient written over the scores and its column sums into dbias where given; None
     where the kernel does not apply."""
-    if not _cpu_float32(scores, dbias):
+    if not cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
     loss = _loss_or_raise(lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias)), "ce", m, c)
@@ -374,7 +374,7 @@ def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     """(summed loss, scale * dLoss/dscores) of BPR-max (hand_derived.bpr_max_grad), the
     gradient written over the scores and its column sums into dbias where given; None
     where the kernel does not apply."""
-    if not _cpu_float32(scores, dbias):
+    if not cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
     loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale,

@@ -159,7 +159,7 @@ class IndexedAdagradM(IndexedOptimizer):
         parameters and states checked) when a parameter's or gradient's memory moved or
         the states were replaced (load_state_dict puts in a new `self.state`)."""
         grads = [p.grad for p in params]
-        if not native._cpu_float32(*grads):
+        if not native.cpu_float32(*grads):
             return False
         plan = self._dense_plan
         key = tuple(t.data_ptr() for t in (*params, *grads))
