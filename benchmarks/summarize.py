@@ -215,6 +215,35 @@ def eval_table(rep: dict) -> str:
     )
 
 
+def worker_layout_table(rep: dict) -> str:
+    lines = [
+        f"Worker layouts, {rep['dataset']}: one epoch over {rep['events']:,} events per "
+        f"worker, whole item table, {rep['machine']['cpu_count']} cores, torch "
+        f"{rep['versions']['torch']}; {rep['date']}.",
+        "",
+        "| paramfile | 1 worker x 1 thread | 1 worker x 2 threads | 2 workers x 1 thread "
+        "| 2 workers / 2 threads (best, median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def cell(by: dict, key: tuple) -> str:
+        x = by[key]
+        return f"{x['best_events_per_s']:,.0f} ({x['median_events_per_s']:,.0f})"
+
+    for row in rep["rows"]:
+        by = {(x["processes"], x["threads"]): x for x in row["layouts"]}
+
+        lines.append(
+            f"| {row['paramfile']} | {cell(by, (1, 1))} | {cell(by, (1, 2))} | {cell(by, (2, 1))} "
+            f"| {row['two_workers_over_two_threads_best']:.2f}x, "
+            f"{row['two_workers_over_two_threads_median']:.2f}x |"
+        )
+    lines.append(
+        "\nCells: events/s of all the layout's workers together, best (median) of the repeats."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+", type=Path, help="benchmark JSON files")
@@ -232,7 +261,8 @@ def main() -> None:
             and not rep.get("official")
         ):
             kind = "harness"  # --harnesses bare lightning
-        extra = {"harness": harness_table, "step_profile": step_profile_table}
+        extra = {"harness": harness_table, "step_profile": step_profile_table,
+                 "worker_layout": worker_layout_table}  # fmt: skip
         out.append({**tables, **extra}.get(kind, eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:

@@ -73,3 +73,50 @@ def test_a_probe_runs_few_trials_and_no_retraining(capsys):
     assert studies.main(["--dry-run", "--probe", "3", "--only", "gru4rec_bpr-max"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert all("hydra.sweeper.n_trials=3" in line and "final_seeds=0" in line for line in out)
+
+
+def test_several_workers_run_the_trials_then_one_retraining_several_seeds_at_a_time():
+    gru = studies.Study("gru4rec_bpr-max", "diginetica_srgnn")
+    (n, trials), (one, retrain) = studies.plan(gru, workers=2, python="python")
+    assert (n, one) == (2, 1)
+    assert (
+        trials == gru.command("python", retrain=False) and "hydra.sweeper.final_seeds=0" in trials
+    )
+    assert (
+        "hydra.sweeper.final_now=true" in retrain and "hydra.sweeper.final_seeds=0" not in retrain
+    )
+    assert {
+        "hydra/launcher=local_parallel",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+    } <= set(retrain)
+    # a deterministic baseline has one seed to retrain: no parallel launcher for it
+    (_, _), (_, knn) = studies.plan(studies.Study("sknn", "yoochoose1_64"), 2, python="python")
+    assert "hydra.sweeper.final_now=true" in knn and "hydra/launcher=local_parallel" not in knn
+    # one worker: one process that retrains at its end; a probe never retrains
+    assert studies.plan(gru, 1, python="python") == [(1, gru.command("python"))]
+    assert studies.plan(gru, 2, probe=3, python="python") == [(2, gru.command("python", 3, False))]
+    assert studies.plan(studies.Study("pop", "yoochoose1_64"), 2, python="python")[0][0] == 1
+
+
+def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypatch):
+    started = []
+
+    class Proc:
+        def __init__(self, cmd, cwd, env):
+            started.append((cmd, env["OMP_NUM_THREADS"]))
+            self.cmd = cmd
+
+        def wait(self):
+            return fail if "final_now" not in " ".join(self.cmd) else 0
+
+    monkeypatch.setattr(studies.subprocess, "Popen", Proc)
+    gru = studies.Study("gru4rec_ce", "yoochoose1_64")
+    fail = 0
+    assert studies.run_study(gru, threads=1, workers=2) == 0
+    assert [("final_now=true" in " ".join(c), t) for c, t in started] == [
+        (False, "1"), (False, "1"), (True, "1")]  # fmt: skip
+    started.clear()
+    fail = 1
+    assert studies.run_study(gru, threads=1, workers=2) == 1
+    assert len(started) == 2  # no retraining after a worker failed

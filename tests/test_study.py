@@ -436,6 +436,33 @@ def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
     assert all(0 in t.intermediate_values and "mrr@20" in t.user_attrs for t in done)
 
 
+def test_the_final_seeds_retrain_in_parallel_through_the_local_launcher(tmp_path):
+    """What `bench.studies --workers 2` runs after its workers: the retraining alone, two
+    seeds at a time, each in its own process, both stored on the study."""
+    from bench.records import RANKS_KEY
+
+    storage = f"sqlite:///{tmp_path / 'pf.db'}"
+    run(
+        study_cmd(storage, "pf", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE),
+        cwd=tmp_path,
+    )
+    cmd = study_cmd(storage, "pf", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE,
+                    "hydra.sweeper.final_now=true", "hydra/launcher=local_parallel",
+                    "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")  # fmt: skip
+    p = run([c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd],
+            cwd=tmp_path)  # fmt: skip
+    assert (
+        "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
+        and "is launching 2 jobs" in p.stdout + p.stderr
+    )
+    study = optuna.load_study(study_name="pf", storage=storage)
+    assert len(study.trials) == 1  # nothing but the retraining ran
+    final = study.user_attrs["final"]
+    assert final["seeds"] == [0, 1] and [r["seed"] for r in final["records"]] == [0, 1]
+    assert all(r[RANKS_KEY] for r in final["records"])
+    assert len({Path(r["record_path"]).parent for r in final["records"]}) == 2
+
+
 def test_a_study_runs_its_trials_through_submitit(tmp_path):
     """The path a cluster user takes (hydra/launcher=submitit_slurm differs only in the
     executor): each trial a submitit job in its own process, reporting to the storage."""

@@ -7,20 +7,24 @@ prints, per study, the trials finished and pruned, the CPU-hours spent and the e
 to finish (what the progress notes report). Meant to run niced beside other work:
 
     nice -n 19 python -m bench.studies --threads 1            # beside other work
-    python -m bench.studies --threads 2 --workers 2           # machine otherwise idle
+    python -m bench.studies --threads 1 --workers 2           # machine otherwise idle
     python -m bench.studies --probe 3         # each study to 3 trials: measured costs
     python -m bench.studies --status
     python -m bench.studies --stage      # git add the storages (safe while workers write)
 
 Each study is its own `bench.run -m hparams_search=...` process (so code changed since
 the previous study is picked up), with the torch/OpenMP thread count fixed by environment.
-Single-threaded baselines can run several workers on one storage (`--workers`); GRU4Rec
-trials take all the threads given instead (`--threads`).
+With `--workers N` every tuned study runs N such processes on its storage, each with
+`--threads` threads, then retrains its best trial N seeds at a time in one process (joblib
+launcher), so that no seed is trained twice. On 2 cores two one-thread workers train
+more events per second together than one worker with both threads, GRU4Rec included
+(`benchmarks/worker_layout.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -68,17 +72,28 @@ class Study:
     def budget(self) -> int:
         return 1 if self.search in UNTUNED else BUDGET
 
-    def command(self, python: str = sys.executable, probe: int | None = None) -> list[str]:
-        """The study's command; with `probe`, only up to that many finished trials and no
-        retraining (to measure every study's cost before running any to the end)."""
+    def command(
+        self, python: str = sys.executable, probe: int | None = None, retrain: bool = True
+    ) -> list[str]:
+        """The study's command: its trials up to the budget, then the final retraining;
+        with `probe`, only up to that many finished trials and no retraining (to measure
+        every study's cost before running any to the end); `retrain=False`: no retraining
+        (one of several workers)."""
         trials = self.budget if probe is None else min(probe, self.budget)
         return [
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
             f"dataset={self.dataset}", *EXTRA.get(self.search, []), *EVAL,
             f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.budget={self.budget}",
             "save_model=false",
-            *(["hydra.sweeper.final_seeds=0"] if probe is not None else []),
+            *(["hydra.sweeper.final_seeds=0"] if probe is not None or not retrain else []),
         ]  # fmt: skip
+
+    def retrain_command(self, python: str = sys.executable, width: int = 1) -> list[str]:
+        """Only the final retraining of the best trial within the budget, `width` seeds at
+        a time (parallel processes of the joblib launcher)."""
+        parallel = ["hydra/launcher=local_parallel", f"hydra.launcher.n_jobs={width}",
+                    f"hydra.sweeper.n_jobs={width}"] if width > 1 else []  # fmt: skip
+        return [*self.command(python), "hydra.sweeper.final_now=true", *parallel]
 
 
 def all_studies() -> list[Study]:
@@ -232,17 +247,38 @@ def stage_storages(paths: list[Path]) -> None:
         subprocess.run(["git", "add", "-f", *map(str, paths)], cwd=PROJECT_ROOT, check=True)
 
 
+def plan(study: Study, workers: int, probe: int | None = None, python: str = sys.executable):
+    """The study's processes in order, as (how many at once, command): one process that
+    also retrains at the end, or `workers` processes for the trials and then one that
+    retrains `workers` seeds at a time (each worker retraining on its own would train
+    every seed `workers` times)."""
+    n = workers if study.search not in UNTUNED else 1
+    if n == 1:
+        return [(1, study.command(python, probe))]
+    steps = [(n, study.command(python, probe, retrain=False))]
+    if probe is None:
+        width = min(n, FINAL_SEEDS.get(study.search, 1))
+        if width > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+            print("note: hydra-joblib-launcher is not installed (pip install .[launchers]): "
+                  "the final seeds are retrained one at a time", file=sys.stderr)  # fmt: skip
+            width = 1
+        steps.append((1, study.retrain_command(python, width)))
+    return steps
+
+
 def run_study(study: Study, threads: int, workers: int, probe: int | None = None) -> int:
     env = os.environ | {
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONUNBUFFERED": "1",
     }
-    n = workers if not study.search.startswith("gru4rec") and study.search not in UNTUNED else 1
-    print(f"== {study.name}: {n} worker(s), {threads} thread(s) each", flush=True)
-    cmd = study.command(probe=probe)
-    procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for _ in range(n)]
-    return max(p.wait() for p in procs)
+    for n, cmd in plan(study, workers, probe):
+        print(f"== {study.name}: {n} process(es), {threads} thread(s) each", flush=True)
+        procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for _ in range(n)]
+        returncode = max(p.wait() for p in procs)
+        if returncode != 0:
+            return returncode
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", default=[], help="study names or searches to run (default: all)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per worker")
-    p.add_argument("--workers", type=int, default=1, help="workers per baseline study")
+    p.add_argument("--workers", type=int, default=1,
+                   help="workers per tuned study (and seeds retrained at a time)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("--probe", type=int, metavar="N",
                    help="run each study only to N finished trials, without retraining: "
@@ -284,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         ):
             continue
         if args.dry_run:
-            print(" ".join(study.command("python", args.probe)))
+            for n, cmd in plan(study, args.workers, args.probe, "python"):
+                print(f"{n} x " * (n > 1) + " ".join(cmd))
             continue
         if run_study(study, args.threads, args.workers, args.probe) != 0:
             failures.append(study.name)  # the next study goes on; the storage keeps the rest
