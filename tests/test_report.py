@@ -489,3 +489,24 @@ def test_headline_validation_column_names_the_configured_trial():
     assert validation(study, 0) == "MRR@20 0.5000 (the configured values)"
     assert validation(study, 1) == "MRR@20 0.2000 (configured: 0.5000)"
     assert validation(study, float("nan")) == "–"
+
+
+def test_the_protocol_names_the_pruner_and_the_trials_an_earlier_one_judged():
+    from types import SimpleNamespace
+
+    from bench.report.headline import protocol
+
+    sh, med = "successive_halving (first judged after epoch 2, reduction 3)", "median (warm-up 0)"
+    studies = [
+        SimpleNamespace(study_name="gru4rec_ce_a", user_attrs={"pruners": [[0, med], [4, sh]]}),
+        SimpleNamespace(study_name="gru4rec_bpr-max_a", user_attrs={"pruners": [[1, sh]]}),
+        SimpleNamespace(study_name="sknn_a", user_attrs={"pruners": [[1, "none"]]}),
+    ]
+    text = protocol(studies)
+    assert (
+        f"pruned by {sh} (earlier trials of a study under another: gru4rec_ce_a trials 0-3 by {med})."
+        in text
+    )
+    assert "per study below" not in text and "none" not in text
+    one = protocol(studies[1:])
+    assert f"pruned by {sh}. " in one and "earlier" not in one

@@ -239,15 +239,28 @@ def protocol(studies) -> str:
     """The tuning protocol under the table: budget, sampler, pruner(s), seeds."""
     from bench.studies import BUDGET
 
-    pruners = sorted({label for s in studies if s.study_name.startswith("gru4rec")
-                      for _, label in s.user_attrs.get(PRUNERS_ATTR, [])})  # fmt: skip
+    gru = sorted((s for s in studies if s.study_name.startswith("gru4rec")),
+                 key=lambda s: s.study_name)  # fmt: skip
+    history = {s.study_name: s.user_attrs.get(PRUNERS_ATTR, []) for s in gru}
+    now = sorted({h[-1][1] for h in history.values() if h})
+    # Trials a study ran under an earlier pruner than its present one, named per study (a
+    # study's first pruner held from its trial 0: older runs noted it after the enqueued
+    # first trial, as from trial 1).
+    earlier = [
+        f"{name} trials {0 if i == 0 else start}-{h[i + 1][0] - 1} by {label}"
+        for name, h in history.items()
+        for i, (start, label) in enumerate(h[:-1])
+    ]
+    pruned_by = "; ".join(now) or "a pruner the studies did not record"
+    if earlier:
+        pruned_by += " (earlier trials of a study under another: " + "; ".join(earlier) + ")"
     return (
         f"Protocol: every tuned method had the same budget of {BUDGET} finished trials (complete "
         f"or pruned) per split; a study that ran more is reported by the best of its first "
         f"{BUDGET}. TPE, seeded, with the configured parameters (the official paramfile for "
         "GRU4Rec, the published defaults for a baseline) as the first trial; tuned on a "
         "validation split carved from the training data. GRU4Rec: epochs are the resource "
-        f"(10 at most), pruned by {'; '.join(pruners) or 'a pruner the studies did not record'} (per study below). "
+        f"(10 at most), pruned by {pruned_by}. "
         "The best trial retrained on train -> test with 5 seeds for GRU4Rec, once for the "
         "deterministic baselines (the KNN methods sample neighbours by recency, not at random). "
         f"† marks the best GRU4Rec and the best baseline of a split and metric when they "

@@ -232,11 +232,14 @@ class StudyLoop:
 
     def _note_pruner(self, study: optuna.Study) -> None:
         """Pruners are not stored: the study keeps [first trial number, pruner] each time
-        a run starts with another one, so that a report can say which trials ran under it."""
+        a run starts with another one, so that a report can say which trials ran under it.
+        The first pruner is the study's from trial 0 (the enqueued first trial exists, still
+        waiting, before this is noted)."""
         history = study.user_attrs.get(PRUNERS_ATTR, [])
         label = self.pruner_label()
         if not history or history[-1][1] != label:
-            study.set_user_attr(PRUNERS_ATTR, [*history, [len(study.trials), label]])
+            start = len(study.trials) if history else 0
+            study.set_user_attr(PRUNERS_ATTR, [*history, [start, label]])
 
     def _run_batch(self, study: optuna.Study, batch: list[optuna.Trial], fixed: list[str]) -> None:
         overrides = [self._job_overrides(t, fixed) for t in batch]
