@@ -157,8 +157,10 @@ def test_killed_worker_trial_fails_and_study_completes(pg_url, tmp_path):
     time.sleep(2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # The re-run finishes the study; shorter trials so that it ends quickly.
+    # The re-run finishes the study; shorter trials so that it ends quickly. The dead
+    # worker's trial, re-queued, does not count against max_failures (a stop is no failure).
     rerun = [a if not a.startswith("n_epochs") else "n_epochs=1" for a in args]
+    rerun.append("hydra.sweeper.max_failures=1")
     run(study_cmd(pg_url, "crash", tmp_path / "b", *rerun), cwd=tmp_path)
     s = optuna.load_study(study_name="crash", storage=pg_url)
     states = [t.state for t in s.trials]

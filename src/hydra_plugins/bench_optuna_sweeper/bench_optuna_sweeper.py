@@ -68,7 +68,7 @@ class BenchOptunaSweeperConf:
     heartbeat_interval: int = 10  # seconds; RDB storages only
     grace_period: int = 30
     max_retry: int = 2
-    max_failures: int = 20  # stop the study (with an error) after this many failed trials
+    max_failures: int = 20  # failed trials (not re-queued ones) that stop the study with an error
     final_seeds: int = 0  # > 0: retrain the best parameters on the final split per seed
     # Retrain the best trial so far now, without running the remaining trials.
     final_now: bool = False

@@ -99,8 +99,7 @@ class StudyLoop:
         study = self.study
         while True:
             self._fail_stale(study)
-            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                      if not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
+            failed = self._failures(study)
             if len(failed) >= self.cfg.max_failures:
                 raise BenchError(
                     f"study {self.cfg.study_name}: {len(failed)} failed trials (hydra.sweeper.max_failures="
@@ -125,6 +124,17 @@ class StudyLoop:
                 batch.append(trial)
             if batch:
                 self._run_batch(study, batch, fixed)
+
+    @staticmethod
+    def _failures(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        """Failed trials that count against max_failures: not a surplus trial, and not a
+        trial whose worker died (a stop, a preemption) and whose parameters were re-queued;
+        a trial that kills its worker every time is retried max_retry times, then counts."""
+        trials = study.get_trials(deepcopy=False)
+        retry = optuna.storages.RetryFailedTrialCallback.retried_trial_number
+        requeued = {retry(t) for t in trials} - {None}
+        return [t for t in trials if t.state == TrialState.FAIL and t.number not in requeued
+                and not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
 
     def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
         """Seeded per trial number: workers sharing a study never draw the same values.
