@@ -23,6 +23,19 @@ def load_named_dataset(name: str, data_dir: str):
     return load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
 
 
+def add_data_options(ap) -> None:
+    """--dataset and --data-dir, as every benchmark on a named dataset takes them."""
+    ap.add_argument("--dataset", default="diginetica_srgnn")
+    ap.add_argument("--data-dir", default=None, help="default: BENCH_DATA_DIR or ../shared/data")
+
+
+def data_dir(args) -> str:
+    """--data-dir, else the project's default data directory."""
+    from bench.paths import default_data_dir
+
+    return str(args.data_dir or default_data_dir())
+
+
 def write_gru4rec_tsv(path: Path, sessions, item_ids=None) -> None:
     """SessionId/ItemId/Time TSV; times keep our session order (start order) and click order."""
     with open(path, "w") as f:

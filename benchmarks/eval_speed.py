@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import load_named_dataset, write_gru4rec_tsv, write_report
+from common import add_data_options, data_dir, load_named_dataset, write_gru4rec_tsv, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,8 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--dataset", default="diginetica_srgnn")
-    ap.add_argument("--data-dir", default=None)
+    add_data_options(ap)
     ap.add_argument("--layers", type=int, default=100)
     ap.add_argument("--tie-mode", default="conservative", choices=["standard", "conservative"])
     ap.add_argument("--repeats", type=int, default=3)
@@ -58,10 +57,8 @@ def main() -> None:
     from bench.core.config import GRU4RecConfig
     from bench.core.evaluate import evaluate
     from bench.core.model import GRU4RecModel
-    from bench.paths import default_data_dir
 
-    data_dir = args.data_dir or default_data_dir()
-    data = load_named_dataset(args.dataset, data_dir)
+    data = load_named_dataset(args.dataset, data_dir(args))
     model = GRU4RecModel(len(data.item_map), GRU4RecConfig(layers=[args.layers]))
     model.reset_parameters(torch.Generator().manual_seed(0))
     model.to(args.device)

@@ -19,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import machine_info, write_report
+from common import add_data_options, data_dir, machine_info, write_report
 from throughput import gemm_floor, subset
 
 HERE = Path(__file__).resolve().parent
@@ -130,8 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--dataset", default="diginetica_srgnn")
-    ap.add_argument("--data-dir", default=None, help="default: BENCH_DATA_DIR or ../shared/data")
+    add_data_options(ap)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 512])
     ap.add_argument("--layer-sizes", type=int, nargs="+", default=[100, 480])
@@ -144,10 +143,7 @@ def main() -> None:
     ap.add_argument("--label", default="before", help="which state of the code this is")
     ap.add_argument("--out", default=str(HERE / "results" / "step_profile.json"))
     args = ap.parse_args()
-    if args.data_dir is None:
-        from bench.paths import default_data_dir
-
-        args.data_dir = default_data_dir()
+    args.data_dir = data_dir(args)
 
     data = subset(args.dataset, args.data_dir, args.events)
     time_losses()

@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import load_named_dataset, machine_info, write_gru4rec_tsv, write_report
+from common import (
+    add_data_options,
+    data_dir,
+    load_named_dataset,
+    machine_info,
+    write_gru4rec_tsv,
+    write_report,
+)
 
 HERE = Path(__file__).resolve().parent
 # The official's epoch line: "Epoch1 --> loss: 5.36 \t(5.22s) \t[23.37 mb/s | 11963 e/s]".
@@ -283,8 +290,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--dataset", default="diginetica_srgnn")
-    ap.add_argument("--data-dir", default=None, help="default: BENCH_DATA_DIR or ../shared/data")
+    add_data_options(ap)
     ap.add_argument(
         "--events",
         type=int,
@@ -322,10 +328,7 @@ def main() -> None:
     if args.worker:  # reads the parent's subset file
         worker(args)
         return
-    if args.data_dir is None:
-        from bench.paths import default_data_dir
-
-        args.data_dir = default_data_dir()
+    args.data_dir = data_dir(args)
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

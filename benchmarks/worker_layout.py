@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import load_named_dataset, machine_info, write_report
+from common import add_data_options, data_dir, load_named_dataset, machine_info, write_report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -105,8 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--dataset", default="diginetica_srgnn")
-    ap.add_argument("--data-dir", default=None, help="default: BENCH_DATA_DIR or ../shared/data")
+    add_data_options(ap)
     ap.add_argument("--events", type=int, default=100_000, help="training events per epoch")
     ap.add_argument("--paramfiles", nargs="+",
                     default=["official_diginetica_srgnn_bpr-max", "official_diginetica_srgnn_ce"])  # fmt: skip
@@ -115,10 +114,7 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--paramfile", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.data_dir is None:
-        from bench.paths import default_data_dir
-
-        args.data_dir = str(default_data_dir())
+    args.data_dir = data_dir(args)
     if args.worker:
         worker(args)
         return
