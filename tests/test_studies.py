@@ -120,3 +120,27 @@ def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypat
     fail = 1
     assert studies.run_study(gru, threads=1, workers=2) == 1
     assert len(started) == 2  # no retraining after a worker failed
+
+
+def test_stop_ends_the_workers_after_their_trial_and_a_new_start_continues(monkeypatch, tmp_path):
+    monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(studies, "progress", lambda study: studies.Progress(study))  # none done
+    stop = tmp_path / studies.STOP_FILE
+    assert studies.main(["--stop"]) == 0 and stop.exists()
+    started = []
+
+    class Worker:
+        def __init__(self, cmd, cwd, env):
+            started.append(cmd)
+
+        def wait(self):
+            stop.touch()  # `--stop` while the workers run
+            return 0
+
+    monkeypatch.setattr(studies.subprocess, "Popen", Worker)
+    # The start removed the old stop file (else nothing would run); the workers are told
+    # of the file; once it is written, neither the retraining nor the next study starts.
+    assert studies.main(["--only", "gru4rec_ce", "--workers", "2"]) == 0
+    assert len(started) == 2
+    assert all(f"hydra.sweeper.stop_file={studies.STOP_FILE}" in cmd for cmd in started)
+    assert all("hydra.sweeper.final_now=true" not in cmd for cmd in started)

@@ -438,6 +438,42 @@ def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
     assert all(0 in t.intermediate_values and "mrr@20" in t.user_attrs for t in done)
 
 
+def test_a_stop_file_ends_the_worker_after_its_trial_in_progress(tmp_path):
+    """No trial lost at a stop: with the stop file written during a trial, the worker
+    finishes that trial, starts no other and does not retrain; the same command, the
+    file gone, continues the study."""
+    storage = f"sqlite:///{tmp_path / 'stop.db'}"
+    stop = tmp_path / "stop"
+    cmd = study_cmd(storage, "stop", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE,
+                    "n_epochs=30", "dataset.params.n_train_sessions=4000", f"hydra.sweeper.stop_file={stop}")  # fmt: skip
+    cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not stop.exists() and time.time() < deadline:
+        try:
+            running = optuna.load_study(study_name="stop", storage=storage).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+            if running:
+                stop.touch()
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="stop", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert "final" not in study.user_attrs
+    assert json.loads((tmp_path / "sw" / "final.json").read_text())["stopped_by"] == str(stop)
+    stop.unlink()
+    run([c if not c.startswith("n_epochs") else "n_epochs=1" for c in cmd], cwd=tmp_path)
+    study = optuna.load_study(study_name="stop", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert study.user_attrs["final"]["seeds"] == [0]
+
+
 def test_the_final_seeds_retrain_in_parallel_through_the_local_launcher(tmp_path):
     """What `bench.studies --workers 2` runs after its workers: the retraining alone, two
     seeds at a time, each in its own process, both stored on the study."""

@@ -11,6 +11,7 @@ to finish (what the progress notes report). Meant to run niced beside other work
     python -m bench.studies --probe 3         # each study to 3 trials: measured costs
     python -m bench.studies --status
     python -m bench.studies --stage      # git add the storages (safe while workers write)
+    python -m bench.studies --stop       # workers end after their trial in progress
 
 Each study is its own `bench.run -m hparams_search=...` process (so code changed since
 the previous study is picked up), with the torch/OpenMP thread count fixed by environment.
@@ -42,6 +43,9 @@ SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "sknn", "vsknn", "stan",
 # asked for 50 unless finishing would cost more than about 25 CPU-hours; measured at 50,
 # the rest was 26-36 CPU-hours (2026-11-29), so it is 30, the floor it allows.
 BUDGET = 30
+# While this file exists (`--stop`), no study starts a new trial or seed: each worker
+# ends after its trial in progress, and the next start (which removes it) continues.
+STOP_FILE = "results/raw/studies.stop"
 # Trials run by the parameter-free studies (POP, S-POP): their configured values.
 UNTUNED = ("pop", "spop")
 # Every headline study is scored SR-GNN-comparably (predictions lost to items unknown to
@@ -84,7 +88,7 @@ class Study:
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
             f"dataset={self.dataset}", *EXTRA.get(self.search, []), *EVAL,
             f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.budget={self.budget}",
-            "save_model=false",
+            "save_model=false", f"hydra.sweeper.stop_file={STOP_FILE}",
             *(["hydra.sweeper.final_seeds=0"] if probe is not None or not retrain else []),
         ]  # fmt: skip
 
@@ -273,12 +277,18 @@ def run_study(study: Study, threads: int, workers: int, probe: int | None = None
         "PYTHONUNBUFFERED": "1",
     }
     for n, cmd in plan(study, workers, probe):
+        if stop_requested():
+            break
         print(f"== {study.name}: {n} process(es), {threads} thread(s) each", flush=True)
         procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env) for _ in range(n)]
         returncode = max(p.wait() for p in procs)
         if returncode != 0:
             return returncode
     return 0
+
+
+def stop_requested() -> bool:
+    return (PROJECT_ROOT / STOP_FILE).exists()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", type=int, metavar="N",
                    help="run each study only to N finished trials, without retraining: "
                         "every study's cost measured early, for the estimate")  # fmt: skip
+    p.add_argument("--stop", action="store_true",
+                   help="let the running workers end after their trial in progress; run nothing")  # fmt: skip
     p.add_argument("--stage", action="store_true",
                    help="git add the studies' storages consistently (workers may run); run nothing")  # fmt: skip
     args = p.parse_args(argv)
@@ -313,8 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.status:
         print("\n".join(status_lines([progress(s) for s in studies])))
         return 0
+    stop = PROJECT_ROOT / STOP_FILE
+    if args.stop:
+        stop.parent.mkdir(parents=True, exist_ok=True)
+        stop.touch()
+        print(f"{STOP_FILE} written: every worker ends after its trial in progress (no trial "
+              "is lost); `python -m bench.studies` continues the studies later")  # fmt: skip
+        return 0
+    if not args.dry_run:
+        stop.unlink(missing_ok=True)  # a new start continues
     failures = []
     for study in studies:
+        if stop_requested():
+            print(f"stopped ({STOP_FILE}); the same command continues", flush=True)
+            break
         state = progress(study)
         if state.done or (
             args.probe is not None and state.finished >= min(args.probe, study.budget)

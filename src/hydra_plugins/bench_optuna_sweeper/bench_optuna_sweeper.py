@@ -70,6 +70,10 @@ class BenchOptunaSweeperConf:
     max_retry: int = 2
     max_failures: int = 20  # failed trials (not re-queued ones) that stop the study with an error
     final_seeds: int = 0  # > 0: retrain the best parameters on the final split per seed
+    # While this file exists no new trial starts: a worker ends after its trial in
+    # progress, without retraining, and the same command continues the study later
+    # (`python -m bench.studies --stop` writes the one the headline studies use).
+    stop_file: str | None = None
     # Retrain the best trial so far now, without running the remaining trials.
     final_now: bool = False
     # Enqueue the job config's own values of the searched parameters (e.g. the official
@@ -118,12 +122,12 @@ class BenchOptunaSweeper(Sweeper):
         )  # fmt: skip
         if not self.cfg.final_now:
             loop.run(fixed)
-        summary = loop.summary()
+        summary = loop.summary() | ({"stopped_by": self.cfg.stop_file} if loop.stopped else {})
         if self.cfg.final_now and not summary.get("best"):
             raise BenchError(
                 f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial to retrain"
             )
-        if self.cfg.final_seeds > 0:
+        if self.cfg.final_seeds > 0 and not loop.stopped:
             summary["final"] = FinalRetraining(
                 self.cfg, self.config, self.launcher, loop.study
             ).run(fixed)

@@ -58,7 +58,12 @@ class FinalRetraining:
         final = None
         # n_jobs seeds at a time (the launcher's width), each batch stored as it ends.
         width = max(1, self.cfg.n_jobs)
+        stop = self.cfg.get("stop_file")
         for start in range(0, len(todo), width):
+            if stop and Path(stop).exists():
+                log.info("final: stop file %s: no further seed (%d of %d done)",
+                         stop, len(records), len(seeds))  # fmt: skip
+                break
             batch = todo[start : start + width]
             jobs = [
                 [*fixed, *values, "split=final", f"seed={seed}", *study_ref(self.cfg),

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -67,6 +68,7 @@ class StudyLoop:
 
     def __init__(self, cfg: DictConfig, config: DictConfig, launcher):
         self.cfg, self.config, self.launcher = cfg, config, launcher
+        self.stopped = False  # ended by the stop file, not at the budget
         c = cfg
         self.storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
         self.study = optuna.create_study(
@@ -107,6 +109,12 @@ class StudyLoop:
                 )
             finished = count(study, FINISHED)
             if finished >= self.cfg.n_trials:
+                break
+            stop = self.cfg.get("stop_file")
+            if stop and Path(stop).exists():
+                log.info("stop file %s: no new trial (%d of %d finished); the same command "
+                         "continues the study", stop, finished, self.cfg.n_trials)  # fmt: skip
+                self.stopped = True
                 break
             active = count(study, ACTIVE)
             if finished + active >= self.cfg.n_trials:
