@@ -144,3 +144,32 @@ def test_stop_ends_the_workers_after_their_trial_and_a_new_start_continues(monke
     assert len(started) == 2
     assert all(f"hydra.sweeper.stop_file={studies.STOP_FILE}" in cmd for cmd in started)
     assert all("hydra.sweeper.final_now=true" not in cmd for cmd in started)
+
+
+def test_stage_puts_the_headline_of_exactly_the_staged_storages_in_the_index(monkeypatch, tmp_path):
+    """Workers go on writing after `--stage`: the headline it adds is regenerated from the
+    staged storages, so the commit's tables agree with the commit's storages."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "README.md").write_text("<!-- headline:start -->\n<!-- headline:end -->\n")
+    (tmp_path / "sweeps").mkdir()
+    db = tmp_path / "sweeps" / "sknn_yoochoose1_64.db"
+    study = optuna.create_study(study_name="sknn_yoochoose1_64", storage=f"sqlite:///{db}",
+                                direction="maximize")  # fmt: skip
+    for value in (0.1, 0.2, 0.3):
+        study.tell(study.ask(), value)  # no objective_metric recorded: named "objective"
+    monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)
+    studies.stage_storages([db])
+    study.tell(study.ask(), 0.4)  # a worker finishes a trial after the storage was staged
+    assert studies.stage_headline() == 0
+    staged = git("show", ":results/headline.md")
+    assert (
+        "- sknn_yoochoose1_64: 3 of ? trials finished, best validation objective 0.3000" in staged
+    )
+    assert "- sknn_yoochoose1_64: 3 of ? trials finished" in git("show", ":README.md")
+    assert len(study.trials) == 4  # while the working tree's storage holds the fourth

@@ -10,7 +10,7 @@ to finish (what the progress notes report). Meant to run niced beside other work
     python -m bench.studies --threads 1 --workers 2           # machine otherwise idle
     python -m bench.studies --probe 3         # each study to 3 trials: measured costs
     python -m bench.studies --status
-    python -m bench.studies --stage      # git add the storages (safe while workers write)
+    python -m bench.studies --stage      # git add the storages and their headline (safe while workers write)
     python -m bench.studies --stop       # workers end after their trial in progress
 
 Each study is its own `bench.run -m hparams_search=...` process (so code changed since
@@ -251,6 +251,33 @@ def stage_storages(paths: list[Path]) -> None:
         subprocess.run(["git", "add", "-f", *map(str, paths)], cwd=PROJECT_ROOT, check=True)
 
 
+def stage_headline() -> int:
+    """Regenerate the headline (tables, figures, README block) from exactly the storages
+    in git's index, not from the files the workers go on writing, and `git add` it: a
+    commit of the two then agrees, as `make headline` on a fresh clone checks."""
+    import tempfile
+
+    from bench.report.headline import main as headline_main
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True)
+
+    staged = git("ls-files", "--", "sweeps/*.db").stdout.decode().split()
+    with tempfile.TemporaryDirectory() as tmp:
+        storages = []
+        for name in staged:
+            copy = Path(tmp) / Path(name).name
+            copy.write_bytes(git("show", f":{name}").stdout)
+            storages += ["--storage", f"sqlite:///{copy}"]
+        out = PROJECT_ROOT / "results"
+        code = headline_main(
+            [*storages, "--out", str(out), "--readme", str(PROJECT_ROOT / "README.md")]
+        )
+    if code == 0:
+        git("add", "results/headline.md", "results/headline.tex", "results/figures", "README.md")
+    return code
+
+
 def plan(study: Study, workers: int, probe: int | None = None, python: str = sys.executable):
     """The study's processes in order, as (how many at once, command): one process that
     also retrains at the end, or `workers` processes for the trials and then one that
@@ -309,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop", action="store_true",
                    help="let the running workers end after their trial in progress; run nothing")  # fmt: skip
     p.add_argument("--stage", action="store_true",
-                   help="git add the studies' storages consistently (workers may run); run nothing")  # fmt: skip
+                   help="git add the studies' storages consistently (workers may run) and the "
+                        "headline regenerated from exactly them; run nothing")  # fmt: skip
     args = p.parse_args(argv)
     studies = [s for s in all_studies()
                if not args.only or s.name in args.only or s.search in args.only]  # fmt: skip
@@ -321,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:
         paths = [PROJECT_ROOT / "sweeps" / f"{s.name}.db" for s in studies]
         stage_storages([p for p in paths if p.is_file()])
-        return 0
+        return stage_headline()
     if args.status:
         print("\n".join(status_lines([progress(s) for s in studies])))
         return 0

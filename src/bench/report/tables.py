@@ -67,8 +67,10 @@ class Table:
 
 
 def metric_title(metric: str) -> str:
-    name, k = metric.split("@")
-    return f"{METRIC_NAMES.get(name, name)}@{k}"
+    """mrr@20 -> MRR@20; a name without a cutoff (a study that did not record its
+    objective's metric) is kept as it is."""
+    name, at, k = metric.partition("@")
+    return f"{METRIC_NAMES.get(name, name)}{at}{k}"
 
 
 def row_order(label: str) -> tuple:
