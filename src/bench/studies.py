@@ -274,7 +274,10 @@ def stage_headline() -> int:
             [*storages, "--out", str(out), "--readme", str(PROJECT_ROOT / "README.md")]
         )
     if code == 0:
-        git("add", "results/headline.md", "results/headline.tex", "results/figures", "README.md")
+        figures = sorted(
+            str(f.relative_to(PROJECT_ROOT)) for f in (out / "figures").glob("study_*")
+        )
+        git("add", "results/headline.md", "results/headline.tex", "README.md", *figures)
     return code
 
 
