@@ -172,4 +172,8 @@ def test_stage_puts_the_headline_of_exactly_the_staged_storages_in_the_index(mon
         "- sknn_yoochoose1_64: 3 of ? trials finished, best validation objective 0.3000" in staged
     )
     assert "- sknn_yoochoose1_64: 3 of ? trials finished" in git("show", ":README.md")
+    assert git("ls-files", "results/figures").split() == [
+        "results/figures/study_sknn_yoochoose1_64_history.pdf",
+        "results/figures/study_sknn_yoochoose1_64_history.png",
+    ]
     assert len(study.trials) == 4  # while the working tree's storage holds the fourth
