@@ -510,3 +510,23 @@ def test_the_protocol_names_the_pruner_and_the_trials_an_earlier_one_judged():
     assert "per study below" not in text and "none" not in text
     one = protocol(studies[1:])
     assert f"pruned by {sh}. " in one and "earlier" not in one
+
+
+def test_trials_and_seeds_run_on_a_gpu_are_said_under_the_table():
+    import optuna
+    import pandas as pd
+
+    from bench.report.headline import accelerated
+
+    study = optuna.create_study(direction="maximize")
+    for device in ["cpu (1 threads)"] * 2 + ["NVIDIA H200"] * 3:
+        trial = study.ask()
+        trial.set_user_attr("device", device)
+        study.tell(trial, 0.1)
+    seeds = pd.DataFrame({"device": ["NVIDIA H200"] * 4 + ["cpu (1 threads)"]})
+    (note,) = accelerated("GRU4Rec BPR-max (tuned)", "diginetica_srgnn", study, 4, seeds)
+    assert note.startswith(
+        "GRU4Rec BPR-max (tuned) on diginetica_srgnn: 2 of its 4 trials and 4 of its 5 final seeds ran on a GPU (NVIDIA H200)"
+    )
+    cpu_only = pd.DataFrame({"device": ["cpu (2 threads)"]})
+    assert accelerated("x", "d", study, 2, cpu_only) == []  # the first two trials: CPU

@@ -226,6 +226,7 @@ def test_successive_halving_judges_only_at_its_rungs_and_records_the_cost(tmp_pa
     for t in finished:
         assert set(t.intermediate_values) <= {1, 3, 5}  # steps are 0-based epochs
         assert t.user_attrs["cpu_seconds"] > 0
+        assert t.user_attrs["device"].startswith("cpu (")  # pruned ones too
     assert all(
         set(t.intermediate_values) == {1, 3, 5} for t in finished if t.state == TrialState.COMPLETE
     )

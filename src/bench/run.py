@@ -141,7 +141,11 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
     )
     evaluator = Evaluator(cfg, data, device)
+    device_name = (torch.cuda.get_device_name() if device == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads)")  # fmt: skip
     trial, reporter = open_study_trial(cfg, method, cpu_start)
+    if trial is not None:  # pruned trials too: a study's cost is read per device
+        trial.set_user_attr("device", device_name)
     loggers.hyperparameters({"method": method.name, "dataset": data.name, "split": cfg.split,
                              "seed": int(cfg.seed), **method.settings()})  # fmt: skip
     scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures
@@ -208,7 +212,7 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         study=study,
         epochs=epochs,
         timings={"load_s": t_load, "train_s": t_train, "eval_s": time.perf_counter() - t2},
-        device=torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        device=device_name,
         harness=cfg.trainer.harness if method.training == "session_parallel" else None,
         training_step=method.training_step(),
         best_epoch=method.best_epoch,

@@ -102,6 +102,7 @@ def record_row(raw: dict, path: Path) -> dict:
         "train_s": record.timings.get("train_s"),
         "eval_s": record.timings.get("eval_s"),
         "events_per_s": float(np.mean(speeds)) if speeds else None,
+        "device": record.device,
         "record": str(path),
         "ranks": str(path.parent / record.ranks_file) if record.ranks_file else None,
     }

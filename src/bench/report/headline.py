@@ -158,6 +158,8 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
                         "to be retrained (python -m bench.studies)."
                     )
             pruned, cpu = spent(study, first["n_trials_target"]) if study else ("–", "–")
+            if study is not None and not untuned:
+                out.notes += accelerated(label, ds, study, target, part)
             out.budget.append([label, ds, trials, pruned, cpu,
                                "–" if untuned else str(int(first["best_trial"])),
                                validation(study, first["best_trial"]) if study else "–",
@@ -277,6 +279,24 @@ def spent(study, budget) -> tuple[str, str]:
         return "–", "–"
     cost = study_cost(study, int(budget))
     return str(cost.pruned), f"{cost.cpu_seconds / 3600:.2f}" + ("*" if cost.cpu_estimated else "")
+
+
+def accelerated(label: str, ds: str, study, budget: int, seeds: pd.DataFrame) -> list[str]:
+    """Which of a study's counted trials and final seeds ran on a GPU: their CPU-hours are
+    the host process's alone, so the row's cost is not all CPU work."""
+    from bench.study import first_finished
+
+    trials = [t.user_attrs.get("device", "") for t in first_finished(study, budget)]
+    gpu_trials = [d for d in trials if d and not d.startswith("cpu")]
+    gpu_seeds = [d for d in seeds["device"] if d and not str(d).startswith("cpu")]
+    if not gpu_trials and not gpu_seeds:
+        return []
+    names = ", ".join(sorted(set(gpu_trials) | set(map(str, gpu_seeds))))
+    return [
+        f"{label} on {ds}: {len(gpu_trials)} of its {len(trials)} trials and {len(gpu_seeds)} "
+        f"of its {len(seeds)} final seeds ran on a GPU ({names}), the rest on CPU; its "
+        "CPU-hours count only the host process's CPU time of the GPU runs."
+    ]
 
 
 def gaps(ours: pd.DataFrame, pub: pd.DataFrame, tests: dict | None = None) -> list[str]:
