@@ -66,3 +66,25 @@ def test_cuda_graph_replays_train_like_eager_cuda_steps():
     hist_graphed = fit(graphed)
     assert graphed.graphed.replays > 0
     assert [h.loss for h in hist_graphed] == pytest.approx([h.loss for h in hist_eager], rel=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_run_evaluates_after_lightning_training(tmp_path):
+    """Lightning's teardown moves the module to the CPU at the end of fit; the run's
+    evaluation after training (here the second tie mode) must still find the model on
+    the GPU (it failed with a device mismatch in every complete GPU study trial)."""
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", "trainer.accelerator=gpu", "n_epochs=1",
+         "dataset.params.n_train_sessions=800", "dataset.params.n_test_sessions=100",
+         "n_sample=64", "eval.also_tie_modes=[standard]", "save_model=false",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["device"] != "" and not record["device"].startswith("cpu")
+    assert set(record["metrics_by_tie_mode"]) == {"conservative", "standard"}

@@ -468,4 +468,7 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
         trainer.fit(module, ckpt_path=ctx.resume, weights_only=False)
     except SIGTERMException:  # a SystemExit without a status: it would exit 0
         raise TrainingInterrupted("training stopped by SIGTERM or Ctrl+C") from None
+    # Lightning's teardown moves the module to the CPU; the evaluation after training
+    # (and any further use) expects the model where it was trained.
+    module.to(ctx.device)
     return stopper.best_epoch if stopper is not None else None
