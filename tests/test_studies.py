@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from bench import studies
@@ -48,6 +49,16 @@ def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     assert studies.progress(study, tmp_path).final_seeds == 0
     s.set_user_attr("final", final | {"records": [{"seed": 0, RANKS_KEY: "AAEC"}]})
     assert studies.progress(study, tmp_path).final_seeds == 1
+    # A trial run on a GPU counts its host's CPU seconds, but the estimate of what is left
+    # is made from the trials run on CPU.
+    trial = s.ask()
+    trial.set_user_attr("cpu_seconds", 5.0)
+    trial.set_user_attr("device", "NVIDIA H200")
+    s.tell(trial, 0.05)
+    p = studies.progress(study, tmp_path)
+    assert (p.finished, p.cpu_seconds) == (5, 365.0)
+    # (the retraining after 4 trials no longer counts: the study went on)
+    assert p.cpu_hours_left() == pytest.approx((25 * 90 + 1.15 * 110) / 3600)
 
 
 def test_an_unknown_study_is_a_one_line_error(capsys):

@@ -115,6 +115,7 @@ class Progress:
     cpu_seconds: float = 0.0
     cpu_estimated: bool = False  # some trials predate the cpu_seconds attribute
     complete_cpu: float | None = None  # mean CPU seconds of a complete (unpruned) trial
+    per_trial_cpu: float | None = None  # mean CPU seconds of a finished trial run on CPU
     final_seeds: int = 0
     started: bool = False
 
@@ -126,10 +127,12 @@ class Progress:
     def cpu_hours_left(self) -> float | None:
         """Trials still to run at this study's mean cost per finished trial, plus the final
         retraining: per seed, a complete trial's mean cost on the larger training split
-        (train is 1/(1 - valid fraction), about 1.15x train_tr); None before any trial."""
+        (train is 1/(1 - valid fraction), about 1.15x train_tr); None before any trial.
+        Costs are of the trials run on CPU where there are any (a GPU trial's CPU seconds
+        are only its host process's)."""
         if not self.finished:
             return None
-        per_trial = self.cpu_seconds / self.finished
+        per_trial = self.per_trial_cpu or self.cpu_seconds / self.finished
         left = max(0, self.study.budget - self.finished) * per_trial
         want = FINAL_SEEDS.get(self.study.search, 1)
         per_seed = FINAL_TRAIN_FACTOR * (self.complete_cpu or per_trial)
@@ -156,7 +159,13 @@ class Cost:
     pruned: int
     cpu_seconds: float
     cpu_estimated: bool  # some CPU seconds are estimated from wall time
-    complete_cpu: float | None  # mean CPU seconds of a complete (unpruned) trial
+    complete_cpu: float | None  # mean CPU seconds of a complete (unpruned) trial, on CPU
+    per_trial_cpu: float | None  # mean CPU seconds of a finished trial run on CPU
+
+
+def ran_on_cpu(trial) -> bool:
+    """Trials from before the device was recorded ran on CPU."""
+    return str(trial.user_attrs.get("device", "cpu")).startswith("cpu")
 
 
 def study_cost(study, budget: int) -> Cost:
@@ -164,15 +173,20 @@ def study_cost(study, budget: int) -> Cost:
 
     from bench.study import first_finished
 
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
     counted = first_finished(study, budget)
-    cpu = [(t.state, *trial_cpu_seconds(t)) for t in counted]
-    complete = [c for state, c, _ in cpu if state == TrialState.COMPLETE]
+    cpu = [(t.state, *trial_cpu_seconds(t), ran_on_cpu(t)) for t in counted]
+    complete = [c for state, c, _, on_cpu in cpu if state == TrialState.COMPLETE and on_cpu]
+    complete_any = [c for state, c, _, _ in cpu if state == TrialState.COMPLETE]
     return Cost(
         finished=len(counted),
-        pruned=sum(state == TrialState.PRUNED for state, _, _ in cpu),
-        cpu_seconds=sum(c for _, c, _ in cpu),
-        cpu_estimated=any(e for _, _, e in cpu),
-        complete_cpu=sum(complete) / len(complete) if complete else None,
+        pruned=sum(state == TrialState.PRUNED for state, *_ in cpu),
+        cpu_seconds=sum(c for _, c, _, _ in cpu),
+        cpu_estimated=any(e for _, _, e, _ in cpu),
+        complete_cpu=mean(complete) or mean(complete_any),
+        per_trial_cpu=mean([c for _, c, _, on_cpu in cpu if on_cpu]),
     )
 
 
@@ -196,6 +210,7 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     cost = study_cost(s, study.budget)
     out.finished, out.pruned, out.cpu_seconds = cost.finished, cost.pruned, cost.cpu_seconds
     out.cpu_estimated, out.complete_cpu = cost.cpu_estimated, cost.complete_cpu
+    out.per_trial_cpu = cost.per_trial_cpu
     out.failed = len(s.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     final = s.user_attrs.get("final") or {}
     # A retraining counts when it is of the best trial within the budget, at the budget,
