@@ -5,7 +5,6 @@ checkpoint, to exactly the metrics of the run that was never interrupted; on rea
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -68,10 +67,17 @@ def test_killed_and_preempted_runs_resume_to_the_same_metrics(shared_data, tmp_p
     assert saved_state(ckpt)["mid_epoch"] is None and len(saved_state(ckpt)["history"]) == 3
 
     # Resume; Ctrl+C in the middle of epoch 5 (made a SIGTERM, a scheduler's preemption).
+    # Epoch 5 starts once epoch 4's checkpoint is written; a quarter of a second into it
+    # (an epoch takes about a second on an idle machine, longer on a busy one: timing it
+    # by epoch 4, inflated by the resume, once slept past the end of a fast epoch 5).
     run2, seen = start(tmp_path / "run2", f"resume={tmp_path / 'run1'}"), []
+    ckpt2 = tmp_path / "run2" / "checkpoints" / "last.ckpt"
     wait_for_line(run2, "Epoch 4 -->", seen)
-    epoch_s = float(re.search(r"\(([0-9.]+)s\)", seen[-1]).group(1))
-    time.sleep(epoch_s / 2)  # halfway through epoch 5
+    deadline = time.monotonic() + 120
+    while not (ckpt2.exists() and saved_state(ckpt2)["state"]["epoch"] == 4):
+        assert time.monotonic() < deadline, "no checkpoint of epoch 4"
+        time.sleep(0.02)
+    time.sleep(0.25)
     run2.send_signal(signal.SIGINT)
     out = "".join(seen) + run2.stdout.read()
     assert run2.wait(timeout=300) == 128 + signal.SIGTERM and "interrupted: checkpoint" in out, out[
