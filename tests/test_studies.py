@@ -67,9 +67,13 @@ def test_an_unknown_study_is_a_one_line_error(capsys):
     assert err.startswith("error: --only:") and "\n" not in err
 
 
-def test_dry_run_lists_the_unfinished_studies(capsys):
+def test_dry_run_lists_the_unfinished_studies(capsys, monkeypatch, tmp_path):
     """One command per study of the search that the committed storages do not hold done
-    (whichever those are as the studies advance), none for a done one."""
+    (whichever those are as the studies advance), none for a done one; a stop file
+    written for the workers does not hide them."""
+    monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)
+    (tmp_path / studies.STOP_FILE).parent.mkdir(parents=True)
+    (tmp_path / studies.STOP_FILE).touch()
     search = [s for s in studies.all_studies() if s.search == "gru4rec_bpr-max"]
     assert len(search) == 2
     unfinished = [s for s in search if not studies.progress(s).done]
@@ -110,7 +114,8 @@ def test_several_workers_run_the_trials_then_one_retraining_several_seeds_at_a_t
     assert studies.plan(studies.Study("pop", "yoochoose1_64"), 2, python="python")[0][0] == 1
 
 
-def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypatch):
+def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypatch, tmp_path):
+    monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)  # no stop file of this checkout
     started = []
 
     class Proc:

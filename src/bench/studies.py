@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.unlink(missing_ok=True)  # a new start continues
     failures = []
     for study in studies:
-        if stop_requested():
+        if stop_requested() and not args.dry_run:
             print(f"stopped ({STOP_FILE}); the same command continues", flush=True)
             break
         state = progress(study)
