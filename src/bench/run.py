@@ -81,17 +81,20 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def open_study_trial(cfg: DictConfig, method, cpu_start: float):
-    """(trial, per-epoch reporter) when this job is a study's trial, else (None, None)."""
+def open_study_trial(cfg: DictConfig, method, cpu_start: float, device_name: str):
+    """(trial, per-epoch reporter) when this job is a study's trial, else (None, None);
+    the trial keeps the device it runs on (pruned ones too: a study's cost is read per
+    device)."""
     if cfg.study.trial is None:
         return None, None
-    from bench.study import EpochReporter, make_pruner, open_trial, rung_epochs
+    from bench.study import DEVICE_ATTR, EpochReporter, make_pruner, open_trial, rung_epochs
 
     s = cfg.study
     n_epochs = int(cfg.n_epochs or 0)
     pruner = make_pruner(s.pruner, int(s.pruner_startup_trials), int(s.pruner_warmup_epochs),
                          int(s.pruner_min_epochs), int(s.pruner_reduction), n_epochs)  # fmt: skip
     trial = open_trial(s.name, s.storage, int(s.trial), pruner)
+    trial.set_user_attr(DEVICE_ATTR, device_name)
     if not method.evaluates_per_epoch:
         return trial, None
     rungs = rung_epochs(s.pruner, int(s.pruner_min_epochs), int(s.pruner_reduction), n_epochs)
@@ -143,9 +146,7 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     evaluator = Evaluator(cfg, data, device)
     device_name = (torch.cuda.get_device_name() if device == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads)")  # fmt: skip
-    trial, reporter = open_study_trial(cfg, method, cpu_start)
-    if trial is not None:  # pruned trials too: a study's cost is read per device
-        trial.set_user_attr("device", device_name)
+    trial, reporter = open_study_trial(cfg, method, cpu_start, device_name)
     loggers.hyperparameters({"method": method.name, "dataset": data.name, "split": cfg.split,
                              "seed": int(cfg.seed), **method.settings()})  # fmt: skip
     scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures

@@ -163,21 +163,17 @@ class Cost:
     per_trial_cpu: float | None  # mean CPU seconds of a finished trial run on CPU
 
 
-def ran_on_cpu(trial) -> bool:
-    """Trials from before the device was recorded ran on CPU."""
-    return str(trial.user_attrs.get("device", "cpu")).startswith("cpu")
-
-
 def study_cost(study, budget: int) -> Cost:
     from optuna.trial import TrialState
 
-    from bench.study import first_finished
+    from bench.study import DEVICE_ATTR, first_finished, ran_on_gpu
 
     def mean(values: list[float]) -> float | None:
         return sum(values) / len(values) if values else None
 
     counted = first_finished(study, budget)
-    cpu = [(t.state, *trial_cpu_seconds(t), ran_on_cpu(t)) for t in counted]
+    cpu = [(t.state, *trial_cpu_seconds(t), not ran_on_gpu(t.user_attrs.get(DEVICE_ATTR)))
+           for t in counted]  # fmt: skip
     complete = [c for state, c, _, on_cpu in cpu if state == TrialState.COMPLETE and on_cpu]
     complete_any = [c for state, c, _, _ in cpu if state == TrialState.COMPLETE]
     return Cost(

@@ -25,6 +25,14 @@ PARAMS_ATTR = "params"
 CPU_ATTR = "cpu_seconds"
 # Study user attribute: [[first trial number, pruner], ...], one entry per change.
 PRUNERS_ATTR = "pruners"
+# Trial user attribute: the device the job ran on, as its record names it.
+DEVICE_ATTR = "device"
+
+
+def ran_on_gpu(device: str | None) -> bool:
+    """A record's or trial's device name: "cpu (N threads)", else a GPU's name; runs from
+    before the device was recorded (no name) ran on CPU."""
+    return bool(device) and not str(device).startswith("cpu")
 
 
 def make_storage(

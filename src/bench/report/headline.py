@@ -284,11 +284,11 @@ def spent(study, budget) -> tuple[str, str]:
 def accelerated(label: str, ds: str, study, budget: int, seeds: pd.DataFrame) -> list[str]:
     """Which of a study's counted trials and final seeds ran on a GPU: their CPU-hours are
     the host process's alone, so the row's cost is not all CPU work."""
-    from bench.study import first_finished
+    from bench.study import DEVICE_ATTR, first_finished, ran_on_gpu
 
-    trials = [t.user_attrs.get("device", "") for t in first_finished(study, budget)]
-    gpu_trials = [d for d in trials if d and not d.startswith("cpu")]
-    gpu_seeds = [d for d in seeds["device"] if d and not str(d).startswith("cpu")]
+    trials = [t.user_attrs.get(DEVICE_ATTR) for t in first_finished(study, budget)]
+    gpu_trials = [d for d in trials if ran_on_gpu(d)]
+    gpu_seeds = [d for d in seeds["device"] if ran_on_gpu(d)]
     if not gpu_trials and not gpu_seeds:
         return []
     names = ", ".join(sorted(set(gpu_trials) | set(map(str, gpu_seeds))))
