@@ -530,3 +530,22 @@ def test_trials_and_seeds_run_on_a_gpu_are_said_under_the_table():
     )
     cpu_only = pd.DataFrame({"device": ["cpu (2 threads)"]})
     assert accelerated("x", "d", study, 2, cpu_only) == []  # the first two trials: CPU
+
+
+def test_study_figures_leave_the_global_matplotlib_style_alone(tmp_path):
+    """Optuna's plots switch to ggplot globally; figures drawn afterwards in the same process
+    (the report's learning curves after a headline) must not change with it."""
+    import matplotlib
+    import optuna
+
+    from bench.report import plots
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), 4)
+    with matplotlib.rc_context():
+        matplotlib.style.use("default")  # whatever an earlier test left behind
+        before = dict(matplotlib.rcParams)
+        paths, reason = plots.study_figures(study, tmp_path)
+        changed = {k for k, v in matplotlib.rcParams.items() if before[k] != v}
+    assert reason is None and len(paths) == 4
+    assert changed == set()

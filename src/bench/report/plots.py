@@ -140,6 +140,12 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
 
 def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     """Optimisation history and parameter importance; (files, reason if any was skipped)."""
+    # Optuna's plots switch the global style to ggplot; keep that out of later figures.
+    with matplotlib.rc_context():
+        return _study_figures(study, out)
+
+
+def _study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     import warnings
 
     import optuna
