@@ -22,6 +22,15 @@ def test_every_headline_study_runs_one_command_with_the_common_budget():
     assert studies.Study("pop", "yoochoose1_64").budget == 1
 
 
+def test_final_seeds_are_read_from_each_search_config():
+    """The runner and the headline take a study's final seeds from its conf/hparams_search
+    file, the one place that sets them."""
+    seeds = {s: studies.final_seeds(s) for s in studies.SEARCHES}
+    assert seeds == {"pop": 1, "spop": 1, "sr": 1, "ar": 1, "itemknn": 1, "bprmf": 5, "sknn": 1,
+                     "vsknn": 1, "stan": 1, "gru4rec_ce": 5, "gru4rec_bpr-max": 5}  # fmt: skip
+    assert studies.final_seeds("no_such_search") == 1
+
+
 def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     (tmp_path / "sweeps").mkdir()
     study = studies.Study("sknn", "yoochoose1_64")
@@ -108,6 +117,9 @@ def test_several_workers_run_the_trials_then_one_retraining_several_seeds_at_a_t
     # a deterministic baseline has one seed to retrain: no parallel launcher for it
     (_, _), (_, knn) = studies.plan(studies.Study("sknn", "yoochoose1_64"), 2, python="python")
     assert "hydra.sweeper.final_now=true" in knn and "hydra/launcher=local_parallel" not in knn
+    # BPR-MF's seed changes its initialisation and sampling: 5 seeds, retrained 2 at a time
+    (_, _), (_, bpr) = studies.plan(studies.Study("bprmf", "yoochoose1_64"), 2, python="python")
+    assert "hydra/launcher=local_parallel" in bpr and "hydra.launcher.n_jobs=2" in bpr
     # one worker: one process that retrains at its end; a probe never retrains
     assert studies.plan(gru, 1, python="python") == [(1, gru.command("python"))]
     assert studies.plan(gru, 2, probe=3, python="python") == [(2, gru.command("python", 3, False))]

@@ -25,6 +25,7 @@ more events per second together than one worker with both threads, GRU4Rec inclu
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import subprocess
@@ -32,11 +33,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.paths import PROJECT_ROOT
+from omegaconf import OmegaConf
+
+from bench.paths import PROJECT_ROOT, conf_dir
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 # conf/hparams_search names, cheapest first, so that whole rows land early.
-SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "sknn", "vsknn", "stan",
+SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "bprmf", "sknn", "vsknn", "stan",
             "gru4rec_ce", "gru4rec_bpr-max")  # fmt: skip
 # The common budget of finished trials (complete or pruned) of every tuned study: the
 # headline reports each study by the best of its first BUDGET finished trials. Issue #16
@@ -55,8 +58,16 @@ EVAL = ["eval.unknown_test_items=miss", "eval.also_tie_modes=[standard]"]
 EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official"]}
 # The final retraining trains on all of train, train_tr plus the validation part.
 FINAL_TRAIN_FACTOR = 1.15
-# Seeds of the final retraining (conf/hparams_search final_seeds), for the estimate.
-FINAL_SEEDS = {"gru4rec_ce": 5, "gru4rec_bpr-max": 5}
+
+
+@functools.cache
+def final_seeds(search: str) -> int:
+    """Seeds of a search's final retraining, as its conf/hparams_search file sets them (1 for
+    a study named after no search there)."""
+    path = conf_dir() / "hparams_search" / f"{search}.yaml"
+    if not path.is_file():
+        return 1
+    return int(OmegaConf.load(path).hydra.sweeper.final_seeds)
 
 
 @dataclass
@@ -121,7 +132,7 @@ class Progress:
 
     @property
     def done(self) -> bool:
-        want = FINAL_SEEDS.get(self.study.search, 1)
+        want = final_seeds(self.study.search)
         return self.finished >= self.study.budget and self.final_seeds >= want
 
     def cpu_hours_left(self) -> float | None:
@@ -134,7 +145,7 @@ class Progress:
             return None
         per_trial = self.per_trial_cpu or self.cpu_seconds / self.finished
         left = max(0, self.study.budget - self.finished) * per_trial
-        want = FINAL_SEEDS.get(self.study.search, 1)
+        want = final_seeds(self.study.search)
         per_seed = FINAL_TRAIN_FACTOR * (self.complete_cpu or per_trial)
         left += max(0, want - self.final_seeds) * per_seed
         return left / 3600
@@ -302,7 +313,7 @@ def plan(study: Study, workers: int, probe: int | None = None, python: str = sys
         return [(1, study.command(python, probe))]
     steps = [(n, study.command(python, probe, retrain=False))]
     if probe is None:
-        width = min(n, FINAL_SEEDS.get(study.search, 1))
+        width = min(n, final_seeds(study.search))
         if width > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
             print("note: hydra-joblib-launcher is not installed (pip install .[launchers]): "
                   "the final seeds are retrained one at a time", file=sys.stderr)  # fmt: skip

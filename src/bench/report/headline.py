@@ -44,6 +44,7 @@ EXPECTED = (
     "pop",
     "spop",
     "itemknn",
+    "bprmf",
     "sknn",
     "vsknn",
     "stan",
@@ -134,7 +135,7 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
-    from bench.studies import FINAL_SEEDS
+    from bench.studies import final_seeds
 
     for label in sorted(ours["label"].unique(), key=row_order):
         sub = ours[ours["label"] == label]
@@ -169,7 +170,7 @@ def build(runs: pd.DataFrame, studies: list) -> Headline:
                     f"{label} on {ds}: retrained after {trials} trials of its budget; "
                     "the study is not finished."
                 )
-            want = FINAL_SEEDS.get(str(first["study"]).removesuffix(f"_{ds}"), 1)
+            want = final_seeds(str(first["study"]).removesuffix(f"_{ds}"))
             have = part["seed"].nunique()
             if have < want:
                 out.notes.append(
@@ -263,8 +264,9 @@ def protocol(studies) -> str:
         "GRU4Rec, the published defaults for a baseline) as the first trial; tuned on a "
         "validation split carved from the training data. GRU4Rec: epochs are the resource "
         f"(10 at most), pruned by {pruned_by}. "
-        "The best trial retrained on train -> test with 5 seeds for GRU4Rec, once for the "
-        "deterministic baselines (the KNN methods sample neighbours by recency, not at random). "
+        "The best trial retrained on train -> test with 5 seeds for GRU4Rec and BPR-MF (the seed "
+        "changes their initialisation and sampling), once for the deterministic baselines (the "
+        "KNN methods sample neighbours by recency, not at random). "
         f"† marks the best GRU4Rec and the best baseline of a split and metric when they "
         f"differ significantly (two-sided Wilcoxon signed-rank test over the paired test events, "
         f"p < {ALPHA})."
