@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -205,3 +207,61 @@ def test_stage_puts_the_headline_of_exactly_the_staged_storages_in_the_index(mon
         "results/figures/study_sknn_yoochoose1_64_history.png",
     ]
     assert len(study.trials) == 4  # while the working tree's storage holds the fourth
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="this kernel has no autogroup scheduling"
+)
+@pytest.mark.parametrize("niceness", [0, 7])
+def test_a_niced_runner_nices_the_session_of_each_worker(niceness):
+    """nice alone weighs only within a session: a niced runner's worker gets a session of its
+    own whose autogroup carries the runner's nice value; an un-niced runner's stays in its
+    session."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from bench import studies\n"
+        "p = studies.start_worker([sys.executable, '-c', 'import time; time.sleep(2)'], "
+        "dict(os.environ))\n"
+        "print(os.getsid(p.pid) == p.pid, open(f'/proc/{p.pid}/autogroup').read().split()[-1], "
+        "open('/proc/self/autogroup').read() == open(f'/proc/{p.pid}/autogroup').read())\n"
+        "p.wait()"
+    )
+    import os
+
+    if not niceness and os.nice(0):
+        pytest.skip("the tests themselves run niced: no un-niced runner to start")
+    out = subprocess.run(["nice", "-n", str(niceness), sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    if niceness:  # own session, its autogroup niced like the runner
+        assert out == ["True", str(min(19, os.nice(0) + niceness)), "False"]
+    else:
+        assert out[0] == "False" and out[2] == "True"  # the runner's own session
+
+
+def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
+    """Workers in sessions of their own miss the terminal's Ctrl+C: the runner passes it on
+    and returns only when they have ended."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys; from bench import studies\n"
+        "studies.plan = lambda *a, **k: [(2, [sys.executable, '-c', "
+        "'import time; time.sleep(120.25)'])]\n"
+        "try:\n"
+        "    studies.run_study(studies.Study('sknn', 'x'), 1, 2)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    runner = subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", code],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(3)
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=60)
+    assert out.splitlines()[-1] == "interrupted"
+    left = subprocess.run(["pgrep", "-f", "time.sleep.120.25"], capture_output=True, text=True)
+    assert left.stdout == ""  # no worker outlived its runner
