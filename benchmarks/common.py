@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-def load_named_dataset(name: str, data_dir: str):
-    """The dataset a `dataset=NAME` config names, prepared as `bench.run` prepares it."""
+def load_named_dataset(name: str, data_dir: str, split: str = "final"):
+    """The dataset a `dataset=NAME` config names, prepared as `bench.run` prepares it
+    (split="tune": train_tr -> validation, what a study's trial sees)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -20,7 +21,7 @@ def load_named_dataset(name: str, data_dir: str):
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("run", overrides=[f"dataset={name}", f"data_dir={data_dir}"])
-    return load_dataset(OmegaConf.to_object(cfg.dataset), data_dir)
+    return load_dataset(OmegaConf.to_object(cfg.dataset), data_dir, split)
 
 
 def add_data_options(ap) -> None:

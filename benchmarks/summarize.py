@@ -244,6 +244,25 @@ def worker_layout_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def tie_modes_table(rep: dict) -> str:
+    lines = [
+        f"Tie modes, {rep['dataset']}: conservative and standard ties over {rep['events']:,} "
+        f"validation events, {rep['threads']} thread, torch {rep['versions']['torch']}; "
+        f"{rep['date']}.",
+        "",
+        "| method (configured) | two passes (s, median) | one pass (s, median) | speed-up "
+        "| MRR@20 conservative / standard |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rep["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['two_passes_median_s']:.1f} | {r['one_pass_median_s']:.1f} "
+            f"| {r['speedup']:.2f}x | {r['mrr@20']['conservative']:.4f} / "
+            f"{r['mrr@20']['standard']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+", type=Path, help="benchmark JSON files")
@@ -262,7 +281,7 @@ def main() -> None:
         ):
             kind = "harness"  # --harnesses bare lightning
         extra = {"harness": harness_table, "step_profile": step_profile_table,
-                 "worker_layout": worker_layout_table}  # fmt: skip
+                 "worker_layout": worker_layout_table, "tie_modes_speed": tie_modes_table}  # fmt: skip
         out.append({**tables, **extra}.get(kind, eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:

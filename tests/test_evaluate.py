@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.core.config import GRU4RecConfig
-from bench.core.evaluate import evaluate
+from bench.core.evaluate import SampledCandidates, evaluate
 from bench.core.model import GRU4RecModel
 from bench.data.sessions import ItemMap, to_sessions
 from tests.conftest import make_sessions
@@ -130,3 +130,31 @@ def test_item_major_scores_in_a_reused_buffer_equal_the_textbook_product():
             scores = model.step_all(x, H, table, out=buffer)
             assert scores.shape == (width, 50) and scores.data_ptr() == buffer.data_ptr()
             torch.testing.assert_close(scores, H[0] @ model.Wy.T + model.By)
+
+
+@pytest.mark.parametrize("primary", ["conservative", "standard", "tiebreaking"])
+@pytest.mark.parametrize("filter_seen", [False, True])
+def test_other_tie_modes_from_one_pass_equal_their_own_runs(primary, filter_seen):
+    """`also_tie_modes` ranks every mode from the same scores: each mode's ranks and metrics
+    equal those of an evaluation run for it alone, and the primary mode's are unchanged
+    (sampled metrics and misses included)."""
+    cfg = GRU4RecConfig(layers=[8], n_sample=0)
+    model = GRU4RecModel(12, cfg)
+    model.reset_parameters(torch.Generator().manual_seed(3))
+    with torch.no_grad():  # items i and i + 6 score alike: ties really occur
+        model.Wy[6:] = model.Wy[:6]
+        model.By[6:] = model.By[:6]
+    test = make_sessions([4, 2, 7, 3, 2, 5, 1, 6], n_items=12, seed=9)
+    support = np.bincount(test.items, minlength=12)
+    sampled = SampledCandidates.make(3, "popularity", support, "cpu")
+    others = ("standard", "conservative", "median", "tiebreaking")
+    kw = dict(batch_size=3, filter_seen=filter_seen, extra_misses=2, seed=5)
+    both = evaluate(model, test, [1, 5], primary, sampled=sampled, also_tie_modes=others, **kw)
+    alone = evaluate(model, test, [1, 5], primary, sampled=sampled, **kw)
+    assert both.metrics == alone.metrics and torch.equal(both.ranks, alone.ranks)
+    assert set(both.also) == set(others) - {primary}
+    for mode, metrics in both.also.items():
+        assert metrics == evaluate(model, test, [1, 5], mode, **kw).metrics, mode
+    # the modes differ here, so the test would see a mode ranked as another
+    runs = {m: tuple(evaluate(model, test, [5], m, **kw).ranks.tolist()) for m in others}
+    assert len(set(runs.values())) == len(others)

@@ -62,13 +62,16 @@ class Evaluator:
         self.misses = data.unscorable_predictions if ev.unknown_test_items == "miss" else 0
         self.cfg, self.data, self.device = ev, data, device
 
-    def __call__(self, scorer, tie_mode: str | None = None, sampled: bool = True):
+    def __call__(self, scorer):
+        """Metrics under the run's tie mode, and under `eval.also_tie_modes` from the same
+        scores (`result.also`)."""
         from bench.core.evaluate import evaluate
 
         return evaluate(
-            scorer, self.data.test, list(self.cfg.cutoffs), tie_mode or self.cfg.tie_mode,
+            scorer, self.data.test, list(self.cfg.cutoffs), self.cfg.tie_mode,
             int(self.cfg.batch_size), self.device, filter_seen=self.filter_seen,
-            sampled=self.sampled if sampled else None, extra_misses=self.misses,
+            sampled=self.sampled, extra_misses=self.misses,
+            also_tie_modes=tuple(self.cfg.get("also_tie_modes") or ()),
         )  # fmt: skip
 
     def protocol(self, result) -> dict:

@@ -189,10 +189,7 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     if result is None:
         result = evaluator(method.scorer)
         loggers.metrics({f"{scope}/{k}": v for k, v in result.metrics.items()}, max(1, len(epochs)))
-    by_tie_mode = {cfg.eval.tie_mode: result.metrics}
-    for mode in cfg.eval.get("also_tie_modes") or []:  # e.g. standard next to conservative
-        if mode not in by_tie_mode:
-            by_tie_mode[mode] = evaluator(method.scorer, mode, sampled=False).metrics
+    by_tie_mode = {cfg.eval.tie_mode: result.metrics} | result.also  # e.g. standard too
     for i, ev in epoch_evals.items():
         epochs[i]["eval"] = ev.metrics
     study = OmegaConf.to_container(cfg.study)

@@ -8,12 +8,17 @@ items and are computed on the device in session-parallel batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from bench.core.metrics import check_tie_mode, metrics_from_ranks, ranks_from_scores_
+from bench.core.metrics import (
+    check_tie_mode,
+    metrics_from_ranks,
+    ranks_from_counts,
+    ranks_from_scores_,
+)
 from bench.core.model import GRU4RecModel
 from bench.core.schedule import DeviceSchedule, build_schedule
 from bench.data.sessions import Sessions
@@ -25,6 +30,7 @@ class EvalResult:
     ranks: torch.Tensor  # per evaluated event (host, float64), in test-file event order
     n_events: int
     tie_mode: str
+    also: dict[str, dict[str, float]] = field(default_factory=dict)  # other tie modes' metrics
 
 
 @torch.no_grad()
@@ -37,17 +43,25 @@ def rank_targets(
     seed: int = 0,
     filter_seen: bool = False,
     sampled: SampledCandidates | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    also_tie_modes: tuple[str, ...] = (),
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Rank of every target among all items, and (with `sampled`) among the target plus
     `sampled.n` negatives drawn per event. With `filter_seen`, items already in the session
-    (the user's history) are removed from both rankings (a target among them is a miss)."""
+    (the user's history) are removed from both rankings (a target among them is a miss).
+    `also_tie_modes`: the full-ranking ranks under other tie modes too, from the same
+    scores (scoring is most of an evaluation; each mode's own run would score again), each
+    with a generator of its own, so that each equals its own run's ranks."""
     check_tie_mode(tie_mode)
+    also = [m for m in dict.fromkeys(also_tie_modes) if m != tie_mode]
+    for mode in also:
+        check_tie_mode(mode)
     device = torch.device(device)
     was_training = model.training
     model.eval()
     plan = build_schedule(test.offsets, test.items, batch_size)
     sched = DeviceSchedule(plan, device)
     gen = torch.Generator(device=device).manual_seed(seed)
+    also_gens = {m: torch.Generator(device=device).manual_seed(seed) for m in also}
     # A method whose scores depend on the time of the current event (STAN with neighbour
     # age in days) gets it: the same plan over event indices yields each step's events.
     event_times = None
@@ -63,7 +77,7 @@ def rank_targets(
     if getattr(model, "fills_score_buffer", False):
         buffer["out"] = torch.empty(table.shape[0] * sched.initial_width, device=device)
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
-    out, out_sampled = [], []
+    out, out_sampled, out_also = [], [], {m: [] for m in also}
     for s in range(sched.n_steps):
         x, y, carry, keep = sched.step(s)
         if keep is not None:
@@ -86,10 +100,18 @@ def rank_targets(
         target = scores.gather(1, y[:, None])
         if sampled is not None:
             out_sampled.append(sampled.ranks(scores, y, target, seen, tie_mode, gen))
+        if also:  # counted before the primary ranking overwrites the scores
+            gt, eq = (scores > target).sum(1), (scores == target).sum(1)
+            for m in also:
+                out_also[m].append(ranks_from_counts(gt, eq, m, also_gens[m]))
         out.append(ranks_from_scores_(scores, target, tie_mode, gen))
     model.train(was_training)
     if not out:
-        return torch.zeros(0, dtype=torch.float64), None
+        return (
+            torch.zeros(0, dtype=torch.float64),
+            None,
+            {m: torch.zeros(0, dtype=torch.float64) for m in also},
+        )
     # Back from schedule order to (session, position) order, whatever the batch size:
     # per-event ranks of different runs then line up for paired significance tests.
     order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
@@ -101,7 +123,11 @@ def rank_targets(
         r = torch.cat(parts).cpu()[order]
         return r[keep] if keep is not None else r
 
-    return arrange(out), arrange(out_sampled) if sampled is not None else None
+    return (
+        arrange(out),
+        arrange(out_sampled) if sampled is not None else None,
+        {m: arrange(parts) for m, parts in out_also.items()},
+    )
 
 
 def evaluate(
@@ -115,24 +141,28 @@ def evaluate(
     filter_seen: bool = False,
     sampled: SampledCandidates | None = None,
     extra_misses: int = 0,
+    also_tie_modes: tuple[str, ...] = (),
 ) -> EvalResult:
     """Metrics over full ranking; with `sampled`, also the sampled-candidate metrics, keyed
     `sampled<n>_<by>_<metric>@K` so that they are never mistaken for full-ranking ones.
     `extra_misses` predictions that could not be scored (their item is unknown to training)
-    are counted as misses (rank infinity), as protocols that keep them in the denominator do."""
-    ranks, sampled_ranks = rank_targets(
-        model, test, tie_mode, batch_size, device, seed, filter_seen, sampled
+    are counted as misses (rank infinity), as protocols that keep them in the denominator do.
+    `also_tie_modes`: the full-ranking metrics under other tie modes, from the same pass."""
+    ranks, sampled_ranks, also = rank_targets(
+        model, test, tie_mode, batch_size, device, seed, filter_seen, sampled, also_tie_modes
     )
     if extra_misses:
         miss = torch.full((extra_misses,), float("inf"), dtype=ranks.dtype)
         ranks = torch.cat([ranks, miss])
         if sampled_ranks is not None:
             sampled_ranks = torch.cat([sampled_ranks, miss])
+        also = {m: torch.cat([r, miss]) for m, r in also.items()}
     metrics = metrics_from_ranks(ranks, list(cutoffs))
     if sampled_ranks is not None:
         extra = metrics_from_ranks(sampled_ranks, list(cutoffs))
         metrics |= {f"{sampled.label}_{k}": v for k, v in extra.items()}
-    return EvalResult(metrics, ranks, int(ranks.numel()), tie_mode)
+    also_metrics = {m: metrics_from_ranks(r, list(cutoffs)) for m, r in also.items()}
+    return EvalResult(metrics, ranks, int(ranks.numel()), tie_mode, also_metrics)
 
 
 @dataclass
