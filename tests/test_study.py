@@ -15,7 +15,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
+
+from bench.studies import all_studies
 
 SMALL = [
     "dataset.params.n_train_sessions=1200",
@@ -587,3 +590,46 @@ def test_every_search_space_names_real_config_keys(space):
         assert cfg.baseline is not None and not cfg.baseline.params, f"{space}: empty search space"
     for key in params:
         assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", f"{space}: {key}"
+
+
+@pytest.mark.parametrize("study", [s.name for s in all_studies()])
+def test_every_headline_study_starts_from_its_configured_values(study):
+    """The protocol's first trial is the configured one (official paramfile, published
+    defaults): a value the sweeper would not enqueue starts the study elsewhere, as the
+    yoochoose1/64 GRU4Rec and the first BPR-MF studies did (layers=[100] and n_factors=100
+    between steps of 32 were skipped then)."""
+    from hydra import compose, initialize_config_dir
+
+    from bench import studies
+    from bench.paths import conf_dir
+    from hydra_plugins.bench_optuna_sweeper.study_loop import configured_trial, search_space
+
+    s = next(s for s in studies.all_studies() if s.name == study)
+    overrides = [
+        f"hparams_search={s.search}",
+        f"dataset={s.dataset}",
+        *studies.EXTRA.get(s.search, []),
+    ]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("run", overrides=overrides, return_hydra_config=True)
+    space = search_space(cfg.hydra.sweeper)
+    values, outside = configured_trial(space, cfg)
+    assert outside is None, f"{study}: {outside} is not in its search space"
+    assert set(values) == set(space)
+
+
+def test_a_configured_value_between_steps_is_enqueued_one_outside_the_range_is_not():
+    from hydra_plugins.bench_optuna_sweeper.study_loop import configured_trial
+
+    space = {"layers": {"type": "int", "low": 64, "high": 512, "step": 32, "as_list": True},
+             "momentum": {"type": "float", "low": 0.0, "high": 0.9, "step": 0.05},
+             "elu_param": {"type": "categorical", "choices": [0.5, 1, 0]}}  # fmt: skip
+    config = OmegaConf.create({"layers": [100], "momentum": 0.3, "elu_param": 0.5})
+    assert configured_trial(space, config) == (
+        {"layers": 100, "momentum": 0.3, "elu_param": 0.5}, None)  # fmt: skip
+    config.momentum = 0.95  # a space narrowed on purpose keeps the configured value out
+    assert configured_trial(space, config) == (None, "momentum=0.95")
+    config.momentum, config.elu_param = 0.3, 2
+    assert configured_trial(space, config) == (None, "elu_param=2")
+    config.elu_param, config.layers = 0.5, [100, 100]
+    assert configured_trial(space, config) == (None, "layers=[100, 100]")

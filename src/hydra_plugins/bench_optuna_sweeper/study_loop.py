@@ -206,19 +206,10 @@ class StudyLoop:
     def _enqueue_config(self, study: optuna.Study) -> None:
         """The configured values are where a study should start: with a small budget the
         tuned result is then never below the published parameters on validation."""
-        values = {}
-        for name, spec in search_space(self.cfg).items():
-            value = OmegaConf.select(self.config, name)
-            if OmegaConf.is_list(value):
-                if len(value) != 1 or not spec.get("as_list"):
-                    return
-                value = value[0]
-            if not on_grid(value, spec):
-                log.info(
-                    "config value %s=%r is outside the search space: not enqueued", name, value
-                )
-                return
-            values[name] = value
+        values, outside = configured_trial(search_space(self.cfg), self.config)
+        if values is None:
+            log.warning("config value %s is outside the search space: not enqueued", outside)
+            return
         done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
             return
@@ -298,16 +289,29 @@ class StudyLoop:
         return out
 
 
-def on_grid(value, spec: dict) -> bool:
-    """Whether a search space could have drawn this value."""
+def configured_trial(space: dict, config) -> tuple[dict | None, str | None]:
+    """The configured values of the searched parameters, as the trial to enqueue first; or
+    (None, "name=value") for the first value outside the space's range or choices (a space
+    narrowed on purpose). A value inside the range but between its steps is kept: Optuna
+    trains an enqueued value as given, and the official RSC15 paramfiles' layers=[100] lie
+    between the official search space's steps of 32."""
+    values = {}
+    for name, spec in space.items():
+        value = OmegaConf.select(config, name)
+        if OmegaConf.is_list(value):
+            if len(value) != 1 or not spec.get("as_list"):
+                return None, f"{name}={list(value)!r}"
+            value = value[0]
+        if not in_space(value, spec):
+            return None, f"{name}={value!r}"
+        values[name] = value
+    return values, None
+
+
+def in_space(value, spec: dict) -> bool:
+    """Whether a value lies in a search space's range (or among its choices)."""
     if spec.get("type") == "categorical":
         return value in list(spec["choices"])
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
-    low, high = float(spec["low"]), float(spec["high"])
-    if not low - 1e-9 <= value <= high + 1e-9:
-        return False
-    step = spec.get("step")
-    if spec.get("type") == "int":
-        step = step or 1
-    return not step or abs((value - low) / step - round((value - low) / step)) < 1e-6
+    return float(spec["low"]) - 1e-9 <= value <= float(spec["high"]) + 1e-9
