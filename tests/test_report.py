@@ -549,3 +549,28 @@ def test_study_figures_leave_the_global_matplotlib_style_alone(tmp_path):
         changed = {k for k, v in matplotlib.rcParams.items() if before[k] != v}
     assert reason is None and len(paths) == 4
     assert changed == set()
+
+
+def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first():
+    import optuna
+
+    from bench.report.headline import protocol
+    from bench.study import ENQUEUED
+
+    def study(name, enqueued_at, tuned=True):
+        s = optuna.create_study(study_name=name, direction="maximize")
+        if tuned:
+            s.set_user_attr("search_space", {"k": {"type": "int", "low": 1, "high": 9}})
+        for i in range(3):
+            if i == enqueued_at:
+                s.enqueue_trial({"k": 5}, user_attrs={ENQUEUED: "the configured values"})
+            t = s.ask()
+            t.suggest_int("k", 1, 9)
+            s.tell(t, 0.1 * i)
+        return s
+
+    text = protocol([study("first", 0), study("late", 2), study("never", None),
+                     study("pop", None, tuned=False)])  # fmt: skip
+    assert "as the first trial (except: late ran them as trial 2; never never ran them; " in text
+    assert "first ran" not in text and "pop" not in text
+    assert "(except" not in protocol([study("first", 0)])

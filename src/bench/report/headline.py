@@ -257,12 +257,14 @@ def protocol(studies) -> str:
     pruned_by = "; ".join(now) or "a pruner the studies did not record"
     if earlier:
         pruned_by += " (earlier trials of a study under another: " + "; ".join(earlier) + ")"
+    late = configured_late(studies)
     return (
         f"Protocol: every tuned method had the same budget of {BUDGET} finished trials (complete "
         f"or pruned) per split; a study that ran more is reported by the best of its first "
         f"{BUDGET}. TPE, seeded, with the configured parameters (the official paramfile for "
-        "GRU4Rec, the published defaults for a baseline) as the first trial; tuned on a "
-        "validation split carved from the training data. GRU4Rec: epochs are the resource "
+        "GRU4Rec, the published defaults for a baseline) as the first trial"
+        + (f" ({late})" if late else "")
+        + "; tuned on a validation split carved from the training data. GRU4Rec: epochs are the resource "
         f"(10 at most), pruned by {pruned_by}. "
         "The best trial retrained on train -> test with 5 seeds for GRU4Rec and BPR-MF (the seed "
         "changes their initialisation and sampling), once for the deterministic baselines (the "
@@ -271,6 +273,25 @@ def protocol(studies) -> str:
         f"differ significantly (two-sided Wilcoxon signed-rank test over the paired test events, "
         f"p < {ALPHA})."
     )
+
+
+def configured_late(studies) -> str:
+    """The tuned studies whose configured parameters were not their first trial (older
+    sweepers enqueued them late, or skipped values between a search space's steps)."""
+    late = []
+    for study in sorted(studies, key=lambda s: s.study_name):
+        if not study.user_attrs.get("search_space"):
+            continue  # nothing tuned (POP, S-POP): its one trial is the configured one
+        first = [t.number for t in study.get_trials(deepcopy=False) if ENQUEUED in t.user_attrs]
+        if not first:
+            late.append(f"{study.study_name} never ran them")
+        elif min(first) > 0:
+            late.append(f"{study.study_name} ran them as trial {min(first)}")
+    if not late:
+        return ""
+    return ("except: " + "; ".join(late) + "; those studies began before the sweeper "
+            "enqueued the configured values, or while it skipped values between a search "
+            "space's steps, such as the official RSC15 layers=[100]")  # fmt: skip
 
 
 def spent(study, budget) -> tuple[str, str]:
