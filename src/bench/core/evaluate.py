@@ -49,8 +49,8 @@ def rank_targets(
     `sampled.n` negatives drawn per event. With `filter_seen`, items already in the session
     (the user's history) are removed from both rankings (a target among them is a miss).
     `also_tie_modes`: the full-ranking ranks under other tie modes too, from the same
-    scores (scoring is most of an evaluation; each mode's own run would score again), each
-    with a generator of its own, so that each equals its own run's ranks."""
+    scores (each mode's own run would score every prefix again), each with a generator of
+    its own, so that each equals its own run's ranks."""
     check_tie_mode(tie_mode)
     also = [m for m in dict.fromkeys(also_tie_modes) if m != tie_mode]
     for mode in also:
