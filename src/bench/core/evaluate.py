@@ -100,11 +100,13 @@ def rank_targets(
         target = scores.gather(1, y[:, None])
         if sampled is not None:
             out_sampled.append(sampled.ranks(scores, y, target, seen, tie_mode, gen))
-        if also:  # counted before the primary ranking overwrites the scores
+        if also:  # every mode, the run's own too, from one count of the ties
             gt, eq = (scores > target).sum(1), (scores == target).sum(1)
             for m in also:
                 out_also[m].append(ranks_from_counts(gt, eq, m, also_gens[m]))
-        out.append(ranks_from_scores_(scores, target, tie_mode, gen))
+            out.append(ranks_from_counts(gt, eq, tie_mode, gen))
+        else:
+            out.append(ranks_from_scores_(scores, target, tie_mode, gen))
     model.train(was_training)
     if not out:
         return (
