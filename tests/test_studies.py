@@ -217,6 +217,7 @@ def test_a_niced_runner_nices_the_session_of_each_worker(niceness):
     """nice alone weighs only within a session: a niced runner's worker gets a session of its
     own whose autogroup carries the runner's nice value; an un-niced runner's stays in its
     session."""
+    import os
     import subprocess
     import sys
 
@@ -228,8 +229,6 @@ def test_a_niced_runner_nices_the_session_of_each_worker(niceness):
         "open('/proc/self/autogroup').read() == open(f'/proc/{p.pid}/autogroup').read())\n"
         "p.wait()"
     )
-    import os
-
     if not niceness and os.nice(0):
         pytest.skip("the tests themselves run niced: no un-niced runner to start")
     out = subprocess.run(["nice", "-n", str(niceness), sys.executable, "-c", code],
