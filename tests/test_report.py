@@ -502,13 +502,13 @@ def test_the_protocol_names_the_pruner_and_the_trials_an_earlier_one_judged():
         SimpleNamespace(study_name="gru4rec_bpr-max_a", user_attrs={"pruners": [[1, sh]]}),
         SimpleNamespace(study_name="sknn_a", user_attrs={"pruners": [[1, "none"]]}),
     ]
-    text = protocol(studies)
+    text = protocol(studies, {})
     assert (
         f"pruned by {sh} (earlier trials of a study under another: gru4rec_ce_a trials 0-3 by {med})."
         in text
     )
     assert "per study below" not in text and "none" not in text
-    one = protocol(studies[1:])
+    one = protocol(studies[1:], {})
     assert f"pruned by {sh}. " in one and "earlier" not in one
 
 
@@ -570,7 +570,22 @@ def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first
         return s
 
     text = protocol([study("first", 0), study("late", 2), study("never", None),
-                     study("pop", None, tuned=False)])  # fmt: skip
+                     study("pop", None, tuned=False)], {})  # fmt: skip
     assert "as the first trial (except: late ran them as trial 2; never never ran them; " in text
     assert "first ran" not in text and "pop" not in text
-    assert "(except" not in protocol([study("first", 0)])
+    assert "(except" not in protocol([study("first", 0)], {})
+
+
+def test_the_protocol_says_how_many_seeds_each_row_was_retrained_with():
+    from bench.report.headline import retraining
+
+    seeds = {"POP": 1, "BPR-MF (tuned)": 5, "SKNN (tuned)": 1, "GRU4Rec XE (tuned)": 5,
+             "GRU4Rec BPR-max (tuned)": 5, "X (tuned)": 3}  # fmt: skip
+    assert retraining(seeds).startswith(
+        "The best trial retrained on train -> test with 5 seeds for BPR-MF, GRU4Rec XE and "
+        "GRU4Rec BPR-max; 3 seeds for X (the seed changes their initialisation and sampling), "
+        "once for the others (deterministic"
+    )
+    assert retraining({"POP": 1, "SKNN (tuned)": 1}).startswith(
+        "The best trial retrained on train -> test once per method"
+    )
