@@ -208,7 +208,10 @@ class StudyLoop:
         tuned result is then never below the published parameters on validation."""
         values, outside = configured_trial(search_space(self.cfg), self.config)
         if values is None:
-            log.warning("config value %s is outside the search space: not enqueued", outside)
+            log.warning(
+                "config value %s is outside the search space's range or choices: not enqueued",
+                outside,
+            )
             return
         done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
