@@ -24,14 +24,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench.baselines.sknn import SKNN, STAN, VSKNN  # noqa: E402
+from bench.baselines import BASELINES  # noqa: E402
 from bench.core.evaluate import evaluate  # noqa: E402
 from bench.datasets import load_dataset  # noqa: E402
 from bench.paths import PROJECT_ROOT, default_data_dir  # noqa: E402
 from common import write_report  # noqa: E402
 
 BEFORE = "a0232bb"  # the last commit with the session-by-session candidate selection
-METHODS = {"sknn": SKNN, "vsknn": VSKNN, "stan": STAN}
+KNN_FAMILY = ("sknn", "vsknn", "stan")
 # The costly end of each search space (conf/hparams_search): most candidates and neighbours.
 LARGE = {"k": 1500, "sample_size": 10000}
 
@@ -78,7 +78,8 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     before = None if args.no_before else previous_module()
     rows = []
-    for name, cls in METHODS.items():
+    for name in KNN_FAMILY:
+        cls = BASELINES[name]
         for setting, params in (("configured", {}), ("large", LARGE)):
             row = {"method": name, "setting": setting, "params": params, "load_s": load_s}
             row["now"] = trial(cls, params, data)

@@ -24,11 +24,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench.baselines.sknn import SKNN, STAN, VSKNN  # noqa: E402
+from bench.baselines import BASELINES  # noqa: E402
 from bench.core.evaluate import evaluate  # noqa: E402
 from common import add_data_options, data_dir, load_named_dataset, write_report  # noqa: E402
 
-METHODS = {"sknn": SKNN, "vsknn": VSKNN, "stan": STAN}
+KNN_FAMILY = ("sknn", "vsknn", "stan")
 
 
 def one_pass(model, test) -> tuple[float, dict]:
@@ -53,7 +53,8 @@ def main() -> None:
     torch.set_num_threads(1)
     data = load_named_dataset(args.dataset, data_dir(args), split="tune")
     rows = []
-    for name, cls in METHODS.items():
+    for name in KNN_FAMILY:
+        cls = BASELINES[name]
         times = {"one_pass": [], "two_passes": []}
         for i in range(args.repeats):
             ways = [("one_pass", one_pass), ("two_passes", two_passes)][:: 1 if i % 2 else -1]
