@@ -490,6 +490,14 @@ def test_headline_validation_column_names_the_configured_trial():
     assert validation(study, 1) == "MRR@20 0.2000 (configured: 0.5000)"
     assert validation(study, float("nan")) == "–"
 
+    # Run after the study's budget (2 finished trials): shown, and said to be outside it.
+    study.set_user_attr("n_trials_target", 2)
+    trial = study.ask()
+    trial.set_user_attr("objective_metric", "mrr@20")
+    trial.set_user_attr("enqueued", "the configured values")
+    study.tell(trial, 0.4)
+    assert validation(study, 0) == "MRR@20 0.5000 (configured, run after the budget: 0.4000)"
+
 
 def test_the_protocol_names_the_pruner_and_the_trials_an_earlier_one_judged():
     from types import SimpleNamespace
@@ -557,11 +565,12 @@ def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first
     from bench.report.headline import protocol
     from bench.study import ENQUEUED
 
-    def study(name, enqueued_at, tuned=True):
+    def study(name, enqueued_at, tuned=True, trials=3):
         s = optuna.create_study(study_name=name, direction="maximize")
+        s.set_user_attr("n_trials_target", 3)
         if tuned:
             s.set_user_attr("search_space", {"k": {"type": "int", "low": 1, "high": 9}})
-        for i in range(3):
+        for i in range(trials):
             if i == enqueued_at:
                 s.enqueue_trial({"k": 5}, user_attrs={ENQUEUED: "the configured values"})
             t = s.ask()
@@ -570,8 +579,11 @@ def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first
         return s
 
     text = protocol([study("first", 0), study("late", 2), study("never", None),
-                     study("pop", None, tuned=False)], {})  # fmt: skip
-    assert "as the first trial (except: late ran them as trial 2; never never ran them; " in text
+                     study("pop", None, tuned=False), study("after", 3, trials=4)], {})  # fmt: skip
+    assert (
+        "as the first trial (except: after ran them only after its budget, as trial 3, which "
+        "does not count; late ran them as trial 2; never never ran them; "
+    ) in text
     assert "first ran" not in text and "pop" not in text
     assert "(except" not in protocol([study("first", 0)], {})
 

@@ -32,7 +32,7 @@ from bench.report.tables import (
     seed_mean_values,
     tex_escape,
 )
-from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget
+from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget, first_finished
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
@@ -311,6 +311,9 @@ def configured_late(studies) -> str:
         first = [t.number for t in study.get_trials(deepcopy=False) if ENQUEUED in t.user_attrs]
         if not first:
             late.append(f"{study.study_name} never ran them")
+        elif after_budget(study, min(first)):
+            late.append(f"{study.study_name} ran them only after its budget, as trial "
+                        f"{min(first)}, which does not count")  # fmt: skip
         elif min(first) > 0:
             late.append(f"{study.study_name} ran them as trial {min(first)}")
     if not late:
@@ -318,6 +321,16 @@ def configured_late(studies) -> str:
     return ("except: " + "; ".join(late) + "; those studies began before the sweeper "
             "enqueued the configured values, or while it skipped values between a search "
             "space's steps, such as the official RSC15 layers=[100]")  # fmt: skip
+
+
+def after_budget(study, number: int) -> bool:
+    """Whether trial `number` ran after the study's first n_trials_target finished trials:
+    it is shown, but neither picks the best nor counts toward the cost."""
+    budget = study.user_attrs.get("n_trials_target")
+    if budget is None:
+        return False
+    counted = first_finished(study, int(budget))
+    return len(counted) >= int(budget) and number > counted[-1].number
 
 
 def spent(study, budget) -> tuple[str, str]:
@@ -404,7 +417,8 @@ def validation(study, best_trial) -> str:
     configured = [t for t in trials.values()
                   if ENQUEUED in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
     if configured and configured[-1].number != best.number:
-        text += f" (configured: {configured[-1].value:.4f})"
+        late = ", run after the budget" if after_budget(study, configured[-1].number) else ""
+        text += f" (configured{late}: {configured[-1].value:.4f})"
     elif configured:
         text += " (the configured values)"
     return text
