@@ -253,7 +253,10 @@ def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
     import time
 
     code = (
-        "import sys; from bench import studies\n"
+        # A suite started in the background (`make test &`) ignores SIGINT, and so would
+        # the runner: it takes the default Ctrl+C handling, as from a terminal.
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from bench import studies\n"
         "studies.plan = lambda *a, **k: [(2, [sys.executable, '-c', "
         "'import time; time.sleep(120.25)'])]\n"
         "try:\n"
@@ -263,9 +266,35 @@ def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
     )
     runner = subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", code],
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(3)
+    assert runner.stdout.readline().startswith("== sknn_x")  # the workers are starting
+    time.sleep(1)
     runner.send_signal(signal.SIGINT)
     out, _ = runner.communicate(timeout=60)
     assert out.splitlines()[-1] == "interrupted"
     left = subprocess.run(["pgrep", "-f", "time.sleep.120.25"], capture_output=True, text=True)
     assert left.stdout == ""  # no worker outlived its runner
+
+
+def test_ctrl_c_while_workers_start_ends_those_already_started(monkeypatch):
+    """Ctrl+C between two workers' starts: the one already running is passed it too."""
+    import subprocess
+    import sys
+
+    worker = [sys.executable, "-c", "import signal, time; "
+              "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(120.5)"]  # fmt: skip
+    started = []
+
+    def start(cmd, env):
+        if started:
+            raise KeyboardInterrupt
+        started.append(subprocess.Popen(cmd, env=env))
+        return started[-1]
+
+    monkeypatch.setattr(studies, "plan", lambda *a, **k: [(2, worker)])
+    monkeypatch.setattr(studies, "start_worker", start)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            studies.run_study(studies.Study("sknn", "x"), 1, 2)
+        assert started[0].poll() is not None  # ended, not left running
+    finally:
+        started[0].kill()

@@ -333,8 +333,10 @@ def run_study(study: Study, threads: int, workers: int, probe: int | None = None
         if stop_requested():
             break
         print(f"== {study.name}: {n} process(es), {threads} thread(s) each", flush=True)
-        procs = [start_worker(cmd, env) for _ in range(n)]
+        procs: list[subprocess.Popen] = []
         try:
+            for _ in range(n):
+                procs.append(start_worker(cmd, env))
             returncode = max(p.wait() for p in procs)
         except KeyboardInterrupt:  # workers in their own session miss the terminal's Ctrl+C
             for p in procs:
