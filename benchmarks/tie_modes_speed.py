@@ -1,13 +1,15 @@
 """What the standard-ties metrics beside the conservative ones cost a study trial.
 
-Every headline study runs with `eval.also_tie_modes=[standard]`. The run used to evaluate
-once per tie mode, scoring every prefix twice; now one scoring pass ranks under both modes
-(`evaluate(..., also_tie_modes=...)`, held equal to separate runs by
-tests/test_evaluate.py). This times both ways on what a KNN-family trial does (fit on
-train_tr, rank every validation prefix of yoochoose1/64) at the configured parameters,
-with one thread as the study workers run, each way on a freshly fitted model (its lazy
-set-up included, as in a trial), the order alternating between repeats, and checks that
-they give the same metrics.
+Every headline study runs with `eval.also_tie_modes=[standard]`: one scoring pass ranks
+under both modes (`evaluate(..., also_tie_modes=...)`, held equal to separate runs by
+tests/test_evaluate.py), where the run used to evaluate once per tie mode. This times
+three ways on the validation prefixes of yoochoose1/64 (split=tune): the conservative
+ranks alone (`one_mode`), both modes from one pass (`one_pass`), and one pass per mode
+(`two_passes`). The methods are the KNN family at their configured parameters, each way on
+a freshly fitted model (its lazy set-up included, as in a trial), and GRU4Rec at the
+official RSC15 size (layers [100], untrained: scoring time does not depend on the
+weights). One thread, as the study workers run; the order of the ways reverses between
+repeats; the metrics of all ways must agree.
 
     python benchmarks/tie_modes_speed.py     # writes benchmarks/results/tie_modes_speed.json
 """
@@ -25,22 +27,36 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench.baselines import BASELINES  # noqa: E402
+from bench.core.config import GRU4RecConfig  # noqa: E402
 from bench.core.evaluate import evaluate  # noqa: E402
+from bench.core.model import GRU4RecModel  # noqa: E402
 from common import add_data_options, data_dir, load_named_dataset, write_report  # noqa: E402
 
-KNN_FAMILY = ("sknn", "vsknn", "stan")
+METHODS = ("sknn", "vsknn", "stan", "gru4rec")
 
 
-def one_pass(model, test) -> tuple[float, dict]:
-    t0 = time.perf_counter()
+def make_model(name: str, data):
+    if name != "gru4rec":
+        return BASELINES[name]().fit(data.train, len(data.item_map))
+    model = GRU4RecModel(len(data.item_map), GRU4RecConfig(layers=[100]))
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    return model
+
+
+def one_mode(model, test) -> dict:
+    return {"conservative": evaluate(model, test, [20], "conservative", 512).metrics}
+
+
+def one_pass(model, test) -> dict:
     res = evaluate(model, test, [20], "conservative", 512, also_tie_modes=("standard",))
-    return time.perf_counter() - t0, {"conservative": res.metrics, **res.also}
+    return {"conservative": res.metrics, **res.also}
 
 
-def two_passes(model, test) -> tuple[float, dict]:
-    t0 = time.perf_counter()
-    metrics = {m: evaluate(model, test, [20], m, 512).metrics for m in ("conservative", "standard")}
-    return time.perf_counter() - t0, metrics
+def two_passes(model, test) -> dict:
+    return {m: evaluate(model, test, [20], m, 512).metrics for m in ("conservative", "standard")}
+
+
+WAYS = {"one_mode": one_mode, "one_pass": one_pass, "two_passes": two_passes}
 
 
 def main() -> None:
@@ -53,24 +69,25 @@ def main() -> None:
     torch.set_num_threads(1)
     data = load_named_dataset(args.dataset, data_dir(args), split="tune")
     rows = []
-    for name in KNN_FAMILY:
-        cls = BASELINES[name]
-        times = {"one_pass": [], "two_passes": []}
+    for name in METHODS:
+        times = {way: [] for way in WAYS}
         for i in range(args.repeats):
-            ways = [("one_pass", one_pass), ("two_passes", two_passes)][:: 1 if i % 2 else -1]
             got = {}
-            for way, run in ways:  # a freshly fitted model each time, as in a trial
-                model = cls().fit(data.train, len(data.item_map))
-                t, got[way] = run(model, data.test)
-                times[way].append(t)
-            a, b = got["one_pass"], got["two_passes"]
-            if a != b:
-                raise SystemExit(f"error: {name}: one pass and two passes disagree: {a} != {b}")
+            for way in list(WAYS)[:: 1 if i % 2 == 0 else -1]:
+                model = make_model(name, data)  # fresh, as in a trial
+                t0 = time.perf_counter()
+                got[way] = WAYS[way](model, data.test)
+                times[way].append(time.perf_counter() - t0)
+            if not got["one_pass"] == got["two_passes"] or not all(
+                got[w]["conservative"] == got["one_mode"]["conservative"] for w in WAYS
+            ):
+                raise SystemExit(f"error: {name}: the ways disagree: {got}")
+        median = {way: statistics.median(t) for way, t in times.items()}
         row = {"method": name, "seconds": times,
-               "one_pass_median_s": statistics.median(times["one_pass"]),
-               "two_passes_median_s": statistics.median(times["two_passes"]),
-               "mrr@20": {m: v["mrr@20"] for m, v in a.items()}}  # fmt: skip
-        row["speedup"] = row["two_passes_median_s"] / row["one_pass_median_s"]
+               **{f"{way}_median_s": s for way, s in median.items()},
+               "mrr@20": {m: v["mrr@20"] for m, v in got["one_pass"].items()},
+               "speedup_vs_two_passes": median["two_passes"] / median["one_pass"],
+               "standard_ties_cost": median["one_pass"] / median["one_mode"] - 1}  # fmt: skip
         print(row, flush=True)
         rows.append(row)
     write_report(
