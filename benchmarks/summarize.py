@@ -274,6 +274,24 @@ def tie_counting_table(rep: dict) -> str:
     )
 
 
+def knn_state_csr_table(rep: dict) -> str:
+    lines = [
+        f"KNN state as CSR, {rep['dataset']}: one validation pass over {rep['events']:,} "
+        f"events, configured parameters, {rep['threads']} thread, torch "
+        f"{rep['versions']['torch']}; {rep['date']}.",
+        "",
+        "| method | scipy from a float64 copy (s) | positions_csr (s) | speed-up | MRR@20 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rep["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['scipy_from_float64_median_s']:.1f} "
+            f"| {r['positions_csr_median_s']:.1f} | {r['speedup']:.2f}x | {r['mrr@20']:.4f} |"
+        )
+    lines.append(f"\nSeconds: median of {rep['repeats']} interleaved repeats, same model.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+", type=Path, help="benchmark JSON files")
@@ -293,7 +311,8 @@ def main() -> None:
             kind = "harness"  # --harnesses bare lightning
         extra = {"harness": harness_table, "step_profile": step_profile_table,
                  "worker_layout": worker_layout_table, "tie_modes_speed": tie_modes_table,
-                 "tie_counting": tie_counting_table}  # fmt: skip
+                 "tie_counting": tie_counting_table,
+                 "knn_state_csr": knn_state_csr_table}  # fmt: skip
         out.append({**tables, **extra}.get(kind, eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:

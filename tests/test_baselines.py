@@ -237,3 +237,16 @@ def test_bprmf_learns_co_occurrence():
     bpr = make_baseline("bprmf", {"n_factors": 4, "n_iterations": 30, "learning_rate": 0.1})
     scores = run_session(bpr.fit(train, 6), [0])
     assert scores[[1, 2]].min() > scores[[3, 4, 5]].max()
+
+
+def test_positions_csr_reads_the_state_block_row_by_row():
+    """The session-KNN state (last positions, 0 = not seen) as CSR: rows in order, an
+    empty row kept, columns ascending, float64 positions."""
+    from bench.baselines.sknn import positions_csr
+
+    pos = np.array([[0, 2, 0, 1], [0, 0, 0, 0], [3, 0, 0, 0]], dtype=np.float32)
+    cur = positions_csr(pos)
+    assert cur.indptr.tolist() == [0, 2, 2, 3]
+    assert cur.indices.tolist() == [1, 3, 0]
+    assert cur.data.tolist() == [2.0, 1.0, 3.0] and cur.data.dtype == np.float64
+    assert cur.shape == (3, 4) and cur.has_sorted_indices
