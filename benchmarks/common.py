@@ -30,6 +30,24 @@ def add_data_options(ap) -> None:
     ap.add_argument("--data-dir", default=None, help="default: BENCH_DATA_DIR or ../shared/data")
 
 
+def tune_split_benchmark(doc: str, name: str):
+    """(args, data) of a benchmark that times validation passes as a study worker runs
+    them: --out (results/NAME.json), --repeats, the data options (yoochoose1/64 by
+    default), one torch thread, the tune split (train_tr -> validation)."""
+    import argparse
+
+    import torch
+
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{name}.json")
+    p.add_argument("--repeats", type=int, default=2)
+    add_data_options(p)
+    p.set_defaults(dataset="yoochoose1_64")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    return args, load_named_dataset(args.dataset, data_dir(args), split="tune")
+
+
 def data_dir(args) -> str:
     """--data-dir, else the project's default data directory."""
     from bench.paths import default_data_dir

@@ -11,7 +11,6 @@ ways, interleaved in one run, one fitted model per method, and checks the metric
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -19,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench.baselines import BASELINES, sknn  # noqa: E402
 from bench.core.evaluate import evaluate  # noqa: E402
-from common import add_data_options, data_dir, load_named_dataset, write_report  # noqa: E402
+from common import tune_split_benchmark, write_report  # noqa: E402
 
 WAYS = {
     "scipy_from_float64": lambda pos: sp.csr_matrix(pos.astype(np.float64)),
@@ -34,14 +32,7 @@ WAYS = {
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=HERE / "results" / "knn_state_csr.json")
-    p.add_argument("--repeats", type=int, default=2)
-    add_data_options(p)
-    p.set_defaults(dataset="yoochoose1_64")
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    data = load_named_dataset(args.dataset, data_dir(args), split="tune")
+    args, data = tune_split_benchmark(__doc__, "knn_state_csr")
     rows = []
     for name in ("sknn", "vsknn", "stan"):
         model = BASELINES[name]().fit(data.train, len(data.item_map))

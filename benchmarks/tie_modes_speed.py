@@ -16,7 +16,6 @@ repeats; the metrics of all ways must agree.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from bench.baselines import BASELINES  # noqa: E402
 from bench.core.config import GRU4RecConfig  # noqa: E402
 from bench.core.evaluate import evaluate  # noqa: E402
 from bench.core.model import GRU4RecModel  # noqa: E402
-from common import add_data_options, data_dir, load_named_dataset, write_report  # noqa: E402
+from common import tune_split_benchmark, write_report  # noqa: E402
 
 METHODS = ("sknn", "vsknn", "stan", "gru4rec")
 
@@ -60,14 +59,7 @@ WAYS = {"one_mode": one_mode, "one_pass": one_pass, "two_passes": two_passes}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=HERE / "results" / "tie_modes_speed.json")
-    p.add_argument("--repeats", type=int, default=2)
-    add_data_options(p)
-    p.set_defaults(dataset="yoochoose1_64")
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    data = load_named_dataset(args.dataset, data_dir(args), split="tune")
+    args, data = tune_split_benchmark(__doc__, "tie_modes_speed")
     rows = []
     for name in METHODS:
         times = {way: [] for way in WAYS}
