@@ -26,12 +26,15 @@ from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from bench.api import SessionModel
 from bench.core.bptt import padded_sequences, sequence_loss
 from bench.core.config import BPTTConfig
 from bench.core.model import GRU4RecModel
 from bench.core.negatives import NegativeSampler
+from bench.core.prefixes import TrainingPrefixes
 from bench.core.train import (
     EpochStats,
+    NaNLossError,
     SessionParallelTrainer,
     dropout_rng_state,
     set_dropout_rng_state,
@@ -327,6 +330,82 @@ class SequenceModule(ResumableModule):
     def history_from(self, rows: list[dict]) -> list[SeqEpoch]:
         return [SeqEpoch(r["epoch"], r["loss"], r["seconds"], r["eval"], r["steps"],
                          r["learning_rate"], self.cfg.stop_metric) for r in rows]  # fmt: skip
+
+
+class PrefixModule(ResumableModule):
+    """A model of the public interface (bench.api.SessionModel) on every training prefix:
+    one step of the optimizers it configures per batch of `batch_size` prefixes, in an
+    order drawn each epoch from the run's generator (SR-GNN's own code shuffles its
+    augmented pairs each epoch the same way)."""
+
+    def __init__(
+        self,
+        model: SessionModel,
+        prefixes: TrainingPrefixes,
+        batch_size: int,
+        seed: int,
+        identity: dict | None = None,
+        monitor: str | None = None,
+        epoch_hook: Callable[[EpochStats], dict | None] | None = None,
+    ):
+        super().__init__(identity or {}, monitor, epoch_hook)
+        self.model = model
+        self.prefixes = prefixes
+        self.batch_size = batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order = torch.arange(len(prefixes))
+        self.total = torch.zeros((), dtype=torch.float64)  # summed on the device: no sync per step
+        self.count = self.steps = 0
+
+    def n_batches(self) -> int:
+        return math.ceil(len(self.prefixes) / self.batch_size)
+
+    def configure_optimizers(self):
+        return self.model.configure_optimizers()
+
+    def start_epoch(self) -> None:
+        self.model.train()
+        self.order = torch.randperm(len(self.prefixes), generator=self.gen).to(self.device)
+        self.total = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.count = self.steps = 0
+
+    def run_batch(self, i: int) -> torch.Tensor:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        loss = self.model.loss(*self.prefixes.batch(idx))
+        self.total += loss.detach() * len(idx)
+        self.count += len(idx)
+        self.steps += 1
+        return loss
+
+    def finish_epoch(self, seconds: float) -> EpochStats:
+        mean = float(self.total) / max(self.count, 1)
+        if not math.isfinite(mean):
+            raise NaNLossError(
+                f"training diverged: loss became {mean} in epoch {len(self.history) + 1}; "
+                "lower the model's learning rate"
+            )
+        return EpochStats(len(self.history), mean, seconds, self.steps, self.count)
+
+    def training_state(self) -> dict:
+        return {"generator": self.gen.get_state(), "dropout_rng": dropout_rng_state(self.device)}
+
+    def load_training_state(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+        set_dropout_rng_state(state["dropout_rng"], self.device)
+
+    def epoch_state(self) -> dict:
+        return {"order": self.order.cpu(), "total": float(self.total), "count": self.count,
+                "steps": self.steps}  # fmt: skip
+
+    def load_epoch_state(self, state: dict) -> None:
+        self.model.train()
+        self.order = state["order"].to(self.device)
+        self.total = torch.tensor(state["total"], dtype=torch.float64, device=self.device)
+        self.count, self.steps = state["count"], state["steps"]
+
+    def history_from(self, rows: list[dict]) -> list[EpochStats]:
+        keep = ("epoch", "loss", "seconds", "steps", "events")
+        return [EpochStats(**{k: r[k] for k in keep}) for r in rows]
 
 
 class EpochCheckpoint(Checkpoint):

@@ -90,8 +90,13 @@ def replace_block(path: str | Path, block: str, text: str) -> bool:
     return True
 
 
+def write_binary_atomic(path: str | Path, write) -> None:
+    """`write(f)` into a binary file, atomically (e.g. torch.save)."""
+    _write_atomic(path, write, "wb")
+
+
 def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
-    _write_atomic(path, lambda f: np.save(f, array), "wb")
+    write_binary_atomic(path, lambda f: np.save(f, array))
 
 
 SCHEMA_VERSION = 2

@@ -9,11 +9,13 @@ from bench.errors import BenchError
 from bench.methods.base import FitContext, Method
 from bench.methods.baseline import baseline_method
 from bench.methods.bptt import SequenceGRU4Rec
+from bench.methods.external import ExternalModel
 from bench.methods.gru4rec import SessionParallelGRU4Rec
 
 METHODS: dict[str, type[Method]] = {
     SessionParallelGRU4Rec.name: SessionParallelGRU4Rec,
     SequenceGRU4Rec.name: SequenceGRU4Rec,
+    ExternalModel.name: ExternalModel,
     **{name: baseline_method(name) for name in BASELINES},
 }
 

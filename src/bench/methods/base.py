@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.core.config import BPTTConfig, ConfigError, GRU4RecConfig
+from bench.core.metrics import metric_names
 from bench.errors import BenchError
 
 # Every top-level knob of every method (null in conf/run.yaml unless the method sets it).
@@ -113,3 +114,20 @@ def _plain(value):
 
 def _show(value) -> str:
     return repr(_plain(value))
+
+
+def check_early_stopping(cfg: DictConfig, stop_metric: str) -> None:
+    """Early stopping watches the evaluated split after each epoch: with split=final that
+    is the test set, which would then choose the epoch reported on it."""
+    if cfg.split != "tune":
+        raise BenchError(
+            "patience: early stopping watches the evaluated split, which with split=final is "
+            "the test set; use split=tune (validation on train_valid), then train split=final "
+            "for the best epoch's n_epochs"
+        )
+    if cfg.trainer.harness != "lightning":
+        raise BenchError("patience: early stopping is Lightning's; use trainer.harness=lightning")
+    if stop_metric not in metric_names(cfg.eval.cutoffs):
+        raise BenchError(
+            f"stop_metric: '{stop_metric}' is not computed at eval.cutoffs {list(cfg.eval.cutoffs)}"
+        )

@@ -7,9 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bench.core.config import GRU4RecConfig
-from bench.core.metrics import metric_names
 from bench.errors import BenchError
-from bench.methods.base import FitContext, Method
+from bench.methods.base import FitContext, Method, check_early_stopping
 
 CUDA_GRAPHS = {"auto": None, True: True, False: False}
 
@@ -35,7 +34,7 @@ class SessionParallelGRU4Rec(Method):
         # Checkpoints and resuming are the Lightning harness's; the bare loop keeps none.
         self.checkpoints = self.trainer_cfg.harness == "lightning"
         if self.config.patience is not None:
-            _check_early_stopping(cfg, self.config.stop_metric)
+            check_early_stopping(cfg, self.config.stop_metric)
         self.trainer = None
 
     @property
@@ -114,20 +113,3 @@ class SessionParallelGRU4Rec(Method):
             # parallel loops on torch's OpenMP pool (native.openmp_flags), or serial
             "compiled_kernels_openmp": bool(libs) and all(lib.openmp for lib in libs),
         }
-
-
-def _check_early_stopping(cfg: DictConfig, stop_metric: str) -> None:
-    """Early stopping watches the evaluated split after each epoch: with split=final that
-    is the test set, which would then choose the epoch reported on it."""
-    if cfg.split != "tune":
-        raise BenchError(
-            "patience: early stopping watches the evaluated split, which with split=final is "
-            "the test set; use split=tune (validation on train_valid), then train split=final "
-            "for the best epoch's n_epochs"
-        )
-    if cfg.trainer.harness != "lightning":
-        raise BenchError("patience: early stopping is Lightning's; use trainer.harness=lightning")
-    if stop_metric not in metric_names(cfg.eval.cutoffs):
-        raise BenchError(
-            f"stop_metric: '{stop_metric}' is not computed at eval.cutoffs {list(cfg.eval.cutoffs)}"
-        )

@@ -1,0 +1,59 @@
+"""Full-softmax cross-entropy of scores that are a product with an item table.
+
+The output layer is what session models over large catalogues pay for: B x n_items
+scores, forward and backward. Autograd through `F.cross_entropy(h @ table.T, y)` keeps
+the scores and their log-softmax, and its backward makes a third B x n_items pass before
+the two products. Here the scores buffer is turned into the softmax in place and becomes
+the gradient in place, so one B x n_items matrix lives and the time is the three matrix
+products plus two passes over it; on the CPU the products go to the split OpenBLAS product
+of the compiled kernels (native.matmul), torch's where those are not built. Same value and
+gradients as the autograd form (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.core import native
+
+
+def _product(a, b, trans_a=False, trans_b=False) -> torch.Tensor:
+    """a @ b (a.T, b.T by flag) by the compiled split product where it applies."""
+    lib = native.kernel() if a.is_cpu else None
+    if lib is not None:
+        c = native.matmul(lib, a, b, trans_a, trans_b)
+        if c is not None:
+            return c
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+
+
+class _FullSoftmaxCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor):
+        scores = _product(h, table, trans_b=True)
+        rows = torch.arange(len(targets), device=h.device)
+        target_scores = scores[rows, targets]
+        top = scores.amax(1, keepdim=True)
+        probs = scores.sub_(top).exp_()
+        total = probs.sum(1, keepdim=True)
+        probs.div_(total)
+        loss = (total.log().squeeze(1) + top.squeeze(1) - target_scores).mean()
+        ctx.save_for_backward(h, table, targets, probs)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        h, table, targets, probs = ctx.saved_tensors
+        grad = probs  # softmax minus the one-hot target, scaled: the scores' gradient
+        grad[torch.arange(len(targets), device=h.device), targets] -= 1.0
+        grad.mul_(grad_loss / len(targets))
+        grad_h = _product(grad, table) if ctx.needs_input_grad[0] else None
+        grad_table = _product(grad, h, trans_a=True) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_table, None
+
+
+def full_softmax_cross_entropy(
+    h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of softmax(h @ table.T) against `targets` (B item indices)."""
+    return _FullSoftmaxCE.apply(h, table, targets)

@@ -1,0 +1,1 @@
+"""Published session-based models, run through the public model interface (bench.api)."""
