@@ -1,0 +1,121 @@
+"""The neural peers (bench.peers): SR-GNN's session graphs against a per-prefix loop
+written from the paper's definition, its attention against hand-computed values, its
+learning-rate schedule as the authors' code steps it, and the output layer's fused
+cross-entropy against autograd's."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.api import PAD
+from bench.core.full_softmax import full_softmax_cross_entropy
+from bench.peers.srgnn import SRGNN, session_graphs
+
+
+def graph_of(prefix: list[int]):
+    """One prefix, the slow way: nodes are its distinct items in increasing order; an edge
+    u -> v for each consecutive pair (once); rows of the in-matrix normalised by the
+    in-degree of the receiving node, rows of the out-matrix by the sender's out-degree."""
+    nodes = sorted(set(prefix))
+    n = len(nodes)
+    edge = torch.zeros(n, n)
+    for u, v in pairwise(prefix):
+        edge[nodes.index(u), nodes.index(v)] = 1.0
+    a_in = torch.zeros(n, n)
+    a_out = torch.zeros(n, n)
+    for v in range(n):
+        senders = edge[:, v].sum()
+        for u in range(n):
+            if edge[u, v]:
+                a_in[v, u] = 1.0 / senders
+    for u in range(n):
+        receivers = edge[u].sum()
+        for v in range(n):
+            if edge[u, v]:
+                a_out[u, v] = 1.0 / receivers
+    return nodes, [nodes.index(i) for i in prefix], a_in, a_out
+
+
+def padded(prefixes: list[list[int]]):
+    width = max(map(len, prefixes))
+    rows = [p + [PAD] * (width - len(p)) for p in prefixes]
+    return torch.tensor(rows), torch.tensor([len(p) for p in prefixes])
+
+
+def test_session_graphs_match_the_definition_prefix_by_prefix():
+    prefixes = [[5, 3, 5, 3, 7], [2], [4, 4, 4], [9, 1, 9, 2, 1, 9], [0, 8]]
+    nodes, alias, a_in, a_out = session_graphs(*padded(prefixes))
+    for r, prefix in enumerate(prefixes):
+        want_nodes, want_alias, want_in, want_out = graph_of(prefix)
+        n = len(want_nodes)
+        assert nodes[r, :n].tolist() == want_nodes and (nodes[r, n:] == PAD).all()
+        assert alias[r, : len(prefix)].tolist() == want_alias
+        assert torch.equal(a_in[r, :n, :n], want_in) and not a_in[r, n:].any()
+        assert torch.equal(a_out[r, :n, :n], want_out) and not a_out[r, :, n:].any()
+
+
+def test_the_attention_and_hybrid_embedding_by_hand():
+    """hidden 1, no graph effect (the GRU cell's new state is the node embedding itself when
+    the update gate is fully open): alpha_i = q * sigmoid(w1 v_last + w2 v_i), s_g = sum
+    alpha_i v_i, then [s_g, v_last] mapped by the linear transform."""
+    m = SRGNN(3, hidden_size=1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.embedding.weight[:, 0] = torch.tensor([1.0, 2.0, -1.0])
+        m.gnn.b_ih[1] = 100.0  # update gate sigmoid(100) = 1: the state stays the embedding
+        m.linear_one.weight.fill_(0.5)
+        m.linear_two.weight.fill_(2.0)
+        m.linear_three.weight.fill_(3.0)
+        m.linear_transform.weight[0] = torch.tensor([1.0, 10.0])
+    prefix = [0, 1, 0]  # states 1, 2, 1; the last is 1
+    alpha = [3.0 * torch.sigmoid(torch.tensor(0.5 * 1 + 2.0 * v)) for v in (1.0, 2.0, 1.0)]
+    s_g = sum(a * v for a, v in zip(alpha, (1.0, 2.0, 1.0)))
+    want = (s_g + 10.0 * 1.0) * torch.tensor([1.0, 2.0, -1.0])
+    got = m.score(*padded([prefix]))[0]
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_the_learning_rate_decays_as_the_authors_code_steps_it():
+    """Their StepLR is stepped at the start of each epoch: epochs 0-1 at lr, 2-4 at lr/10."""
+    m = SRGNN(4, hidden_size=2)
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5])
+
+
+def test_fused_cross_entropy_equals_autograd_in_value_and_gradients():
+    torch.manual_seed(0)
+    h = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 3, 3, 10, 5, 1, 2])
+    want = F.cross_entropy(h @ table.T, y)
+    want_grads = torch.autograd.grad(want, (h, table))
+    got = full_softmax_cross_entropy(h, table, y)
+    got_grads = torch.autograd.grad(got, (h, table))
+    assert torch.allclose(got, want, rtol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_cross_entropy_on_the_compiled_products_agrees_in_float32():
+    torch.manual_seed(1)
+    h = torch.randn(64, 32, requires_grad=True)
+    table = torch.randn(3000, 32, requires_grad=True)
+    y = torch.randint(0, 3000, (64,))
+    want = F.cross_entropy(h @ table.T, y)
+    want_grads = torch.autograd.grad(want, (h, table))
+    got = full_softmax_cross_entropy(h, table, y)
+    got_grads = torch.autograd.grad(got, (h, table))
+    assert torch.allclose(got, want, rtol=1e-5)
+    for a, b in zip(got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
