@@ -41,18 +41,30 @@ def config(*overrides):
         return compose("run", overrides=list(overrides))
 
 
-def test_the_example_runs_through_bench_run_and_writes_a_record(tmp_path):
-    p = bench_run(*EXAMPLE, *SMALL, "+model.params.hidden=24", f"hydra.run.dir={tmp_path}")
+def test_the_example_runs_through_bench_run_and_into_the_report(tmp_path):
+    runs = tmp_path / "runs"
+    p = bench_run(*EXAMPLE, *SMALL, "+model.params.hidden=24", f"hydra.run.dir={runs / 'mine'}")
     assert p.returncode == 0, p.stderr[-3000:]
-    rec = json.loads((tmp_path / "result.json").read_text())
+    rec = json.loads((runs / "mine" / "result.json").read_text())
     assert (rec["method"], rec["kind"], rec["training"]) == ("prefix_gru", "model", "prefixes")
     assert rec["settings"] == {"model": "examples.my_model:PrefixGRU", "hidden": 24,
                                "dropout": 0.0, "lr": 0.001, "batch_size": 100, "n_epochs": 1}  # fmt: skip
-    ranks = np.load(tmp_path / "ranks.npy")
+    ranks = np.load(runs / "mine" / "ranks.npy")
     assert len(ranks) == rec["protocol"]["evaluated_events"]
     assert np.mean(ranks <= 20) == pytest.approx(rec["metrics"]["recall@20"], abs=1e-6)
     assert rec["epochs"][0]["events"] > 0 and rec["epochs"][0]["loss"] > 0
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (runs / "mine" / "checkpoints" / "last.ckpt").is_file()
+    # bench.report puts it in the comparison table beside a baseline, tested against it.
+    base = bench_run("baseline=pop", *SMALL[:3], f"hydra.run.dir={runs / 'pop'}")
+    assert base.returncode == 0, base.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "bench.report", "--no-studies", "--records",
+                        str(runs), "--out", str(tmp_path / "rep")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = (tmp_path / "rep" / "tables" / "comparison.md").read_text()
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1:3] == ["| POP", "| prefix_gru"], table
+    assert "model=examples.my_model:PrefixGRU" in table
     # The same model from its own config file, found on the search path.
     q = bench_run("model=prefix_gru", SEARCH, *SMALL, f"hydra.run.dir={tmp_path / 'b'}")
     assert q.returncode == 0, q.stderr[-3000:]

@@ -48,14 +48,26 @@ def padded(prefixes: list[list[int]]):
 
 def test_session_graphs_match_the_definition_prefix_by_prefix():
     prefixes = [[5, 3, 5, 3, 7], [2], [4, 4, 4], [9, 1, 9, 2, 1, 9], [0, 8]]
-    nodes, alias, a_in, a_out = session_graphs(*padded(prefixes))
+    g = session_graphs(*padded(prefixes))
+    first = 0  # packed: each row's nodes follow the previous row's
+    positions = 0
     for r, prefix in enumerate(prefixes):
         want_nodes, want_alias, want_in, want_out = graph_of(prefix)
         n = len(want_nodes)
-        assert nodes[r, :n].tolist() == want_nodes and (nodes[r, n:] == PAD).all()
-        assert alias[r, : len(prefix)].tolist() == want_alias
-        assert torch.equal(a_in[r, :n, :n], want_in) and not a_in[r, n:].any()
-        assert torch.equal(a_out[r, :n, :n], want_out) and not a_out[r, :, n:].any()
+        assert g.items[first : first + n].tolist() == want_nodes
+        got_alias = g.position_node[positions : positions + len(prefix)] - first
+        assert got_alias.tolist() == want_alias
+        assert (g.position_row[positions : positions + len(prefix)] == r).all()
+        assert int(g.last_node[r]) - first == want_alias[-1]
+        mine = (g.src >= first) & (g.src < first + n)
+        assert ((g.dst[mine] >= first) & (g.dst[mine] < first + n)).all()  # edges stay in a row
+        a_in, a_out = torch.zeros(n, n), torch.zeros(n, n)
+        u, v = g.src[mine] - first, g.dst[mine] - first
+        a_in[v, u] = g.in_weight[mine]  # row v: v's senders, by v's in-degree
+        a_out[u, v] = g.out_weight[mine]  # row u: u's receivers, by u's out-degree
+        assert torch.equal(a_in, want_in) and torch.equal(a_out, want_out)
+        first, positions = first + n, positions + len(prefix)
+    assert len(g.items) == first and len(g.position_node) == positions
 
 
 def test_the_attention_and_hybrid_embedding_by_hand():

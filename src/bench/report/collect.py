@@ -28,6 +28,10 @@ METHOD_LABELS = {
     "sr": "SR",
     "ar": "AR",
 }
+# Models of the public interface (bench.api) shipped as peers; another model's row is its name.
+PEER_LABELS = {"srgnn": "SR-GNN", "sgnnhn": "SGNN-HN", "narm": "NARM"}
+# The kinds of record that make a comparison row (study trials do not).
+ROW_KINDS = ("baseline", "model", "gru4rec")
 LOSS_LABELS = {
     "ce": "XE",
     "bpr-max": "BPR-max",
@@ -148,6 +152,8 @@ def _short(value):
 def method_label(row: dict) -> str:
     if row["kind"] == "baseline":
         label = METHOD_LABELS.get(row["method"], row["method"])
+    elif row["kind"] == "model":
+        label = PEER_LABELS.get(row["method"], row["method"])
     elif row.get("training") == "bptt":
         label = "GRU4Rec BPTT"
     else:

@@ -33,7 +33,8 @@ def save(fig, out: Path, name: str) -> list[Path]:
 
 def by_row_order(frame: pd.DataFrame):
     """(label, runs, colour) in the tables' row order, one distinct colour per method."""
-    labels = sorted(frame["label"].unique(), key=row_order)
+    kinds = dict(zip(frame["label"], frame["kind"]))
+    labels = sorted(frame["label"].unique(), key=lambda r: row_order(r, kinds[r]))
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     for i, label in enumerate(labels):
         yield label, frame[frame["label"] == label], cmap(i % cmap.N)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.report.collect import LOSS_LABELS, METHOD_LABELS
+from bench.report.collect import LOSS_LABELS, METHOD_LABELS, ROW_KINDS
 
 ALPHA = 0.05
 METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "nDCG"}
@@ -37,7 +37,7 @@ class Table:
     dataset_labels: dict[str, str]
     metrics: list[str]
     rows: list[str]
-    kinds: dict[str, str]  # row -> "baseline" | "gru4rec"
+    kinds: dict[str, str]  # row -> "baseline" | "model" | "gru4rec"
     cells: dict[tuple[str, str, str], Cell]  # (row, dataset, metric)
     notes: list[str] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)  # row -> hyperparameters
@@ -60,7 +60,7 @@ class Table:
         ranked = self.ranking(dataset, metric)
         col = self.column(dataset, metric)
         base = next((r for r in ranked if self.kinds[r] == "baseline"), None)
-        ours = next((r for r in ranked if self.kinds[r] != "baseline"), None)
+        ours = next((r for r in ranked if self.kinds[r] == "gru4rec"), None)
         if base is None or ours is None or col[base].mean == 0:
             return None
         return (col[ours].mean - col[base].mean) / col[base].mean * 100
@@ -73,16 +73,19 @@ def metric_title(metric: str) -> str:
     return f"{METRIC_NAMES.get(name, name)}{at}{k}"
 
 
-def row_order(label: str) -> tuple:
-    """Baselines in the paper's order, then GRU4Rec losses, untuned before tuned."""
+def row_order(label: str, kind: str = "gru4rec") -> tuple:
+    """Baselines in the paper's order, then other models by name, then GRU4Rec losses,
+    untuned before tuned."""
     base = label.replace(" (tuned)", "")
     tuned = label.endswith("(tuned)")
     methods = list(METHOD_LABELS.values())
     if base in methods:
         return (0, methods.index(base), tuned, label)
+    if kind == "model":
+        return (1, 0, tuned, label)
     losses = [f"GRU4Rec {v}" for v in LOSS_LABELS.values()]
     head = base.split(" [")[0]
-    return (1, losses.index(head) if head in losses else len(losses), tuned, label)
+    return (2, losses.index(head) if head in losses else len(losses), tuned, label)
 
 
 def per_event(ranks: np.ndarray, metric: str) -> np.ndarray:
@@ -146,7 +149,7 @@ def comparison_table(
     final = runs[
         (runs["split"] == "final")
         & (runs["tie_mode"] == tie_mode)
-        & runs["kind"].isin(["baseline", "gru4rec"])
+        & runs["kind"].isin(ROW_KINDS)
     ]
     if final.empty:
         raise ValueError(f"no final-split runs with tie mode '{tie_mode}' among the records")
@@ -158,8 +161,8 @@ def comparison_table(
     check_one_protocol(final)
     final = disambiguate(final)
     datasets = sorted(final["dataset"].unique())
-    rows = sorted(final["label"].unique(), key=row_order)
     kinds = dict(zip(final["label"], final["kind"]))
+    rows = sorted(final["label"].unique(), key=lambda r: row_order(r, kinds[r]))
     cells: dict[tuple[str, str, str], Cell] = {}
     fingerprints: dict[tuple[str, str], set] = {}
     for (label, ds), group in final.groupby(["label", "dataset"]):
