@@ -41,7 +41,7 @@ from bench.paths import PROJECT_ROOT, conf_dir
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 # conf/hparams_search names, cheapest first, so that whole rows land early.
 SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "bprmf", "sknn", "vsknn", "stan",
-            "gru4rec_ce", "gru4rec_bpr-max")  # fmt: skip
+            "gru4rec_ce", "gru4rec_bpr-max", "srgnn")  # fmt: skip
 # The common budget of finished trials (complete or pruned) of every tuned study: the
 # headline reports each study by the best of its first BUDGET finished trials. Issue #16
 # asked for 50 unless finishing would cost more than about 25 CPU-hours; measured at 50,
