@@ -39,7 +39,7 @@ def wait_for_line(proc, text: str, seen: list) -> None:
 
 
 def saved_state(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["bench"]
+    return torch.load(path, map_location="cpu", weights_only=True)["bench"]
 
 
 def finish(proc, seen: list) -> str:
@@ -142,3 +142,32 @@ def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data
     assert rec["metrics"] == rec["epochs"][best]["eval"]
     assert len(curve) == 6 or len(curve) == best + 2  # stopped one epoch after the best
     assert rec["settings"]["patience"] == 1 and rec["settings"]["stop_metric"] == "mrr@5"
+
+
+class Foreign:
+    """What a tampered checkpoint could carry: unpickling it would create `path`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_carrying_a_foreign_object_is_refused_with_one_line(tmp_path):
+    small = ["n_epochs=1", "dataset.params.n_train_sessions=400", "save_model=false"]
+    base = [sys.executable, "-m", "bench.run", *small]
+    p = subprocess.run([*base, f"hydra.run.dir={tmp_path / 'a'}"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
+    marker = tmp_path / "code-ran"
+    ckpt["bench"]["identity"]["extra"] = Foreign(marker)
+    torch.save(ckpt, tmp_path / "tampered.ckpt")
+    q = subprocess.run(
+        [*base, "n_epochs=2", f"resume={tmp_path / 'tampered.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert q.returncode == 2
+    lines = q.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: resume: {tmp_path / 'tampered.ckpt'}")
+    assert "refused" in lines[0] and not marker.exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable
@@ -544,9 +545,16 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     trainer = make_trainer(n_epochs, "gpu" if ctx.device == "cuda" else "cpu",
                            want_progress_bar(progress_bar), callbacks)  # fmt: skip
     try:
-        trainer.fit(module, ckpt_path=ctx.resume, weights_only=False)
+        # Tensors and plain containers only: a checkpoint from elsewhere cannot run code.
+        trainer.fit(module, ckpt_path=ctx.resume, weights_only=True)
     except SIGTERMException:  # a SystemExit without a status: it would exit 0
         raise TrainingInterrupted("training stopped by SIGTERM or Ctrl+C") from None
+    except pickle.UnpicklingError as e:
+        found = str(e).split("Unsupported global: ")[-1].split(" was not")[0].strip()
+        raise BenchError(
+            f"resume: {ctx.resume} holds an object a checkpoint of this harness never holds "
+            f"({found[:120]}); refused, since loading it could run code"
+        ) from None
     # Lightning's teardown moves the module to the CPU; the evaluation after training
     # (and any further use) expects the model where it was trained.
     module.to(ctx.device)
