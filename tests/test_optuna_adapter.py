@@ -42,3 +42,16 @@ def test_heartbeats_keep_a_running_trial_alive_and_a_silent_one_is_failed(tmp_pa
     time.sleep(3.5)  # no heartbeat any more
     optuna.storages.fail_stale_trials(study)
     assert study.trials[0].state == TrialState.FAIL
+
+
+def test_a_waiting_enqueued_trial_shows_its_values():
+    from bench.optuna_adapter import queued_params
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 3})
+    waiting = study.get_trials(deepcopy=False)[0]
+    assert waiting.params == {} and queued_params(waiting) == {"x": 3}
+    trial = study.ask()
+    trial.suggest_int("x", 0, 10)
+    study.tell(trial, 1.0)
+    assert queued_params(study.get_trials(deepcopy=False)[0]) == {"x": 3}

@@ -298,3 +298,36 @@ def test_ctrl_c_while_workers_start_ends_those_already_started(monkeypatch):
         assert started[0].poll() is not None  # ended, not left running
     finally:
         started[0].kill()
+
+
+def test_sigterm_reaches_the_workers_and_the_runner_exits_143(tmp_path):
+    """A scheduler's SIGTERM to the runner: every worker (in a session of its own) is told,
+    the runner waits for them and ends with one line and status 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from bench import studies\n"
+        f"studies.PROJECT_ROOT = Path({str(tmp_path)!r})\n"
+        "studies.progress = lambda study: studies.Progress(study)\n"
+        "studies.plan = lambda *a, **k: [(2, [sys.executable, '-c', "
+        "'import time; time.sleep(120.75)'])]\n"
+        "sys.exit(studies.main(['--only', 'sknn_yoochoose1_64', '--workers', '2']))\n"
+    )
+    runner = subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", code],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert runner.stdout.readline().startswith("== sknn_yoochoose1_64")
+    time.sleep(1)
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 143
+    assert err.strip().splitlines() == [
+        "interrupted: the workers stopped, each trial in flight queued again; the same "
+        "command continues the studies"
+    ]
+    left = subprocess.run(["pgrep", "-f", "time.sleep.120.75"], capture_output=True, text=True)
+    assert left.stdout == ""

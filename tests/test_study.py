@@ -633,3 +633,41 @@ def test_a_configured_value_between_steps_is_enqueued_one_outside_the_range_is_n
     assert configured_trial(space, config) == (None, "elu_param=2")
     config.elu_param, config.layers = 0.5, [100, 100]
     assert configured_trial(space, config) == (None, "layers=[100, 100]")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_study_and_the_same_command_retries_its_trial(sig, tmp_path):
+    """SIGTERM (a scheduler, `timeout`, `kill`) or Ctrl+C during a trial: training stops
+    after its batch, the trial is failed as interrupted and its parameters queued again,
+    no other trial or retraining starts, and the study exits 143 with one line; the same
+    command then retries those parameters first, and the interruption counts against
+    nothing (max_failures=1)."""
+    storage = f"sqlite:///{tmp_path / 'sig.db'}"
+    cmd = study_cmd(storage, "sig", tmp_path / "sw", "hydra.sweeper.n_trials=2", *SMALL, *SPACE,
+                    "dataset.params.n_train_sessions=4000", "hydra.sweeper.max_failures=1")  # fmt: skip
+    cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
+    proc = subprocess.Popen([*cmd, "n_epochs=60"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("Epoch 2 -->"):
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted ({signal.Signals(sig).name}): study sig, 0 of 2 trials finished; trial 0 "
+        "was stopped and queued again; the same command continues it"
+    )
+    study = optuna.load_study(study_name="sig", storage=storage)
+    first, queued = study.trials
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"].startswith(
+        "interrupted: training stopped by SIGTERM or Ctrl+C"
+    )
+    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == 0
+    assert "final" not in study.user_attrs
+    run(cmd, cwd=tmp_path)  # n_epochs=1
+    study = optuna.load_study(study_name="sig", storage=storage)
+    retried = study.trials[1]
+    assert retried.state == TrialState.COMPLETE and retried.params == first.params
+    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["final"]["seeds"] == [0]

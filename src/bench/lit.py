@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from bench import interrupts
 from bench.api import SessionModel
 from bench.core.bptt import padded_sequences, sequence_loss
 from bench.core.config import BPTTConfig
@@ -544,6 +545,8 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     callbacks += [stopper] if stopper is not None else []
     trainer = make_trainer(n_epochs, "gpu" if ctx.device == "cuda" else "cpu",
                            want_progress_bar(progress_bar), callbacks)  # fmt: skip
+    if interrupts.requested():  # a study was told to stop before this job began training
+        raise TrainingInterrupted(f"training not started: {interrupts.requested()} received")
     try:
         # Tensors and plain containers only: a checkpoint from elsewhere cannot run code.
         trainer.fit(module, ckpt_path=ctx.resume, weights_only=True)

@@ -6,6 +6,8 @@
 - The sweeper launches trials through Hydra, not `Study.optimize`, yet wants Optuna's
   heartbeat (a dead worker's trial is failed and re-queued): the heartbeat thread lives in
   the private `optuna.storages._heartbeat`.
+- A trial queued with `enqueue_trial` and not yet run keeps its values in a system
+  attribute until it is asked for (`queued_params`).
 - Migrating committed storages rewrites a finished trial's user attribute, which Optuna
   refuses: the row of its RDB schema is written directly.
 
@@ -31,6 +33,12 @@ def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int)
 def trial_by_number(study: optuna.Study, storage, number: int) -> optuna.trial.Trial:
     """Trial `number` of `study` (loaded on `storage`), to report to and prune from."""
     return optuna.trial.Trial(study, trial_id(storage, study.study_name, number))
+
+
+def queued_params(trial: optuna.trial.FrozenTrial) -> dict:
+    """The values a trial runs with: its params once running, the values it was enqueued
+    with while it waits (Optuna keeps them in the system attribute "fixed_params")."""
+    return trial.params or dict(trial.system_attrs.get("fixed_params", {}))
 
 
 @contextmanager

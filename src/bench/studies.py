@@ -338,9 +338,10 @@ def run_study(study: Study, threads: int, workers: int, probe: int | None = None
             for _ in range(n):
                 procs.append(start_worker(cmd, env))
             returncode = max(p.wait() for p in procs)
-        except KeyboardInterrupt:  # workers in their own session miss the terminal's Ctrl+C
+        except KeyboardInterrupt:  # Ctrl+C or SIGTERM (see main), which workers in their
+            # own sessions miss: each is told to stop (its trial in flight is queued again)
             for p in procs:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait()
             raise
@@ -416,6 +417,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.dry_run:
         stop.unlink(missing_ok=True)  # a new start continues
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        failures = run_all(studies, args)
+    except KeyboardInterrupt:
+        print("interrupted: the workers stopped, each trial in flight queued again; the same "
+              "command continues the studies", file=sys.stderr)  # fmt: skip
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failures:
+        print(f"error: studies that stopped with an error: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (a scheduler, `timeout`, `kill`) takes Ctrl+C's path through run_study."""
+    raise KeyboardInterrupt
+
+
+def run_all(studies: list[Study], args) -> list[str]:
+    """Each unfinished study in turn; the names of those that ended with an error."""
     failures = []
     for study in studies:
         if stop_requested() and not args.dry_run:
@@ -432,10 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if run_study(study, args.threads, args.workers, args.probe) != 0:
             failures.append(study.name)  # the next study goes on; the storage keeps the rest
-    if failures:
-        print(f"error: studies that stopped with an error: {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+    return failures
 
 
 if __name__ == "__main__":

@@ -147,9 +147,7 @@ def comparison_table(
     runs: pd.DataFrame, metrics: list[str], tie_mode: str, title: str = "Comparison"
 ) -> Table:
     final = runs[
-        (runs["split"] == "final")
-        & (runs["tie_mode"] == tie_mode)
-        & runs["kind"].isin(ROW_KINDS)
+        (runs["split"] == "final") & (runs["tie_mode"] == tie_mode) & runs["kind"].isin(ROW_KINDS)
     ]
     if final.empty:
         raise ValueError(f"no final-split runs with tie mode '{tie_mode}' among the records")

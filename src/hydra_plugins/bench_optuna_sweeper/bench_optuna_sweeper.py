@@ -16,6 +16,8 @@ not run again, so an interrupted retraining resumes too.
 
 import json
 import logging
+import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,13 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from bench import interrupts
 from bench.errors import BenchError
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
 from hydra_plugins.bench_optuna_sweeper.final import FinalRetraining
-from hydra_plugins.bench_optuna_sweeper.study_loop import StudyLoop
+from hydra_plugins.bench_optuna_sweeper.study_loop import FINISHED, StudyLoop, count
 
 log = logging.getLogger(__name__)
 
@@ -120,22 +123,43 @@ class BenchOptunaSweeper(Sweeper):
             "study %s in %s: target %d finished trials",
             self.cfg.study_name, self.cfg.storage, self.cfg.n_trials,
         )  # fmt: skip
-        if not self.cfg.final_now:
-            loop.run(fixed)
-        summary = loop.summary() | ({"stopped_by": self.cfg.stop_file} if loop.stopped else {})
-        if self.cfg.final_now and not summary.get("best"):
-            raise BenchError(
-                f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial to retrain"
-            )
-        if self.cfg.final_seeds > 0 and not loop.stopped:
-            summary["final"] = FinalRetraining(
-                self.cfg, self.config, self.launcher, loop.study
-            ).run(fixed)
+        with interrupts.stop_on_signals():
+            if not self.cfg.final_now:
+                loop.run(fixed)
+            summary = loop.summary() | ({"stopped_by": self.cfg.stop_file} if loop.stopped else {})
+            if self.cfg.final_now and not summary.get("best"):
+                raise BenchError(
+                    f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial to retrain"
+                )
+            final = None
+            if self.cfg.final_seeds > 0 and not loop.stopped and loop.interrupted is None:
+                final = FinalRetraining(self.cfg, self.config, self.launcher, loop.study)
+                summary["final"] = final.run(fixed)
+            stopped = interrupts.requested()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         log.info("study summary written to %s", sweep_dir / "final.json")
+        if stopped is not None:
+            self._interrupted(loop, final, stopped)
         return summary
+
+    def _interrupted(self, loop: StudyLoop, final, signal_name: str) -> None:
+        """One line and exit status 143 (128 + SIGTERM), as a single run stopped so."""
+        done = count(loop.study, FINISHED)
+        where = (
+            f"trial {loop.interrupted} was stopped and queued again"
+            if loop.interrupted not in (None, -1)
+            else "no trial was in flight"
+        )
+        if final is not None:
+            where = f"the final retraining stopped ({final.seeds_done} of {self.cfg.final_seeds} seeds kept)"
+        print(
+            f"interrupted ({signal_name}): study {self.cfg.study_name}, {done} of "
+            f"{self.cfg.n_trials} trials finished; {where}; the same command continues it",
+            file=sys.stderr,
+        )
+        sys.exit(128 + signal.SIGTERM)
 
 
 def fixed_overrides(arguments: list[str]) -> list[str]:

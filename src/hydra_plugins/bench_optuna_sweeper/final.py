@@ -13,7 +13,8 @@ import optuna
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import BenchError
+from bench import interrupts
+from bench.errors import BenchError, TrainingInterrupted
 from bench.paths import portable_path
 from bench.records import RANKS_KEY, RunRecord, encode_ranks
 from bench.study import best_within_budget, param_override
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 class FinalRetraining:
     def __init__(self, cfg: DictConfig, config: DictConfig, launcher, study: optuna.Study):
         self.cfg, self.config, self.launcher, self.study = cfg, config, launcher, study
+        self.seeds_done = 0  # retrained and kept, this run's and earlier ones
 
     def run(self, fixed: list[str]) -> dict:
         """Retrain the best parameters on the final split, one job per seed not yet done.
@@ -60,6 +62,8 @@ class FinalRetraining:
         width = max(1, self.cfg.n_jobs)
         stop = self.cfg.get("stop_file")
         for start in range(0, len(todo), width):
+            if interrupts.requested():  # SIGTERM/Ctrl+C: the finished seeds are kept
+                break
             if stop and Path(stop).exists():
                 log.info("final: stop file %s: no further seed (%d of %d done)",
                          stop, len(records), len(seeds))  # fmt: skip
@@ -74,18 +78,22 @@ class FinalRetraining:
             returns = self.launcher.launch(jobs, initial_job_idx=10_000 + batch[0])
             for seed, ret in zip(batch, returns):
                 path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
+                if isinstance(ret._return_value, TrainingInterrupted):
+                    continue  # retrained again by the next run
                 if ret.status != JobStatus.COMPLETED or not path.is_file():
                     raise BenchError(f"final retraining failed: {ret._return_value}")
                 records[seed] = RunRecord.read(path).to_dict() | {
                     "record_path": portable_path(str(path.resolve())),
                     RANKS_KEY: encode_ranks(np.load(path.parent / "ranks.npy")),
                 }
+            if any(seed in records for seed in batch):
+                final = self._store(study, best.number, n_finished, records)
+        self.seeds_done = len(records)
+        if final is None and records:  # every seed was kept: store them against today's trial count
             final = self._store(study, best.number, n_finished, records)
-        if final is None:  # every seed was kept: store them against today's trial count
-            final = self._store(study, best.number, n_finished, records)
-        return final | {
+        return (final or {}) | {
             "params": best.params, "split": "final",
-            "records": [records[s]["record_path"] for s in seeds],
+            "records": [records[s]["record_path"] for s in seeds if s in records],
         }  # fmt: skip
 
     def _store(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:

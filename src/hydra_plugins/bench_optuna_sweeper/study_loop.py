@@ -15,8 +15,9 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from bench.errors import BenchError
-from bench.optuna_adapter import heartbeats
+from bench import interrupts
+from bench.errors import BenchError, TrainingInterrupted
+from bench.optuna_adapter import heartbeats, queued_params
 from bench.paths import portable_storage, portable_text
 from bench.study import (
     ENQUEUED,
@@ -36,6 +37,10 @@ warnings.filterwarnings(
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A trial stopped by SIGTERM/Ctrl+C: failed with this reason, its parameters queued again
+# (the new trial's RETRY_OF names it); it does not count against max_failures.
+INTERRUPTED = "interrupted"
+RETRY_OF = "retry_of"
 # Only running trials are someone else's: a waiting one (enqueued, or a dead worker's
 # trial re-queued) is handed out by the next `study.ask()`, whoever calls it.
 ACTIVE = (TrialState.RUNNING,)
@@ -69,6 +74,7 @@ class StudyLoop:
     def __init__(self, cfg: DictConfig, config: DictConfig, launcher):
         self.cfg, self.config, self.launcher = cfg, config, launcher
         self.stopped = False  # ended by the stop file, not at the budget
+        self.interrupted: int | None = None  # SIGTERM/Ctrl+C: the trial re-queued (-1: none)
         c = cfg
         self.storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
         self.study = optuna.create_study(
@@ -108,6 +114,10 @@ class StudyLoop:
                     f"{self.cfg.max_failures}); last: {failed[-1].user_attrs.get('fail_reason', 'worker died')}"
                 )
             finished = count(study, FINISHED)
+            if interrupts.requested() and self.interrupted is None:
+                self.interrupted = -1  # between trials: none was in flight
+            if self.interrupted is not None:
+                break
             if finished >= self.cfg.n_trials:
                 break
             stop = self.cfg.get("stop_file")
@@ -142,7 +152,7 @@ class StudyLoop:
         retry = optuna.storages.RetryFailedTrialCallback.retried_trial_number
         requeued = {retry(t) for t in trials} - {None}
         return [t for t in trials if t.state == TrialState.FAIL and t.number not in requeued
-                and not t.user_attrs.get("fail_reason", "").startswith("surplus")]  # fmt: skip
+                and not t.user_attrs.get("fail_reason", "").startswith(("surplus", INTERRUPTED))]  # fmt: skip
 
     def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
         """Seeded per trial number: workers sharing a study never draw the same values.
@@ -213,7 +223,8 @@ class StudyLoop:
                 outside,
             )
             return
-        done = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+        done = [queued_params(t) for t in study.get_trials(deepcopy=False)
+                if t.state != TrialState.FAIL]  # fmt: skip
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
             return
         study.enqueue_trial(values, user_attrs={ENQUEUED: "the configured values"})
@@ -270,6 +281,9 @@ class StudyLoop:
             study.tell(trial, state=TrialState.FAIL)
             return
         err = ret._return_value
+        if isinstance(err, TrainingInterrupted):
+            self._requeue(study, trial, str(err))
+            return
         if isinstance(err, optuna.TrialPruned):
             trial.set_user_attr("prune_reason", str(err))
             study.tell(trial, state=TrialState.PRUNED)
@@ -278,6 +292,19 @@ class StudyLoop:
         log.warning("trial %d failed: %s", trial.number, reason)
         trial.set_user_attr("fail_reason", reason)
         study.tell(trial, state=TrialState.FAIL)
+
+    def _requeue(self, study: optuna.Study, trial: optuna.Trial, why: str) -> None:
+        """A trial stopped by SIGTERM/Ctrl+C is failed and its parameters queued again, as
+        Optuna's heartbeat does for a dead worker's trial: the next run retries it, and it
+        does not count against max_failures."""
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        keep = {k: v for k, v in frozen.user_attrs.items() if k == ENQUEUED}
+        # enqueue_trial, not Optuna's retry callback: an enqueued configured value between a
+        # search space's steps (layers=[100]) is not "contained" in its distribution.
+        study.enqueue_trial(frozen.params, user_attrs={**keep, RETRY_OF: trial.number})
+        trial.set_user_attr("fail_reason", f"{INTERRUPTED}: {why}")
+        study.tell(trial, state=TrialState.FAIL)
+        self.interrupted = trial.number
 
     def summary(self) -> dict:
         counts = {s.name.lower(): count(self.study, (s,)) for s in TrialState}
