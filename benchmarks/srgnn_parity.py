@@ -1,9 +1,15 @@
 """SR-GNN here beside the authors' code (CRIPAC-DIG/SR-GNN, pytorch_code/), on the same data.
 
-Two checks, both written to benchmarks/results/srgnn_parity.json:
+Three checks, written to benchmarks/results/srgnn_parity.json:
 1. Same weights: the authors' SessionGraph given our model's parameters scores a batch of
    Diginetica test prefixes, and its loss and gradients are compared with ours.
-2. Same data and settings, trained: the first `--train-sessions` training sessions of
+2. Lockstep: both start from the same weights and take the same `--lockstep-steps`
+   batches of the sample's training prefixes, each through its own code (their forward,
+   loss and Adam; ours); the losses step by step, the parameters at the end, and each
+   model's Recall@20 and MRR@20 under its own evaluation (their train_test's top-20 loop;
+   ours the shared evaluator). Their utils.py imports networkx for a function training
+   never calls: a stand-in module is put in its place when networkx is not installed.
+3. Same data and settings, trained: the first `--train-sessions` training sessions of
    Diginetica (SR-GNN split) and the first `--test-sessions` test sessions restricted to
    their items, written in both forms (our session text, their (prefix, label) pickles with
    item ids 1..n); both train `--epochs` epochs with the published settings for each of
@@ -91,6 +97,91 @@ def augment(sessions: list[list[int]]) -> tuple[list[list[int]], list[int]]:
     return prefixes, labels
 
 
+def lockstep(args, sample_dir: Path, steps: int) -> dict:
+    """Same initial weights, same batches, each side's own training and evaluation code."""
+    import importlib.util
+    import types
+
+    import torch
+
+    from bench.api import PAD
+    from bench.core.evaluate import evaluate
+    from bench.core.prefixes import PrefixScorer
+    from bench.datasets import load_dataset
+    from bench.peers.srgnn import SRGNN
+
+    code = str(Path(args.authors) / "pytorch_code")
+    sys.path.insert(0, code)
+    if importlib.util.find_spec("networkx") is None:
+        sys.modules["networkx"] = types.ModuleType("networkx")
+    import model as authors_model  # their pytorch_code/model.py
+    import utils as authors_utils  # their pytorch_code/utils.py
+
+    data = load_dataset({"name": "sample", "kind": "files", "format": "auto",
+                         "train": str(sample_dir / "train_sessions.txt.gz"),
+                         "test": str(sample_dir / "test_sessions.txt.gz")}, "", "final")  # fmt: skip
+    with open(sample_dir / "train.txt", "rb") as f:
+        prefixes, labels = pickle.load(f)  # their ids: our index + 1 (both by first appearance)
+    with open(sample_dir / "test.txt", "rb") as f:
+        test = authors_utils.Data(pickle.load(f), shuffle=False)
+    n_items = len(data.item_map)
+    torch.manual_seed(0)
+    ours_model = SRGNN(n_items)
+    opt = argparse.Namespace(hiddenSize=100, batchSize=100, nonhybrid=False, step=1, lr=1e-3,
+                             l2=1e-5, lr_dc_step=3, lr_dc=0.1)  # fmt: skip
+    theirs_model = authors_model.SessionGraph(opt, n_items + 1)
+    theirs_params = dict(theirs_model.named_parameters())
+    with torch.no_grad():
+        for k, v in ours_model.state_dict().items():
+            (theirs_params[k][1:] if k == "embedding.weight" else theirs_params[k]).copy_(v)
+    ours_opt = ours_model.configure_optimizers()["optimizer"]
+    train = authors_utils.Data((prefixes, labels), shuffle=False)
+    order = np.random.default_rng(0).permutation(len(prefixes))
+    loss_gap = 0.0
+    for step in range(steps):
+        idx = order[step * 100 : (step + 1) * 100]
+        theirs_model.optimizer.zero_grad()
+        targets, scores = authors_model.forward(theirs_model, idx, train)
+        theirs_loss = theirs_model.loss_function(scores, torch.tensor(targets).long() - 1)
+        theirs_loss.backward()
+        theirs_model.optimizer.step()
+        batch = [[i - 1 for i in prefixes[j]] for j in idx]
+        width = max(map(len, batch))
+        x = torch.tensor([b + [PAD] * (width - len(b)) for b in batch])
+        ours_loss = ours_model.loss(x, torch.tensor([len(b) for b in batch]),
+                                    torch.tensor([labels[j] - 1 for j in idx]))  # fmt: skip
+        ours_opt.zero_grad()
+        ours_loss.backward()
+        ours_opt.step()
+        loss_gap = max(loss_gap, abs(float(theirs_loss) - float(ours_loss)))
+    params = dict(ours_model.named_parameters())
+    param_gap = max(
+        float((params[k] - (p[1:] if k == "embedding.weight" else p)).abs().max())
+        for k, p in theirs_params.items() if k in params
+    )  # fmt: skip
+    theirs_model.eval()
+    hits, rrs = [], []
+    with torch.no_grad():
+        for idx in test.generate_batch(100):
+            targets, scores = authors_model.forward(theirs_model, idx, test)
+            for target, top in zip(targets, scores.topk(20)[1].numpy()):
+                where = np.flatnonzero(top == target - 1)
+                hits.append(len(where) > 0)
+                rrs.append(1.0 / (where[0] + 1) if len(where) else 0.0)
+    ours_eval = evaluate(PrefixScorer(ours_model, int(data.test.lengths.max())), data.test, [20],
+                         "standard", 512).metrics  # fmt: skip
+    return {
+        "steps": steps,
+        "batch": 100,
+        "max_abs_loss_difference": loss_gap,
+        "final_loss_ours": float(ours_loss),
+        "final_loss_theirs": float(theirs_loss),
+        "max_abs_parameter_difference_at_end": param_gap,
+        "theirs_by_their_evaluation": {"recall@20": float(np.mean(hits)), "mrr@20": float(np.mean(rrs))},
+        "ours_by_the_shared_evaluator": {"recall@20": ours_eval["recall@20"], "mrr@20": ours_eval["mrr@20"]},
+    }  # fmt: skip
+
+
 def make_sample(shared: Path, n_train: int, n_test: int, out: Path) -> dict:
     train = read_sessions(shared / "diginetica/srgnn/train_sessions.txt.gz")[:n_train]
     items = {i: k + 1 for k, i in enumerate(dict.fromkeys(i for s in train for i in s))}
@@ -159,9 +250,9 @@ def same_weights(args, shared: Path, tmp: Path) -> dict:
     return {
         "prefixes": len(prefixes),
         "items": len(items),
-        "max_abs_score_difference": float((scores - ref["scores"]).abs().max()),
+        "max_abs_score_difference": float((scores.detach() - ref["scores"]).abs().max()),
         "max_abs_score": float(ref["scores"].abs().max()),
-        "loss_ours": float(loss),
+        "loss_ours": float(loss.detach()),
         "loss_theirs": float(ref["loss"]),
         "max_abs_gradient_difference": max(grads.values()),
     }
@@ -172,10 +263,11 @@ def main() -> None:
     ap.add_argument("--authors", required=True, help="checkout of CRIPAC-DIG/SR-GNN")
     ap.add_argument("--authors-python", default=sys.executable)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--train-sessions", type=int, default=20000)
+    ap.add_argument("--train-sessions", type=int, default=40000)
     ap.add_argument("--test-sessions", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--lockstep-steps", type=int, default=500)
     args = ap.parse_args()
     shared = Path(args.shared)
     with tempfile.TemporaryDirectory() as t:
@@ -183,6 +275,8 @@ def main() -> None:
         weights = same_weights(args, shared, tmp)
         print("same weights:", weights, flush=True)
         sample = make_sample(shared, args.train_sessions, args.test_sessions, tmp)
+        steps = lockstep(args, tmp, args.lockstep_steps)
+        print("lockstep:", steps, flush=True)
         runs = {"ours": {}, "authors": {}}
         for seed in args.seeds:
             runs["authors"][seed] = theirs(args, tmp, seed, args.epochs, sample["items"] + 1)
@@ -200,7 +294,7 @@ def main() -> None:
             row[f"relative difference {m}"] = (a - b) / b
         summary[f"epoch {epoch + 1}"] = row
     result = {"sample": sample, "settings": "published: batch 100, hidden 100, step 1, Adam 1e-3, "
-              "lr_dc 0.1 every 3 epochs, l2 1e-5", "seeds": args.seeds, "same_weights": weights,
+              "lr_dc 0.1 every 3 epochs, l2 1e-5", "seeds": args.seeds, "same_weights": weights, "lockstep": steps,
               "per_epoch": summary, "runs": runs}  # fmt: skip
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -1,0 +1,153 @@
+"""What an epoch of a neural peer costs here, before any study of it is planned.
+
+For each SR-GNN split and thread count: the published settings (bench.peers.srgnn, batch
+100, hidden 100) on the full training set, `--steps` timed training steps (after a
+warm-up) in a random order of the training prefixes, hence the seconds per epoch; the
+GEMM floor, the output layer's three products alone (scores, and the gradients of the
+session embedding and of the item table) at the same shapes, timed as torch computes them
+and as the compiled split product does, the faster counted; the share of a step spent
+building the session graphs; and one evaluation of the test set through the shared
+evaluator. Written to benchmarks/results/peer_epoch_cost.json.
+
+  python benchmarks/peer_epoch_cost.py            # with the machine otherwise idle
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from bench.core import native
+from bench.core.evaluate import evaluate
+from bench.core.prefixes import PrefixScorer, TrainingPrefixes
+from bench.datasets import load_dataset
+from bench.paths import conf_dir, default_data_dir
+from bench.peers.srgnn import SRGNN, session_graphs
+
+OUT = Path(__file__).resolve().parent / "results" / "peer_epoch_cost.json"
+SPLITS = ("diginetica_srgnn", "yoochoose1_64")
+
+
+def dataset(name: str):
+    cfg = OmegaConf.load(conf_dir() / "dataset" / f"{name}.yaml")
+    cfg.data_dir = default_data_dir()
+    ds = OmegaConf.to_container(cfg, resolve=True)
+    ds.pop("data_dir")
+    return load_dataset(ds, default_data_dir(), "final")
+
+
+def best_of(fn, repeats: int) -> float:
+    """Seconds of one call, the best of `repeats` (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def gemm_floor(n_items: int, batch: int, hidden: int, repeats: int) -> dict:
+    a, table = torch.randn(batch, hidden), torch.randn(n_items, hidden)
+    grad = torch.randn(batch, n_items)
+
+    def torch_products():
+        torch.mm(a, table.T), torch.mm(grad, table), torch.mm(grad.T, a)
+
+    out = {"torch_s": best_of(torch_products, repeats)}
+    lib = native.kernel()
+    if lib is not None and lib.blas:
+
+        def split_products():
+            native.matmul(lib, a, table, trans_b=True)
+            native.matmul(lib, grad, table)
+            native.matmul(lib, grad, a, trans_a=True)
+
+        out["compiled_split_s"] = best_of(split_products, repeats)
+    out["floor_s"] = min(out.values())
+    return out
+
+
+def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
+    torch.set_num_threads(threads)
+    data = dataset(name)
+    n_items = len(data.item_map)
+    torch.manual_seed(0)
+    model = SRGNN(n_items)
+    opt = model.configure_optimizers()["optimizer"]
+    pairs = TrainingPrefixes(data.train, None, torch.device("cpu"))
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
+    batches = [pairs.batch(order[i * 100 : (i + 1) * 100]) for i in range(steps + 10)]
+
+    def step(batch):
+        opt.zero_grad()
+        model.loss(*batch).backward()
+        opt.step()
+
+    for b in batches[:10]:
+        step(b)
+    t0 = time.perf_counter()
+    for b in batches[10:]:
+        step(b)
+    per_step = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    for b in batches[10:]:
+        session_graphs(b[0], b[1])
+    graphs = (time.perf_counter() - t0) / steps
+    floor = gemm_floor(n_items, 100, 100, repeats)
+    steps_per_epoch = -(-len(pairs) // 100)
+    t0 = time.perf_counter()
+    result = evaluate(PrefixScorer(model, int(data.test.lengths.max())), data.test, [20],
+                      "conservative", 512)  # fmt: skip
+    eval_s = time.perf_counter() - t0
+    return {
+        "dataset": name,
+        "threads": threads,
+        "items": n_items,
+        "training_prefixes": len(pairs),
+        "steps_per_epoch": steps_per_epoch,
+        "ms_per_step": per_step * 1e3,
+        "epoch_minutes": per_step * steps_per_epoch / 60,
+        "gemm_floor_ms_per_step": floor["floor_s"] * 1e3,
+        "gemm_floor": {k: v * 1e3 for k, v in floor.items()},
+        "share_of_gemm_floor": floor["floor_s"] / per_step,
+        "graph_building_share": graphs / per_step,
+        "evaluation_s": eval_s,
+        "evaluated_events": result.n_events,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    rows = []
+    for name in SPLITS:
+        for threads in args.threads:
+            rows.append(measure(name, threads, args.steps, args.repeats))
+            r = rows[-1]
+            print(f"{name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
+                  f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
+                  f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
+                  f"evaluation {r['evaluation_s']:.1f} s", flush=True)  # fmt: skip
+    OUT.write_text(json.dumps({
+        "what": "SR-GNN, published settings (batch 100, hidden 100, step 1), one training step "
+                "= batch gather, graphs, forward, backward, fused Adam",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
+                   f"torch {torch.__version__}",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": rows,
+    }, indent=2) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
