@@ -40,6 +40,9 @@ TRAINING = ("bench.core.train", "bench.core.model", "bench.core.hand_derived", "
     [
         # The model and its training are plain PyTorch: no Hydra, Lightning, Optuna or OmegaConf.
         ("bench.core", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.run")),
+        # The public model interface and the peers built on it: plain PyTorch as well.
+        ("bench.api", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.lit")),
+        ("bench.peers", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.lit")),
         # Data is read and split without any model.
         ("bench.data", ("bench.core.model", "bench.core.train", "bench.baselines", "bench.methods", "lightning", "hydra")),
         ("bench.datasets", ("bench.core.model", "bench.core.train", "bench.baselines", "bench.methods", "lightning", "hydra")),
