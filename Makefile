@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The CPU wheel of torch; installed before the project so that its torch range adds nothing.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test test-slow lint format bench headline studies report results records clean
+.PHONY: run test test-slow lint format bench headline studies peers report results records clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,20 @@ headline: $(STAMP)
 # each (about 25 CPU-hours in all; `python -m bench.studies --status` says where it stands).
 studies: $(STAMP)
 	nice -n 19 $(PY) -m bench.studies --threads 1 $(ARGS)
+
+# The neural peers with their published settings on both SR-GNN splits, train -> test,
+# evaluated after every epoch: the headline's "published settings, run here" rows. Records
+# go to results/records/peers (committed). SR-GNN on one thread: about 1.3 hours for
+# yoochoose1/64 and 7 for Diginetica (benchmarks/results/peer_epoch_cost.json).
+PEER_RUN = $(PY) -m bench.run eval.per_epoch=true eval.unknown_test_items=miss \
+	'eval.also_tie_modes=[standard]' save_model=false
+peers: $(STAMP)
+	for ds in yoochoose1_64 diginetica_srgnn; do \
+		$(PEER_RUN) model=srgnn dataset=$$ds hydra.run.dir=results/raw/peers/srgnn/$$ds && \
+		mkdir -p results/records/peers/srgnn/$$ds && \
+		cp results/raw/peers/srgnn/$$ds/result.json results/raw/peers/srgnn/$$ds/ranks.npy \
+			results/records/peers/srgnn/$$ds/ || exit 1; \
+	done
 
 # Tables and figures from the committed records under results/records (one result.json and
 # its per-event ranks per run; `make results` produces them): the main comparison (README),
