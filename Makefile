@@ -65,7 +65,7 @@ peers: $(STAMP)
 # Tables and figures from the committed records under results/records (one result.json and
 # its per-event ranks per run; `make results` produces them): the main comparison (README),
 # every prepared dataset, and the MovieLens protocols. Studies are the headline's (make headline).
-REPORT := $(PY) -m bench.report --no-studies
+REPORT := $(PY) -m bench.report
 report: $(STAMP)
 	$(REPORT) --readme README.md --records results/records/table $(ARGS)
 	$(REPORT) --benchmark none --records results/records/table --records results/records/datasets \

@@ -42,7 +42,7 @@ def test_make_report_regenerates_the_committed_tables_and_figures(
     shutil.copytree(RESULTS / "records", copy)
     monkeypatch.chdir(tmp_path)  # nothing may depend on the working directory
     target = tmp_path / "out"
-    args = ["--no-studies", "--out", str(target), *extra]
+    args = ["--out", str(target), *extra]
     if out == "":
         args += ["--benchmark", str(ROOT / "benchmarks/results/throughput.json")]
     for r in records:

@@ -57,7 +57,7 @@ def test_the_example_runs_through_bench_run_and_into_the_report(tmp_path):
     # bench.report puts it in the comparison table beside a baseline, tested against it.
     base = bench_run("baseline=pop", *SMALL[:3], f"hydra.run.dir={runs / 'pop'}")
     assert base.returncode == 0, base.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "bench.report", "--no-studies", "--records",
+    r = subprocess.run([sys.executable, "-m", "bench.report", "--records",
                         str(runs), "--out", str(tmp_path / "rep")], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]

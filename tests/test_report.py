@@ -187,7 +187,7 @@ def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
 
 
 def report_args(records, out, tmp_path, *extra):
-    return ["--records", str(records), "--no-studies", "--out", str(out),
+    return ["--records", str(records), "--out", str(out),
             "--benchmark", str(tmp_path / "no.json"), *extra]  # fmt: skip
 
 
@@ -266,7 +266,6 @@ def test_readme_blocks_are_filled_by_name(records, tmp_path):
     args = [
         "--records",
         str(records),
-        "--no-studies",
         "--out",
         str(tmp_path / "o"),
         "--readme",
@@ -637,3 +636,19 @@ def test_a_peer_run_with_its_published_settings_gets_its_two_rows_and_statements
         "this harness reproduces."
     ) in h.notes
     assert any(n.startswith("SR-GNN on yoochoose1_64 MRR@20: published 30.94;") for n in h.notes)
+
+
+def test_the_report_reads_only_what_it_is_pointed_at_and_filters(records, tmp_path, capsys):
+    """No study storage unless named (--storage, --studies); --dataset and --method keep a
+    part of the records; a name that is not among them is one line."""
+    out = tmp_path / "out"
+    assert report_main(report_args(records, out, tmp_path, "--dataset", "ds_b",
+                                   "--method", "pop", "--method", "sknn")) == 0  # fmt: skip
+    table = (out / "tables" / "comparison.md").read_text()
+    assert "ds_b Recall@20" in table and "ds_a" not in table
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["| POP", "| SKNN", "| *Improvement of best GRU4Rec over best baseline*"]
+    assert "0 studies" in capsys.readouterr().err.replace("\n", " ")
+    assert report_main(report_args(records, out, tmp_path, "--dataset", "ds_c")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --dataset: ds_c not among the records; they hold ds_a, ds_b"]

@@ -29,8 +29,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--records", type=Path, action="append", help="folder searched for result.json (repeatable)"
     )
-    p.add_argument("--storage", action="append", help="Optuna storage URL (repeatable)")
-    p.add_argument("--no-studies", action="store_true", help="read no study storage")
+    p.add_argument(
+        "--storage", action="append", help="also an Optuna storage's studies (URL, repeatable)"
+    )
+    p.add_argument(
+        "--studies", action="store_true", help="also every study storage in sweeps/ (*.db)"
+    )
+    p.add_argument("--dataset", action="append", help="only runs on this dataset (repeatable)")
+    p.add_argument("--method", action="append", help="only runs of this method (repeatable)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     p.add_argument(
         "--metrics", default="recall@20,mrr@20", help="comma-separated, e.g. recall@10,ndcg@20"
@@ -71,11 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     roots = args.records or [PROJECT_ROOT / "results" / "raw"]
-    storages = (
-        []
-        if args.no_studies
-        else (args.storage if args.storage is not None else default_storages())
-    )
+    # Only what the command names: records, and studies where asked for.
+    storages = [*(args.storage or []), *(default_storages() if args.studies else [])]
     try:
         col = collect(roots, storages)
     except Exception as e:  # a storage URL that cannot be opened
@@ -84,6 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
     if col.runs.empty:
         return error(f"--records: no result records found under {', '.join(map(str, roots))}")
+    for option, column in (("dataset", "dataset"), ("method", "method")):
+        wanted = getattr(args, option)
+        if wanted:
+            unknown = sorted(set(wanted) - set(col.runs[column].dropna()))
+            if unknown:
+                return error(
+                    f"--{option}: {', '.join(unknown)} not among the records; they hold "
+                    f"{', '.join(sorted(set(col.runs[column].dropna())))}"
+                )
+            col.runs = col.runs[col.runs[column].isin(wanted)]
     try:
         table = comparison_table(col.runs, metrics, args.tie_mode, args.title)
     except ValueError as e:
