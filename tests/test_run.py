@@ -1,6 +1,7 @@
 """The Hydra entry point end to end on the synthetic default (subprocesses, as a user runs it)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -142,3 +143,28 @@ def test_an_unreachable_study_storage_is_one_line(tmp_path):
     assert len(errors) == 1
     assert errors[0].startswith(f"error: hydra.sweeper.storage: cannot open '{url}' (")
     assert "Traceback" not in p.stderr
+
+
+def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
+    """A non-editable install (the package in site-packages, no checkout around it) takes
+    the current directory as the project: runs, logger output and study storages land
+    there, never inside the environment."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    site = tmp_path / "site"
+    shutil.copytree(root / "src" / "bench", site / "bench")
+    shutil.copytree(root / "conf", site / "bench" / "conf")  # as the wheel packs it
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *FAST, *SMALL, "save_model=false",
+         "logger=[csv,tensorboard]"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert list(work.glob("results/raw/runs/*/result.json"))
+    assert list(work.glob("results/raw/tensorboard/*/*/events.out.tfevents.*"))
+    assert not list(site.rglob("results"))

@@ -89,7 +89,7 @@ class RunLoggers:
                 _ = self.loggers[-1].run_id  # opens the store and starts the run here, now
         except ModuleNotFoundError as e:
             raise BenchError(
-                f"logger: {e.name} is not installed; install the loggers extra (pip install '.[loggers]')"
+                f"logger: {e.name} is not installed; install the loggers extra (pip install -e '.[loggers]')"
             ) from None
         except Exception as e:  # a tracking store that cannot be opened or written
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

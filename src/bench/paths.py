@@ -11,7 +11,19 @@ import os
 import re
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+def _project_root() -> Path:
+    """The checkout this package runs from (`make` installs it editable); an installed copy
+    (a wheel in site-packages) belongs to no checkout, and then the current directory is
+    the project, where Hydra already writes its run directories: results, study storages
+    and logs land there, never inside the environment."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 DATA_DIR_PREFIX = "${data_dir}/"
 CACHE_DIR_PREFIX = "${cache_dir}/"  # prepared recipe data (bench.data.prepare)
 PROJECT_FOLDERS = ("results", "sweeps", "benchmarks")  # where a run's files live in a project

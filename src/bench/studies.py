@@ -316,7 +316,7 @@ def plan(study: Study, workers: int, probe: int | None = None, python: str = sys
     if probe is None:
         width = min(n, final_seeds(study.search))
         if width > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
-            print("note: hydra-joblib-launcher is not installed (pip install .[launchers]): "
+            print("note: hydra-joblib-launcher is not installed (pip install -e '.[launchers]'): "
                   "the final seeds are retrained one at a time", file=sys.stderr)  # fmt: skip
             width = 1
         steps.append((1, study.retrain_command(python, width)))
