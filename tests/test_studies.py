@@ -29,7 +29,7 @@ def test_final_seeds_are_read_from_each_search_config():
     file, the one place that sets them."""
     seeds = {s: studies.final_seeds(s) for s in studies.SEARCHES}
     assert seeds == {"pop": 1, "spop": 1, "sr": 1, "ar": 1, "itemknn": 1, "bprmf": 5, "sknn": 1,
-                     "vsknn": 1, "stan": 1, "gru4rec_ce": 5, "gru4rec_bpr-max": 5}  # fmt: skip
+                     "vsknn": 1, "stan": 1, "gru4rec_ce": 5, "gru4rec_bpr-max": 5, "srgnn": 5}  # fmt: skip
     assert studies.final_seeds("no_such_search") == 1
 
 

@@ -98,7 +98,8 @@ class Study:
         trials = self.budget if probe is None else min(probe, self.budget)
         return [
             python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
-            f"dataset={self.dataset}", *EXTRA.get(self.search, []), *EVAL,
+            f"dataset={self.dataset}", f"hydra.sweeper.storage={self.storage}",
+            *EXTRA.get(self.search, []), *EVAL,
             f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.budget={self.budget}",
             "save_model=false", f"hydra.sweeper.stop_file={STOP_FILE}",
             *(["hydra.sweeper.final_seeds=0"] if probe is not None or not retrain else []),
