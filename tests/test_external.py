@@ -94,8 +94,8 @@ def test_the_example_study_prunes_on_epochs_and_retrains_the_best(tmp_path):
     "overrides, message",
     [
         (["+model.params.hiddn=3"], "model.params.hiddn: not a parameter of examples.my_model:PrefixGRU (its parameters: hidden, dropout, lr)"),
-        (["+model.params.hidden=abc"], "model.params.hidden: got 'abc'; expected int like its default 64"),
-        (["+model.params.dropout=true"], "model.params.dropout: got True; expected float"),
+        (["+model.params.hidden=abc"], "model.params.hidden: got 'abc'; expected an integer"),
+        (["+model.params.dropout=true"], "model.params.dropout: got True; expected a number"),
         (["model.target=examples.my_model:Nope"], "model.target: 'examples.my_model:Nope' is not a subclass of bench.api.SessionModel (not found)"),
         (["model.target=no_such_pkg.mod:X"], "model.target: cannot import module 'no_such_pkg.mod'"),
         (["model.target=examples.my_model.PrefixGRU"], "model.target: got 'examples.my_model.PrefixGRU'; expected 'package.module:Class'"),

@@ -192,3 +192,26 @@ def test_the_record_names_the_kernels_the_engine_itself_holds(tmp_path):
     eng.optimizer.kernel = eng.hand_derived.kernel = None
     assert method.training_step() == {"step": "fused", "cuda_graphs": False,
                                       "compiled_kernels": [], "compiled_kernels_openmp": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["layers=[100,abc]"], "error: gru4rec: layers: got [100, 'abc']; expected a list of integers"),
+        (["learning_rate=fast"], "error: gru4rec: learning_rate: got 'fast'; expected a number"),
+        (["eval.batch_size=0"], "error: eval.batch_size: got 0; expected a positive integer"),
+        (["baseline=stan", "baseline.params.lambda_spw=abc"],
+         "error: baseline.params.lambda_spw: got 'abc'; expected a number (stan)"),
+        (["+model.params.x=1"], "error: model: not used by method gru4rec (got {'params': {'x': 1}}); "
+         "model.target and model.params belong to model=external"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_one_line_before_training(tmp_path, overrides, message):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "bench.run", *overrides, *SMALL,
+                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [message]
+    assert "Epoch" not in p.stdout and not (tmp_path / "run").exists()  # no training, no folder

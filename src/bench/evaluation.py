@@ -22,6 +22,9 @@ def check_eval_config(ev: DictConfig) -> None:
                 check_tie_mode(mode, f"eval.{option}")
             except ValueError as e:
                 raise BenchError(str(e)) from None
+    batch = ev.get("batch_size")
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+        raise BenchError(f"eval.batch_size: got {batch!r}; expected a positive integer")
     cutoffs = list(ev.cutoffs)
     if not cutoffs or not all(isinstance(k, int) and k >= 1 for k in cutoffs):
         raise BenchError(

@@ -8,6 +8,7 @@ and exit status 2.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -105,12 +106,11 @@ def open_study_trial(cfg: DictConfig, method, cpu_start: float, device_name: str
 def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     """The whole job; returns the record (also written to out_dir/result.json) and the
     trained method."""
-    from rich.console import Console
-
+    from bench import terminal
     from bench.methods import build_method
 
     cpu_start = time.process_time()
-    console = Console()
+    console = terminal.console()
     if cfg.print_config:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
     check_eval_config(cfg.eval)
@@ -139,9 +139,11 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     data = method.load_data(cfg)
     t_load = time.perf_counter() - t0
     st = data.stats()
+    scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures
     console.print(
         f"[bold]dataset[/] {data.name} [{data.label}]: {st['train_sessions']} train sessions, "
-        f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} test predictions"
+        f"{st['train_events']} events, {st['n_items']} items; {st['test_predictions']} "
+        f"{'validation' if scope == 'valid' else 'test'} predictions"
     )
     evaluator = Evaluator(cfg, data, device)
     device_name = (torch.cuda.get_device_name() if device == "cuda"
@@ -149,7 +151,6 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     trial, reporter = open_study_trial(cfg, method, cpu_start, device_name)
     loggers.hyperparameters({"method": method.name, "dataset": data.name, "split": cfg.split,
                              "seed": int(cfg.seed), **method.settings()})  # fmt: skip
-    scope = "valid" if cfg.split == "tune" else "test"  # what an evaluation here measures
     epoch_evals = {}  # epoch index -> EvalResult, for the epochs evaluated on the way
     every_epoch = bool(cfg.eval.per_epoch) or method.monitors
 
@@ -269,6 +270,13 @@ def resume_path(cfg: DictConfig, method) -> Path | None:
     return path
 
 
+def discard_unfinished(out_dir: Path) -> None:
+    """A run that failed before it wrote a record or a checkpoint leaves no folder behind
+    (Hydra creates it before the job starts): only its config and log were in it."""
+    if not (out_dir / "result.json").exists() and not (out_dir / "checkpoints").exists():
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def _under_study_sweeper() -> bool:
     try:
         return "bench_optuna" in str(HydraConfig.get().sweeper.get("_target_", ""))
@@ -297,6 +305,7 @@ def main(cfg: DictConfig) -> float:
         if _under_study_sweeper():
             raise
         print(f"error: {e}", file=sys.stderr)
+        discard_unfinished(Path(HydraConfig.get().runtime.output_dir))
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return float("nan")
         sys.exit(2 if isinstance(e, BenchError) else 3)

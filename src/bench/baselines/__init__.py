@@ -34,6 +34,7 @@ def settings_of(name: str) -> tuple[str, ...]:
 
 def make_baseline(name: str, params: dict | None = None):
     """The named baseline; an unknown name, an unknown setting or a bad value is one line."""
+    from bench.core.knob_types import mismatch, parameter_types
     from bench.errors import BenchError
 
     if name not in BASELINES:
@@ -45,6 +46,11 @@ def make_baseline(name: str, params: dict | None = None):
             f"baseline.params.{unknown[0]}: not a setting of {name}; "
             f"expected {', '.join(known) or 'none'}"
         )
+    declared = parameter_types(BASELINES[name])
+    for key, value in (params or {}).items():
+        problem = mismatch(f"baseline.params.{key}", value, declared.get(key, object))
+        if problem:
+            raise BenchError(f"{problem} ({name})")
     try:
         return BASELINES[name](**(params or {}))
     except (TypeError, ValueError) as e:

@@ -9,8 +9,11 @@ unset, so that a configuration, and the record written from it, lists only what 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from bench.core.knob_types import mismatch
 
 LOSSES = ("ce", "bpr-max", "top1-max", "top1", "bpr")
 ALIASES = {"cross-entropy": "ce", "xe": "ce", "bpr_max": "bpr-max", "top1_max": "top1-max"}
@@ -86,6 +89,11 @@ class NetworkConfig:
         if unknown and not drop_unused:
             raise ConfigError(f"{', '.join(unknown)}: not a knob of {cls.__name__}")
         known = {k: v for k, v in settings.items() if k in cls.knobs()}
+        hints = typing.get_type_hints(cls)
+        for name, value in known.items():
+            problem = mismatch(name, value, hints[name])
+            if problem:
+                raise ConfigError(problem)
         if drop_unused:
             fixed = {k: v for k, v in known.items() if k not in cls.conditional}
             unused = cls(**fixed).unused()

@@ -27,9 +27,9 @@ def parse_set(values: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from bench import terminal
     from bench.data.prepare import RECIPES, prepare
     from bench.errors import BenchError
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("name")
     down.add_argument("--to", help="folder (default <cache>/downloads)")
     args = p.parse_args(argv)
-    console = Console()
+    console = terminal.console()
     if args.command == "list":
         table = Table("recipe", "what", "raw file", "options")
         for name, r in RECIPES.items():

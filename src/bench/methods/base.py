@@ -47,6 +47,7 @@ class Method(ABC):
     knobs: tuple[str, ...] = ()  # the top-level knobs it reads
     evaluates_per_epoch = False  # whether `FitContext.epoch_hook` is called
     checkpoints = False  # whether it writes checkpoints and can resume from one
+    reads_model = False  # whether it reads the `model` node (model.target, model.params)
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -62,6 +63,11 @@ class Method(ABC):
     @classmethod
     def check_knobs(cls, cfg: DictConfig) -> None:
         """A knob set for a method that does not read it is an error, never ignored."""
+        if cfg.get("model") is not None and not cls.reads_model:
+            raise BenchError(
+                f"model: not used by method {cls.describe_name()} (got {_show(cfg.model)}); "
+                "model.target and model.params belong to model=external"
+            )
         for knob in ALL_KNOBS:
             value = cfg.get(knob)
             if knob not in cls.knobs and value is not None:

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.api import SessionModel
+from bench.core.knob_types import mismatch, parameter_types
 from bench.errors import BenchError
 from bench.methods.base import FitContext, Method, check_early_stopping
 
@@ -56,23 +57,19 @@ def constructor_knobs(cls: type[SessionModel]) -> dict[str, inspect.Parameter]:
 
 
 def check_params(cls: type[SessionModel], target: str, given: dict) -> dict:
-    """The knobs as the model will get them: every constructor argument, given or default."""
+    """The knobs as the model will get them: every constructor argument, given or default;
+    each given value of the type its annotation (or default) declares."""
     knobs = constructor_knobs(cls)
+    declared = parameter_types(cls)
     for name, value in given.items():
         if name not in knobs:
             raise BenchError(
                 f"model.params.{name}: not a parameter of {target} "
                 f"(its parameters: {', '.join(knobs) or 'none'})"
             )
-        default = knobs[name].default
-        expected = type(default) if default is not inspect.Parameter.empty else None
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            given[name] = float(value)
-        elif expected in (bool, int, float, str) and type(value) is not expected:
-            raise BenchError(
-                f"model.params.{name}: got {value!r}; expected {expected.__name__} like its "
-                f"default {default!r}"
-            )
+        problem = mismatch(f"model.params.{name}", value, declared.get(name, object))
+        if problem:
+            raise BenchError(problem)
     missing = [
         n for n, p in knobs.items() if p.default is inspect.Parameter.empty and n not in given
     ]
@@ -88,6 +85,7 @@ class ExternalModel(Method):
     knobs = HARNESS_KNOBS
     evaluates_per_epoch = True
     checkpoints = True
+    reads_model = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)

@@ -68,13 +68,12 @@ def error(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Everything is checked and written to a staging folder first; only a run that got
     through every step replaces the previous outputs (and then the README block)."""
-    from rich.console import Console
-
+    from bench import terminal
     from bench.report.collect import collect
     from bench.report.tables import comparison_table, to_markdown
 
     args = parse(argv)
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     roots = args.records or [PROJECT_ROOT / "results" / "raw"]
     # Only what the command names: records, and studies where asked for.
