@@ -185,6 +185,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
     rest = bench_run(*common, "n_epochs=3", f"resume={tmp_path / 'part'}",
                      f"hydra.run.dir={tmp_path / 'rest'}")  # fmt: skip
     assert rest.returncode == 0, rest.stderr[-3000:]
+    assert "resumed from the checkpoint after epoch 2" in rest.stdout
     a = json.loads((tmp_path / "whole" / "result.json").read_text())
     b = json.loads((tmp_path / "rest" / "result.json").read_text())
     assert b["metrics"] == a["metrics"]

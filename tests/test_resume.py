@@ -142,6 +142,8 @@ def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data
     assert rec["metrics"] == rec["epochs"][best]["eval"]
     assert len(curve) == 6 or len(curve) == best + 2  # stopped one epoch after the best
     assert rec["settings"]["patience"] == 1 and rec["settings"]["stop_metric"] == "mrr@5"
+    assert (f"early stopping: kept epoch {best + 1} (mrr@5 {max(curve):.4f}) of the "
+            f"{len(curve)} trained") in p.stdout  # fmt: skip
 
 
 class Foreign:

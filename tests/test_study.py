@@ -671,3 +671,18 @@ def test_a_signal_stops_the_study_and_the_same_command_retries_its_trial(sig, tm
     assert retried.state == TrialState.COMPLETE and retried.params == first.params
     assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
     assert study.user_attrs["final"]["seeds"] == [0]
+
+
+def test_a_study_ends_with_its_summary_in_three_lines():
+    from hydra_plugins.bench_optuna_sweeper.bench_optuna_sweeper import closing_summary
+
+    summary = {
+        "study": "s", "trials": {"complete": 20, "pruned": 9, "fail": 1},
+        "best": {"number": 7, "value": 0.31234, "params": {"layers": 96, "learning_rate": 0.0712345}},
+        "final": {"seeds": [0, 1], "metrics": {"conservative": {"mrr@20": {"mean": 0.3, "std": 0.002}}}},
+    }  # fmt: skip
+    assert closing_summary(summary, "mrr@20").splitlines() == [
+        "study s: 20 complete, 9 pruned, 1 failed trials",
+        "best: trial 7, validation mrr@20 0.3123; layers=96 learning_rate=0.07123",
+        "final: 2 seed(s) on the test split, mrr@20 0.3000 ± 0.0020 (conservative ties)",
+    ]

@@ -159,11 +159,15 @@ class ResumableModule(pl.LightningModule):
         self.load_training_state(saved["state"])
         self.history = self.history_from(saved["history"])
         mid = saved["mid_epoch"]
+        done = len(self.history)
         if mid is not None:
             self.load_epoch_state(mid)
             self.next_batch = int(mid["next_batch"])
             self.elapsed_before = float(mid["elapsed"])
             self.resuming = True
+        where = f"in epoch {done + 1} at batch {self.next_batch} of {self.n_batches()}" if mid else (
+            f"after epoch {done}")  # fmt: skip
+        print(f"resumed from the checkpoint {where}", flush=True)
 
 
 class GRU4RecModule(ResumableModule):
@@ -561,4 +565,7 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     # Lightning's teardown moves the module to the CPU; the evaluation after training
     # (and any further use) expects the model where it was trained.
     module.to(ctx.device)
+    if stopper is not None and stopper.best_epoch is not None:
+        print(f"early stopping: kept epoch {stopper.best_epoch + 1} ({module.monitor} "
+              f"{float(stopper.best_score):.4f}) of the {len(module.history)} trained", flush=True)  # fmt: skip
     return stopper.best_epoch if stopper is not None else None

@@ -140,6 +140,7 @@ class BenchOptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         log.info("study summary written to %s", sweep_dir / "final.json")
+        print(closing_summary(summary, self.config.eval.primary_metric), flush=True)
         if stopped is not None:
             self._interrupted(loop, final, stopped)
         return summary
@@ -160,6 +161,31 @@ class BenchOptunaSweeper(Sweeper):
             file=sys.stderr,
         )
         sys.exit(128 + signal.SIGTERM)
+
+
+def closing_summary(summary: dict, metric: str) -> str:
+    """What a study ended with, where its work ends: trials, the best trial with its
+    parameters and validation value, and its final seeds' test mean ± std."""
+    trials = summary["trials"]
+    lines = [
+        f"study {summary['study']}: {trials['complete']} complete, {trials['pruned']} pruned, "
+        f"{trials['fail']} failed trials"
+    ]
+    best = summary.get("best")
+    if best:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in best["params"].items())  # fmt: skip
+        lines.append(
+            f"best: trial {best['number']}, validation {metric} {best['value']:.4f}; {params}"
+        )
+    final = summary.get("final") or {}
+    stats = (final.get("metrics") or {}).get("conservative", {}).get(metric)
+    if stats:
+        lines.append(
+            f"final: {len(final['seeds'])} seed(s) on the test split, {metric} "
+            f"{stats['mean']:.4f} ± {stats['std']:.4f} (conservative ties)"
+        )
+    return "\n".join(lines)
 
 
 def fixed_overrides(arguments: list[str]) -> list[str]:
