@@ -76,6 +76,11 @@ def test_multirun_over_losses(tmp_path):
     recs = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(3)]
     assert [r["settings"]["loss"] for r in recs] == ["top1", "bpr", "ce"]
     assert p.stdout.count("Recall (=HR)") == 3
+    # The grid ends with one comparison table of its three runs.
+    table = p.stdout[p.stdout.index(f"### Grid {sweep}") :]
+    rows = [line for line in table.splitlines() if line.startswith("| GRU4Rec")]
+    assert [r.split(" | ")[0] for r in rows] == ["| GRU4Rec XE", "| GRU4Rec TOP1", "| GRU4Rec BPR"]
+    assert f"| {recs[2]['metrics']['recall@20'] * 100:.2f}" in rows[0].replace("**", "")
 
 
 @pytest.mark.parametrize(
