@@ -652,3 +652,27 @@ def test_the_report_reads_only_what_it_is_pointed_at_and_filters(records, tmp_pa
     assert report_main(report_args(records, out, tmp_path, "--dataset", "ds_c")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --dataset: ds_c not among the records; they hold ds_a, ds_b"]
+
+
+def test_a_seed_run_twice_counts_once_and_is_named(records, tmp_path):
+    """The same seed twice is one run, not two samples: no "± 0.00" from repeats, a note
+    instead; and two configurations under one name are two labels, in the table and in the
+    figures drawn from the same runs."""
+    from bench.report.tables import table_runs
+
+    rng = np.random.default_rng(5)
+    write_record(records, "a_sknn_again", "ds_a", "sknn", rng.integers(1, 60, N_EVENTS))
+    write_record(records, "a_xe_big", "ds_a", "gru", rng.integers(1, 60, N_EVENTS), loss="ce",
+                 layers=200)  # fmt: skip
+    col = collect([records], [])
+    final, notes = table_runs(col.runs, "conservative")
+    sknn = final[(final["label"] == "SKNN") & (final["dataset"] == "ds_a")]
+    assert len(sknn) == 1 and sknn["record"].iloc[0].endswith("a_sknn_again/result.json")
+    assert notes == ["SKNN on ds_a: 1 more run(s) of seed(s) 0 left out (the same seed twice is "
+                     "the same run, not another sample)"]  # fmt: skip
+    on_a = final[final["dataset"] == "ds_a"]
+    xe = sorted(label for label in on_a["label"].unique() if label.startswith("GRU4Rec XE"))
+    assert len(xe) == 2 and all(" [" in label for label in xe)
+    table = comparison_table(col.runs, ["recall@20"], "conservative")
+    assert table.cells[("SKNN", "ds_a", "recall@20")].n == 1
+    assert notes[0] in table.notes

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bench.paths import PROJECT_ROOT
 from bench.records import write_text_atomic
-from bench.report.collect import ROW_KINDS
 from bench.report.output import (
     Staging,
     block_rows,
@@ -141,7 +140,7 @@ def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:
         reproduction_latex,
         reproduction_markdown,
     )
-    from bench.report.tables import to_frame, to_latex, to_markdown
+    from bench.report.tables import table_runs, to_frame, to_latex, to_markdown
 
     tables, figures = Path("tables"), staging.path("figures")
     if col.skipped:
@@ -162,8 +161,7 @@ def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:
     write_text_atomic(staging.path(tables / "reproduction.md"), reproduction_markdown(repro))
     write_text_atomic(staging.path(tables / "reproduction.tex"), reproduction_latex(repro))
     write_text_atomic(staging.path(tables / "reproduction.csv"), repro.to_csv(index=False))
-    final = col.runs[(col.runs["split"] == "final") & (col.runs["tie_mode"] == args.tie_mode)]
-    final = final[final["kind"].isin(ROW_KINDS)]
+    final, _ = table_runs(col.runs, args.tie_mode)  # one figure line per table row
     cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})
     for ds in sorted(final["dataset"].unique()):
         plots.metrics_vs_k(final, ds, cutoffs, figures)

@@ -143,21 +143,36 @@ def disambiguate(final: pd.DataFrame) -> pd.DataFrame:
     return final
 
 
-def comparison_table(
-    runs: pd.DataFrame, metrics: list[str], tie_mode: str, title: str = "Comparison"
-) -> Table:
+def table_runs(runs: pd.DataFrame, tie_mode: str) -> tuple[pd.DataFrame, list[str]]:
+    """The runs a comparison table (and its figures) is made of, one row label per
+    configuration; a seed run twice for a row counts once (the later record), so that a
+    mean ± std is over distinct seeds, and a note names what was left out."""
     final = runs[
         (runs["split"] == "final") & (runs["tie_mode"] == tie_mode) & runs["kind"].isin(ROW_KINDS)
     ]
     if final.empty:
         raise ValueError(f"no final-split runs with tie mode '{tie_mode}' among the records")
+    check_one_protocol(final)
+    final = disambiguate(final)
+    twice = final.duplicated(["label", "dataset", "seed"], keep="last")
+    notes = [
+        f"{label} on {ds}: {len(part)} more run(s) of seed(s) "
+        f"{', '.join(map(str, sorted(set(part['seed']))))} left out (the same seed twice is "
+        "the same run, not another sample)"
+        for (label, ds), part in final[twice].groupby(["label", "dataset"])
+    ]
+    return final[~twice], notes
+
+
+def comparison_table(
+    runs: pd.DataFrame, metrics: list[str], tie_mode: str, title: str = "Comparison"
+) -> Table:
     for m in metrics:
-        if m not in final:
+        if m not in runs:
             raise ValueError(
                 f"--metrics: '{m}' is not in the records; recorded: {sorted(c for c in runs if '@' in c)}"
             )
-    check_one_protocol(final)
-    final = disambiguate(final)
+    final, repeated = table_runs(runs, tie_mode)
     datasets = sorted(final["dataset"].unique())
     kinds = dict(zip(final["label"], final["kind"]))
     rows = sorted(final["label"].unique(), key=lambda r: row_order(r, kinds[r]))
@@ -191,7 +206,7 @@ def comparison_table(
                 if vals is not None and len(vals) == len(base_vals):
                     cells[(r, ds, m)].p = paired_p(vals, base_vals)
     table.params = row_params(final)
-    table.notes = protocol_notes(final, tie_mode) + settings_notes(final)
+    table.notes = protocol_notes(final, tie_mode) + settings_notes(final) + repeated
     return table
 
 
