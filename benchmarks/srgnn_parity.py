@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.pickles import augment  # SR-GNN's (prefix, label) pairs
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "srgnn_parity.json"
 
@@ -85,16 +87,6 @@ torch.save({"scores": scores.detach(), "loss": loss.detach(), "grads": grads}, s
 def read_sessions(path: Path) -> list[list[str]]:
     with gzip.open(path, "rt") as f:
         return [line.split() for line in f if line.strip()]
-
-
-def augment(sessions: list[list[int]]) -> tuple[list[list[int]], list[int]]:
-    """Every prefix of every session with its next item, in SR-GNN's order."""
-    prefixes, labels = [], []
-    for s in sessions:
-        for i in range(1, len(s)):
-            prefixes.append(s[:-i])
-            labels.append(s[-i])
-    return prefixes, labels
 
 
 def lockstep(args, sample_dir: Path, steps: int) -> dict:
