@@ -38,20 +38,6 @@ from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget, first_finish
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
 LEADERBOARD = ("NARM", "STAMP", "SR-GNN", "SGNN-HN", "GRU4REC (2015)")
-# The studies the headline asks for (conf/hparams_search names), per split.
-EXPECTED = (
-    "gru4rec_ce",
-    "gru4rec_bpr-max",
-    "pop",
-    "spop",
-    "itemknn",
-    "bprmf",
-    "sknn",
-    "vsknn",
-    "stan",
-    "sr",
-    "ar",
-)
 # Records of the neural peers run with their published settings on train -> test, evaluated
 # after every epoch (`make peers`), committed beside the other records.
 PEER_RECORDS = Path("results/records/peers")
@@ -184,8 +170,10 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
         if s.study_name not in with_final and any(s.study_name.endswith(ds) for ds in SPLITS)
     ]
     by_name = {s.study_name: s for s in studies}
+    from bench.studies import SEARCHES  # the studies the headline asks for, per split
+
     out.pending += [f"{name}: not started" for name in
-                    (f"{e}_{ds}" for ds in SPLITS for e in EXPECTED) if name not in by_name]  # fmt: skip
+                    (f"{e}_{ds}" for ds in SPLITS for e in SEARCHES) if name not in by_name]  # fmt: skip
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
