@@ -177,7 +177,8 @@ def test_a_score_of_the_wrong_shape_is_named():
 
 def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
     """Model, optimizer, learning-rate schedule and the shuffling generator all resume."""
-    common = ["model=srgnn", *SMALL[:3], "model.params.hidden_size=16", "model.params.lr_dc_step=1"]
+    common = ["model=srgnn", *SMALL[:3], "model.params.hidden_size=16", "model.params.lr_dc_step=1",
+              "eval.per_epoch=true"]  # fmt: skip
     whole = bench_run(*common, "n_epochs=3", f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     first = bench_run(*common, "n_epochs=2", f"hydra.run.dir={tmp_path / 'part'}")
@@ -190,6 +191,8 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_pat
     b = json.loads((tmp_path / "rest" / "result.json").read_text())
     assert b["metrics"] == a["metrics"]
     assert [e["loss"] for e in b["epochs"]] == [e["loss"] for e in a["epochs"]]
+    # every epoch's evaluation, those before the resume too (a best-test-epoch row needs them)
+    assert [e["eval"] for e in b["epochs"]] == [e["eval"] for e in a["epochs"]]
 
 
 def test_the_config_names_every_harness_knob_it_sets():

@@ -230,7 +230,7 @@ class GRU4RecModule(ResumableModule):
 
     def history_from(self, rows: list[dict]) -> list[EpochStats]:
         keep = ("epoch", "loss", "seconds", "steps", "events", "harness_overhead")
-        return [EpochStats(**{k: r[k] for k in keep}) for r in rows]
+        return [EpochStats(**{k: r[k] for k in keep}, eval=r.get("eval")) for r in rows]
 
 
 @dataclass
@@ -411,7 +411,7 @@ class PrefixModule(ResumableModule):
 
     def history_from(self, rows: list[dict]) -> list[EpochStats]:
         keep = ("epoch", "loss", "seconds", "steps", "events")
-        return [EpochStats(**{k: r[k] for k in keep}) for r in rows]
+        return [EpochStats(**{k: r[k] for k in keep}, eval=r.get("eval")) for r in rows]
 
 
 class EpochCheckpoint(Checkpoint):

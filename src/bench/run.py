@@ -162,6 +162,9 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
                   "train/seconds": stats.seconds}  # fmt: skip
         if every_epoch or (reporter is not None and reporter.needs_eval(stats.epoch)):
             epoch_evals[stats.epoch] = evaluator(method.scorer)
+            stats.eval = epoch_evals[
+                stats.epoch
+            ].metrics  # kept in checkpoints: a resumed run has it
             values |= {f"{scope}/{k}": v for k, v in epoch_evals[stats.epoch].metrics.items()}
         loggers.metrics(values, stats.epoch + 1)
         if reporter is not None and stats.epoch in epoch_evals:

@@ -46,6 +46,7 @@ class EpochStats:
     steps: int
     events: int
     harness_overhead: float | None = None  # set by a harness that wraps the core loop
+    eval: dict | None = None  # the metrics evaluated after this epoch, where it was evaluated
 
     @property
     def minibatches_per_s(self) -> float:
@@ -71,7 +72,7 @@ class EpochStats:
             "minibatches_per_s": self.minibatches_per_s,
             "events_per_s": self.events_per_s,
             "harness_overhead": self.harness_overhead,
-        }
+        } | ({"eval": self.eval} if self.eval is not None else {})
 
 
 class SessionParallelTrainer:
