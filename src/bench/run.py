@@ -194,8 +194,6 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         result = evaluator(method.scorer)
         loggers.metrics({f"{scope}/{k}": v for k, v in result.metrics.items()}, max(1, len(epochs)))
     by_tie_mode = {cfg.eval.tie_mode: result.metrics} | result.also  # e.g. standard too
-    for i, ev in epoch_evals.items():
-        epochs[i]["eval"] = ev.metrics
     study = OmegaConf.to_container(cfg.study)
     study["storage"] = portable_storage(study["storage"])
     record = RunRecord(
