@@ -27,10 +27,19 @@ METRICS = ("recall@20", "mrr@20")
 
 def run_variant(args, loss: str, overrides: list[str], out: Path, env: dict) -> dict:
     cmd = [
-        sys.executable, "-m", "bench.run", f"dataset={args.dataset}", f"loss={loss}", "params=official",
-        f"n_epochs={args.n_epochs}", f"seed={args.seed}", "save_model=false",
-        f"trainer.accelerator={args.accelerator}", f"hydra.run.dir={out}", *overrides,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.run",
+        f"dataset={args.dataset}",
+        f"loss={loss}",
+        "params=official",
+        f"n_epochs={args.n_epochs}",
+        f"seed={args.seed}",
+        "save_model=false",
+        f"trainer.accelerator={args.accelerator}",
+        f"hydra.run.dir={out}",
+        *overrides,
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-800:]}")

@@ -30,7 +30,8 @@ from gru4rec_pytorch import GRU4Rec
 from evaluation import batch_eval
 train = pd.read_csv(sys.argv[2], sep='\\t', dtype={'ItemId': str})
 test = pd.read_csv(sys.argv[3], sep='\\t', dtype={'ItemId': str})
-gru = GRU4Rec(layers=[int(sys.argv[4])], n_epochs=0, n_sample=2048, device=torch.device(sys.argv[6]))
+gru = GRU4Rec(layers=[int(sys.argv[4])], n_epochs=0, n_sample=2048,
+              device=torch.device(sys.argv[6]))
 gru.fit(train)
 t = time.perf_counter()
 batch_eval(gru, test, cutoff=[1, 5, 10, 20], batch_size=512, mode=sys.argv[5])
@@ -75,10 +76,20 @@ def main() -> None:
         ours.append(time.perf_counter() - t)
         if args.official:
             p = subprocess.run(
-                [args.official_python, "-c", OFFICIAL_SNIPPET, args.official, str(tmp / "train.tsv"),
-                 str(tmp / "test.tsv"), str(args.layers), args.tie_mode, args.device],
-                capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    args.official_python,
+                    "-c",
+                    OFFICIAL_SNIPPET,
+                    args.official,
+                    str(tmp / "train.tsv"),
+                    str(tmp / "test.tsv"),
+                    str(args.layers),
+                    args.tie_mode,
+                    args.device,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if p.returncode != 0 or "SECONDS" not in p.stdout:
                 raise RuntimeError(f"official evaluation failed: {p.stderr[-800:]}")
             official.append(float(p.stdout.split("SECONDS")[-1]))

@@ -40,8 +40,11 @@ def previous_module():
     """The scorer module as it was at BEFORE, loaded from git, for side-by-side timing."""
     source = subprocess.run(
         ["git", "show", f"{BEFORE}:src/bench/baselines/sknn.py"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = Path("/tmp/bench_sknn_before.py")
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("bench_sknn_before", path)
@@ -56,8 +59,13 @@ def trial(cls, params: dict, data) -> dict:
     t1 = time.perf_counter()
     result = evaluate(model, data.test, cutoffs=[20], tie_mode="conservative", batch_size=512)
     t2 = time.perf_counter()
-    return {"fit_s": t1 - t0, "score_s": t2 - t1, "trial_s": t2 - t0,
-            "mrr@20": result.metrics["mrr@20"], "recall@20": result.metrics["recall@20"]}  # fmt: skip
+    return {
+        "fit_s": t1 - t0,
+        "score_s": t2 - t1,
+        "trial_s": t2 - t0,
+        "mrr@20": result.metrics["mrr@20"],
+        "recall@20": result.metrics["recall@20"],
+    }
 
 
 def main() -> None:
@@ -90,10 +98,15 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     write_report(
-        args.out, "knn_speed",
-        {"dataset": "yoochoose1_64 split=tune", "threads": torch.get_num_threads(),
-         "before_commit": BEFORE, "rows": rows},
-    )  # fmt: skip
+        args.out,
+        "knn_speed",
+        {
+            "dataset": "yoochoose1_64 split=tune",
+            "threads": torch.get_num_threads(),
+            "before_commit": BEFORE,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -48,16 +48,26 @@ def main() -> None:
         if got["scipy_from_float64"] != got["positions_csr"]:
             raise SystemExit(f"error: {name}: the two ways disagree: {got}")
         median = {w: statistics.median(t) for w, t in times.items()}
-        row = {"method": name, "seconds": times, **{f"{w}_median_s": m for w, m in median.items()},
-               "speedup": median["scipy_from_float64"] / median["positions_csr"],
-               "mrr@20": got["positions_csr"]["mrr@20"]}  # fmt: skip
+        row = {
+            "method": name,
+            "seconds": times,
+            **{f"{w}_median_s": m for w, m in median.items()},
+            "speedup": median["scipy_from_float64"] / median["positions_csr"],
+            "mrr@20": got["positions_csr"]["mrr@20"],
+        }
         print(row, flush=True)
         rows.append(row)
     write_report(
-        args.out, "knn_state_csr",
-        {"dataset": f"{args.dataset} split=tune", "events": int(data.test.n_events),
-         "threads": 1, "repeats": args.repeats, "rows": rows},
-    )  # fmt: skip
+        args.out,
+        "knn_state_csr",
+        {
+            "dataset": f"{args.dataset} split=tune",
+            "events": int(data.test.n_events),
+            "threads": 1,
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
     floor = gemm_floor(n_items, 100, 100, repeats)
     steps_per_epoch = -(-len(pairs) // 100)
     t0 = time.perf_counter()
-    result = evaluate(PrefixScorer(model, int(data.test.lengths.max())), data.test, [20],
-                      "conservative", 512)  # fmt: skip
+    result = evaluate(
+        PrefixScorer(model, int(data.test.lengths.max())), data.test, [20], "conservative", 512
+    )
     eval_s = time.perf_counter() - t0
     return {
         "dataset": name,
@@ -135,18 +136,28 @@ def main() -> None:
         for threads in args.threads:
             rows.append(measure(name, threads, args.steps, args.repeats))
             r = rows[-1]
-            print(f"{name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
-                  f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
-                  f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
-                  f"evaluation {r['evaluation_s']:.1f} s", flush=True)  # fmt: skip
-    OUT.write_text(json.dumps({
-        "what": "SR-GNN, published settings (batch 100, hidden 100, step 1), one training step "
+            print(
+                f"{name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
+                f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
+                f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
+                f"evaluation {r['evaluation_s']:.1f} s",
+                flush=True,
+            )
+    OUT.write_text(
+        json.dumps(
+            {
+                "what": "SR-GNN, published settings (batch 100, hidden 100, step 1), "
+                "one training step "
                 "= batch gather, graphs, forward, backward, fused Adam",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
-                   f"torch {torch.__version__}",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rows": rows,
-    }, indent=2) + "\n")  # fmt: skip
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
+                f"torch {torch.__version__}",
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

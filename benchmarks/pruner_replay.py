@@ -28,13 +28,27 @@ CANDIDATES = {
     "median, first judged after epoch 1 (the old default)": ("median", {"warmup_epochs": 0}),
     "median, first judged after epoch 2": ("median", {"warmup_epochs": 1}),
     "median, first judged after epoch 3": ("median", {"warmup_epochs": 2}),
-    "successive halving, first judged after epoch 2, reduction 3 (the studies' setting)":
-        ("successive_halving", {"min_epochs": 2}),
-    "successive halving, first judged after epoch 3, reduction 3": ("successive_halving", {"min_epochs": 3}),
-    "successive halving, first judged after epoch 4, reduction 3": ("successive_halving", {"min_epochs": 4}),
-    "hyperband, first judged after epoch 2, max 10 epochs, reduction 3": ("hyperband", {"min_epochs": 2}),
-    "hyperband, first judged after epoch 3, max 10 epochs, reduction 3": ("hyperband", {"min_epochs": 3}),
-}  # fmt: skip
+    "successive halving, first judged after epoch 2, reduction 3 (the studies' setting)": (
+        "successive_halving",
+        {"min_epochs": 2},
+    ),
+    "successive halving, first judged after epoch 3, reduction 3": (
+        "successive_halving",
+        {"min_epochs": 3},
+    ),
+    "successive halving, first judged after epoch 4, reduction 3": (
+        "successive_halving",
+        {"min_epochs": 4},
+    ),
+    "hyperband, first judged after epoch 2, max 10 epochs, reduction 3": (
+        "hyperband",
+        {"min_epochs": 2},
+    ),
+    "hyperband, first judged after epoch 3, max 10 epochs, reduction 3": (
+        "hyperband",
+        {"min_epochs": 3},
+    ),
+}
 
 
 def make(name: str, kwargs: dict):
@@ -104,9 +118,11 @@ def main() -> None:
                 }
             )
             r = rows[-1]
-            print(f"{db.stem:30s} {name:70s} best kept {r['best_kept']} of {best}, "
-                  f"epochs >= {r['epochs_spent']} (cut {r['pruned']}, "
-                  f"{r['continued_past_known']} go on past their known epochs)")  # fmt: skip
+            print(
+                f"{db.stem:30s} {name:70s} best kept {r['best_kept']} of {best}, "
+                f"epochs >= {r['epochs_spent']} (cut {r['pruned']}, "
+                f"{r['continued_past_known']} go on past their known epochs)"
+            )
     write_report(args.out, "pruner_replay", {"top": args.top, "rows": rows})
 
 

@@ -54,7 +54,8 @@ test = Data(pickle.load(open(data_dir + "/test.txt", "rb")), shuffle=False)
 model = SessionGraph(opt, n_node)
 for epoch in range(epochs):
     hit, mrr = train_test(model, train, test)
-    print("RESULT", json.dumps({"epoch": epoch, "recall@20": hit / 100, "mrr@20": mrr / 100}), flush=True)
+    result = {"epoch": epoch, "recall@20": hit / 100, "mrr@20": mrr / 100}
+    print("RESULT", json.dumps(result), flush=True)
 """
 
 AUTHORS_SAME_WEIGHTS = """
@@ -109,9 +110,17 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
     import model as authors_model  # their pytorch_code/model.py
     import utils as authors_utils  # their pytorch_code/utils.py
 
-    data = load_dataset({"name": "sample", "kind": "files", "format": "auto",
-                         "train": str(sample_dir / "train_sessions.txt.gz"),
-                         "test": str(sample_dir / "test_sessions.txt.gz")}, "", "final")  # fmt: skip
+    data = load_dataset(
+        {
+            "name": "sample",
+            "kind": "files",
+            "format": "auto",
+            "train": str(sample_dir / "train_sessions.txt.gz"),
+            "test": str(sample_dir / "test_sessions.txt.gz"),
+        },
+        "",
+        "final",
+    )
     with open(sample_dir / "train.txt", "rb") as f:
         prefixes, labels = pickle.load(f)  # their ids: our index + 1 (both by first appearance)
     with open(sample_dir / "test.txt", "rb") as f:
@@ -119,8 +128,16 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
     n_items = len(data.item_map)
     torch.manual_seed(0)
     ours_model = SRGNN(n_items)
-    opt = argparse.Namespace(hiddenSize=100, batchSize=100, nonhybrid=False, step=1, lr=1e-3,
-                             l2=1e-5, lr_dc_step=3, lr_dc=0.1)  # fmt: skip
+    opt = argparse.Namespace(
+        hiddenSize=100,
+        batchSize=100,
+        nonhybrid=False,
+        step=1,
+        lr=1e-3,
+        l2=1e-5,
+        lr_dc_step=3,
+        lr_dc=0.1,
+    )
     theirs_model = authors_model.SessionGraph(opt, n_items + 1)
     theirs_params = dict(theirs_model.named_parameters())
     with torch.no_grad():
@@ -140,8 +157,9 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
         batch = [[i - 1 for i in prefixes[j]] for j in idx]
         width = max(map(len, batch))
         x = torch.tensor([b + [PAD] * (width - len(b)) for b in batch])
-        ours_loss = ours_model.loss(x, torch.tensor([len(b) for b in batch]),
-                                    torch.tensor([labels[j] - 1 for j in idx]))  # fmt: skip
+        ours_loss = ours_model.loss(
+            x, torch.tensor([len(b) for b in batch]), torch.tensor([labels[j] - 1 for j in idx])
+        )
         ours_opt.zero_grad()
         ours_loss.backward()
         ours_opt.step()
@@ -149,8 +167,9 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
     params = dict(ours_model.named_parameters())
     param_gap = max(
         float((params[k] - (p[1:] if k == "embedding.weight" else p)).abs().max())
-        for k, p in theirs_params.items() if k in params
-    )  # fmt: skip
+        for k, p in theirs_params.items()
+        if k in params
+    )
     theirs_model.eval()
     hits, rrs = [], []
     with torch.no_grad():
@@ -160,8 +179,9 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
                 where = np.flatnonzero(top == target - 1)
                 hits.append(len(where) > 0)
                 rrs.append(1.0 / (where[0] + 1) if len(where) else 0.0)
-    ours_eval = evaluate(PrefixScorer(ours_model, int(data.test.lengths.max())), data.test, [20],
-                         "standard", 512).metrics  # fmt: skip
+    ours_eval = evaluate(
+        PrefixScorer(ours_model, int(data.test.lengths.max())), data.test, [20], "standard", 512
+    ).metrics
     return {
         "steps": steps,
         "batch": 100,
@@ -169,9 +189,15 @@ def lockstep(args, sample_dir: Path, steps: int) -> dict:
         "final_loss_ours": float(ours_loss),
         "final_loss_theirs": float(theirs_loss),
         "max_abs_parameter_difference_at_end": param_gap,
-        "theirs_by_their_evaluation": {"recall@20": float(np.mean(hits)), "mrr@20": float(np.mean(rrs))},
-        "ours_by_the_shared_evaluator": {"recall@20": ours_eval["recall@20"], "mrr@20": ours_eval["mrr@20"]},
-    }  # fmt: skip
+        "theirs_by_their_evaluation": {
+            "recall@20": float(np.mean(hits)),
+            "mrr@20": float(np.mean(rrs)),
+        },
+        "ours_by_the_shared_evaluator": {
+            "recall@20": ours_eval["recall@20"],
+            "mrr@20": ours_eval["mrr@20"],
+        },
+    }
 
 
 def make_sample(shared: Path, n_train: int, n_test: int, out: Path) -> dict:
@@ -188,26 +214,57 @@ def make_sample(shared: Path, n_train: int, n_test: int, out: Path) -> dict:
         ids = [[items[i] for i in s] for s in sessions]
         with open(out / f"{name}.txt", "wb") as f:
             pickle.dump(augment(ids), f)
-    return {"train_sessions": len(train), "test_sessions": len(test), "items": len(items),
-            "train_pairs": len(augment(train)[0]), "test_pairs": len(augment(test)[0])}  # fmt: skip
+    return {
+        "train_sessions": len(train),
+        "test_sessions": len(test),
+        "items": len(items),
+        "train_pairs": len(augment(train)[0]),
+        "test_pairs": len(augment(test)[0]),
+    }
 
 
 def ours(sample: Path, seed: int, epochs: int, run_dir: Path) -> list[dict]:
-    cmd = [sys.executable, "-m", "bench.run", "model=srgnn", "dataset=files",
-           f"dataset.train={sample / 'train_sessions.txt.gz'}",
-           f"dataset.test={sample / 'test_sessions.txt.gz'}", f"n_epochs={epochs}",
-           "eval.per_epoch=true", "eval.tie_mode=standard", f"seed={seed}",
-           "save_model=false", "trainer.checkpoint=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "model=srgnn",
+        "dataset=files",
+        f"dataset.train={sample / 'train_sessions.txt.gz'}",
+        f"dataset.test={sample / 'test_sessions.txt.gz'}",
+        f"n_epochs={epochs}",
+        "eval.per_epoch=true",
+        "eval.tie_mode=standard",
+        f"seed={seed}",
+        "save_model=false",
+        "trainer.checkpoint=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     record = json.loads((run_dir / "result.json").read_text())
-    return [{"epoch": e["epoch"], "recall@20": e["eval"]["recall@20"], "mrr@20": e["eval"]["mrr@20"]}
-            for e in record["epochs"]]  # fmt: skip
+    return [
+        {"epoch": e["epoch"], "recall@20": e["eval"]["recall@20"], "mrr@20": e["eval"]["mrr@20"]}
+        for e in record["epochs"]
+    ]
 
 
 def theirs(args, sample: Path, seed: int, epochs: int, n_node: int) -> list[dict]:
     code = str(Path(args.authors) / "pytorch_code")
-    p = subprocess.run([args.authors_python, "-c", AUTHORS_TRAINING, code, str(sample), str(seed),
-                        str(epochs), str(n_node)], check=True, capture_output=True, text=True)  # fmt: skip
+    p = subprocess.run(
+        [
+            args.authors_python,
+            "-c",
+            AUTHORS_TRAINING,
+            code,
+            str(sample),
+            str(seed),
+            str(epochs),
+            str(n_node),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return [json.loads(line[7:]) for line in p.stdout.splitlines() if line.startswith("RESULT ")]
 
 
@@ -228,9 +285,20 @@ def same_weights(args, shared: Path, tmp: Path) -> dict:
     with open(tmp / "batch.pkl", "wb") as f:
         pickle.dump((prefixes, targets), f)
     code = str(Path(args.authors) / "pytorch_code")
-    subprocess.run([args.authors_python, "-c", AUTHORS_SAME_WEIGHTS, code, str(tmp / "state.pt"),
-                    str(tmp / "batch.pkl"), str(tmp / "theirs.pt")], check=True,
-                   capture_output=True, text=True)  # fmt: skip
+    subprocess.run(
+        [
+            args.authors_python,
+            "-c",
+            AUTHORS_SAME_WEIGHTS,
+            code,
+            str(tmp / "state.pt"),
+            str(tmp / "batch.pkl"),
+            str(tmp / "theirs.pt"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     ref = torch.load(tmp / "theirs.pt")
     width = max(map(len, prefixes))
     x = torch.tensor([p + [PAD] * (width - len(p)) for p in prefixes])
@@ -258,8 +326,13 @@ def main() -> None:
     ap.add_argument("--train-sessions", type=int, default=40000)
     ap.add_argument("--test-sessions", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5],
-                    help="seeds of check 3 (none: checks 1 and 2 only, the rest of the JSON kept)")  # fmt: skip
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[1, 2, 3, 4, 5],
+        help="seeds of check 3 (none: checks 1 and 2 only, the rest of the JSON kept)",
+    )
     ap.add_argument("--lockstep-steps", type=int, default=500)
     args = ap.parse_args()
     shared = Path(args.shared)
@@ -287,14 +360,24 @@ def main() -> None:
         for side in runs:
             for m in ("recall@20", "mrr@20"):
                 vals = [r[epoch][m] for r in runs[side].values()]
-                row[f"{side} {m}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}  # fmt: skip
+                row[f"{side} {m}"] = {
+                    "mean": float(np.mean(vals)),
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                }
         for m in ("recall@20", "mrr@20"):
             a, b = row[f"ours {m}"]["mean"], row[f"authors {m}"]["mean"]
             row[f"relative difference {m}"] = (a - b) / b
         summary[f"epoch {epoch + 1}"] = row
-    result = {"sample": sample, "settings": "published: batch 100, hidden 100, step 1, Adam 1e-3, "
-              "lr_dc 0.1 every 3 epochs, l2 1e-5", "seeds": args.seeds, "same_weights": weights, "lockstep": steps,
-              "per_epoch": summary, "runs": runs}  # fmt: skip
+    result = {
+        "sample": sample,
+        "settings": "published: batch 100, hidden 100, step 1, Adam 1e-3, "
+        "lr_dc 0.1 every 3 epochs, l2 1e-5",
+        "seeds": args.seeds,
+        "same_weights": weights,
+        "lockstep": steps,
+        "per_epoch": summary,
+        "runs": runs,
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

@@ -89,9 +89,15 @@ def profile_setting(args, data, loss: str, batch: int, layers: int) -> dict:
 
     n_items, tr = data
     cfg = GRU4RecConfig(
-        layers=[layers], loss=loss, batch_size=batch, n_sample=args.n_sample, sample_alpha=0.5,
-        logq=1.0 if loss == "ce" else None, n_epochs=1, learning_rate=0.05,
-    )  # fmt: skip
+        layers=[layers],
+        loss=loss,
+        batch_size=batch,
+        n_sample=args.n_sample,
+        sample_alpha=0.5,
+        logq=1.0 if loss == "ce" else None,
+        n_epochs=1,
+        learning_rate=0.05,
+    )
     engine = SessionParallelTrainer(cfg, tr, n_items, seed=0)
     n = min(args.steps, engine.n_steps - args.warmup)
     engine.start_epoch()
@@ -114,16 +120,28 @@ def profile_setting(args, data, loss: str, batch: int, layers: int) -> dict:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         engine.run_steps(a, b)
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    top = [{"op": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / max(1, b - a),
-            "calls_per_step": e.count / max(1, b - a)} for e in ops[: args.top_ops]]  # fmt: skip
+    top = [
+        {
+            "op": e.key,
+            "ms_per_step": e.self_cpu_time_total / 1000 / max(1, b - a),
+            "calls_per_step": e.count / max(1, b - a),
+        }
+        for e in ops[: args.top_ops]
+    ]
     floor_ms = 1000 * batch / gemm_floor(batch, layers, args.n_sample)
     return {
-        "loss": loss, "batch_size": batch, "layers": layers, "steps": n,
-        "ms_per_step": 1000 * total / n, "phases_ms": ms, "gemm_floor_ms": floor_ms,
-        "share_of_floor": floor_ms / (1000 * total / n), "top_ops": top,
+        "loss": loss,
+        "batch_size": batch,
+        "layers": layers,
+        "steps": n,
+        "ms_per_step": 1000 * total / n,
+        "phases_ms": ms,
+        "gemm_floor_ms": floor_ms,
+        "share_of_floor": floor_ms / (1000 * total / n),
+        "top_ops": top,
         "ops_per_step": sum(e.count for e in ops) / max(1, b - a),
         "torch_threads": torch.get_num_threads(),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -153,10 +171,23 @@ def main() -> None:
             for batch in args.batch_sizes:
                 rows.append(profile_setting(args, data, loss, batch, layers))
                 r = rows[-1]
-                print(f"{loss} {batch}x{layers}: {r['ms_per_step']:.2f} ms/step, "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in r["phases_ms"].items()), flush=True)  # fmt: skip
-    write_report(args.out, "step_profile", dict(label=args.label, dataset=args.dataset,
-                 events=args.events, n_sample=args.n_sample, machine=machine_info(), rows=rows))  # fmt: skip
+                print(
+                    f"{loss} {batch}x{layers}: {r['ms_per_step']:.2f} ms/step, "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in r["phases_ms"].items()),
+                    flush=True,
+                )
+    write_report(
+        args.out,
+        "step_profile",
+        dict(
+            label=args.label,
+            dataset=args.dataset,
+            events=args.events,
+            n_sample=args.n_sample,
+            machine=machine_info(),
+            rows=rows,
+        ),
+    )
 
 
 if __name__ == "__main__":

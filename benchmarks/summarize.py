@@ -49,7 +49,8 @@ def throughput_table(rep: dict) -> str:
         f"Throughput, {rep['dataset']} (first {rep['train_sessions']:,} training sessions, "
         f"{rep['train_events']:,} events), n_sample {rep['n_sample']}; "
         f"{m['processor']}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
-        f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; {rep['date']}. "
+        f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; "
+        f"{rep['date']}. "
         + (
             f"Events/s of one epoch, the best of {repeats} interleaved repeats"
             if repeats == 2 or rep.get("pick") == "best"
@@ -165,8 +166,9 @@ def step_profile_table(rep: dict) -> str:
     ]
     for r in rep["rows"]:
         ph = r["phases_ms"]
-        top = ", ".join(f"{o['op'].removeprefix('aten::')} {o['ms_per_step']:.2f}"
-                        for o in r["top_ops"][:4])  # fmt: skip
+        top = ", ".join(
+            f"{o['op'].removeprefix('aten::')} {o['ms_per_step']:.2f}" for o in r["top_ops"][:4]
+        )
         lines.append(
             f"| {r['loss']} | {r['batch_size']} | {r['layers']} | {r['ms_per_step']:.2f} | "
             + " | ".join(f"{ph[k]:.2f}" for k in PHASES)
@@ -309,10 +311,14 @@ def main() -> None:
             and not rep.get("official")
         ):
             kind = "harness"  # --harnesses bare lightning
-        extra = {"harness": harness_table, "step_profile": step_profile_table,
-                 "worker_layout": worker_layout_table, "tie_modes_speed": tie_modes_table,
-                 "tie_counting": tie_counting_table,
-                 "knn_state_csr": knn_state_csr_table}  # fmt: skip
+        extra = {
+            "harness": harness_table,
+            "step_profile": step_profile_table,
+            "worker_layout": worker_layout_table,
+            "tie_modes_speed": tie_modes_table,
+            "tie_counting": tie_counting_table,
+            "knn_state_csr": knn_state_csr_table,
+        }
         out.append({**tables, **extra}.get(kind, eval_table)(rep))
     text = "\n\n".join(out)
     if args.readme:

@@ -71,13 +71,24 @@ def gemm_floor(batch: int, layers: int, n_sample: int, repeats: int = 20) -> flo
     h, W, dO = torch.randn(batch, layers), torch.randn(n_cols, layers), torch.randn(batch, n_cols)
     Wg, dG = torch.randn(3 * layers, layers), torch.randn(batch, 3 * layers)
     torch_forms = [
-        lambda: h @ W.T, lambda: dO @ W, lambda: dO.T @ h,  # output layer
-        lambda: h @ Wg.T, lambda: h @ Wg.T, lambda: dG @ Wg, lambda: dG.T @ h, lambda: dG.T @ h,
-    ]  # fmt: skip
-    split_forms = [
-        lambda: native.matmul(lib, h, W, trans_b=True), lambda: native.matmul(lib, dO, W),
-        lambda: native.matmul(lib, dO, h, trans_a=True),
-    ] if lib is not None and lib.blas else []  # fmt: skip
+        lambda: h @ W.T,
+        lambda: dO @ W,
+        lambda: dO.T @ h,  # output layer
+        lambda: h @ Wg.T,
+        lambda: h @ Wg.T,
+        lambda: dG @ Wg,
+        lambda: dG.T @ h,
+        lambda: dG.T @ h,
+    ]
+    split_forms = (
+        [
+            lambda: native.matmul(lib, h, W, trans_b=True),
+            lambda: native.matmul(lib, dO, W),
+            lambda: native.matmul(lib, dO, h, trans_a=True),
+        ]
+        if lib is not None and lib.blas
+        else []
+    )
 
     def best_of(f) -> float:
         f()
@@ -132,9 +143,15 @@ def worker(args) -> None:
 
     n_items, tr = load_subset(args.subset_file)
     cfg = GRU4RecConfig(
-        layers=[args.layers], loss=args.loss, batch_size=args.batch_size, n_sample=args.n_sample,
-        sample_alpha=0.5, logq=1.0 if args.loss == "ce" else None, n_epochs=1, learning_rate=0.05,
-    )  # fmt: skip
+        layers=[args.layers],
+        loss=args.loss,
+        batch_size=args.batch_size,
+        n_sample=args.n_sample,
+        sample_alpha=0.5,
+        logq=1.0 if args.loss == "ce" else None,
+        n_epochs=1,
+        learning_rate=0.05,
+    )
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     loop, step, graphs, _ = HARNESSES[args.harness]
@@ -155,8 +172,12 @@ def worker(args) -> None:
         # timing ends, so its cost is measured apart, as the seconds of one more save).
         ckpt_dir = Path(tempfile.mkdtemp())
         module = GRU4RecModule(eng)
-        trainer = make_trainer(1, "gpu" if args.device == "cuda" else "cpu", progress_bar=False,
-                               callbacks=[EpochCheckpoint(ckpt_dir)])  # fmt: skip
+        trainer = make_trainer(
+            1,
+            "gpu" if args.device == "cuda" else "cpu",
+            progress_bar=False,
+            callbacks=[EpochCheckpoint(ckpt_dir)],
+        )
         trainer.fit(module)
         stats = module.history[0]
         t0 = time.perf_counter()
@@ -184,9 +205,24 @@ def worker(args) -> None:
 
 def run_ours(args, device, loss, batch, layers, harness) -> dict:
     cmd = [
-        sys.executable, __file__, "--worker", "--subset-file", args.subset_file, "--loss", loss, "--n-sample", str(args.n_sample),
-        "--batch-size", str(batch), "--layers", str(layers), "--device", device, "--harness", harness,
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--worker",
+        "--subset-file",
+        args.subset_file,
+        "--loss",
+        loss,
+        "--n-sample",
+        str(args.n_sample),
+        "--batch-size",
+        str(batch),
+        "--layers",
+        str(layers),
+        "--device",
+        device,
+        "--harness",
+        harness,
+    ]
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -313,9 +349,12 @@ def main() -> None:
     )
     ap.add_argument("--official-python", default=sys.executable)
     ap.add_argument(
-        "--harnesses", nargs="+", default=None, choices=list(HARNESSES),
+        "--harnesses",
+        nargs="+",
+        default=None,
+        choices=list(HARNESSES),
         help="ours to run (default: autograd, bare, lightning; on a GPU also fused_no_graphs)",
-    )  # fmt: skip
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -351,10 +390,16 @@ def main() -> None:
                     rows.append(measure(args, tsv, events, device, harnesses, loss, batch, layers))
                     print(json.dumps(rows[-1]), flush=True)
     fields = dict(
-        dataset=args.dataset, train_events=tr.n_events, train_sessions=tr.n_sessions,
-        losses=args.losses, n_sample=args.n_sample, machine=machine_info(),
-        official=args.official is not None, pick="best", rows=rows,
-    )  # fmt: skip
+        dataset=args.dataset,
+        train_events=tr.n_events,
+        train_sessions=tr.n_sessions,
+        losses=args.losses,
+        n_sample=args.n_sample,
+        machine=machine_info(),
+        official=args.official is not None,
+        pick="best",
+        rows=rows,
+    )
     write_report(args.out, "throughput", fields)
 
 

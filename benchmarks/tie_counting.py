@@ -61,11 +61,18 @@ def main() -> None:
     median = {w: statistics.median(v) for w, v in ms.items()}
     print({f"{w}_median_ms": round(m, 2) for w, m in median.items()})
     write_report(
-        args.out, "tie_counting",
-        {"rows": args.rows, "items": args.items, "threads": 1, "repeats": args.repeats,
-         "ms": ms, **{f"{w}_median_ms": m for w, m in median.items()},
-         "speedup": median["bool_masks"] / median["float_masks"]},
-    )  # fmt: skip
+        args.out,
+        "tie_counting",
+        {
+            "rows": args.rows,
+            "items": args.items,
+            "threads": 1,
+            "repeats": args.repeats,
+            "ms": ms,
+            **{f"{w}_median_ms": m for w, m in median.items()},
+            "speedup": median["bool_masks"] / median["float_masks"],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -75,18 +75,27 @@ def main() -> None:
             ):
                 raise SystemExit(f"error: {name}: the ways disagree: {got}")
         median = {way: statistics.median(t) for way, t in times.items()}
-        row = {"method": name, "seconds": times,
-               **{f"{way}_median_s": s for way, s in median.items()},
-               "mrr@20": {m: v["mrr@20"] for m, v in got["one_pass"].items()},
-               "speedup_vs_two_passes": median["two_passes"] / median["one_pass"],
-               "standard_ties_cost": median["one_pass"] / median["one_mode"] - 1}  # fmt: skip
+        row = {
+            "method": name,
+            "seconds": times,
+            **{f"{way}_median_s": s for way, s in median.items()},
+            "mrr@20": {m: v["mrr@20"] for m, v in got["one_pass"].items()},
+            "speedup_vs_two_passes": median["two_passes"] / median["one_pass"],
+            "standard_ties_cost": median["one_pass"] / median["one_mode"] - 1,
+        }
         print(row, flush=True)
         rows.append(row)
     write_report(
-        args.out, "tie_modes_speed",
-        {"dataset": f"{args.dataset} split=tune", "events": int(data.test.n_events),
-         "threads": torch.get_num_threads(), "repeats": args.repeats, "rows": rows},
-    )  # fmt: skip
+        args.out,
+        "tie_modes_speed",
+        {
+            "dataset": f"{args.dataset} split=tune",
+            "events": int(data.test.n_events),
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

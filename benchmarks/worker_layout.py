@@ -65,16 +65,35 @@ def worker(args) -> None:
     sys.stdin.readline()
     cpu0 = time.process_time()
     stats = fit(eng)[0]
-    print("RESULT " + json.dumps({
-        "seconds": stats.seconds, "events": stats.events, "cpu_seconds": time.process_time() - cpu0,
-        "torch_threads": torch.get_num_threads(),
-    }), flush=True)  # fmt: skip
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "seconds": stats.seconds,
+                "events": stats.events,
+                "cpu_seconds": time.process_time() - cpu0,
+                "torch_threads": torch.get_num_threads(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_layout(args, paramfile: str, processes: int, threads: int) -> dict:
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--worker", "--paramfile", paramfile,
-           "--dataset", args.dataset, "--data-dir", args.data_dir, "--events", str(args.events)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--paramfile",
+        paramfile,
+        "--dataset",
+        args.dataset,
+        "--data-dir",
+        args.data_dir,
+        "--events",
+        str(args.events),
+    ]
     procs = [
         subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
@@ -94,11 +113,13 @@ def run_layout(args, paramfile: str, processes: int, threads: int) -> dict:
     seconds = max(r["seconds"] for r in runs)
     events = sum(r["events"] for r in runs)
     return {
-        "processes": processes, "threads": threads, "seconds": seconds,
+        "processes": processes,
+        "threads": threads,
+        "seconds": seconds,
         "events_per_s": events / seconds,
         "cpu_per_event_us": 1e6 * sum(r["cpu_seconds"] for r in runs) / events,
         "runs": runs,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -107,8 +128,11 @@ def main() -> None:
     )
     add_data_options(ap)
     ap.add_argument("--events", type=int, default=100_000, help="training events per epoch")
-    ap.add_argument("--paramfiles", nargs="+",
-                    default=["official_diginetica_srgnn_bpr-max", "official_diginetica_srgnn_ce"])  # fmt: skip
+    ap.add_argument(
+        "--paramfiles",
+        nargs="+",
+        default=["official_diginetica_srgnn_bpr-max", "official_diginetica_srgnn_ce"],
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(HERE / "results" / "worker_layout.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -129,10 +153,15 @@ def main() -> None:
         row = {"paramfile": paramfile, "layouts": []}
         for (processes, threads), rs in runs.items():
             eps = [r["events_per_s"] for r in rs]
-            row["layouts"].append({
-                "processes": processes, "threads": threads, "best_events_per_s": max(eps),
-                "median_events_per_s": statistics.median(eps), "repeats": rs,
-            })  # fmt: skip
+            row["layouts"].append(
+                {
+                    "processes": processes,
+                    "threads": threads,
+                    "best_events_per_s": max(eps),
+                    "median_events_per_s": statistics.median(eps),
+                    "repeats": rs,
+                }
+            )
         by = {(x["processes"], x["threads"]): x for x in row["layouts"]}
         row["two_workers_over_two_threads_best"] = (
             by[2, 1]["best_events_per_s"] / by[1, 2]["best_events_per_s"]

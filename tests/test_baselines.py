@@ -46,8 +46,10 @@ def test_spop_state_is_reset_at_session_start_by_the_evaluator():
     # Session A ends with item 3 twice; session B starts fresh in the same slot (batch 1).
     test = sessions([3, 3, 4], [1, 3])
     res = evaluate(sp, test, [1, 5], "conservative", batch_size=1)
-    # A: after [3] target 3 -> rank 1 (1.5 vs .75); after [3,3] target 4 -> rank 5 (0 + 0 pop... lowest)
-    # B: after [1] target 3 -> item1 = 1+2/3 first, item0 .75 second, item3 .5 fourth (item2 .667 third)
+    # A: after [3] target 3 -> rank 1 (1.5 vs .75); after [3,3] target 4 -> rank 5 (0 + 0 pop...
+    # lowest)
+    # B: after [1] target 3 -> item1 = 1+2/3 first, item0 .75 second, item3 .5 fourth (item2 .667
+    # third)
     assert res.ranks.tolist() == [1.0, 5.0, 4.0]
 
 
@@ -127,7 +129,8 @@ def test_sequential_rules_weight_one_over_gap_hand_computed():
     from bench.baselines.rules import sequential_weights
 
     w = sequential_weights(TRAIN, 5, steps=2).toarray()
-    # [0,1,0]: 0->1 (gap 1), 1->0 (1), 0->0 (gap 2: 1/2); [2,0,1]: 2->0, 0->1, 2->1 (1/2); [2,3]: 2->3.
+    # [0,1,0]: 0->1 (gap 1), 1->0 (1), 0->0 (gap 2: 1/2); [2,0,1]: 2->0, 0->1, 2->1 (1/2); [2,3]:
+    # 2->3.
     expected = np.zeros((5, 5))
     expected[0, 1], expected[1, 0], expected[0, 0] = 2.0, 1.0, 0.5
     expected[2, 0], expected[2, 1], expected[2, 3] = 1.0, 0.5, 1.0

@@ -117,11 +117,22 @@ def test_early_stopping_restores_the_best_epoch():
 def test_bptt_entry_point_on_ml_100k(shared_data, tmp_path):
     out = tmp_path / "run"
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "model=gru4rec_seq", "dataset=ml-100k", "n_epochs=2",
-         "max_len=50", f"hydra.run.dir={out}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=gru4rec_seq",
+            "dataset=ml-100k",
+            "n_epochs=2",
+            "max_len=50",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "BENCH_CACHE_DIR": str(tmp_path / "c")},
-    )  # fmt: skip
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rec = json.loads((out / "result.json").read_text())
     assert rec["training"] == "bptt" and rec["protocol"]["seen_item_filtering"] is True
@@ -136,8 +147,15 @@ def test_a_bptt_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tm
     from bench.methods.base import FitContext
 
     train = sessions(*[[1, 2, 3, 4, 5], [2, 3, 4], [5, 6, 7, 8], [9, 10, 11]] * 6)
-    cfg = BPTTConfig(layers=[8], n_epochs=5, patience=2, batch_size=4, n_sample=4,
-                     sample_alpha=0.5, dropout_p_hidden=0.3)  # fmt: skip
+    cfg = BPTTConfig(
+        layers=[8],
+        n_epochs=5,
+        patience=2,
+        batch_size=4,
+        n_sample=4,
+        sample_alpha=0.5,
+        dropout_p_hidden=0.3,
+    )
 
     def run(n_epochs, out, resume=None):
         torch.manual_seed(3)

@@ -26,14 +26,23 @@ from tests.conftest import make_sessions
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ["model=external", "model.target=examples.my_model:PrefixGRU"]
-SMALL = ["dataset.params.n_train_sessions=600", "dataset.params.n_test_sessions=80",
-         "save_model=false", "n_epochs=1"]  # fmt: skip
+SMALL = [
+    "dataset.params.n_train_sessions=600",
+    "dataset.params.n_test_sessions=80",
+    "save_model=false",
+    "n_epochs=1",
+]
 SEARCH = "hydra.searchpath=[file://examples/conf]"
 
 
 def bench_run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def config(*overrides):
@@ -47,8 +56,14 @@ def test_the_example_runs_through_bench_run_and_into_the_report(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((runs / "mine" / "result.json").read_text())
     assert (rec["method"], rec["kind"], rec["training"]) == ("prefix_gru", "model", "prefixes")
-    assert rec["settings"] == {"model": "examples.my_model:PrefixGRU", "hidden": 24,
-                               "dropout": 0.0, "lr": 0.001, "batch_size": 100, "n_epochs": 1}  # fmt: skip
+    assert rec["settings"] == {
+        "model": "examples.my_model:PrefixGRU",
+        "hidden": 24,
+        "dropout": 0.0,
+        "lr": 0.001,
+        "batch_size": 100,
+        "n_epochs": 1,
+    }
     ranks = np.load(runs / "mine" / "ranks.npy")
     assert len(ranks) == rec["protocol"]["evaluated_events"]
     assert np.mean(ranks <= 20) == pytest.approx(rec["metrics"]["recall@20"], abs=1e-6)
@@ -57,9 +72,21 @@ def test_the_example_runs_through_bench_run_and_into_the_report(tmp_path):
     # bench.report puts it in the comparison table beside a baseline, tested against it.
     base = bench_run("baseline=pop", *SMALL[:3], f"hydra.run.dir={runs / 'pop'}")
     assert base.returncode == 0, base.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "bench.report", "--records",
-                        str(runs), "--out", str(tmp_path / "rep")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.report",
+            "--records",
+            str(runs),
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     table = (tmp_path / "rep" / "tables" / "comparison.md").read_text()
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
@@ -73,15 +100,26 @@ def test_the_example_runs_through_bench_run_and_into_the_report(tmp_path):
 
 def test_the_example_study_prunes_on_epochs_and_retrains_the_best(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    p = bench_run("-m", "hparams_search=prefix_gru", SEARCH, *SMALL[:3], "n_epochs=2",
-                  "hydra.sweeper.n_trials=2", "hydra.sweeper.final_seeds=1",
-                  f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'sw'}")  # fmt: skip
+    p = bench_run(
+        "-m",
+        "hparams_search=prefix_gru",
+        SEARCH,
+        *SMALL[:3],
+        "n_epochs=2",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.final_seeds=1",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={tmp_path / 'sw'}",
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     study = optuna.load_study(study_name="prefix_gru_synthetic", storage=storage)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 2
-    assert trials[0].params == {"model.params.hidden": 64, "model.params.dropout": 0.0,
-                                "model.params.lr": 0.001}  # the configured values first  # fmt: skip
+    assert trials[0].params == {
+        "model.params.hidden": 64,
+        "model.params.dropout": 0.0,
+        "model.params.lr": 0.001,
+    }  # the configured values first
     assert all(set(t.intermediate_values) == {1} for t in trials)  # judged after epoch 2
     final = json.loads((tmp_path / "sw" / "final.json").read_text())["final"]
     assert final["best_trial"] == study.best_trial.number and final["seeds"] == [0]
@@ -93,17 +131,31 @@ def test_the_example_study_prunes_on_epochs_and_retrains_the_best(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["+model.params.hiddn=3"], "model.params.hiddn: not a parameter of examples.my_model:PrefixGRU (its parameters: hidden, dropout, lr)"),
+        (
+            ["+model.params.hiddn=3"],
+            "model.params.hiddn: not a parameter of examples.my_model:PrefixGRU (its parameters: "
+            "hidden, dropout, lr)",
+        ),
         (["+model.params.hidden=abc"], "model.params.hidden: got 'abc'; expected an integer"),
         (["+model.params.dropout=true"], "model.params.dropout: got True; expected a number"),
-        (["model.target=examples.my_model:Nope"], "model.target: 'examples.my_model:Nope' is not a subclass of bench.api.SessionModel (not found)"),
-        (["model.target=no_such_pkg.mod:X"], "model.target: cannot import module 'no_such_pkg.mod'"),
-        (["model.target=examples.my_model.PrefixGRU"], "model.target: got 'examples.my_model.PrefixGRU'; expected 'package.module:Class'"),
+        (
+            ["model.target=examples.my_model:Nope"],
+            "model.target: 'examples.my_model:Nope' is not a subclass of bench.api.SessionModel "
+            "(not found)",
+        ),
+        (
+            ["model.target=no_such_pkg.mod:X"],
+            "model.target: cannot import module 'no_such_pkg.mod'",
+        ),
+        (
+            ["model.target=examples.my_model.PrefixGRU"],
+            "model.target: got 'examples.my_model.PrefixGRU'; expected 'package.module:Class'",
+        ),
         (["+layers=[100]"], "layers: not used by method external (model.target)"),
         (["n_epochs=0"], "n_epochs: got 0; expected a positive integer"),
         (["+patience=2"], "patience: early stopping watches the evaluated split"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_knob_is_one_error_before_any_data(overrides, message):
     cfg = config(*EXAMPLE, *overrides)
     with pytest.raises(BenchError) as e:
@@ -155,8 +207,13 @@ def test_the_evaluator_scores_each_test_prefix_as_the_model_scores_it(batch_size
     torch.manual_seed(0)
     test = make_sessions([4, 2, 6, 3, 5], n_items=7, seed=3)
     model = LastTwo(7)
-    result = evaluate(PrefixScorer(model, int(test.lengths.max())), test, [1, 3], "standard",
-                      batch_size=batch_size)  # fmt: skip
+    result = evaluate(
+        PrefixScorer(model, int(test.lengths.max())),
+        test,
+        [1, 3],
+        "standard",
+        batch_size=batch_size,
+    )
     expected = []
     for a, b in zip(test.offsets[:-1], test.offsets[1:]):
         for t in range(a + 1, b):
@@ -177,14 +234,20 @@ def test_a_score_of_the_wrong_shape_is_named():
 
 def test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tmp_path):
     """Model, optimizer, learning-rate schedule and the shuffling generator all resume."""
-    common = ["model=srgnn", *SMALL[:3], "model.params.hidden_size=16", "model.params.lr_dc_step=1",
-              "eval.per_epoch=true"]  # fmt: skip
+    common = [
+        "model=srgnn",
+        *SMALL[:3],
+        "model.params.hidden_size=16",
+        "model.params.lr_dc_step=1",
+        "eval.per_epoch=true",
+    ]
     whole = bench_run(*common, "n_epochs=3", f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     first = bench_run(*common, "n_epochs=2", f"hydra.run.dir={tmp_path / 'part'}")
     assert first.returncode == 0, first.stderr[-3000:]
-    rest = bench_run(*common, "n_epochs=3", f"resume={tmp_path / 'part'}",
-                     f"hydra.run.dir={tmp_path / 'rest'}")  # fmt: skip
+    rest = bench_run(
+        *common, "n_epochs=3", f"resume={tmp_path / 'part'}", f"hydra.run.dir={tmp_path / 'rest'}"
+    )
     assert rest.returncode == 0, rest.stderr[-3000:]
     assert "resumed from the checkpoint after epoch 2" in rest.stdout
     a = json.loads((tmp_path / "whole" / "result.json").read_text())
@@ -200,7 +263,15 @@ def test_the_config_names_every_harness_knob_it_sets():
     with open_dict(cfg):
         method = build_method(cfg)
     assert method.name == "srgnn"
-    assert method.settings() == {"model": "bench.peers.srgnn:SRGNN", "hidden_size": 100,
-                                 "step": 1, "lr": 0.001, "lr_dc": 0.1, "lr_dc_step": 3,
-                                 "l2": 1e-05, "nonhybrid": False, "batch_size": 100,
-                                 "n_epochs": 30}  # fmt: skip
+    assert method.settings() == {
+        "model": "bench.peers.srgnn:SRGNN",
+        "hidden_size": 100,
+        "step": 1,
+        "lr": 0.001,
+        "lr_dc": 0.1,
+        "lr_dc_step": 3,
+        "l2": 1e-05,
+        "nonhybrid": False,
+        "batch_size": 100,
+        "n_epochs": 30,
+    }

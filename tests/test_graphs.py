@@ -47,8 +47,10 @@ def test_cuda_graphs_need_a_gpu_and_a_graph_safe_step():
     with pytest.raises(ValueError, match="cuda_graphs: needs a CUDA device"):
         SessionParallelTrainer(
             GRU4RecConfig(layers=[8], batch_size=4, n_sample=4),
-            make_sessions(LENGTHS, n_items=30), 30, cuda_graphs=True,
-        )  # fmt: skip
+            make_sessions(LENGTHS, n_items=30),
+            30,
+            cuda_graphs=True,
+        )
     with pytest.raises(ValueError, match="cuda_graphs: needs optimizer adagrad_m or sgd"):
         _engine(optimizer="adam", learning_rate=0.001, momentum=None).use_graphed_step(
             capture=False
@@ -78,12 +80,23 @@ def test_a_gpu_run_evaluates_after_lightning_training(tmp_path):
     import sys
 
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "trainer.accelerator=gpu", "n_epochs=1",
-         "dataset.params.n_train_sessions=800", "dataset.params.n_test_sessions=100",
-         "n_sample=64", "eval.also_tie_modes=[standard]", "save_model=false",
-         f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "trainer.accelerator=gpu",
+            "n_epochs=1",
+            "dataset.params.n_train_sessions=800",
+            "dataset.params.n_test_sessions=100",
+            "n_sample=64",
+            "eval.also_tie_modes=[standard]",
+            "save_model=false",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["device"] != "" and not record["device"].startswith("cpu")

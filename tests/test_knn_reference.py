@@ -110,8 +110,9 @@ class Reference:
                     out[i] += sim
             elif self.mode == "vsknn":
                 # 1 for the last item of the prefix, counting back to one n contains.
-                step = next(len(cur) - p for p in range(len(cur) - 1, -1, -1)
-                            if cur[p] in self.sets[s])  # fmt: skip
+                step = next(
+                    len(cur) - p for p in range(len(cur) - 1, -1, -1) if cur[p] in self.sets[s]
+                )
                 for i in self.sets[s]:
                     out[i] += sim / step
             else:

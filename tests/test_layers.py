@@ -30,9 +30,19 @@ def offenders(loaded: set[str], forbidden: tuple[str, ...]) -> list[str]:
     return sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
-TRAINING = ("bench.core.train", "bench.core.model", "bench.core.hand_derived", "bench.core.bptt",
-            "bench.core.graphs", "bench.core.optim", "bench.lit", "bench.run", "bench.methods",
-            "bench.baselines", "lightning")  # fmt: skip
+TRAINING = (
+    "bench.core.train",
+    "bench.core.model",
+    "bench.core.hand_derived",
+    "bench.core.bptt",
+    "bench.core.graphs",
+    "bench.core.optim",
+    "bench.lit",
+    "bench.run",
+    "bench.methods",
+    "bench.baselines",
+    "lightning",
+)
 
 
 @pytest.mark.parametrize(
@@ -42,17 +52,40 @@ TRAINING = ("bench.core.train", "bench.core.model", "bench.core.hand_derived", "
         ("bench.core", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.run")),
         # The public model interface and the peers built on it: plain PyTorch as well.
         ("bench.api", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.lit")),
-        ("bench.peers", ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.lit")),
+        (
+            "bench.peers",
+            ("hydra", "lightning", "optuna", "omegaconf", "bench.methods", "bench.lit"),
+        ),
         # Data is read and split without any model.
-        ("bench.data", ("bench.core.model", "bench.core.train", "bench.baselines", "bench.methods", "lightning", "hydra")),
-        ("bench.datasets", ("bench.core.model", "bench.core.train", "bench.baselines", "bench.methods", "lightning", "hydra")),
+        (
+            "bench.data",
+            (
+                "bench.core.model",
+                "bench.core.train",
+                "bench.baselines",
+                "bench.methods",
+                "lightning",
+                "hydra",
+            ),
+        ),
+        (
+            "bench.datasets",
+            (
+                "bench.core.model",
+                "bench.core.train",
+                "bench.baselines",
+                "bench.methods",
+                "lightning",
+                "hydra",
+            ),
+        ),
         # Records and reports read results; they never import training code.
         ("bench.records", (*TRAINING, "hydra", "optuna")),
         ("bench.report", (*TRAINING, "hydra")),
         # Methods are the layer above the core: Hydra stays at the edge (OmegaConf config only).
         ("bench.methods", ("hydra", "optuna", "bench.run")),
     ],
-)  # fmt: skip
+)
 def test_layer_imports(layer, forbidden):
     names = modules(layer) or [layer]
     if layer == "bench.report":

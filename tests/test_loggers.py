@@ -10,13 +10,23 @@ import sys
 import pandas as pd
 import pytest
 
-SMALL = ["dataset.params.n_train_sessions=1200", "dataset.params.n_test_sessions=200",
-         "n_sample=64", "batch_size=32", "save_model=false"]  # fmt: skip
+SMALL = [
+    "dataset.params.n_train_sessions=1200",
+    "dataset.params.n_test_sessions=200",
+    "n_sample=64",
+    "batch_size=32",
+    "save_model=false",
+]
 
 
 def bench_run(args, cwd):
-    p = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd,
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return p
 
@@ -29,9 +39,18 @@ def test_csv_tensorboard_and_mlflow_read_back_one_run(tmp_path):
 
     tracking = f"sqlite:///{tmp_path / 'ml.db'}"
     out = tmp_path / "run"
-    bench_run(["logger=[csv,tensorboard,mlflow]", f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
-               f"logger.mlflow.tracking_uri={tracking}", "n_epochs=2", "eval.per_epoch=true",
-               *SMALL, f"hydra.run.dir={out}"], cwd=tmp_path)  # fmt: skip
+    bench_run(
+        [
+            "logger=[csv,tensorboard,mlflow]",
+            f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
+            f"logger.mlflow.tracking_uri={tracking}",
+            "n_epochs=2",
+            "eval.per_epoch=true",
+            *SMALL,
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+    )
     record = json.loads((out / "result.json").read_text())
     final = record["metrics"]["mrr@20"]
 
@@ -62,11 +81,25 @@ def test_a_study_logs_each_trial_as_one_tagged_mlflow_run(tmp_path):
     from mlflow.tracking import MlflowClient
 
     tracking = f"sqlite:///{tmp_path / 'ml.db'}"
-    bench_run(["-m", "hparams_search=gru4rec_ce", f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
-               "hydra.sweeper.study_name=logged", f"hydra.sweep.dir={tmp_path / 'sw'}",
-               "hydra.sweeper.final_seeds=0", "hydra.sweeper.n_startup_trials=2", "hydra.sweeper.pruner=none",
-               "hydra.sweeper.n_trials=4", "hydra.sweeper.search=[learning_rate]", "n_epochs=1", *SMALL,
-               "logger=mlflow", f"logger.mlflow.tracking_uri={tracking}"], cwd=tmp_path)  # fmt: skip
+    bench_run(
+        [
+            "-m",
+            "hparams_search=gru4rec_ce",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
+            "hydra.sweeper.study_name=logged",
+            f"hydra.sweep.dir={tmp_path / 'sw'}",
+            "hydra.sweeper.final_seeds=0",
+            "hydra.sweeper.n_startup_trials=2",
+            "hydra.sweeper.pruner=none",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.search=[learning_rate]",
+            "n_epochs=1",
+            *SMALL,
+            "logger=mlflow",
+            f"logger.mlflow.tracking_uri={tracking}",
+        ],
+        cwd=tmp_path,
+    )
     client = MlflowClient(tracking_uri=tracking)
     experiment = client.get_experiment_by_name("logged")  # the study's name
     runs = client.search_runs([experiment.experiment_id])
@@ -86,8 +119,15 @@ def test_baselines_log_too_and_none_logs_nothing(tmp_path):
 
     def config(*overrides):
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose("run", overrides=[*overrides, "dataset.params.n_train_sessions=500",
-                                             "dataset.params.n_test_sessions=100", "save_model=false"])  # fmt: skip
+            return compose(
+                "run",
+                overrides=[
+                    *overrides,
+                    "dataset.params.n_train_sessions=500",
+                    "dataset.params.n_test_sessions=100",
+                    "save_model=false",
+                ],
+            )
 
     record, _ = run_job(config("baseline=pop"), tmp_path / "pop")
     csv = pd.read_csv(tmp_path / "pop" / "logs" / "metrics.csv")
@@ -103,10 +143,21 @@ def test_baselines_log_too_and_none_logs_nothing(tmp_path):
 def test_a_tracking_store_that_cannot_be_opened_is_one_line(tmp_path):
     pytest.importorskip("mlflow")
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "logger=mlflow", "logger.mlflow.tracking_uri=/proc/no/ml.db",
-         *SMALL, "n_epochs=1", f"hydra.run.dir={tmp_path / 'r'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "logger=mlflow",
+            "logger.mlflow.tracking_uri=/proc/no/ml.db",
+            *SMALL,
+            "n_epochs=1",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 2
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: logger: cannot start ['mlflow']"), p.stderr[

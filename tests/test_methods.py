@@ -15,7 +15,11 @@ from bench.errors import BenchError
 from bench.paths import conf_dir
 from bench.run import run_job
 
-SMALL = ["dataset.params.n_train_sessions=600", "dataset.params.n_test_sessions=80", "save_model=false"]  # fmt: skip
+SMALL = [
+    "dataset.params.n_train_sessions=600",
+    "dataset.params.n_test_sessions=80",
+    "save_model=false",
+]
 BASELINES = ["pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan", "sr", "ar"]
 
 
@@ -25,7 +29,8 @@ def config(*overrides):
 
 
 def alias_distribution(prob: torch.Tensor, alias: torch.Tensor) -> np.ndarray:
-    """The distribution an alias table draws from: a column keeps prob_i, gives the rest to alias_i."""
+    """The distribution an alias table draws from: a column keeps prob_i, gives the rest to
+    alias_i."""
     prob, alias = prob.double().numpy(), alias.numpy()
     p = prob.copy()
     np.add.at(p, alias, 1.0 - prob)
@@ -35,13 +40,32 @@ def alias_distribution(prob: torch.Tensor, alias: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["loss=bpr-max", "layers=[24,16]", "batch_size=16", "n_sample=32", "sample_alpha=0.3",
-         "learning_rate=0.07", "momentum=0.2", "dropout_p_embed=0.1", "dropout_p_hidden=0.25",
-         "bpreg=0.6", "elu_param=1.0", "n_epochs=2"],
-        ["loss=ce", "logq=1.0", "layers=[20]", "batch_size=8", "optimizer=sgd", "learning_rate=0.03",
-         "sampling=in_batch", "n_epochs=1"],
+        [
+            "loss=bpr-max",
+            "layers=[24,16]",
+            "batch_size=16",
+            "n_sample=32",
+            "sample_alpha=0.3",
+            "learning_rate=0.07",
+            "momentum=0.2",
+            "dropout_p_embed=0.1",
+            "dropout_p_hidden=0.25",
+            "bpreg=0.6",
+            "elu_param=1.0",
+            "n_epochs=2",
+        ],
+        [
+            "loss=ce",
+            "logq=1.0",
+            "layers=[20]",
+            "batch_size=8",
+            "optimizer=sgd",
+            "learning_rate=0.03",
+            "sampling=in_batch",
+            "n_epochs=1",
+        ],
     ],
-)  # fmt: skip
+)
 def test_session_parallel_record_matches_the_trained_objects(tmp_path, overrides):
     record, method = run_job(config(*overrides, *SMALL), tmp_path)
     s, engine = record.settings, method.trainer
@@ -88,11 +112,20 @@ def method_support(method, tmp_path) -> np.ndarray:
 @pytest.mark.real_data
 def test_bptt_record_matches_the_trained_objects(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = config("model=gru4rec_seq", "dataset=ml-100k", "batch_size=64", "learning_rate=0.01",
-                 "n_epochs=1", "max_len=20", "layers=[16]", "save_model=false")  # fmt: skip
+    cfg = config(
+        "model=gru4rec_seq",
+        "dataset=ml-100k",
+        "batch_size=64",
+        "learning_rate=0.01",
+        "n_epochs=1",
+        "max_len=20",
+        "layers=[16]",
+        "save_model=false",
+    )
     record, method = run_job(cfg, tmp_path)
     s = record.settings
-    # The defect this replaces: batch 64 / Adam 0.01 / full softmax, not the session-parallel defaults.
+    # The defect this replaces: batch 64 / Adam 0.01 / full softmax, not the session-parallel
+    # defaults.
     assert (s["batch_size"], s["learning_rate"], s["n_sample"]) == (64, 0.01, 0)
     assert not {"loss", "optimizer", "momentum", "sample_alpha", "logq"} & set(s)
     epoch = record.epochs[0]
@@ -121,23 +154,43 @@ def test_baseline_record_matches_the_fitted_object(tmp_path, name):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["baseline=sknn", "layers=[512]"],
-         "layers: not used by method sknn (a baseline) (got [512]); its settings are baseline.params.k, baseline.params.sample_size"),
-        (["baseline=pop", "loss=top1"], "loss: not used by method pop (a baseline) (got 'top1'); it has no settings"),
+        (
+            ["baseline=sknn", "layers=[512]"],
+            "layers: not used by method sknn (a baseline) (got [512]); its settings are "
+            "baseline.params.k, baseline.params.sample_size",
+        ),
+        (
+            ["baseline=pop", "loss=top1"],
+            "loss: not used by method pop (a baseline) (got 'top1'); it has no settings",
+        ),
         (["loss=ce", "bpreg=0.5"], "gru4rec: bpreg: not used with loss=ce; remove it"),
         (["loss=ce", "elu_param=0.5"], "gru4rec: elu_param: not used with loss=ce; remove it"),
         (["loss=bpr-max", "logq=1.0"], "gru4rec: logq: not used with loss=bpr-max; remove it"),
-        (["optimizer=adam", "momentum=0.1"], "gru4rec: momentum: not used with optimizer=adam; remove it"),
-        (["sampling=in_batch", "sample_alpha=0.2"], "gru4rec: sample_alpha: not used with n_sample=0"),
-        (["embedding=32"], "gru4rec: embedding: not used with constrained_embedding=true; remove it"),
+        (
+            ["optimizer=adam", "momentum=0.1"],
+            "gru4rec: momentum: not used with optimizer=adam; remove it",
+        ),
+        (
+            ["sampling=in_batch", "sample_alpha=0.2"],
+            "gru4rec: sample_alpha: not used with n_sample=0",
+        ),
+        (
+            ["embedding=32"],
+            "gru4rec: embedding: not used with constrained_embedding=true; remove it",
+        ),
         (["model=gru4rec_seq", "loss=ce"], "loss: not used by method gru4rec_seq (got 'ce')"),
         (["max_len=50"], "max_len: not used by method gru4rec (got 50)"),
         (["baseline=sknn", "baseline.params.k=-3"], "baseline.params (sknn): got k=-3"),
-        (["params=official", "loss=top1", "dataset=yoochoose1_64"],
-         "params=official: no official paramfile for dataset yoochoose1_64 with loss top1"),
-        (["params=official", "baseline=sr"], "params=official: official paramfiles exist for session-parallel GRU4Rec only"),
+        (
+            ["params=official", "loss=top1", "dataset=yoochoose1_64"],
+            "params=official: no official paramfile for dataset yoochoose1_64 with loss top1",
+        ),
+        (
+            ["params=official", "baseline=sr"],
+            "params=official: official paramfiles exist for session-parallel GRU4Rec only",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_knob_the_method_does_not_read_is_an_error(tmp_path, overrides, message):
     small = [] if any(o.startswith("dataset=") for o in overrides) else SMALL
     with pytest.raises(BenchError) as e:
@@ -190,28 +243,50 @@ def test_the_record_names_the_kernels_the_engine_itself_holds(tmp_path):
     eng.optimizer.kernel = eng.hand_derived.kernel = SerialBuild()
     assert method.training_step()["compiled_kernels_openmp"] is False
     eng.optimizer.kernel = eng.hand_derived.kernel = None
-    assert method.training_step() == {"step": "fused", "cuda_graphs": False,
-                                      "compiled_kernels": [], "compiled_kernels_openmp": False}  # fmt: skip
+    assert method.training_step() == {
+        "step": "fused",
+        "cuda_graphs": False,
+        "compiled_kernels": [],
+        "compiled_kernels_openmp": False,
+    }
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["layers=[100,abc]"], "error: gru4rec: layers: got [100, 'abc']; expected a list of integers"),
+        (
+            ["layers=[100,abc]"],
+            "error: gru4rec: layers: got [100, 'abc']; expected a list of integers",
+        ),
         (["learning_rate=fast"], "error: gru4rec: learning_rate: got 'fast'; expected a number"),
         (["eval.batch_size=0"], "error: eval.batch_size: got 0; expected a positive integer"),
-        (["baseline=stan", "baseline.params.lambda_spw=abc"],
-         "error: baseline.params.lambda_spw: got 'abc'; expected a number (stan)"),
-        (["+model.params.x=1"], "error: model: not used by method gru4rec (got {'params': {'x': 1}}); "
-         "model.target and model.params belong to model=external"),
+        (
+            ["baseline=stan", "baseline.params.lambda_spw=abc"],
+            "error: baseline.params.lambda_spw: got 'abc'; expected a number (stan)",
+        ),
+        (
+            ["+model.params.x=1"],
+            "error: model: not used by method gru4rec (got {'params': {'x': 1}}); "
+            "model.target and model.params belong to model=external",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_value_of_the_wrong_type_is_one_line_before_training(tmp_path, overrides, message):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "bench.run", *overrides, *SMALL,
-                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)  # fmt: skip
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *overrides,
+            *SMALL,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [message]
     assert "Epoch" not in p.stdout and not (tmp_path / "run").exists()  # no training, no folder

@@ -50,9 +50,9 @@ def test_tie_counts_hand_computed_with_masked_and_missing_scores():
     """Rows: plain ties; a target masked to -inf among other masked items (filter_seen);
     a NaN score, which is neither above nor equal to anything."""
     inf, nan = float("inf"), float("nan")
-    scores = torch.tensor([[3.0, 1.0, 2.0, 2.0, 2.0],
-                           [-inf, 0.5, -inf, 0.1, -inf],
-                           [nan, 2.0, 3.0, 1.0, 2.5]])  # fmt: skip
+    scores = torch.tensor(
+        [[3.0, 1.0, 2.0, 2.0, 2.0], [-inf, 0.5, -inf, 0.1, -inf], [nan, 2.0, 3.0, 1.0, 2.5]]
+    )
     target = torch.tensor([[2.0], [-inf], [2.0]])
     buffer = torch.full((4, 5), 7.0)  # larger than needed: a view of its first rows is used
     gt, eq = tie_counts_(scores, target, buffer[:3])

@@ -71,9 +71,12 @@ def test_finished_trial_attribute_is_rewritten_in_place(tmp_path):
     # An attribute that exists is rewritten and read back through Optuna.
     with storage.engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:t, 'record', '\"/abs/r.json\"')"),
+            text(
+                "INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:t, "
+                "'record', '\"/abs/r.json\"')"
+            ),
             {"t": tid},
-        )  # fmt: skip
+        )
     set_finished_trial_attr(storage, tid, "record", "runs/r.json")
     assert (
         optuna.load_study(study_name="x", storage=storage).trials[0].user_attrs["record"]
@@ -97,10 +100,21 @@ def test_a_committed_study_resumes_after_migration(shared_data, tmp_path):
     shutil.copy(SWEEPS / "sr_yoochoose1_64.db", db)
     url = f"sqlite:///{db}"
     n = len(optuna.load_study(study_name="sr_yoochoose1_64", storage=url).trials)
-    cmd = [sys.executable, "-m", "bench.run", "-m", "hparams_search=sr", "dataset=yoochoose1_64",
-           f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=201", "hydra.sweeper.final_seeds=0",
-           f"hydra.sweep.dir={tmp_path / 'sw'}", "eval.unknown_test_items=miss",
-           "eval.also_tie_modes=[standard]", "save_model=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "-m",
+        "hparams_search=sr",
+        "dataset=yoochoose1_64",
+        f"hydra.sweeper.storage={url}",
+        "hydra.sweeper.n_trials=201",
+        "hydra.sweeper.final_seeds=0",
+        f"hydra.sweep.dir={tmp_path / 'sw'}",
+        "eval.unknown_test_items=miss",
+        "eval.also_tie_modes=[standard]",
+        "save_model=false",
+    ]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     study = optuna.load_study(study_name="sr_yoochoose1_64", storage=url)
@@ -108,7 +122,9 @@ def test_a_committed_study_resumes_after_migration(shared_data, tmp_path):
     record_path = study.trials[-1].user_attrs["record"]
     assert not record_path.startswith("/") or record_path.startswith(str(tmp_path))
     # Started from params=default: continuing with params=official is refused in one line.
-    p = subprocess.run([*cmd[:-1], "params=official"], cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    p = subprocess.run(
+        [*cmd[:-1], "params=official"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert p.returncode != 0
     assert "error: params: study sr_yoochoose1_64 was started with params=default" in p.stderr
     assert "Traceback" not in p.stderr

@@ -301,8 +301,16 @@ def test_out_of_range_row_is_a_clear_error_and_changes_nothing():
 def test_training_with_the_kernel_equals_training_without(loss):
     """Two epochs of the fused step with momentum and dropout: the same weights."""
     train = make_sessions(np.array([4, 2, 7, 3, 5, 6, 2, 8, 3, 4, 5, 9, 2, 3]), n_items=30)
-    cfg = GRU4RecConfig(layers=[12], batch_size=6, n_sample=10, n_epochs=2, learning_rate=0.05,
-                        momentum=0.3, dropout_p_hidden=0.2, loss=loss)  # fmt: skip
+    cfg = GRU4RecConfig(
+        layers=[12],
+        batch_size=6,
+        n_sample=10,
+        n_epochs=2,
+        learning_rate=0.05,
+        momentum=0.3,
+        dropout_p_hidden=0.2,
+        loss=loss,
+    )
     states = []
     for use_kernel in (True, False):
         eng = SessionParallelTrainer(cfg, train, 30, seed=4)
@@ -400,8 +408,18 @@ def test_kernel_results_do_not_depend_on_the_thread_count(loss):
             else:
                 L, G = native.bpr_max_grad(native.kernel(), scores.clone(), 0.5, 0.5, 0.1, dbias)
             table, acc = torch.ones(2000, 50), torch.zeros(2000, 50)
-            native.adagrad_rows(native.kernel(), native.RowScratch(2000), table, acc, None, idx,
-                                rows, 0.05, 1e-6, 0.0)  # fmt: skip
+            native.adagrad_rows(
+                native.kernel(),
+                native.RowScratch(2000),
+                table,
+                acc,
+                None,
+                idx,
+                rows,
+                0.05,
+                1e-6,
+                0.0,
+            )
             flat, flat_acc, mom = torch.ones(40_000), torch.zeros(40_000), torch.zeros(40_000)
             plan = native.DenseTensors(None, None, [flat], [flat_acc], [mom], [dense])
             native.adagrad_dense(native.kernel(), plan, 0.05, 1e-6, 0.3)

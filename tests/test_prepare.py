@@ -86,11 +86,22 @@ def test_cli_prepares_prints_statistics_and_fails_in_one_line(
 def test_bench_run_prepares_a_recipe_dataset_on_first_use(shared_data, tmp_path):
     out = tmp_path / "run"
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "dataset=recipe", "dataset.recipe=srgnn_diginetica",
-         f"dataset.raw={shared_data / SAMPLE}", "baseline=spop", f"hydra.run.dir={out}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "dataset=recipe",
+            "dataset.recipe=srgnn_diginetica",
+            f"dataset.raw={shared_data / SAMPLE}",
+            "baseline=spop",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**__import__("os").environ, "BENCH_CACHE_DIR": str(tmp_path / "c")},
-    )  # fmt: skip
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rec = json.loads((out / "result.json").read_text())
     assert rec["dataset"]["dataset"] == "srgnn_diginetica"

@@ -28,8 +28,13 @@ def srgnn_by_the_script(path, dataset):
     """SR-GNN's datasets/preprocess.py steps, re-expressed with plain dicts (UTC dates)."""
     clicks, dates, cur, cur_date = {}, {}, None, None
     with open(path) as f:
-        reader = csv.DictReader(f, delimiter=";" if dataset == "diginetica" else ",",
-                                fieldnames=None if dataset == "diginetica" else ["session_id", "timestamp", "item_id", "cat"])  # fmt: skip
+        reader = csv.DictReader(
+            f,
+            delimiter=";" if dataset == "diginetica" else ",",
+            fieldnames=None
+            if dataset == "diginetica"
+            else ["session_id", "timestamp", "item_id", "cat"],
+        )
         for row in reader:
             sid = row["session_id"]
             if cur_date is not None and cur != sid:
@@ -146,11 +151,29 @@ def test_rsc15_recipe_on_the_yoochoose_sample(shared_data):
 @pytest.mark.parametrize(
     "rel, reader, window, tsplit, dedup",
     [
-        ("diginetica/raw_sample/train-item-views.sample.csv", raw.read_diginetica_views, 7, None, 841),
-        ("yoochoose/raw_sample/yoochoose-clicks.sample.dat", raw.read_yoochoose_clicks, 1, None, 319),
-        ("retailrocket/sessionized_sample/retailrocket-sessions.sample.tsv", raw.read_retailrocket_sessions, 7, 1442545200, 1886),
+        (
+            "diginetica/raw_sample/train-item-views.sample.csv",
+            raw.read_diginetica_views,
+            7,
+            None,
+            841,
+        ),
+        (
+            "yoochoose/raw_sample/yoochoose-clicks.sample.dat",
+            raw.read_yoochoose_clicks,
+            1,
+            None,
+            319,
+        ),
+        (
+            "retailrocket/sessionized_sample/retailrocket-sessions.sample.tsv",
+            raw.read_retailrocket_sessions,
+            7,
+            1442545200,
+            1886,
+        ),
     ],
-)  # fmt: skip
+)
 def test_official_recipe_dedups_filters_to_a_fixpoint_and_splits(
     shared_data, rel, reader, window, tsplit, dedup
 ):
@@ -218,7 +241,8 @@ def test_leave_one_out_holds_out_each_users_last_and_second_to_last(
     parts, _ = recipes.leave_one_out(df)
     assert len(parts["test"]) == len(parts["train_valid"]) == users
     assert len(parts["train"]) == ratings - users and len(parts["train_tr"]) == ratings - 2 * users
-    # Independently: per user, the latest rating (file order among equal timestamps) is the test item.
+    # Independently: per user, the latest rating (file order among equal timestamps) is the test
+    # item.
     latest = {}
     for k, (u, i, t) in enumerate(zip(df[SESSION], df[ITEM], df[TIME])):
         if u not in latest or (t, k) >= latest[u][0]:
@@ -266,8 +290,12 @@ def test_cgenet_pairs_rank_only_the_labels(shared_data):
     from bench.core.evaluate import evaluate
     from bench.datasets import load_dataset
 
-    ds = {"name": "rr", "kind": "files", "train": "retailrocket/cgenet/train_sessions.txt.gz",
-          "test": "retailrocket/cgenet/test_pairs.tsv.gz"}  # fmt: skip
+    ds = {
+        "name": "rr",
+        "kind": "files",
+        "train": "retailrocket/cgenet/train_sessions.txt.gz",
+        "test": "retailrocket/cgenet/test_pairs.tsv.gz",
+    }
     data = load_dataset(ds, str(shared_data), "final")
     assert data.stats()["test_predictions"] == 15_132  # one ranked label per pair
     assert data.test.n_sessions == 15_132 and data.test.n_events > 2 * 15_132

@@ -16,11 +16,24 @@ V1_COMMON = {
     "overrides": [f"study.storage='sqlite:///{PROJECT_ROOT}/sweeps/s.db'", "seed=0"],
 }
 SESSION_PARALLEL_KNOBS = {
-    "layers": [64], "loss": "ce", "batch_size": 64, "dropout_p_embed": 0.0, "dropout_p_hidden": 0.1,
-    "learning_rate": 0.05, "momentum": 0.0, "sample_alpha": 0.5, "n_sample": 2048, "embedding": 0,
-    "constrained_embedding": True, "n_epochs": 10, "bpreg": 1.0, "elu_param": 0.5, "logq": 1.0,
-    "sample_store_size": 10000000, "optimizer": "adagrad_m",
-}  # fmt: skip
+    "layers": [64],
+    "loss": "ce",
+    "batch_size": 64,
+    "dropout_p_embed": 0.0,
+    "dropout_p_hidden": 0.1,
+    "learning_rate": 0.05,
+    "momentum": 0.0,
+    "sample_alpha": 0.5,
+    "n_sample": 2048,
+    "embedding": 0,
+    "constrained_embedding": True,
+    "n_epochs": 10,
+    "bpreg": 1.0,
+    "elu_param": 0.5,
+    "logq": 1.0,
+    "sample_store_size": 10000000,
+    "optimizer": "adagrad_m",
+}
 
 
 def v1(method, dataset, **extra):
@@ -28,30 +41,47 @@ def v1(method, dataset, **extra):
         "method": method,
         "kind": "baseline" if method not in ("gru4rec", "gru4rec_seq") else "gru4rec",
         "dataset": {
-            "dataset": dataset, "split": "final",
+            "dataset": dataset,
+            "split": "final",
             "train_path": f"/some/machine/shared/data/movielens/{dataset}/u.data",
             "test_path": f"/some/machine/shared/data/movielens/{dataset}/u.data",
         },
         "config": {"data_dir": "/some/machine/shared/data", "eval": {"tie_mode": "conservative"}},
         **V1_COMMON,
         **extra,
-    }  # fmt: skip
+    }
 
 
 def test_a_v1_bptt_record_shows_the_settings_it_trained_with():
     """The committed MovieLens row said batch 64, lr 0.05, 2048 samples: the BPTT run used
     batch 16, Adam 0.01 and the full softmax (schema 1 kept those under `seq`)."""
-    seq = {"batch_size": 16, "learning_rate": 0.01, "n_epochs": 40, "n_sample": 0,
-           "sample_alpha": 0.0, "max_len": 200, "patience": 10, "metric": "ndcg@10"}  # fmt: skip
+    seq = {
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "n_epochs": 40,
+        "n_sample": 0,
+        "sample_alpha": 0.0,
+        "max_len": 200,
+        "patience": 10,
+        "metric": "ndcg@10",
+    }
     rec = RunRecord.from_dict(
         v1("gru4rec_seq", "ml-100k", training="bptt", gru4rec=SESSION_PARALLEL_KNOBS, seq=seq)
     )
     assert rec.schema_version == SCHEMA_VERSION and rec.training == "bptt"
     assert rec.settings == {
-        "layers": [64], "constrained_embedding": True, "dropout_p_embed": 0.0, "dropout_p_hidden": 0.1,
-        "batch_size": 16, "learning_rate": 0.01, "n_epochs": 40, "n_sample": 0, "max_len": 200,
-        "patience": 10, "stop_metric": "ndcg@10",
-    }  # fmt: skip
+        "layers": [64],
+        "constrained_embedding": True,
+        "dropout_p_embed": 0.0,
+        "dropout_p_hidden": 0.1,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "n_epochs": 40,
+        "n_sample": 0,
+        "max_len": 200,
+        "patience": 10,
+        "stop_metric": "ndcg@10",
+    }
     assert rec.dataset["train_path"] == "${data_dir}/movielens/ml-100k/u.data"
     assert rec.eval == {"tie_mode": "conservative"}
 
@@ -69,8 +99,13 @@ def test_a_v1_cross_entropy_record_drops_the_knobs_ce_never_read():
 
 def test_a_v1_baseline_record_keeps_its_params_only():
     rec = RunRecord.from_dict(
-        v1("sknn", "yoochoose1_64", gru4rec=None, baseline={"name": "sknn", "params": {"k": 50, "sample_size": 500}})
-    )  # fmt: skip
+        v1(
+            "sknn",
+            "yoochoose1_64",
+            gru4rec=None,
+            baseline={"name": "sknn", "params": {"k": 50, "sample_size": 500}},
+        )
+    )
     assert rec.settings == {"k": 50, "sample_size": 500} and rec.training is None
     assert (rec.params, rec.paramfile) == ("default", None)
 

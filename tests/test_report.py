@@ -23,9 +23,16 @@ N_EVENTS = 400
 
 
 def write_record(
-    root: Path, name: str, dataset: str, method: str, ranks: np.ndarray, seed=0, loss=None,
-    unknown="drop", layers=100,
-):  # fmt: skip
+    root: Path,
+    name: str,
+    dataset: str,
+    method: str,
+    ranks: np.ndarray,
+    seed=0,
+    loss=None,
+    unknown="drop",
+    layers=100,
+):
     out = root / name
     out.mkdir(parents=True)
     np.save(out / "ranks.npy", ranks.astype(np.float32))
@@ -187,8 +194,15 @@ def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
 
 
 def report_args(records, out, tmp_path, *extra):
-    return ["--records", str(records), "--out", str(out),
-            "--benchmark", str(tmp_path / "no.json"), *extra]  # fmt: skip
+    return [
+        "--records",
+        str(records),
+        "--out",
+        str(out),
+        "--benchmark",
+        str(tmp_path / "no.json"),
+        *extra,
+    ]
 
 
 def test_a_table_never_mixes_evaluation_protocols(records, tmp_path, capsys):
@@ -205,8 +219,15 @@ def test_a_table_never_mixes_evaluation_protocols(records, tmp_path, capsys):
 
 
 def test_rows_that_differ_in_more_than_the_loss_are_named(records, tmp_path):
-    write_record(records, "b_bprmax_official", "ds_b", "gru", np.arange(1, N_EVENTS + 1),
-                 loss="bpr-max", layers=192)  # fmt: skip
+    write_record(
+        records,
+        "b_bprmax_official",
+        "ds_b",
+        "gru",
+        np.arange(1, N_EVENTS + 1),
+        loss="bpr-max",
+        layers=192,
+    )
     table = comparison_table(collect([records], []).runs, ["recall@20"], "conservative")
     text = to_markdown(table)
     assert (
@@ -285,21 +306,39 @@ def final_record(dataset, method, ranks, seed, standard_recall20, loss=None, unk
         "kind": "gru4rec" if gru else "baseline",
         "method": "gru4rec" if gru else method,
         "dataset": {"dataset": dataset, "label": dataset, "split": "final"},
-        "protocol": {"tie_mode": "conservative", "evaluated_events": len(ranks),
-                     "unknown_test_items": "dropped, session re-chained"},
+        "protocol": {
+            "tie_mode": "conservative",
+            "evaluated_events": len(ranks),
+            "unknown_test_items": "dropped, session re-chained",
+        },
         "schema_version": 2,
         "training": "session_parallel" if gru else None,
-        "settings": {"loss": loss, "n_sample": 2048, "sample_alpha": 0.5, "n_epochs": 10,
-                     "layers": [192], "batch_size": 224} if gru else {"k": 300},
+        "settings": {
+            "loss": loss,
+            "n_sample": 2048,
+            "sample_alpha": 0.5,
+            "n_epochs": 10,
+            "layers": [192],
+            "batch_size": 224,
+        }
+        if gru
+        else {"k": 300},
         "eval": {"unknown_test_items": unknown},
         "seed": seed,
-        "study": {"name": f"s_{method}_{dataset}", "phase": "final", "trial": None,
-                  "n_trials": 12, "best_trial": 7},
+        "study": {
+            "name": f"s_{method}_{dataset}",
+            "phase": "final",
+            "trial": None,
+            "n_trials": 12,
+            "best_trial": 7,
+        },
         "metrics": metrics,
-        "metrics_by_tie_mode": {"conservative": metrics,
-                                "standard": {**metrics, "recall@20": standard_recall20}},
+        "metrics_by_tie_mode": {
+            "conservative": metrics,
+            "standard": {**metrics, "recall@20": standard_recall20},
+        },
         "record_path": f"/elsewhere/{method}/{dataset}/seed{seed}/result.json",
-    }  # fmt: skip
+    }
 
 
 def study_with_final(storage, name, records, target=200, space=True):
@@ -310,8 +349,16 @@ def study_with_final(storage, name, records, target=200, space=True):
     study.set_user_attr(
         "search_space", {"k": {"type": "int", "low": 1, "high": 9}} if space else {}
     )
-    study.set_user_attr("final", {"best_trial": 7, "n_trials": 12, "seeds": [r["seed"] for r in records],
-                                  "metrics": {}, "records": records})  # fmt: skip
+    study.set_user_attr(
+        "final",
+        {
+            "best_trial": 7,
+            "n_trials": 12,
+            "seeds": [r["seed"] for r in records],
+            "metrics": {},
+            "records": records,
+        },
+    )
     return study
 
 
@@ -328,8 +375,10 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     ranks_a[:60] = 1.0  # recall@20 = mrr@20 = recall@10 = 60%
     ranks_b = np.full(100, 30.0)
     ranks_b[:50] = 2.0  # recall@20 = 50%, mrr@20 = 25%
-    gru = [final_record("diginetica_srgnn", "gru", r, s, 0.7, loss="ce")
-           for s, r in enumerate([ranks_a, ranks_b])]  # fmt: skip
+    gru = [
+        final_record("diginetica_srgnn", "gru", r, s, 0.7, loss="ce")
+        for s, r in enumerate([ranks_a, ranks_b])
+    ]
     study = study_with_final(storage, "gru4rec_ce_diginetica_srgnn", gru)
     for number in range(8):  # trial 0: the configured parameters; 7: the best, retrained
         trial = study.ask()
@@ -341,10 +390,18 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     sknn = final_record("yoochoose1_64", "sknn", ranks_b, 0, 0.5)
     sknn["study"]["n_trials"] = 5
     study_with_final(storage, "sknn_yoochoose1_64", [sknn], target=12)
-    study_with_final(storage, "stan_yoochoose1_64",
-                     [final_record("yoochoose1_64", "stan", ranks_b, 0, 0.5, unknown="drop")])  # fmt: skip
-    study_with_final(storage, "spop_yoochoose1_64",
-                     [final_record("yoochoose1_64", "spop", ranks_a, 0, 0.6)], target=1, space=False)  # fmt: skip
+    study_with_final(
+        storage,
+        "stan_yoochoose1_64",
+        [final_record("yoochoose1_64", "stan", ranks_b, 0, 0.5, unknown="drop")],
+    )
+    study_with_final(
+        storage,
+        "spop_yoochoose1_64",
+        [final_record("yoochoose1_64", "spop", ranks_a, 0, 0.6)],
+        target=1,
+        space=False,
+    )
     optuna.create_study(study_name="gru4rec_bpr-max_yoochoose1_64", storage=storage)
     col = collect([], [storage])
     h = build(col.runs, col.studies)
@@ -355,8 +412,8 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     assert "| SKNN (tuned) | – | – | – | – | 50.00 (50.00) | 25.00 (25.00) |" in md
     assert "| SGNN-HN (published) | 55.67 | 19.45 |" in md
     assert (
-        "our best GRU4Rec (GRU4Rec XE (tuned), 55.00) is SHORT of the best published (SGNN-HN, 55.67) by -0.67 points"
-        in md
+        "our best GRU4Rec (GRU4Rec XE (tuned), 55.00) is SHORT of the best published (SGNN-HN, "
+        "55.67) by -0.67 points" in md
     )
     assert "our best GRU4Rec (GRU4Rec XE (tuned), 42.50) is at or above" in md
     assert "by -0.67 points; at or above GRU4REC (2015), NARM, STAMP, SR-GNN." in md
@@ -368,8 +425,8 @@ def test_headline_comes_from_the_studies_alone(tmp_path):
     # counted as wall time x 2 threads and marked.
     assert "| SKNN (tuned) | yoochoose1_64 | 12 of 12 | 0 | 0.00 | 7 | – | 1 | `k=300` |" in md
     assert (
-        "| GRU4Rec XE (tuned) | diginetica_srgnn | 12 of 200 | 0 | 0.00* | 7 | MRR@20 0.3000 (configured: 0.1000) | 2 |"
-        in md
+        "| GRU4Rec XE (tuned) | diginetica_srgnn | 12 of 200 | 0 | 0.00* | 7 | MRR@20 0.3000 "
+        "(configured: 0.1000) | 2 |" in md
     )
     assert "CPU-hours marked * include trials run before" in md
     assert "Protocol: every tuned method had the same budget of 30 finished trials" in md
@@ -409,8 +466,9 @@ def test_headline_marks_a_significant_gap_between_the_best_gru4rec_and_the_best_
         r["protocol"]["test_fingerprint"] = "f1"
         return r | {RANKS_KEY: encode_ranks(ranks)}
 
-    study_with_final(storage, "gru4rec_ce_yoochoose1_64",
-                     [rec("gru", ranks_a, s, loss="ce") for s in (0, 1)])  # fmt: skip
+    study_with_final(
+        storage, "gru4rec_ce_yoochoose1_64", [rec("gru", ranks_a, s, loss="ce") for s in (0, 1)]
+    )
     study_with_final(storage, "sknn_yoochoose1_64", [rec("sknn", ranks_b)])
     study_with_final(storage, "sknn_diginetica_srgnn", [])
     col = collect([], [storage])
@@ -449,8 +507,11 @@ def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):
 
     storage = f"sqlite:///{tmp_path / 's.db'}"
     ranks = np.full(10, 1.0)
-    study_with_final(storage, "gru4rec_ce_yoochoose1_64",
-                     [final_record("yoochoose1_64", "gru", ranks, 0, 1.0, loss="ce")])  # fmt: skip
+    study_with_final(
+        storage,
+        "gru4rec_ce_yoochoose1_64",
+        [final_record("yoochoose1_64", "gru", ranks, 0, 1.0, loss="ce")],
+    )
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- headline:start -->\nold\n<!-- headline:end -->\nrest\n")
     out = tmp_path / "results"
@@ -511,8 +572,8 @@ def test_the_protocol_names_the_pruner_and_the_trials_an_earlier_one_judged():
     ]
     text = protocol(studies, {})
     assert (
-        f"pruned by {sh} (earlier trials of a study under another: gru4rec_ce_a trials 0-3 by {med})."
-        in text
+        f"pruned by {sh} (earlier trials of a study under another: gru4rec_ce_a trials 0-3 by "
+        f"{med})." in text
     )
     assert "per study below" not in text and "none" not in text
     one = protocol(studies[1:], {})
@@ -533,7 +594,8 @@ def test_trials_and_seeds_run_on_a_gpu_are_said_under_the_table():
     seeds = pd.DataFrame({"device": ["NVIDIA H200"] * 4 + ["cpu (1 threads)"]})
     (note,) = accelerated("GRU4Rec BPR-max (tuned)", "diginetica_srgnn", study, 4, seeds)
     assert note.startswith(
-        "GRU4Rec BPR-max (tuned) on diginetica_srgnn: 2 of its 4 trials and 4 of its 5 final seeds ran on a GPU (NVIDIA H200)"
+        "GRU4Rec BPR-max (tuned) on diginetica_srgnn: 2 of its 4 trials and 4 of its 5 final "
+        "seeds ran on a GPU (NVIDIA H200)"
     )
     cpu_only = pd.DataFrame({"device": ["cpu (2 threads)"]})
     assert accelerated("x", "d", study, 2, cpu_only) == []  # the first two trials: CPU
@@ -577,8 +639,16 @@ def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first
             s.tell(t, 0.1 * i)
         return s
 
-    text = protocol([study("first", 0), study("late", 2), study("never", None),
-                     study("pop", None, tuned=False), study("after", 3, trials=4)], {})  # fmt: skip
+    text = protocol(
+        [
+            study("first", 0),
+            study("late", 2),
+            study("never", None),
+            study("pop", None, tuned=False),
+            study("after", 3, trials=4),
+        ],
+        {},
+    )
     assert (
         "as the first trial (except: after ran them only after its budget, as trial 3, which "
         "does not count; late ran them as trial 2; never never ran them; "
@@ -590,8 +660,14 @@ def test_the_protocol_names_the_studies_whose_configured_trial_was_not_the_first
 def test_the_protocol_says_how_many_seeds_each_row_was_retrained_with():
     from bench.report.headline import retraining
 
-    seeds = {"POP": 1, "BPR-MF (tuned)": 5, "SKNN (tuned)": 1, "GRU4Rec XE (tuned)": 5,
-             "GRU4Rec BPR-max (tuned)": 5, "X (tuned)": 3}  # fmt: skip
+    seeds = {
+        "POP": 1,
+        "BPR-MF (tuned)": 5,
+        "SKNN (tuned)": 1,
+        "GRU4Rec XE (tuned)": 5,
+        "GRU4Rec BPR-max (tuned)": 5,
+        "X (tuned)": 3,
+    }
     assert retraining(seeds).startswith(
         "The best trial retrained on train -> test with 5 seeds for BPR-MF, GRU4Rec XE and "
         "GRU4Rec BPR-max; 3 seeds for X (the seed changes their initialisation and sampling), "
@@ -612,13 +688,25 @@ def test_a_peer_run_with_its_published_settings_gets_its_two_rows_and_statements
     def metrics(r20, m20):
         return {"recall@20": r20, "mrr@20": m20, "recall@10": r20 - 0.1, "mrr@10": m20 - 0.01}
 
-    epochs = [{"eval": metrics(0.69, 0.30)}, {"eval": metrics(0.71, 0.305)},
-              {"eval": metrics(0.70, 0.31)}]  # fmt: skip
-    runs = pd.DataFrame([{
-        "kind": "model", "phase": None, "dataset": "yoochoose1_64", "label": "SR-GNN",
-        "unknown_test_items_option": "miss", "tie_mode": "conservative", "record": "r",
-        **metrics(0.70, 0.31),
-    }])  # fmt: skip
+    epochs = [
+        {"eval": metrics(0.69, 0.30)},
+        {"eval": metrics(0.71, 0.305)},
+        {"eval": metrics(0.70, 0.31)},
+    ]
+    runs = pd.DataFrame(
+        [
+            {
+                "kind": "model",
+                "phase": None,
+                "dataset": "yoochoose1_64",
+                "label": "SR-GNN",
+                "unknown_test_items_option": "miss",
+                "tie_mode": "conservative",
+                "record": "r",
+                **metrics(0.70, 0.31),
+            }
+        ]
+    )
     h = build(runs, [], {"r": epochs})
     labels = [r[0] for r in h.rows]
     at = labels.index("SR-GNN (published)")
@@ -642,8 +730,14 @@ def test_the_report_reads_only_what_it_is_pointed_at_and_filters(records, tmp_pa
     """No study storage unless named (--storage, --studies); --dataset and --method keep a
     part of the records; a name that is not among them is one line."""
     out = tmp_path / "out"
-    assert report_main(report_args(records, out, tmp_path, "--dataset", "ds_b",
-                                   "--method", "pop", "--method", "sknn")) == 0  # fmt: skip
+    assert (
+        report_main(
+            report_args(
+                records, out, tmp_path, "--dataset", "ds_b", "--method", "pop", "--method", "sknn"
+            )
+        )
+        == 0
+    )
     table = (out / "tables" / "comparison.md").read_text()
     assert "ds_b Recall@20" in table and "ds_a" not in table
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
@@ -662,14 +756,17 @@ def test_a_seed_run_twice_counts_once_and_is_named(records, tmp_path):
 
     rng = np.random.default_rng(5)
     write_record(records, "a_sknn_again", "ds_a", "sknn", rng.integers(1, 60, N_EVENTS))
-    write_record(records, "a_xe_big", "ds_a", "gru", rng.integers(1, 60, N_EVENTS), loss="ce",
-                 layers=200)  # fmt: skip
+    write_record(
+        records, "a_xe_big", "ds_a", "gru", rng.integers(1, 60, N_EVENTS), loss="ce", layers=200
+    )
     col = collect([records], [])
     final, notes = table_runs(col.runs, "conservative")
     sknn = final[(final["label"] == "SKNN") & (final["dataset"] == "ds_a")]
     assert len(sknn) == 1 and sknn["record"].iloc[0].endswith("a_sknn_again/result.json")
-    assert notes == ["SKNN on ds_a: 1 more run(s) of seed(s) 0 left out (the same seed twice is "
-                     "the same run, not another sample)"]  # fmt: skip
+    assert notes == [
+        "SKNN on ds_a: 1 more run(s) of seed(s) 0 left out (the same seed twice is "
+        "the same run, not another sample)"
+    ]
     on_a = final[final["dataset"] == "ds_a"]
     xe = sorted(label for label in on_a["label"].unique() if label.startswith("GRU4Rec XE"))
     assert len(xe) == 2 and all(" [" in label for label in xe)

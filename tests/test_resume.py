@@ -17,17 +17,30 @@ import torch
 # and momentum, dropout masks, and a negative-sample store that is refilled (every 100
 # steps) in the middle of epochs.
 # Epochs of about a second on an idle 2-core machine: long enough to signal inside one.
-OPTIONS = ["dataset=rsc15_100k", "n_epochs=5", "batch_size=64", "layers=[64]",
-           "n_sample=64", "sample_store_size=6400", "momentum=0.1", "dropout_p_embed=0.1",
-           "dropout_p_hidden=0.2", "trainer.chunk_steps=25", "save_model=false"]  # fmt: skip
+OPTIONS = [
+    "dataset=rsc15_100k",
+    "n_epochs=5",
+    "batch_size=64",
+    "layers=[64]",
+    "n_sample=64",
+    "sample_store_size=6400",
+    "momentum=0.1",
+    "dropout_p_embed=0.1",
+    "dropout_p_hidden=0.2",
+    "trainer.chunk_steps=25",
+    "save_model=false",
+]
 
 
 def start(run_dir, *extra):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CI": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "bench.run", *OPTIONS, f"hydra.run.dir={run_dir}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_line(proc, text: str, seen: list) -> None:
@@ -100,10 +113,20 @@ def test_resume_refuses_a_checkpoint_of_another_run(shared_data, tmp_path):
     run = start(tmp_path / "a", "n_epochs=1")
     finish(run, [])
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", *OPTIONS, "n_epochs=1", "layers=[60]",
-         f"resume={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'b'}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *OPTIONS,
+            "n_epochs=1",
+            "layers=[60]",
+            f"resume={tmp_path / 'a'}",
+            f"hydra.run.dir={tmp_path / 'b'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2
     assert (
         p.stderr.strip()
@@ -111,16 +134,34 @@ def test_resume_refuses_a_checkpoint_of_another_run(shared_data, tmp_path):
         .startswith("error: resume: the checkpoint is of another run (settings:")
     ), p.stderr[-2000:]
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", *OPTIONS, "n_epochs=1", "trainer.chunk_steps=50",
-         f"resume={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'b2'}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *OPTIONS,
+            "n_epochs=1",
+            "trainer.chunk_steps=50",
+            f"resume={tmp_path / 'a'}",
+            f"hydra.run.dir={tmp_path / 'b2'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2 and "(chunk_steps: 25 there, 50 here)" in p.stderr, p.stderr[-2000:]
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", *OPTIONS, f"resume={tmp_path / 'nothing'}",
-         f"hydra.run.dir={tmp_path / 'c'}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *OPTIONS,
+            f"resume={tmp_path / 'nothing'}",
+            f"hydra.run.dir={tmp_path / 'c'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2 and "error: resume: no checkpoint at" in p.stderr
 
 
@@ -130,10 +171,23 @@ def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data
     those of the epoch early stopping chose, whose weights the model holds."""
     out = tmp_path / "r"
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", *OPTIONS, "split=tune", "n_epochs=6", "patience=1",
-         "learning_rate=0.3", "momentum=0.6", "stop_metric=mrr@5", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *OPTIONS,
+            "split=tune",
+            "n_epochs=6",
+            "patience=1",
+            "learning_rate=0.3",
+            "momentum=0.6",
+            "stop_metric=mrr@5",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rec = json.loads((out / "result.json").read_text())
     curve = [e["eval"]["mrr@5"] for e in rec["epochs"]]  # (measured: best epoch 5 of 6)
@@ -142,8 +196,10 @@ def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data
     assert rec["metrics"] == rec["epochs"][best]["eval"]
     assert len(curve) == 6 or len(curve) == best + 2  # stopped one epoch after the best
     assert rec["settings"]["patience"] == 1 and rec["settings"]["stop_metric"] == "mrr@5"
-    assert (f"early stopping: kept epoch {best + 1} (mrr@5 {max(curve):.4f}) of the "
-            f"{len(curve)} trained") in p.stdout  # fmt: skip
+    assert (
+        f"early stopping: kept epoch {best + 1} (mrr@5 {max(curve):.4f}) of the "
+        f"{len(curve)} trained"
+    ) in p.stdout
 
 
 class Foreign:
@@ -166,9 +222,15 @@ def test_a_checkpoint_carrying_a_foreign_object_is_refused_with_one_line(tmp_pat
     ckpt["bench"]["identity"]["extra"] = Foreign(marker)
     torch.save(ckpt, tmp_path / "tampered.ckpt")
     q = subprocess.run(
-        [*base, "n_epochs=2", f"resume={tmp_path / 'tampered.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *base,
+            "n_epochs=2",
+            f"resume={tmp_path / 'tampered.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'b'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert q.returncode == 2
     lines = q.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: resume: {tmp_path / 'tampered.ckpt'}")

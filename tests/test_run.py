@@ -141,8 +141,15 @@ def test_baselines_run_through_the_same_entry_point(tmp_path):
 def test_an_unreachable_study_storage_is_one_line(tmp_path):
     """The sweeper's own errors reach the user as one line, not Hydra's stack trace."""
     url = "postgresql://root@127.0.0.1:5999/nope"
-    p = run(["-m", "hparams_search=pop", f"hydra.sweeper.storage={url}",
-             f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)  # fmt: skip
+    p = run(
+        [
+            "-m",
+            "hparams_search=pop",
+            f"hydra.sweeper.storage={url}",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        cwd=tmp_path,
+    )
     assert p.returncode != 0
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
@@ -165,10 +172,21 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", *FAST, *SMALL, "save_model=false",
-         "logger=[csv,tensorboard]"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *FAST,
+            *SMALL,
+            "save_model=false",
+            "logger=[csv,tensorboard]",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert list(work.glob("results/raw/runs/*/result.json"))
     assert list(work.glob("results/raw/tensorboard/*/*/events.out.tfevents.*"))

@@ -114,8 +114,12 @@ def test_srgnn_comparable_mode_counts_unscorable_predictions_as_misses(shared_da
     from bench.core.evaluate import evaluate
     from bench.datasets import load_dataset
 
-    ds = {"name": "yc", "kind": "files", "train": "yoochoose/srgnn_yoochoose1_64/train_sessions.txt.gz",
-          "test": "yoochoose/srgnn_yoochoose1_64/test_sessions.txt.gz"}  # fmt: skip
+    ds = {
+        "name": "yc",
+        "kind": "files",
+        "train": "yoochoose/srgnn_yoochoose1_64/train_sessions.txt.gz",
+        "test": "yoochoose/srgnn_yoochoose1_64/test_sessions.txt.gz",
+    }
     data = load_dataset(ds, str(shared_data), "final")
     # SR-GNN's 55,898 test samples; 498 of them cannot be scored here (an item of the
     # 1/64 test set never occurs in the 1/64 training data): dropped by default.

@@ -28,16 +28,31 @@ def test_final_seeds_are_read_from_each_search_config():
     """The runner and the headline take a study's final seeds from its conf/hparams_search
     file, the one place that sets them."""
     seeds = {s: studies.final_seeds(s) for s in studies.SEARCHES}
-    assert seeds == {"pop": 1, "spop": 1, "sr": 1, "ar": 1, "itemknn": 1, "bprmf": 5, "sknn": 1,
-                     "vsknn": 1, "stan": 1, "gru4rec_ce": 5, "gru4rec_bpr-max": 5, "srgnn": 5}  # fmt: skip
+    assert seeds == {
+        "pop": 1,
+        "spop": 1,
+        "sr": 1,
+        "ar": 1,
+        "itemknn": 1,
+        "bprmf": 5,
+        "sknn": 1,
+        "vsknn": 1,
+        "stan": 1,
+        "gru4rec_ce": 5,
+        "gru4rec_bpr-max": 5,
+        "srgnn": 5,
+    }
     assert studies.final_seeds("no_such_search") == 1
 
 
 def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     (tmp_path / "sweeps").mkdir()
     study = studies.Study("sknn", "yoochoose1_64")
-    s = optuna.create_study(study_name=study.name, direction="maximize",
-                            storage=f"sqlite:///{tmp_path / 'sweeps' / (study.name + '.db')}")  # fmt: skip
+    s = optuna.create_study(
+        study_name=study.name,
+        direction="maximize",
+        storage=f"sqlite:///{tmp_path / 'sweeps' / (study.name + '.db')}",
+    )
     for i in range(4):
         trial = s.ask()
         trial.set_user_attr("cpu_seconds", 30.0 if i == 3 else 110.0)
@@ -145,7 +160,10 @@ def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypat
     fail = 0
     assert studies.run_study(gru, threads=1, workers=2) == 0
     assert [("final_now=true" in " ".join(c), t) for c, t in started] == [
-        (False, "1"), (False, "1"), (True, "1")]  # fmt: skip
+        (False, "1"),
+        (False, "1"),
+        (True, "1"),
+    ]
     started.clear()
     fail = 1
     assert studies.run_study(gru, threads=1, workers=2) == 1
@@ -182,15 +200,17 @@ def test_stage_puts_the_headline_of_exactly_the_staged_storages_in_the_index(mon
     import subprocess
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
-                              text=True).stdout  # fmt: skip
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout
 
     git("init", "-q")
     (tmp_path / "README.md").write_text("<!-- headline:start -->\n<!-- headline:end -->\n")
     (tmp_path / "sweeps").mkdir()
     db = tmp_path / "sweeps" / "sknn_yoochoose1_64.db"
-    study = optuna.create_study(study_name="sknn_yoochoose1_64", storage=f"sqlite:///{db}",
-                                direction="maximize")  # fmt: skip
+    study = optuna.create_study(
+        study_name="sknn_yoochoose1_64", storage=f"sqlite:///{db}", direction="maximize"
+    )
     for value in (0.1, 0.2, 0.3):
         study.tell(study.ask(), value)  # no objective_metric recorded: named "objective"
     monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)
@@ -232,8 +252,9 @@ def test_a_niced_runner_nices_the_session_of_each_worker(niceness):
     )
     if not niceness and os.nice(0):
         pytest.skip("the tests themselves run niced: no un-niced runner to start")
-    run = subprocess.run(["nice", "-n", str(niceness), sys.executable, "-c", code],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        ["nice", "-n", str(niceness), sys.executable, "-c", code], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     own_session, own, worker = json.loads(run.stdout)
     if niceness:  # own session, its autogroup niced like the runner
@@ -264,8 +285,9 @@ def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
     )
-    runner = subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", code],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    runner = subprocess.Popen(
+        ["nice", "-n", "5", sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
     assert runner.stdout.readline().startswith("== sknn_x")  # the workers are starting
     time.sleep(1)
     runner.send_signal(signal.SIGINT)
@@ -280,8 +302,12 @@ def test_ctrl_c_while_workers_start_ends_those_already_started(monkeypatch):
     import subprocess
     import sys
 
-    worker = [sys.executable, "-c", "import signal, time; "
-              "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(120.5)"]  # fmt: skip
+    worker = [
+        sys.executable,
+        "-c",
+        "import signal, time; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(120.5)",
+    ]
     started = []
 
     def start(cmd, env):
@@ -318,8 +344,12 @@ def test_sigterm_reaches_the_workers_and_the_runner_exits_143(tmp_path):
         "'import time; time.sleep(120.75)'])]\n"
         "sys.exit(studies.main(['--only', 'sknn_yoochoose1_64', '--workers', '2']))\n"
     )
-    runner = subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", code],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    runner = subprocess.Popen(
+        ["nice", "-n", "5", sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert runner.stdout.readline().startswith("== sknn_yoochoose1_64")
     time.sleep(1)
     runner.send_signal(signal.SIGTERM)

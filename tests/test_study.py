@@ -35,11 +35,20 @@ SPACE = [
 
 def study_cmd(storage, name, sweep_dir, *extra):
     return [
-        sys.executable, "-m", "bench.run", "-m", "hparams_search=gru4rec_ce",
-        f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={name}", f"hydra.sweep.dir={sweep_dir}",
-        "hydra.sweeper.final_seeds=0", "hydra.sweeper.n_startup_trials=2", "hydra.sweeper.pruner=none",
-        "save_model=false", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.run",
+        "-m",
+        "hparams_search=gru4rec_ce",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={name}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.final_seeds=0",
+        "hydra.sweeper.n_startup_trials=2",
+        "hydra.sweeper.pruner=none",
+        "save_model=false",
+        *extra,
+    ]
 
 
 def run(cmd, cwd, timeout=600):
@@ -58,10 +67,20 @@ def free_port() -> int:
 def test_small_real_study_and_dashboard(shared_data, tmp_path):
     storage = f"sqlite:///{tmp_path / 'sweeps' / 'rsc.db'}"
     run(
-        study_cmd(storage, "rsc_ce", tmp_path / "sw", "dataset=rsc15_100k", f"data_dir={shared_data}",
-                  "hydra.sweeper.n_trials=3", "n_epochs=1", "batch_size=32", "n_sample=256", *SPACE),
+        study_cmd(
+            storage,
+            "rsc_ce",
+            tmp_path / "sw",
+            "dataset=rsc15_100k",
+            f"data_dir={shared_data}",
+            "hydra.sweeper.n_trials=3",
+            "n_epochs=1",
+            "batch_size=32",
+            "n_sample=256",
+            *SPACE,
+        ),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     study = optuna.load_study(study_name="rsc_ce", storage=storage)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3
@@ -73,8 +92,11 @@ def test_small_real_study_and_dashboard(shared_data, tmp_path):
         assert 0 in t.intermediate_values
     exe = Path(sys.executable).parent / "optuna-dashboard"
     port = free_port()
-    proc = subprocess.Popen([str(exe), storage, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(exe), storage, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         body = None
         for _ in range(60):
@@ -141,10 +163,21 @@ def test_two_workers_share_one_postgres_study(pg_url, tmp_path):
 
 
 def test_killed_worker_trial_fails_and_study_completes(pg_url, tmp_path):
-    args = ["hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
-            *SMALL, "n_epochs=30", "dataset.params.n_train_sessions=4000", *SPACE]  # fmt: skip
-    proc = subprocess.Popen(study_cmd(pg_url, "crash", tmp_path / "a", *args), cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=3",
+        *SMALL,
+        "n_epochs=30",
+        "dataset.params.n_train_sessions=4000",
+        *SPACE,
+    ]
+    proc = subprocess.Popen(
+        study_cmd(pg_url, "crash", tmp_path / "a", *args),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -187,10 +220,21 @@ def test_pruning_stops_a_bad_region(tmp_path):
         "+hydra.sweeper.params.learning_rate.choices=[0.2,0.000001]",
     ]
     run(
-        study_cmd(storage, "prune", tmp_path / "sw", "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
-                  "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=2", *SMALL, "n_epochs=3", *space),
+        study_cmd(
+            storage,
+            "prune",
+            tmp_path / "sw",
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.sampler=random",
+            "hydra.sweeper.seed=2",
+            "hydra.sweeper.pruner=median",
+            "hydra.sweeper.pruner_startup_trials=2",
+            *SMALL,
+            "n_epochs=3",
+            *space,
+        ),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     s = optuna.load_study(study_name="prune", storage=storage)
     pruned = s.get_trials(states=(TrialState.PRUNED,))
     assert pruned, [(t.params, t.state) for t in s.trials]
@@ -199,10 +243,20 @@ def test_pruning_stops_a_bad_region(tmp_path):
     # An enqueued trial (the configured parameters) is never pruned, even in the bad region.
     s.enqueue_trial({"learning_rate": 0.000001}, user_attrs={"enqueued": "the configured values"})
     run(
-        study_cmd(storage, "prune", tmp_path / "sw2", "hydra.sweeper.n_trials=9", "hydra.sweeper.sampler=random",
-                  "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=2", *SMALL, "n_epochs=3", *space),
+        study_cmd(
+            storage,
+            "prune",
+            tmp_path / "sw2",
+            "hydra.sweeper.n_trials=9",
+            "hydra.sweeper.sampler=random",
+            "hydra.sweeper.pruner=median",
+            "hydra.sweeper.pruner_startup_trials=2",
+            *SMALL,
+            "n_epochs=3",
+            *space,
+        ),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     last = optuna.load_study(study_name="prune", storage=storage).trials[-1]
     assert last.params["learning_rate"] == 0.000001 and last.state == TrialState.COMPLETE
     assert len(last.intermediate_values) == 3
@@ -216,9 +270,18 @@ def test_successive_halving_judges_only_at_its_rungs_and_records_the_cost(tmp_pa
     from bench.records import RANKS_KEY, decode_ranks
 
     storage = f"sqlite:///{tmp_path / 'sh.db'}"
-    cmd = study_cmd(storage, "sh", tmp_path / "sw", "hydra.sweeper.n_trials=7", *SMALL, *SPACE,
-                    "n_epochs=6", "hydra.sweeper.pruner=successive_halving",
-                    "hydra.sweeper.pruner_min_epochs=2", "hydra.sweeper.pruner_reduction=3")  # fmt: skip
+    cmd = study_cmd(
+        storage,
+        "sh",
+        tmp_path / "sw",
+        "hydra.sweeper.n_trials=7",
+        *SMALL,
+        *SPACE,
+        "n_epochs=6",
+        "hydra.sweeper.pruner=successive_halving",
+        "hydra.sweeper.pruner_min_epochs=2",
+        "hydra.sweeper.pruner_reduction=3",
+    )
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
     run(cmd, cwd=tmp_path)
     s = optuna.load_study(study_name="sh", storage=storage)
@@ -251,10 +314,20 @@ def test_a_study_continued_with_other_scoring_options_is_refused(tmp_path):
         cwd=tmp_path,
     )
     p = subprocess.run(
-        study_cmd(storage, "e", tmp_path / "sw2", "hydra.sweeper.n_trials=2", *SMALL, *SPACE,
-                  "eval.unknown_test_items=miss"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        study_cmd(
+            storage,
+            "e",
+            tmp_path / "sw2",
+            "hydra.sweeper.n_trials=2",
+            *SMALL,
+            *SPACE,
+            "eval.unknown_test_items=miss",
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode != 0
     lines = [line for line in p.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "would be scored differently" in lines[0], p.stderr[-2000:]
@@ -297,8 +370,15 @@ def test_pruner_settings_are_checked_and_rungs_follow_them():
 
 def test_tune_then_retrain_on_test(tmp_path):
     storage = f"sqlite:///{tmp_path / 't.db'}"
-    cmd = study_cmd(storage, "final", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE,
-                    "eval.also_tie_modes=[standard]")  # fmt: skip
+    cmd = study_cmd(
+        storage,
+        "final",
+        tmp_path / "sw",
+        "hydra.sweeper.n_trials=3",
+        *SMALL,
+        *SPACE,
+        "eval.also_tie_modes=[standard]",
+    )
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd]
     run(cmd, cwd=tmp_path)
     summary = json.loads((tmp_path / "sw" / "final.json").read_text())
@@ -346,10 +426,19 @@ def test_final_now_retrains_the_best_so_far_and_adds_only_missing_seeds(tmp_path
     storage = f"sqlite:///{tmp_path / 'n.db'}"
 
     def cmd(n_trials, seeds, *extra):
-        base = study_cmd(storage, "now", tmp_path / "sw", f"hydra.sweeper.n_trials={n_trials}",
-                         *SMALL, *SPACE, *extra)  # fmt: skip
-        return [c if c != "hydra.sweeper.final_seeds=0" else f"hydra.sweeper.final_seeds={seeds}"
-                for c in base]  # fmt: skip
+        base = study_cmd(
+            storage,
+            "now",
+            tmp_path / "sw",
+            f"hydra.sweeper.n_trials={n_trials}",
+            *SMALL,
+            *SPACE,
+            *extra,
+        )
+        return [
+            c if c != "hydra.sweeper.final_seeds=0" else f"hydra.sweeper.final_seeds={seeds}"
+            for c in base
+        ]
 
     with pytest.raises(AssertionError, match="no complete trial to retrain"):
         run(cmd(50, 1, "hydra.sweeper.final_now=true"), cwd=tmp_path)
@@ -382,8 +471,13 @@ def test_a_stopped_retraining_keeps_its_finished_seeds(tmp_path):
     run(cmd, cwd=tmp_path)
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=4" for c in cmd]
     cmd.append("hydra.sweeper.final_now=true")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     final, deadline = None, time.monotonic() + 300
     while final is None and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -396,15 +490,21 @@ def test_a_stopped_retraining_keeps_its_finished_seeds(tmp_path):
     run(cmd, cwd=tmp_path)
     final = optuna.load_study(study_name="kill", storage=storage).user_attrs["final"]
     assert final["seeds"] == [0, 1, 2, 3]
-    assert {s: Path(r["record_path"]).stat().st_mtime_ns for s, r in
-            zip(final["seeds"], final["records"]) if s in done} == done  # fmt: skip
+    assert {
+        s: Path(r["record_path"]).stat().st_mtime_ns
+        for s, r in zip(final["seeds"], final["records"])
+        if s in done
+    } == done
 
 
 def test_grid_values_are_refused_in_a_study(tmp_path):
     p = subprocess.run(
         study_cmd(f"sqlite:///{tmp_path / 'g.db'}", "g", tmp_path / "sw", "seed=1,2"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0
     assert "'seed=1,2' is a sweep" in p.stderr
 
@@ -417,10 +517,20 @@ def test_diverging_trials_fail_with_reason_and_the_study_stops(tmp_path):
         "+hydra.sweeper.params.learning_rate.choices=[1e30]",
     ]
     p = subprocess.run(
-        study_cmd(storage, "nan", tmp_path / "sw", "hydra.sweeper.n_trials=3",
-                  "hydra.sweeper.max_failures=2", *SMALL, *space),
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        study_cmd(
+            storage,
+            "nan",
+            tmp_path / "sw",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.max_failures=2",
+            *SMALL,
+            *space,
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode != 0
     assert "2 failed trials (hydra.sweeper.max_failures=2)" in p.stderr
     s = optuna.load_study(study_name="nan", storage=storage)
@@ -432,10 +542,19 @@ def test_diverging_trials_fail_with_reason_and_the_study_stops(tmp_path):
 def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
     storage = f"sqlite:///{tmp_path / 'j.db'}"
     run(
-        study_cmd(storage, "par", tmp_path / "sw", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
-                  "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", *SMALL, *SPACE),
+        study_cmd(
+            storage,
+            "par",
+            tmp_path / "sw",
+            "hydra/launcher=local_parallel",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=2",
+            *SMALL,
+            *SPACE,
+        ),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     s = optuna.load_study(study_name="par", storage=storage)
     done = s.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 2
@@ -448,8 +567,17 @@ def test_a_stop_file_ends_the_worker_after_its_trial_in_progress(tmp_path):
     file gone, continues the study."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
     stop = tmp_path / "stop"
-    cmd = study_cmd(storage, "stop", tmp_path / "sw", "hydra.sweeper.n_trials=3", *SMALL, *SPACE,
-                    "n_epochs=30", "dataset.params.n_train_sessions=4000", f"hydra.sweeper.stop_file={stop}")  # fmt: skip
+    cmd = study_cmd(
+        storage,
+        "stop",
+        tmp_path / "sw",
+        "hydra.sweeper.n_trials=3",
+        *SMALL,
+        *SPACE,
+        "n_epochs=30",
+        "dataset.params.n_train_sessions=4000",
+        f"hydra.sweeper.stop_file={stop}",
+    )
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -488,11 +616,22 @@ def test_the_final_seeds_retrain_in_parallel_through_the_local_launcher(tmp_path
         study_cmd(storage, "pf", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE),
         cwd=tmp_path,
     )
-    cmd = study_cmd(storage, "pf", tmp_path / "sw", "hydra.sweeper.n_trials=1", *SMALL, *SPACE,
-                    "hydra.sweeper.final_now=true", "hydra/launcher=local_parallel",
-                    "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")  # fmt: skip
-    p = run([c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd],
-            cwd=tmp_path)  # fmt: skip
+    cmd = study_cmd(
+        storage,
+        "pf",
+        tmp_path / "sw",
+        "hydra.sweeper.n_trials=1",
+        *SMALL,
+        *SPACE,
+        "hydra.sweeper.final_now=true",
+        "hydra/launcher=local_parallel",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+    )
+    p = run(
+        [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=2" for c in cmd],
+        cwd=tmp_path,
+    )
     assert (
         "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
         and "is launching 2 jobs" in p.stdout + p.stderr
@@ -509,8 +648,19 @@ def test_a_study_runs_its_trials_through_submitit(tmp_path):
     """The path a cluster user takes (hydra/launcher=submitit_slurm differs only in the
     executor): each trial a submitit job in its own process, reporting to the storage."""
     storage = f"sqlite:///{tmp_path / 'sub.db'}"
-    run(study_cmd(storage, "sub", tmp_path / "sw", "hydra/launcher=submitit_local",
-                  "hydra.launcher.timeout_min=10", "hydra.sweeper.n_trials=2", *SMALL, *SPACE), cwd=tmp_path)  # fmt: skip
+    run(
+        study_cmd(
+            storage,
+            "sub",
+            tmp_path / "sw",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            "hydra.sweeper.n_trials=2",
+            *SMALL,
+            *SPACE,
+        ),
+        cwd=tmp_path,
+    )
     study = optuna.load_study(study_name="sub", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["cpu_seconds"] > 0 for t in study.trials)
@@ -520,9 +670,21 @@ def test_a_study_runs_its_trials_through_submitit(tmp_path):
 
 def test_slurm_launcher_config_composes(tmp_path):
     p = subprocess.run(
-        [sys.executable, "-m", "bench.run", "hydra/launcher=slurm", "--cfg", "hydra", "--package", "hydra.launcher"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "hydra/launcher=slurm",
+            "--cfg",
+            "hydra",
+            "--package",
+            "hydra.launcher",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "SlurmLauncher" in p.stdout and "gpus_per_node: 1" in p.stdout
 
@@ -530,11 +692,18 @@ def test_slurm_launcher_config_composes(tmp_path):
 def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
     storage = f"sqlite:///{tmp_path / 'b.db'}"
     cmd = [
-        sys.executable, "-m", "bench.run", "-m", "hparams_search=sr",
-        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=sr_small",
-        f"hydra.sweep.dir={tmp_path / 'sw'}", "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.n_startup_trials=2", *SMALL[:2],
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.run",
+        "-m",
+        "hparams_search=sr",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=sr_small",
+        f"hydra.sweep.dir={tmp_path / 'sw'}",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_startup_trials=2",
+        *SMALL[:2],
+    ]
     run(cmd, cwd=tmp_path)
     study = optuna.load_study(study_name="sr_small", storage=storage)
     done = study.get_trials(states=[TrialState.COMPLETE])
@@ -557,18 +726,29 @@ def test_an_enqueued_trial_is_run_even_when_it_fills_the_budget(tmp_path):
     configured values are that one trial (the sweeper once waited on it forever)."""
     storage = f"sqlite:///{tmp_path / 'q.db'}"
     cmd = [
-        sys.executable, "-m", "bench.run", "-m", "hparams_search=sr", "baseline.params.steps=12",
-        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=q",
-        f"hydra.sweep.dir={tmp_path / 'sw'}", "hydra.sweeper.n_trials=1",
-        "hydra.sweeper.final_seeds=0", *SMALL[:2],
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.run",
+        "-m",
+        "hparams_search=sr",
+        "baseline.params.steps=12",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=q",
+        f"hydra.sweep.dir={tmp_path / 'sw'}",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.final_seeds=0",
+        *SMALL[:2],
+    ]
     run(cmd, cwd=tmp_path, timeout=240)
     (trial,) = optuna.load_study(study_name="q", storage=storage).trials
     assert trial.state == TrialState.COMPLETE
     assert trial.params == {"baseline.params.steps": 12, "baseline.params.pruning": 20}
     # Values the search space cannot draw are not enqueued (steps: 2..30).
-    run([*cmd[:5], "baseline.params.steps=99", *cmd[6:8], "hydra.sweeper.n_trials=2", *cmd[10:]],
-        cwd=tmp_path, timeout=240)  # fmt: skip
+    run(
+        [*cmd[:5], "baseline.params.steps=99", *cmd[6:8], "hydra.sweeper.n_trials=2", *cmd[10:]],
+        cwd=tmp_path,
+        timeout=240,
+    )
     second = optuna.load_study(study_name="q", storage=storage).trials[1]
     assert "enqueued" not in second.user_attrs and second.state == TrialState.COMPLETE
 
@@ -621,12 +801,16 @@ def test_every_headline_study_starts_from_its_configured_values(study):
 def test_a_configured_value_between_steps_is_enqueued_one_outside_the_range_is_not():
     from hydra_plugins.bench_optuna_sweeper.study_loop import configured_trial
 
-    space = {"layers": {"type": "int", "low": 64, "high": 512, "step": 32, "as_list": True},
-             "momentum": {"type": "float", "low": 0.0, "high": 0.9, "step": 0.05},
-             "elu_param": {"type": "categorical", "choices": [0.5, 1, 0]}}  # fmt: skip
+    space = {
+        "layers": {"type": "int", "low": 64, "high": 512, "step": 32, "as_list": True},
+        "momentum": {"type": "float", "low": 0.0, "high": 0.9, "step": 0.05},
+        "elu_param": {"type": "categorical", "choices": [0.5, 1, 0]},
+    }
     config = OmegaConf.create({"layers": [100], "momentum": 0.3, "elu_param": 0.5})
     assert configured_trial(space, config) == (
-        {"layers": 100, "momentum": 0.3, "elu_param": 0.5}, None)  # fmt: skip
+        {"layers": 100, "momentum": 0.3, "elu_param": 0.5},
+        None,
+    )
     config.momentum = 0.95  # a space narrowed on purpose keeps the configured value out
     assert configured_trial(space, config) == (None, "momentum=0.95")
     config.momentum, config.elu_param = 0.3, 2
@@ -643,11 +827,24 @@ def test_a_signal_stops_the_study_and_the_same_command_retries_its_trial(sig, tm
     command then retries those parameters first, and the interruption counts against
     nothing (max_failures=1)."""
     storage = f"sqlite:///{tmp_path / 'sig.db'}"
-    cmd = study_cmd(storage, "sig", tmp_path / "sw", "hydra.sweeper.n_trials=2", *SMALL, *SPACE,
-                    "dataset.params.n_train_sessions=4000", "hydra.sweeper.max_failures=1")  # fmt: skip
+    cmd = study_cmd(
+        storage,
+        "sig",
+        tmp_path / "sw",
+        "hydra.sweeper.n_trials=2",
+        *SMALL,
+        *SPACE,
+        "dataset.params.n_train_sessions=4000",
+        "hydra.sweeper.max_failures=1",
+    )
     cmd = [c if c != "hydra.sweeper.final_seeds=0" else "hydra.sweeper.final_seeds=1" for c in cmd]
-    proc = subprocess.Popen([*cmd, "n_epochs=60"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*cmd, "n_epochs=60"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if line.startswith("Epoch 2 -->"):
             break
@@ -677,10 +874,18 @@ def test_a_study_ends_with_its_summary_in_three_lines():
     from hydra_plugins.bench_optuna_sweeper.bench_optuna_sweeper import closing_summary
 
     summary = {
-        "study": "s", "trials": {"complete": 20, "pruned": 9, "fail": 1},
-        "best": {"number": 7, "value": 0.31234, "params": {"layers": 96, "learning_rate": 0.0712345}},
-        "final": {"seeds": [0, 1], "metrics": {"conservative": {"mrr@20": {"mean": 0.3, "std": 0.002}}}},
-    }  # fmt: skip
+        "study": "s",
+        "trials": {"complete": 20, "pruned": 9, "fail": 1},
+        "best": {
+            "number": 7,
+            "value": 0.31234,
+            "params": {"layers": 96, "learning_rate": 0.0712345},
+        },
+        "final": {
+            "seeds": [0, 1],
+            "metrics": {"conservative": {"mrr@20": {"mean": 0.3, "std": 0.002}}},
+        },
+    }
     assert closing_summary(summary, "mrr@20").splitlines() == [
         "study s: 20 complete, 9 pruned, 1 failed trials",
         "best: trial 7, validation mrr@20 0.3123; layers=96 learning_rate=0.07123",

@@ -200,7 +200,8 @@ def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions
         or RECIPES[recipe].build != "leave_one_out"
     ):
         raise BenchError(
-            f"model=gru4rec_seq: dataset '{ds.get('name')}' is not a leave-one-out dataset; expected one "
+            f"model=gru4rec_seq: dataset '{ds.get('name')}' is not a leave-one-out dataset; "
+            "expected one "
             "of ml-100k, ml-latest-small, ml-1m, ml-20m (or dataset=recipe with such a recipe)"
         )
     final, parts = _load(ds, data_dir, "final")  # the recipe is prepared (or loaded) once

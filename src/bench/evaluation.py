@@ -16,7 +16,10 @@ def check_eval_config(ev: DictConfig) -> None:
     """Fail before training, not after it, on a bad evaluation option."""
     from bench.core.metrics import check_tie_mode, metric_names
 
-    for option, modes in (("tie_mode", [ev.tie_mode]), ("also_tie_modes", ev.get("also_tie_modes") or [])):  # fmt: skip
+    for option, modes in (
+        ("tie_mode", [ev.tie_mode]),
+        ("also_tie_modes", ev.get("also_tie_modes") or []),
+    ):
         for mode in modes:
             try:
                 check_tie_mode(mode, f"eval.{option}")
@@ -56,12 +59,15 @@ class Evaluator:
 
             try:
                 self.sampled = SampledCandidates.make(
-                    int(ev.sampled.n), str(ev.sampled.by),
-                    data.train.support(len(data.item_map)), device,
-                )  # fmt: skip
+                    int(ev.sampled.n),
+                    str(ev.sampled.by),
+                    data.train.support(len(data.item_map)),
+                    device,
+                )
             except ValueError as e:
                 raise BenchError(str(e)) from None
-        # Predictions lost to items unknown to training, counted as misses (eval.unknown_test_items=miss).
+        # Predictions lost to items unknown to training, counted as misses
+        # (eval.unknown_test_items=miss).
         self.misses = data.unscorable_predictions if ev.unknown_test_items == "miss" else 0
         self.cfg, self.data, self.device = ev, data, device
 
@@ -71,11 +77,17 @@ class Evaluator:
         from bench.core.evaluate import evaluate
 
         return evaluate(
-            scorer, self.data.test, list(self.cfg.cutoffs), self.cfg.tie_mode,
-            int(self.cfg.batch_size), self.device, filter_seen=self.filter_seen,
-            sampled=self.sampled, extra_misses=self.misses,
+            scorer,
+            self.data.test,
+            list(self.cfg.cutoffs),
+            self.cfg.tie_mode,
+            int(self.cfg.batch_size),
+            self.device,
+            filter_seen=self.filter_seen,
+            sampled=self.sampled,
+            extra_misses=self.misses,
             also_tie_modes=tuple(self.cfg.get("also_tie_modes") or ()),
-        )  # fmt: skip
+        )
 
     def protocol(self, result) -> dict:
         test = self.data.test
@@ -95,7 +107,10 @@ class Evaluator:
             "seen_item_filtering": self.filter_seen,
             "sampled_metrics": None
             if self.sampled is None
-            else f"also {self.sampled.label}_* : target vs {self.sampled.n} {self.sampled.by} negatives (not full ranking)",
+            else (
+                f"also {self.sampled.label}_* : target vs {self.sampled.n} {self.sampled.by} "
+                "negatives (not full ranking)"
+            ),
             "evaluated_events": result.n_events,
             "test_fingerprint": self.data.test_fingerprint(),
         }

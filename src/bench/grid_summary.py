@@ -31,8 +31,9 @@ class GridSummary(Callback):
         metric = str(config.eval.primary_metric)
         metrics = list(dict.fromkeys(["recall@20", metric]))
         try:
-            table = comparison_table(runs, [m for m in metrics if m in runs], str(config.eval.tie_mode),
-                                     f"Grid {sweep}")  # fmt: skip
+            table = comparison_table(
+                runs, [m for m in metrics if m in runs], str(config.eval.tie_mode), f"Grid {sweep}"
+            )
         except ValueError as e:  # e.g. runs of several protocols: each job printed its own table
             out.print(f"grid: no single comparison table ({e})")
             return

@@ -97,8 +97,9 @@ class ResumableModule(pl.LightningModule):
         # Its own generator: a DataLoader draws a seed for its workers each time it starts an
         # epoch, from the global generator otherwise, which also draws the dropout masks;
         # a run resumed mid-epoch would draw that seed a second time.
-        return DataLoader(range(self.n_batches()), batch_size=None, shuffle=False,
-                          generator=torch.Generator())  # fmt: skip
+        return DataLoader(
+            range(self.n_batches()), batch_size=None, shuffle=False, generator=torch.Generator()
+        )
 
     def on_train_start(self) -> None:
         self.t0 = time.perf_counter() - self.elapsed_before
@@ -133,8 +134,11 @@ class ResumableModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         mid = None
         if self.in_epoch:
-            mid = {**self.epoch_state(), "next_batch": self.next_batch,
-                   "elapsed": time.perf_counter() - self.t0}  # fmt: skip
+            mid = {
+                **self.epoch_state(),
+                "next_batch": self.next_batch,
+                "elapsed": time.perf_counter() - self.t0,
+            }
         checkpoint["bench"] = {
             "identity": self.identity,
             "state": self.training_state(),
@@ -147,9 +151,10 @@ class ResumableModule(pl.LightningModule):
         if saved is None:
             raise BenchError("resume: not a gru4rec-bench checkpoint (no run state in it)")
         differ = sorted(
-            k for k in set(saved["identity"]) | set(self.identity)
+            k
+            for k in set(saved["identity"]) | set(self.identity)
             if saved["identity"].get(k) != self.identity.get(k)
-        )  # fmt: skip
+        )
         if differ:
             k = differ[0]
             raise BenchError(
@@ -165,8 +170,11 @@ class ResumableModule(pl.LightningModule):
             self.next_batch = int(mid["next_batch"])
             self.elapsed_before = float(mid["elapsed"])
             self.resuming = True
-        where = f"in epoch {done + 1} at batch {self.next_batch} of {self.n_batches()}" if mid else (
-            f"after epoch {done}")  # fmt: skip
+        where = (
+            f"in epoch {done + 1} at batch {self.next_batch} of {self.n_batches()}"
+            if mid
+            else (f"after epoch {done}")
+        )
         print(f"resumed from the checkpoint {where}", flush=True)
 
 
@@ -244,8 +252,14 @@ class SeqEpoch:
     shown: str = "ndcg@10"  # the metric the epoch line shows (the stopping metric)
 
     def as_dict(self) -> dict:
-        return {"epoch": self.epoch, "loss": self.loss, "seconds": self.seconds, "steps": self.steps,
-                "learning_rate": self.learning_rate, "eval": self.valid}  # fmt: skip
+        return {
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "seconds": self.seconds,
+            "steps": self.steps,
+            "learning_rate": self.learning_rate,
+            "eval": self.valid,
+        }
 
     def line(self) -> str:
         return (
@@ -277,9 +291,13 @@ class SequenceModule(ResumableModule):
         if cfg.n_sample > 0:
             support = train.support(model.n_items)
             self.sampler = NegativeSampler(
-                support, cfg.n_sample, cfg.sample_alpha, 1000 * cfg.n_sample,
-                torch.device("cpu"), self.gen,
-            )  # fmt: skip
+                support,
+                cfg.n_sample,
+                cfg.sample_alpha,
+                1000 * cfg.n_sample,
+                torch.device("cpu"),
+                self.gen,
+            )
         self.order = torch.arange(len(self.x_all))
         self.total = self.count = self.steps = 0
 
@@ -309,8 +327,15 @@ class SequenceModule(ResumableModule):
     def finish_epoch(self, seconds: float) -> SeqEpoch:
         valid = self.validate()
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        return SeqEpoch(len(self.history), self.total / max(self.count, 1), seconds, valid,
-                        self.steps, lr, self.cfg.stop_metric)  # fmt: skip
+        return SeqEpoch(
+            len(self.history),
+            self.total / max(self.count, 1),
+            seconds,
+            valid,
+            self.steps,
+            lr,
+            self.cfg.stop_metric,
+        )
 
     def training_state(self) -> dict:
         # The generator also shuffles the users, so it is saved with or without a sampler.
@@ -334,8 +359,18 @@ class SequenceModule(ResumableModule):
         self.total, self.count, self.steps = state["total"], state["count"], state["steps"]
 
     def history_from(self, rows: list[dict]) -> list[SeqEpoch]:
-        return [SeqEpoch(r["epoch"], r["loss"], r["seconds"], r["eval"], r["steps"],
-                         r["learning_rate"], self.cfg.stop_metric) for r in rows]  # fmt: skip
+        return [
+            SeqEpoch(
+                r["epoch"],
+                r["loss"],
+                r["seconds"],
+                r["eval"],
+                r["steps"],
+                r["learning_rate"],
+                self.cfg.stop_metric,
+            )
+            for r in rows
+        ]
 
 
 class PrefixModule(ResumableModule):
@@ -400,8 +435,12 @@ class PrefixModule(ResumableModule):
         set_dropout_rng_state(state["dropout_rng"], self.device)
 
     def epoch_state(self) -> dict:
-        return {"order": self.order.cpu(), "total": float(self.total), "count": self.count,
-                "steps": self.steps}  # fmt: skip
+        return {
+            "order": self.order.cpu(),
+            "total": float(self.total),
+            "count": self.count,
+            "steps": self.steps,
+        }
 
     def load_epoch_state(self, state: dict) -> None:
         self.model.train()
@@ -474,8 +513,9 @@ class EarlyStoppingBestEpoch(EarlyStopping):
     the checkpoint with the patience counter, so a resumed run stops where it would have."""
 
     def __init__(self, monitor: str, patience: int):
-        super().__init__(monitor=monitor, mode="max", patience=patience,
-                         check_on_train_epoch_end=True)  # fmt: skip
+        super().__init__(
+            monitor=monitor, mode="max", patience=patience, check_on_train_epoch_end=True
+        )
         self.best_epoch: int | None = None
         self.best_weights: dict | None = None
 
@@ -490,8 +530,11 @@ class EarlyStoppingBestEpoch(EarlyStopping):
             pl_module.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "best_epoch": self.best_epoch,
-                "best_weights": self.best_weights}  # fmt: skip
+        return {
+            **super().state_dict(),
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
@@ -547,8 +590,12 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     callbacks = [EpochCheckpoint(ctx.checkpoint_dir)] if ctx.checkpoint_dir is not None else []
     stopper = EarlyStoppingBestEpoch(module.monitor, patience) if patience is not None else None
     callbacks += [stopper] if stopper is not None else []
-    trainer = make_trainer(n_epochs, "gpu" if ctx.device == "cuda" else "cpu",
-                           want_progress_bar(progress_bar), callbacks)  # fmt: skip
+    trainer = make_trainer(
+        n_epochs,
+        "gpu" if ctx.device == "cuda" else "cpu",
+        want_progress_bar(progress_bar),
+        callbacks,
+    )
     if interrupts.requested():  # a study was told to stop before this job began training
         raise TrainingInterrupted(f"training not started: {interrupts.requested()} received")
     try:
@@ -566,6 +613,9 @@ def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patien
     # (and any further use) expects the model where it was trained.
     module.to(ctx.device)
     if stopper is not None and stopper.best_epoch is not None:
-        print(f"early stopping: kept epoch {stopper.best_epoch + 1} ({module.monitor} "
-              f"{float(stopper.best_score):.4f}) of the {len(module.history)} trained", flush=True)  # fmt: skip
+        print(
+            f"early stopping: kept epoch {stopper.best_epoch + 1} ({module.monitor} "
+            f"{float(stopper.best_score):.4f}) of the {len(module.history)} trained",
+            flush=True,
+        )
     return stopper.best_epoch if stopper is not None else None

@@ -89,7 +89,8 @@ class RunLoggers:
                 _ = self.loggers[-1].run_id  # opens the store and starts the run here, now
         except ModuleNotFoundError as e:
             raise BenchError(
-                f"logger: {e.name} is not installed; install the loggers extra (pip install -e '.[loggers]')"
+                f"logger: {e.name} is not installed; install the loggers extra (pip install -e "
+                "'.[loggers]')"
             ) from None
         except Exception as e:  # a tracking store that cannot be opened or written
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -102,8 +103,11 @@ class RunLoggers:
     def metrics(self, values: dict, epoch: int) -> None:
         """`values` at epoch `epoch` (1-based; the final metrics at the last epoch)."""
         # MLflow refuses "@" in a metric name: every logger gets mrr_at_20 for mrr@20.
-        numbers = {k.replace("@", "_at_"): float(v) for k, v in values.items()
-                   if isinstance(v, (int, float))}  # fmt: skip
+        numbers = {
+            k.replace("@", "_at_"): float(v)
+            for k, v in values.items()
+            if isinstance(v, (int, float))
+        }
         for lg in self.loggers:
             lg.log_metrics(numbers, step=epoch)
 

@@ -184,8 +184,13 @@ class RunRecord:
                 f"schema_version: got {version}, expected 1 or {SCHEMA_VERSION} (a newer bench?)"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d and
-                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in d
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             raise ValueError(f"partial record, missing {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})

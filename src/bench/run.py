@@ -92,8 +92,14 @@ def open_study_trial(cfg: DictConfig, method, cpu_start: float, device_name: str
 
     s = cfg.study
     n_epochs = int(cfg.n_epochs or 0)
-    pruner = make_pruner(s.pruner, int(s.pruner_startup_trials), int(s.pruner_warmup_epochs),
-                         int(s.pruner_min_epochs), int(s.pruner_reduction), n_epochs)  # fmt: skip
+    pruner = make_pruner(
+        s.pruner,
+        int(s.pruner_startup_trials),
+        int(s.pruner_warmup_epochs),
+        int(s.pruner_min_epochs),
+        int(s.pruner_reduction),
+        n_epochs,
+    )
     trial = open_trial(s.name, s.storage, int(s.trial), pruner)
     trial.set_user_attr(DEVICE_ATTR, device_name)
     if not method.evaluates_per_epoch:
@@ -129,8 +135,15 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         loggers.close(status)
 
 
-def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: float,
-                    saving: tuple[Path | None, Path | None]) -> RunRecord:  # fmt: skip
+def _fit_and_record(
+    cfg,
+    out_dir: Path,
+    method,
+    loggers,
+    console,
+    cpu_start: float,
+    saving: tuple[Path | None, Path | None],
+) -> RunRecord:
     """`saving`: where checkpoints go and the one to resume from (None: none)."""
     from bench.methods import FitContext
 
@@ -146,11 +159,21 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         f"{'validation' if scope == 'valid' else 'test'} predictions"
     )
     evaluator = Evaluator(cfg, data, device)
-    device_name = (torch.cuda.get_device_name() if device == "cuda"
-                   else f"cpu ({torch.get_num_threads()} threads)")  # fmt: skip
+    device_name = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
     trial, reporter = open_study_trial(cfg, method, cpu_start, device_name)
-    loggers.hyperparameters({"method": method.name, "dataset": data.name, "split": cfg.split,
-                             "seed": int(cfg.seed), **method.settings()})  # fmt: skip
+    loggers.hyperparameters(
+        {
+            "method": method.name,
+            "dataset": data.name,
+            "split": cfg.split,
+            "seed": int(cfg.seed),
+            **method.settings(),
+        }
+    )
     epoch_evals = {}  # epoch index -> EvalResult, for the epochs evaluated on the way
     every_epoch = bool(cfg.eval.per_epoch) or method.monitors
 
@@ -158,8 +181,11 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         """Log the epoch; evaluate it where learning curves, early stopping or the pruner
         need it (under a pruner that judges only at its rungs, the other epochs go
         unevaluated); return the metrics evaluated."""
-        values = {"train/loss": stats.loss, "train/events_per_s": stats.events_per_s,
-                  "train/seconds": stats.seconds}  # fmt: skip
+        values = {
+            "train/loss": stats.loss,
+            "train/events_per_s": stats.events_per_s,
+            "train/seconds": stats.seconds,
+        }
         if every_epoch or (reporter is not None and reporter.needs_eval(stats.epoch)):
             epoch_evals[stats.epoch] = evaluator(method.scorer)
             stats.eval = epoch_evals[
@@ -173,16 +199,26 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
 
     # What a checkpoint must match to be resumed by this run (n_epochs may grow: train on).
     settings = {k: v for k, v in method.settings().items() if k != "n_epochs"}
-    identity = {"method": method.name, "settings": settings, "dataset": data.name,
-                "split": cfg.split, "train_events": st["train_events"], "seed": int(cfg.seed)}  # fmt: skip
-    ctx = FitContext(device, int(cfg.seed), console, evaluator.filter_seen, on_epoch,
-                     *saving, identity)  # fmt: skip
+    identity = {
+        "method": method.name,
+        "settings": settings,
+        "dataset": data.name,
+        "split": cfg.split,
+        "train_events": st["train_events"],
+        "seed": int(cfg.seed),
+    }
+    ctx = FitContext(
+        device, int(cfg.seed), console, evaluator.filter_seen, on_epoch, *saving, identity
+    )
     t1 = time.perf_counter()
     epochs = method.fit(data, ctx)
     if not method.evaluates_per_epoch:  # e.g. BPTT: its epochs are logged once it is done
         for i, e in enumerate(epochs):
-            loggers.metrics({f"train/{k}": v for k, v in e.items() if k != "valid"}
-                            | {f"valid/{k}": v for k, v in (e.get("valid") or {}).items()}, i + 1)  # fmt: skip
+            loggers.metrics(
+                {f"train/{k}": v for k, v in e.items() if k != "valid"}
+                | {f"valid/{k}": v for k, v in (e.get("valid") or {}).items()},
+                i + 1,
+            )
     t_train = time.perf_counter() - t1
     t2 = time.perf_counter()
     # When the epoch whose weights the model holds (the last, or the best one early
@@ -222,7 +258,7 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
         else [],
         versions=versions(),
         git_commit=git_commit(PROJECT_ROOT),
-    )  # fmt: skip
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     # Per-event ranks (test-file order) first, so a record never points at a missing file.
     save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))
@@ -232,8 +268,12 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, console, cpu_start: flo
     if trial is not None:
         from bench.study import record_to_trial
 
-        record_to_trial(trial, record, portable_path(str(out_dir / "result.json")),
-                        time.process_time() - cpu_start)  # fmt: skip
+        record_to_trial(
+            trial,
+            record,
+            portable_path(str(out_dir / "result.json")),
+            time.process_time() - cpu_start,
+        )
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     console.print(
         metrics_table(result.metrics, cfg.eval.cutoffs, f"{data.name}: {method.title()}", caption)

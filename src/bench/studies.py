@@ -10,7 +10,7 @@ to finish (what the progress notes report). Meant to run niced beside other work
     python -m bench.studies --threads 1 --workers 2           # machine otherwise idle
     python -m bench.studies --probe 3         # each study to 3 trials: measured costs
     python -m bench.studies --status
-    python -m bench.studies --stage      # git add the storages and their headline (safe while workers write)
+    python -m bench.studies --stage      # git add the storages and their headline (workers may run)
     python -m bench.studies --stop       # workers end after their trial in progress
 
 Each study is its own `bench.run -m hparams_search=...` process (so code changed since
@@ -40,8 +40,20 @@ from bench.paths import PROJECT_ROOT, conf_dir
 
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 # conf/hparams_search names, cheapest first, so that whole rows land early.
-SEARCHES = ("pop", "spop", "sr", "ar", "itemknn", "bprmf", "sknn", "vsknn", "stan",
-            "gru4rec_ce", "gru4rec_bpr-max", "srgnn")  # fmt: skip
+SEARCHES = (
+    "pop",
+    "spop",
+    "sr",
+    "ar",
+    "itemknn",
+    "bprmf",
+    "sknn",
+    "vsknn",
+    "stan",
+    "gru4rec_ce",
+    "gru4rec_bpr-max",
+    "srgnn",
+)
 # The common budget of finished trials (complete or pruned) of every tuned study: the
 # headline reports each study by the best of its first BUDGET finished trials. Issue #16
 # asked for 50 unless finishing would cost more than about 25 CPU-hours; measured at 50,
@@ -97,19 +109,34 @@ class Study:
         (one of several workers)."""
         trials = self.budget if probe is None else min(probe, self.budget)
         return [
-            python, "-m", "bench.run", "-m", f"hparams_search={self.search}",
-            f"dataset={self.dataset}", f"hydra.sweeper.storage={self.storage}",
-            *EXTRA.get(self.search, []), *EVAL,
-            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.budget={self.budget}",
-            "save_model=false", f"hydra.sweeper.stop_file={STOP_FILE}",
+            python,
+            "-m",
+            "bench.run",
+            "-m",
+            f"hparams_search={self.search}",
+            f"dataset={self.dataset}",
+            f"hydra.sweeper.storage={self.storage}",
+            *EXTRA.get(self.search, []),
+            *EVAL,
+            f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.budget={self.budget}",
+            "save_model=false",
+            f"hydra.sweeper.stop_file={STOP_FILE}",
             *(["hydra.sweeper.final_seeds=0"] if probe is not None or not retrain else []),
-        ]  # fmt: skip
+        ]
 
     def retrain_command(self, python: str = sys.executable, width: int = 1) -> list[str]:
         """Only the final retraining of the best trial within the budget, `width` seeds at
         a time (parallel processes of the joblib launcher)."""
-        parallel = ["hydra/launcher=local_parallel", f"hydra.launcher.n_jobs={width}",
-                    f"hydra.sweeper.n_jobs={width}"] if width > 1 else []  # fmt: skip
+        parallel = (
+            [
+                "hydra/launcher=local_parallel",
+                f"hydra.launcher.n_jobs={width}",
+                f"hydra.sweeper.n_jobs={width}",
+            ]
+            if width > 1
+            else []
+        )
         return [*self.command(python), "hydra.sweeper.final_now=true", *parallel]
 
 
@@ -185,8 +212,10 @@ def study_cost(study, budget: int) -> Cost:
         return sum(values) / len(values) if values else None
 
     counted = first_finished(study, budget)
-    cpu = [(t.state, *trial_cpu_seconds(t), not ran_on_gpu(t.user_attrs.get(DEVICE_ATTR)))
-           for t in counted]  # fmt: skip
+    cpu = [
+        (t.state, *trial_cpu_seconds(t), not ran_on_gpu(t.user_attrs.get(DEVICE_ATTR)))
+        for t in counted
+    ]
     complete = [c for state, c, _, on_cpu in cpu if state == TrialState.COMPLETE and on_cpu]
     complete_any = [c for state, c, _, _ in cpu if state == TrialState.COMPLETE]
     return Cost(
@@ -238,8 +267,11 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
 
 
 def status_lines(rows: list[Progress]) -> list[str]:
-    lines = ["| Study | Finished (of budget) | Pruned | Failed | CPU-h spent | CPU-h to finish | Final seeds |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| Study | Finished (of budget) | Pruned | Failed | CPU-h spent | CPU-h to finish | "
+        "Final seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     total_spent, total_left, unknown = 0.0, 0.0, []
     for p in rows:
         left = p.cpu_hours_left()
@@ -253,8 +285,10 @@ def status_lines(rows: list[Progress]) -> list[str]:
             f"{spent:.2f}{'*' if p.cpu_estimated else ''} | "
             f"{'–' if left is None else f'{left:.2f}'} | {p.final_seeds} |"
         )
-    lines.append(f"\nTotal: {total_spent:.1f} CPU-hours spent, {total_left:.1f} to finish"
-                 + (f" (not counting {len(unknown)} studies without a trial yet)" if unknown else ""))  # fmt: skip
+    lines.append(
+        f"\nTotal: {total_spent:.1f} CPU-hours spent, {total_left:.1f} to finish"
+        + (f" (not counting {len(unknown)} studies without a trial yet)" if unknown else "")
+    )
     if any(p.cpu_estimated for p in rows):
         lines.append("* includes trials run before CPU time was recorded: wall time x 2 threads")
     return lines
@@ -317,8 +351,11 @@ def plan(study: Study, workers: int, probe: int | None = None, python: str = sys
     if probe is None:
         width = min(n, final_seeds(study.search))
         if width > 1 and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
-            print("note: hydra-joblib-launcher is not installed (pip install -e '.[launchers]'): "
-                  "the final seeds are retrained one at a time", file=sys.stderr)  # fmt: skip
+            print(
+                "note: hydra-joblib-launcher is not installed (pip install -e '.[launchers]'): "
+                "the final seeds are retrained one at a time",
+                file=sys.stderr,
+            )
             width = 1
         steps.append((1, study.retrain_command(python, width)))
     return steps
@@ -383,24 +420,41 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", default=[], help="study names or searches to run (default: all)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per worker")
-    p.add_argument("--workers", type=int, default=1,
-                   help="workers per tuned study (and seeds retrained at a time)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="workers per tuned study (and seeds retrained at a time)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
-    p.add_argument("--probe", type=int, metavar="N",
-                   help="run each study only to N finished trials, without retraining: "
-                        "every study's cost measured early, for the estimate")  # fmt: skip
-    p.add_argument("--stop", action="store_true",
-                   help="let the running workers end after their trial in progress; run nothing")  # fmt: skip
-    p.add_argument("--stage", action="store_true",
-                   help="git add the studies' storages consistently (workers may run) and the "
-                        "headline regenerated from exactly them; run nothing")  # fmt: skip
+    p.add_argument(
+        "--probe",
+        type=int,
+        metavar="N",
+        help="run each study only to N finished trials, without retraining: "
+        "every study's cost measured early, for the estimate",
+    )
+    p.add_argument(
+        "--stop",
+        action="store_true",
+        help="let the running workers end after their trial in progress; run nothing",
+    )
+    p.add_argument(
+        "--stage",
+        action="store_true",
+        help="git add the studies' storages consistently (workers may run) and the "
+        "headline regenerated from exactly them; run nothing",
+    )
     args = p.parse_args(argv)
-    studies = [s for s in all_studies()
-               if not args.only or s.name in args.only or s.search in args.only]  # fmt: skip
+    studies = [
+        s for s in all_studies() if not args.only or s.name in args.only or s.search in args.only
+    ]
     if not studies:
-        print(f"error: --only: none of {args.only} is a headline study or search; "
-              f"expected names like {all_studies()[0].name} or searches {', '.join(SEARCHES)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --only: none of {args.only} is a headline study or search; "
+            f"expected names like {all_studies()[0].name} or searches {', '.join(SEARCHES)}",
+            file=sys.stderr,
+        )
         return 2
     if args.stage:
         paths = [PROJECT_ROOT / "sweeps" / f"{s.name}.db" for s in studies]
@@ -413,8 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop:
         stop.parent.mkdir(parents=True, exist_ok=True)
         stop.touch()
-        print(f"{STOP_FILE} written: every worker ends after its trial in progress (no trial "
-              "is lost); `python -m bench.studies` continues the studies later")  # fmt: skip
+        print(
+            f"{STOP_FILE} written: every worker ends after its trial in progress (no trial "
+            "is lost); `python -m bench.studies` continues the studies later"
+        )
         return 0
     if not args.dry_run:
         stop.unlink(missing_ok=True)  # a new start continues
@@ -422,8 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         failures = run_all(studies, args)
     except KeyboardInterrupt:
-        print("interrupted: the workers stopped, each trial in flight queued again; the same "
-              "command continues the studies", file=sys.stderr)  # fmt: skip
+        print(
+            "interrupted: the workers stopped, each trial in flight queued again; the same "
+            "command continues the studies",
+            file=sys.stderr,
+        )
         return 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -76,7 +76,8 @@ def make_storage(
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BenchError(f"hydra.sweeper.storage: cannot open '{url}' ({first})") from None
     raise BenchError(
-        f"hydra.sweeper.storage: cannot create the schema in '{url}' (concurrent creation kept failing)"
+        f"hydra.sweeper.storage: cannot create the schema in '{url}' (concurrent creation kept "
+        "failing)"
     )
 
 

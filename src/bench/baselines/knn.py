@@ -86,7 +86,8 @@ class ItemKNN(ItemTable):
     def __init__(self, n_sims: int = 100, lmbd: float = 20.0, alpha: float = 0.5):
         if n_sims < 1 or lmbd < 0 or not 0 <= alpha <= 1:
             raise ValueError(
-                f"got n_sims={n_sims}, lmbd={lmbd}, alpha={alpha}; expected n_sims >= 1, lmbd >= 0, alpha in [0, 1]"
+                f"got n_sims={n_sims}, lmbd={lmbd}, alpha={alpha}; expected n_sims >= 1, lmbd >= "
+                "0, alpha in [0, 1]"
             )
         super().__init__(n_sims)
         self.n_sims, self.lmbd, self.alpha = n_sims, lmbd, alpha

@@ -99,8 +99,8 @@ def tie_key(values: np.ndarray) -> np.ndarray:
 
 def nearest_per_row(rows: np.ndarray, values: np.ndarray, n_rows: int, k: int) -> np.ndarray:
     """Indices of the entries kept: per row, the k largest `values`; among equal values
-    (see tie_key) at the boundary the later entries (rows' entries come from the oldest to the most recent
-    candidate, so the most recent win). One partition over a rows x width block."""
+    (see tie_key) at the boundary the later entries (rows' entries come from the oldest to the
+    most recent candidate, so the most recent win). One partition over a rows x width block."""
     counts = np.bincount(rows, minlength=n_rows)
     width = int(counts.max()) if len(rows) else 0
     if width <= k:

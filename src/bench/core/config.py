@@ -62,11 +62,15 @@ class NetworkConfig:
 
     def checks(self) -> list[tuple[bool, str, str]]:
         return [
-            (len(self.layers) > 0 and min(self.layers) > 0, "layers", "a non-empty list of positive sizes"),
+            (
+                len(self.layers) > 0 and min(self.layers) > 0,
+                "layers",
+                "a non-empty list of positive sizes",
+            ),
             (0 <= self.dropout_p_embed < 1, "dropout_p_embed", "in [0, 1)"),
             (0 <= self.dropout_p_hidden < 1, "dropout_p_hidden", "in [0, 1)"),
             (self.embedding is None or self.embedding >= 0, "embedding", ">= 0"),
-        ]  # fmt: skip
+        ]
 
     def effective(self) -> dict:
         """Exactly the knobs this configuration reads, under their official names."""
@@ -137,9 +141,15 @@ class GRU4RecConfig(NetworkConfig):
     stop_metric: str | None = None  # the validation metric early stopping watches
 
     conditional: ClassVar[dict] = {
-        "embedding": 0, "momentum": 0.0, "sample_alpha": 0.5, "sample_store_size": 10_000_000,
-        "bpreg": 1.0, "elu_param": 0.5, "logq": 0.0, "stop_metric": "mrr@20",
-    }  # fmt: skip
+        "embedding": 0,
+        "momentum": 0.0,
+        "sample_alpha": 0.5,
+        "sample_store_size": 10_000_000,
+        "bpreg": 1.0,
+        "elu_param": 0.5,
+        "logq": 0.0,
+        "stop_metric": "mrr@20",
+    }
 
     def __post_init__(self):
         try:
@@ -148,7 +158,8 @@ class GRU4RecConfig(NetworkConfig):
             raise ConfigError(str(e)) from None
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ConfigError(
-                f"optimizer: unknown '{self.optimizer}'; expected one of {', '.join(OPTIMIZER_NAMES)}"
+                f"optimizer: unknown '{self.optimizer}'; expected one of "
+                f"{', '.join(OPTIMIZER_NAMES)}"
             )
         super().__post_init__()
 
@@ -206,9 +217,11 @@ class BPTTConfig(NetworkConfig):
     def checks(self) -> list[tuple[bool, str, str]]:
         return [
             *super().checks(),
-            *[(getattr(self, k) >= 1, k, "a positive integer")
-              for k in ("max_len", "batch_size", "n_epochs", "patience")],
+            *[
+                (getattr(self, k) >= 1, k, "a positive integer")
+                for k in ("max_len", "batch_size", "n_epochs", "patience")
+            ],
             (self.learning_rate > 0, "learning_rate", "> 0"),
             (self.n_sample >= 0, "n_sample", ">= 0"),
             (self.sample_alpha is None or self.sample_alpha >= 0, "sample_alpha", ">= 0"),
-        ]  # fmt: skip
+        ]

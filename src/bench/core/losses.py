@@ -20,8 +20,9 @@ def log_q_shift(tables: tuple[torch.Tensor, torch.Tensor], cols: torch.Tensor, n
     """The logQ shift of the scored columns, from the per-item shifts (as a target, as a
     sampled negative): the first n_targets columns are the targets."""
     as_target, as_sample = tables
-    return torch.cat([as_target.index_select(0, cols[:n_targets]),
-                      as_sample.index_select(0, cols[n_targets:])])  # fmt: skip
+    return torch.cat(
+        [as_target.index_select(0, cols[:n_targets]), as_sample.index_select(0, cols[n_targets:])]
+    )
 
 
 def _diag(O: torch.Tensor) -> torch.Tensor:

@@ -129,8 +129,9 @@ def build(parallel: bool = True) -> Path:
     os.close(fd)
     try:
         for flags in (CFLAGS + NATIVE_FLAGS + omp, CFLAGS + omp):
-            done = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"],
-                                  capture_output=True, text=True)  # fmt: skip
+            done = subprocess.run(
+                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True
+            )
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return target
@@ -175,8 +176,21 @@ def kernel() -> ctypes.CDLL | None:
     lib.adagrad_rows.restype = i64
     lib.adagrad_dense.argtypes = [i64, p, p, p, p, p, f32, f32, f32]
     lib.adagrad_dense.restype = None
-    lib.gemm_split.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, i64, i64, i64,
-                               p, i64, p, i64, p, p, i64]  # fmt: skip
+    lib.gemm_split.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char,
+        ctypes.c_char,
+        i64,
+        i64,
+        i64,
+        p,
+        i64,
+        p,
+        i64,
+        p,
+        p,
+        i64,
+    ]
     lib.gemm_split.restype = i64
     blas = numpy_openblas() if os.environ.get("BENCH_BLAS", "1") != "0" else None
     lib.blas = blas is not None
@@ -245,11 +259,22 @@ def adagrad_rows(lib, scratch: RowScratch, p, acc, mom, idx, g_rows, lr, eps, mo
     g_rows = g_rows.contiguous()
     scratch.reserve(n, d)
     found = lib.adagrad_rows(
-        p.data_ptr(), acc.data_ptr(), _ptr(mom),
-        scratch.slot.data_ptr(), p.shape[0], idx.data_ptr(), g_rows.data_ptr(), n, d,
-        scratch.work.data_ptr(), scratch.rows.data_ptr(), scratch.src.data_ptr(), lr, eps,
+        p.data_ptr(),
+        acc.data_ptr(),
+        _ptr(mom),
+        scratch.slot.data_ptr(),
+        p.shape[0],
+        idx.data_ptr(),
+        g_rows.data_ptr(),
+        n,
+        d,
+        scratch.work.data_ptr(),
+        scratch.rows.data_ptr(),
+        scratch.src.data_ptr(),
+        lr,
+        eps,
         momentum,
-    )  # fmt: skip
+    )
     if found < 0:
         raise IndexError(f"row-sparse update: a row index is outside [0, {p.shape[0]})")
 
@@ -274,8 +299,9 @@ class DenseTensors:
 
 def adagrad_dense(lib, plan: DenseTensors, lr, eps, momentum) -> None:
     """Update all of plan's tensors in place from their (contiguous) gradients."""
-    lib.adagrad_dense(plan.k, plan.params, plan.accs, plan.moms, plan.grads, plan.sizes,
-                      lr, eps, momentum)  # fmt: skip
+    lib.adagrad_dense(
+        plan.k, plan.params, plan.accs, plan.moms, plan.grads, plan.sizes, lr, eps, momentum
+    )
 
 
 def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, split_n=None):
@@ -291,9 +317,21 @@ def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, spl
         out = torch.empty(M, N)
     if split_n is None:
         split_n = N > M
-    lib.gemm_split(int(split_n), b"T" if trans_a else b"N", b"T" if trans_b else b"N", M, N, K,
-                   a.data_ptr(), a.shape[1], b.data_ptr(), b.shape[1], _ptr(row_bias),
-                   out.data_ptr(), N)  # fmt: skip
+    lib.gemm_split(
+        int(split_n),
+        b"T" if trans_a else b"N",
+        b"T" if trans_b else b"N",
+        M,
+        N,
+        K,
+        a.data_ptr(),
+        a.shape[1],
+        b.data_ptr(),
+        b.shape[1],
+        _ptr(row_bias),
+        out.data_ptr(),
+        N,
+    )
     return out
 
 
@@ -330,8 +368,18 @@ def gru_gates_backward(lib, dh, h, gi, gh, dbi=None, dbh=None):
     m, hs = dh.shape
     dgi = torch.empty(m, 3 * hs)
     dgh = torch.empty(m, 3 * hs)
-    lib.gru_gates_backward(dh.data_ptr(), h.data_ptr(), gi.data_ptr(), gh.data_ptr(),
-                           dgi.data_ptr(), dgh.data_ptr(), _ptr(dbi), _ptr(dbh), m, hs)  # fmt: skip
+    lib.gru_gates_backward(
+        dh.data_ptr(),
+        h.data_ptr(),
+        gi.data_ptr(),
+        gh.data_ptr(),
+        dgi.data_ptr(),
+        dgh.data_ptr(),
+        _ptr(dbi),
+        _ptr(dbh),
+        m,
+        hs,
+    )
     return dgi, dgh
 
 
@@ -343,8 +391,16 @@ def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | No
     ):
         return None
     out = torch.empty(cols.shape[0])
-    status = lib.gather_bias(by.data_ptr(), _ptr(shift_t), _ptr(shift_n), cols.data_ptr(),
-                             n_targets, cols.shape[0], by.shape[0], out.data_ptr())  # fmt: skip
+    status = lib.gather_bias(
+        by.data_ptr(),
+        _ptr(shift_t),
+        _ptr(shift_n),
+        cols.data_ptr(),
+        n_targets,
+        cols.shape[0],
+        by.shape[0],
+        out.data_ptr(),
+    )
     if status < 0:
         raise IndexError(f"output bias: a column index is outside [0, {by.shape[0]})")
     return out
@@ -377,8 +433,7 @@ def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     if not cpu_float32(scores, dbias):
         return None
     m, c = scores.shape
-    loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale,
-                            _ptr(dbias))  # fmt: skip
+    loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale, _ptr(dbias))
     return scores.new_tensor(_loss_or_raise(loss, "bpr-max", m, c)), scores
 
 

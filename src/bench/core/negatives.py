@@ -86,8 +86,11 @@ class NegativeSampler:
         """The store is not saved (it can be hundreds of MB): the generator state it was
         drawn from redraws it identically, and the pointer says where the next row is;
         the generator's current state follows."""
-        return {"fill_state": self.fill_state, "pointer": self.pointer,
-                "generator": self.generator.get_state()}  # fmt: skip
+        return {
+            "fill_state": self.fill_state,
+            "pointer": self.pointer,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Redraw the saved store, then put the generator back where it was when saved."""

@@ -136,8 +136,9 @@ class IndexedAdagradM(IndexedOptimizer):
         """The compiled kernel where it applies (one pass over all the tensors), else the
         same rule on all dense tensors at once (foreach kernels: few launches)."""
         if self.kernel is not None and self._dense_kernel_applies(params):
-            native.adagrad_dense(self.kernel, self._dense_plan, group["lr"], group["eps"],
-                                 group["momentum"])  # fmt: skip
+            native.adagrad_dense(
+                self.kernel, self._dense_plan, group["lr"], group["eps"], group["momentum"]
+            )
             return
         grads = [p.grad for p in params]
         sts = [self._state(p) for p in params]
@@ -184,8 +185,18 @@ class IndexedAdagradM(IndexedOptimizer):
         ):
             if p not in self._scratch:
                 self._scratch[p] = native.RowScratch(p.shape[0])
-            native.adagrad_rows(self.kernel, self._scratch[p], p, st["acc"], mom, idx, g_rows,
-                                group["lr"], group["eps"], group["momentum"])  # fmt: skip
+            native.adagrad_rows(
+                self.kernel,
+                self._scratch[p],
+                p,
+                st["acc"],
+                mom,
+                idx,
+                g_rows,
+                group["lr"],
+                group["eps"],
+                group["momentum"],
+            )
             return
         rows, g = self._dedup(idx, g_rows)
         acc = st["acc"].index_select(0, rows).addcmul_(g, g)

@@ -166,9 +166,14 @@ class SessionParallelTrainer:
             raise TrainingSetupError(f"cuda_graphs: {why}; set it to false or auto")
         self.optimizer.static_rows = True  # deduplicate rows without a host sync
         self.graphed = GraphedStep(
-            self.train_on, self.schedule.initial_width, self.model.layers,
-            self.cfg.n_sample, self.device, capture, warmup,
-        )  # fmt: skip
+            self.train_on,
+            self.schedule.initial_width,
+            self.model.layers,
+            self.cfg.n_sample,
+            self.device,
+            capture,
+            warmup,
+        )
 
     @property
     def n_steps(self) -> int:
@@ -276,8 +281,11 @@ class SessionParallelTrainer:
     def epoch_state(self) -> dict:
         """Mid-epoch: the session-parallel hidden states and the loss summed so far."""
         H = self.graphed.hidden() if self.full_width else self.H
-        return {"H": [h.detach().cpu() for h in H], "loss_sum": self.loss_sum.detach().cpu(),
-                "full_width": self.full_width}  # fmt: skip
+        return {
+            "H": [h.detach().cpu() for h in H],
+            "loss_sum": self.loss_sum.detach().cpu(),
+            "full_width": self.full_width,
+        }
 
     def load_epoch_state(self, state: dict) -> None:
         """Continue an epoch from `epoch_state()` (instead of `start_epoch()`)."""

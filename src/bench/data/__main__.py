@@ -83,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     for part in st["parts"]:
         x = st["statistics"][part]
         lo, hi = st["date_range"][part]
-        parts.add_row(part, f"{x['events']:,}", f"{x['sessions']:,}", f"{x['items']:,}",
-                      f"{x['prefix_samples']:,}", str(lo), str(hi))  # fmt: skip
+        parts.add_row(
+            part,
+            f"{x['events']:,}",
+            f"{x['sessions']:,}",
+            f"{x['items']:,}",
+            f"{x['prefix_samples']:,}",
+            str(lo),
+            str(hi),
+        )
     console.print(parts)
     console.print(f"{'loaded from cache' if prepared.from_cache else 'prepared'}: {prepared.path}")
     return 0

@@ -30,13 +30,19 @@ class Source:
 
 
 SOURCES = {
-    "ml-100k": Source(f"{GROUPLENS}/ml-100k.zip", "ml-100k/u.data",
-                      "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"),
-    "ml-latest-small": Source(f"{GROUPLENS}/ml-latest-small.zip", "ml-latest-small/ratings.csv",
-                              "80da8b3393dae325bbba5a31f291a6ba55d8d4f4396de3c456f2c1635b1b70e8"),
+    "ml-100k": Source(
+        f"{GROUPLENS}/ml-100k.zip",
+        "ml-100k/u.data",
+        "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    ),
+    "ml-latest-small": Source(
+        f"{GROUPLENS}/ml-latest-small.zip",
+        "ml-latest-small/ratings.csv",
+        "80da8b3393dae325bbba5a31f291a6ba55d8d4f4396de3c456f2c1635b1b70e8",
+    ),
     "ml-1m": Source(f"{GROUPLENS}/ml-1m.zip", "ml-1m/ratings.dat"),
     "ml-20m": Source(f"{GROUPLENS}/ml-20m.zip", "ml-20m/ratings.csv"),
-}  # fmt: skip
+}
 
 BY_HAND = {
     "yoochoose": "RecSys Challenge 2015 (yoochoose-clicks.dat), published on Kaggle and the "
@@ -113,7 +119,8 @@ def download(name: str, dest: Path, timeout: float = 60.0) -> Path:
     if expected_md5 is not None and file_digest(zip_path, "md5") != expected_md5:
         zip_path.unlink()
         raise BenchError(
-            f"download {name}: {zip_path.name} does not match its published md5; removed it, run again"
+            f"download {name}: {zip_path.name} does not match its published md5; removed it, run "
+            "again"
         )
     try:
         with zipfile.ZipFile(zip_path) as z:
@@ -124,7 +131,8 @@ def download(name: str, dest: Path, timeout: float = 60.0) -> Path:
     if src.member_sha256 and sha != src.member_sha256:
         target.unlink()
         raise BenchError(
-            f"download {name}: {src.member} has sha256 {sha}, expected {src.member_sha256}; removed it"
+            f"download {name}: {src.member} has sha256 {sha}, expected {src.member_sha256}; "
+            "removed it"
         )
     target.with_name(target.name + ".sha256").write_text(f"{sha}  {target.name}\n")
     return target

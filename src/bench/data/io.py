@@ -101,7 +101,8 @@ def read_session_file(
         df = _read_table(path, columns, fmt)
     else:
         raise BenchError(
-            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet, sessions, pairs or srgnn_pickle"
+            f"{path}: unknown format '{fmt}'; expected auto, tsv, csv, parquet, sessions, pairs "
+            "or srgnn_pickle"
         )
     if df.empty:
         raise BenchError(f"{path}: file has no events; expected at least one session")

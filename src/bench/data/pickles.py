@@ -46,7 +46,8 @@ def _check_plain(obj, path: Path) -> None:
             stack.extend(x)
         elif not isinstance(x, int) or isinstance(x, bool):
             raise BenchError(
-                f"{path}: SR-GNN pickle holds a {type(x).__name__}; expected only lists, tuples and ints"
+                f"{path}: SR-GNN pickle holds a {type(x).__name__}; expected only lists, tuples "
+                "and ints"
             )
 
 

@@ -41,39 +41,120 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "rsc15": Recipe("yoochoose_clicks", "rsc15", {}, "official GRU4Rec RSC15 (no dedup, last day)",
-                    "yoochoose-clicks.dat of the RecSys Challenge 2015"),
-    "yoochoose": Recipe("yoochoose_clicks", "official", {"window_days": 1}, "official GRU4Rec Yoochoose (dedup, iterative, 1 day)",
-                        "yoochoose-clicks.dat (+ yoochoose-test.dat concatenated) of the RecSys Challenge 2015"),
-    "diginetica": Recipe("diginetica_views", "official", {"window_days": 7}, "official GRU4Rec Diginetica (dedup, iterative, 7 days)",
-                         "train-item-views.csv of the CIKM Cup 2016 (Diginetica)"),
-    "retailrocket": Recipe("retailrocket_sessions", "official", {"window_days": 7, "tsplit": 1442545200},
-                           "official GRU4Rec RetailRocket on already sessionized views (timestamp, user_id, item_id, session_id)",
-                           "a sessionized RetailRocket views TSV (for Kaggle's events.csv use retailrocket_events)"),
-    "retailrocket_events": Recipe("retailrocket_events", "official", {"window_days": 7, "tsplit": 1442545200},
-                                  "official GRU4Rec RetailRocket from Kaggle's events.csv (1-hour sessions, views)",
-                                  "events.csv of the Retailrocket dataset (Kaggle)"),
-    "rees46": Recipe("rees46", "official", {"window_days": 1, "tsplit": 1575158400},
-                     "official GRU4Rec REES46 (views, 1-hour user sessions, test = 2019-11-30)",
-                     "2019-Oct.csv and 2019-Nov.csv of REES46 (Kaggle), concatenated into one file"),
-    "coveo": Recipe("coveo", "official", {"window_days": 1}, "official GRU4Rec Coveo (detail views, 1-hour sessions)",
-                    "browsing_train.csv of the Coveo SIGIR eCom 2021 challenge"),
-    "srgnn_diginetica": Recipe("diginetica_views", "srgnn", {"dataset": "diginetica"}, "SR-GNN Diginetica (7-day test)",
-                               "train-item-views.csv of the CIKM Cup 2016 (Diginetica)"),
-    "srgnn_yoochoose1_64": Recipe("yoochoose_clicks", "srgnn", {"dataset": "yoochoose", "fraction": 64},
-                                  "SR-GNN yoochoose 1/64 (1-day test, newest 1/64 of training samples)",
-                                  "yoochoose-clicks.dat of the RecSys Challenge 2015"),
-    "srgnn_yoochoose1_4": Recipe("yoochoose_clicks", "srgnn", {"dataset": "yoochoose", "fraction": 4},
-                                 "SR-GNN yoochoose 1/4", "yoochoose-clicks.dat of the RecSys Challenge 2015"),
-    "ml-100k": Recipe("movielens_udata", "leave_one_out", {}, "MovieLens 100k, leave-one-out", "ml-100k.zip: u.data"),
-    "ml-latest-small": Recipe("movielens_csv", "leave_one_out", {}, "MovieLens latest-small, leave-one-out", "ml-latest-small.zip: ratings.csv"),
-    "ml-1m": Recipe("movielens_dat", "leave_one_out", {}, "MovieLens 1M, leave-one-out", "ml-1m.zip: ratings.dat"),
-    "ml-20m": Recipe("movielens_csv", "leave_one_out", {}, "MovieLens 20M, leave-one-out", "ml-20m.zip: ratings.csv"),
-    "ml-1m-bert4rec": Recipe("bert4rec_txt", "leave_one_out", {}, "BERT4Rec's ml-1m.txt, leave-one-out",
-                             "ml-1m.txt of the BERT4Rec repository (FeiSun/BERT4Rec, data/)"),
-    "generic": Recipe("session_log", "generic", {"test_days": 1.0}, "any session log: filters and a last-N-days split",
-                      "your own session log (TSV/CSV/Parquet)"),
-}  # fmt: skip
+    "rsc15": Recipe(
+        "yoochoose_clicks",
+        "rsc15",
+        {},
+        "official GRU4Rec RSC15 (no dedup, last day)",
+        "yoochoose-clicks.dat of the RecSys Challenge 2015",
+    ),
+    "yoochoose": Recipe(
+        "yoochoose_clicks",
+        "official",
+        {"window_days": 1},
+        "official GRU4Rec Yoochoose (dedup, iterative, 1 day)",
+        "yoochoose-clicks.dat (+ yoochoose-test.dat concatenated) of the RecSys Challenge 2015",
+    ),
+    "diginetica": Recipe(
+        "diginetica_views",
+        "official",
+        {"window_days": 7},
+        "official GRU4Rec Diginetica (dedup, iterative, 7 days)",
+        "train-item-views.csv of the CIKM Cup 2016 (Diginetica)",
+    ),
+    "retailrocket": Recipe(
+        "retailrocket_sessions",
+        "official",
+        {"window_days": 7, "tsplit": 1442545200},
+        "official GRU4Rec RetailRocket on already sessionized views (timestamp, user_id, "
+        "item_id, session_id)",
+        "a sessionized RetailRocket views TSV (for Kaggle's events.csv use retailrocket_events)",
+    ),
+    "retailrocket_events": Recipe(
+        "retailrocket_events",
+        "official",
+        {"window_days": 7, "tsplit": 1442545200},
+        "official GRU4Rec RetailRocket from Kaggle's events.csv (1-hour sessions, views)",
+        "events.csv of the Retailrocket dataset (Kaggle)",
+    ),
+    "rees46": Recipe(
+        "rees46",
+        "official",
+        {"window_days": 1, "tsplit": 1575158400},
+        "official GRU4Rec REES46 (views, 1-hour user sessions, test = 2019-11-30)",
+        "2019-Oct.csv and 2019-Nov.csv of REES46 (Kaggle), concatenated into one file",
+    ),
+    "coveo": Recipe(
+        "coveo",
+        "official",
+        {"window_days": 1},
+        "official GRU4Rec Coveo (detail views, 1-hour sessions)",
+        "browsing_train.csv of the Coveo SIGIR eCom 2021 challenge",
+    ),
+    "srgnn_diginetica": Recipe(
+        "diginetica_views",
+        "srgnn",
+        {"dataset": "diginetica"},
+        "SR-GNN Diginetica (7-day test)",
+        "train-item-views.csv of the CIKM Cup 2016 (Diginetica)",
+    ),
+    "srgnn_yoochoose1_64": Recipe(
+        "yoochoose_clicks",
+        "srgnn",
+        {"dataset": "yoochoose", "fraction": 64},
+        "SR-GNN yoochoose 1/64 (1-day test, newest 1/64 of training samples)",
+        "yoochoose-clicks.dat of the RecSys Challenge 2015",
+    ),
+    "srgnn_yoochoose1_4": Recipe(
+        "yoochoose_clicks",
+        "srgnn",
+        {"dataset": "yoochoose", "fraction": 4},
+        "SR-GNN yoochoose 1/4",
+        "yoochoose-clicks.dat of the RecSys Challenge 2015",
+    ),
+    "ml-100k": Recipe(
+        "movielens_udata",
+        "leave_one_out",
+        {},
+        "MovieLens 100k, leave-one-out",
+        "ml-100k.zip: u.data",
+    ),
+    "ml-latest-small": Recipe(
+        "movielens_csv",
+        "leave_one_out",
+        {},
+        "MovieLens latest-small, leave-one-out",
+        "ml-latest-small.zip: ratings.csv",
+    ),
+    "ml-1m": Recipe(
+        "movielens_dat",
+        "leave_one_out",
+        {},
+        "MovieLens 1M, leave-one-out",
+        "ml-1m.zip: ratings.dat",
+    ),
+    "ml-20m": Recipe(
+        "movielens_csv",
+        "leave_one_out",
+        {},
+        "MovieLens 20M, leave-one-out",
+        "ml-20m.zip: ratings.csv",
+    ),
+    "ml-1m-bert4rec": Recipe(
+        "bert4rec_txt",
+        "leave_one_out",
+        {},
+        "BERT4Rec's ml-1m.txt, leave-one-out",
+        "ml-1m.txt of the BERT4Rec repository (FeiSun/BERT4Rec, data/)",
+    ),
+    "generic": Recipe(
+        "session_log",
+        "generic",
+        {"test_days": 1.0},
+        "any session log: filters and a last-N-days split",
+        "your own session log (TSV/CSV/Parquet)",
+    ),
+}
 
 
 @dataclass
@@ -115,7 +196,8 @@ def prepare(
     raw_path = Path(raw_path)
     if not raw_path.is_file():
         raise BenchError(
-            f"recipe {name}: raw file not found: {raw_path}; expected {recipe.raw_hint or 'the raw data file'}"
+            f"recipe {name}: raw file not found: {raw_path}; expected "
+            f"{recipe.raw_hint or 'the raw data file'}"
         )
     raw_hash = file_digest(raw_path, "sha256")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

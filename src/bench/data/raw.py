@@ -61,7 +61,8 @@ def _seconds(values: pd.Series, path: Path, column: str, fmt: str | None = None)
     if bad.any():
         first = values[bad].iloc[0]
         raise BenchError(
-            f"{path}: column '{column}' has {int(bad.sum())} unparsable timestamp(s), e.g. {first!r}"
+            f"{path}: column '{column}' has {int(bad.sum())} unparsable timestamp(s), e.g. "
+            f"{first!r}"
         )
     return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
 
@@ -268,7 +269,10 @@ def read_rees46(path: Path) -> pd.DataFrame:
 def read_coveo(path: Path) -> pd.DataFrame:
     """Coveo SIGIR eCom 2021 browsing data: sessions = session hash split by the 1-hour rule
     over all events, then the product `detail` views; items indexed by first appearance."""
-    what = "Coveo browsing CSV (session_id_hash, product_action, product_skus_hash, server_timestamp_epoch_ms)"
+    what = (
+        "Coveo browsing CSV "
+        "(session_id_hash, product_action, product_skus_hash, server_timestamp_epoch_ms)"
+    )
     df = _read_csv(path, what, dtype=str)
     _require(
         df,

@@ -30,7 +30,8 @@ def build_method(cfg: DictConfig) -> Method:
     if cfg.get("params", "default") == "official":
         if cls is not SessionParallelGRU4Rec:
             raise BenchError(
-                f"params=official: official paramfiles exist for session-parallel GRU4Rec only, not {name}"
+                "params=official: official paramfiles exist for session-parallel GRU4Rec only, "
+                f"not {name}"
             )
         if cfg.get("paramfile") is None:
             raise BenchError(

@@ -62,12 +62,18 @@ class SequenceGRU4Rec(Method):
 
         def validate():
             return evaluate(
-                self.model, self.validation, list(self.eval_cfg.cutoffs), self.eval_cfg.tie_mode,
-                int(self.eval_cfg.batch_size), ctx.device, filter_seen=ctx.filter_seen,
-            ).metrics  # fmt: skip
+                self.model,
+                self.validation,
+                list(self.eval_cfg.cutoffs),
+                self.eval_cfg.tie_mode,
+                int(self.eval_cfg.batch_size),
+                ctx.device,
+                filter_seen=ctx.filter_seen,
+            ).metrics
 
-        module = SequenceModule(self.model, self.histories, self.config, validate, ctx.seed,
-                                ctx.identity)  # fmt: skip
+        module = SequenceModule(
+            self.model, self.histories, self.config, validate, ctx.seed, ctx.identity
+        )
         self.best_epoch = fit_module(
             module, self.config.n_epochs, ctx, self.cfg.trainer.progress_bar, self.config.patience
         )

@@ -135,8 +135,15 @@ class ExternalModel(Method):
         model = self.build(len(data.item_map), ctx.device, ctx.seed)
         self.scorer = PrefixScorer(model, int(data.test.lengths.max(initial=1)))
         prefixes = TrainingPrefixes(data.train, model.max_prefix, torch.device(ctx.device))
-        module = PrefixModule(model, prefixes, self.batch_size, ctx.seed, ctx.identity,
-                              self.stop_metric if self.monitors else None, ctx.epoch_hook)  # fmt: skip
+        module = PrefixModule(
+            model,
+            prefixes,
+            self.batch_size,
+            ctx.seed,
+            ctx.identity,
+            self.stop_metric if self.monitors else None,
+            ctx.epoch_hook,
+        )
         self.best_epoch = fit_module(
             module, self.n_epochs, ctx, self.cfg.trainer.progress_bar, self.patience
         )
@@ -146,8 +153,13 @@ class ExternalModel(Method):
         early = (
             {"patience": self.patience, "stop_metric": self.stop_metric} if self.monitors else {}
         )
-        return {"model": self.target, **self.params, "batch_size": self.batch_size,
-                "n_epochs": self.n_epochs, **early}  # fmt: skip
+        return {
+            "model": self.target,
+            **self.params,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            **early,
+        }
 
     def title(self) -> str:
         return f"{getattr(self.cls, 'title', self.cls.__name__)} ({self.target})"

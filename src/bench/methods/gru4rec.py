@@ -25,7 +25,8 @@ class SessionParallelGRU4Rec(Method):
         self.trainer_cfg = cfg.trainer
         if self.trainer_cfg.cuda_graphs not in CUDA_GRAPHS:
             raise BenchError(
-                f"trainer.cuda_graphs: got {self.trainer_cfg.cuda_graphs!r}, expected auto, true or false"
+                f"trainer.cuda_graphs: got {self.trainer_cfg.cuda_graphs!r}, expected auto, true "
+                "or false"
             )
         if self.trainer_cfg.harness not in ("lightning", "bare"):
             raise BenchError(
@@ -50,9 +51,14 @@ class SessionParallelGRU4Rec(Method):
 
         try:
             self.trainer = SessionParallelTrainer(
-                self.config, data.train, len(data.item_map), device=device, seed=seed,
-                step=str(self.trainer_cfg.step), cuda_graphs=CUDA_GRAPHS[self.trainer_cfg.cuda_graphs],
-            )  # fmt: skip
+                self.config,
+                data.train,
+                len(data.item_map),
+                device=device,
+                seed=seed,
+                step=str(self.trainer_cfg.step),
+                cuda_graphs=CUDA_GRAPHS[self.trainer_cfg.cuda_graphs],
+            )
         except TrainingSetupError as e:
             raise BenchError(f"trainer.{e}") from None
         self.scorer = self.trainer.model
@@ -73,11 +79,13 @@ class SessionParallelGRU4Rec(Method):
         from bench.lit import GRU4RecModule, fit_module
 
         module = GRU4RecModule(
-            steps, chunk_steps=int(self.trainer_cfg.chunk_steps), epoch_hook=ctx.epoch_hook,
+            steps,
+            chunk_steps=int(self.trainer_cfg.chunk_steps),
+            epoch_hook=ctx.epoch_hook,
             # A mid-epoch position counts chunks: a resumed run must chunk the same way.
             identity={**(ctx.identity or {}), "chunk_steps": int(self.trainer_cfg.chunk_steps)},
             monitor=self.config.stop_metric if self.monitors else None,
-        )  # fmt: skip
+        )
         self.best_epoch = fit_module(
             module, self.config.n_epochs, ctx, self.trainer_cfg.progress_bar, self.config.patience
         )

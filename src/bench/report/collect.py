@@ -127,10 +127,25 @@ def record_row(raw: dict, path: Path) -> dict:
 
 # The order the appendix lists GRU4Rec settings in (any others follow, sorted).
 SETTINGS_ORDER = (
-    "layers", "batch_size", "n_epochs", "dropout_p_embed", "dropout_p_hidden", "learning_rate",
-    "momentum", "n_sample", "sample_alpha", "logq", "bpreg", "elu_param", "embedding",
-    "constrained_embedding", "optimizer", "max_len", "patience", "stop_metric",
-)  # fmt: skip
+    "layers",
+    "batch_size",
+    "n_epochs",
+    "dropout_p_embed",
+    "dropout_p_hidden",
+    "learning_rate",
+    "momentum",
+    "n_sample",
+    "sample_alpha",
+    "logq",
+    "bpreg",
+    "elu_param",
+    "embedding",
+    "constrained_embedding",
+    "optimizer",
+    "max_len",
+    "patience",
+    "stop_metric",
+)
 LOSS_SETTINGS = ("loss", "logq", "bpreg", "elu_param")
 NOT_SHOWN = ("loss", "sample_store_size", "seed")  # the loss is in the label; the rest is plumbing
 

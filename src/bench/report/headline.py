@@ -1,16 +1,17 @@
 """The headline table: our tuned models on the SR-GNN splits next to the published leaderboard.
 
-Built from the study storages (by default every committed `sweeps/*.db`): each study
-keeps its final retrainings (best trial, train -> test, one record per seed) in its
-`final` attribute; and from the committed records of the neural peers run with their
-published settings (results/records/peers, `make peers`), evaluated after every epoch;
-so `python -m bench.report.headline` regenerates the table on any clone. Only retrainings evaluated SR-GNN-comparably (`eval.unknown_test_items=miss`:
-predictions lost to items unknown to training stay in the denominator as misses) are
-shown. Columns: the two splits x P@20, MRR@20, P@10, MRR@10 (in %), cells "conservative
-± std over seeds (standard)". Under the table, the gap of our best GRU4Rec to the best
-published number is stated per split and metric, and every row's trial budget, seeds and
-tuned hyperparameters are listed; studies without a retraining yet are named with their
-progress, so an unfinished budget is never hidden.
+Built from the study storages (by default every committed `sweeps/*.db`): each study keeps
+its final retrainings (best trial, train -> test, one record per seed) in its `final`
+attribute; and from the committed records of the neural peers run with their published
+settings (results/records/peers, `make peers`), evaluated after every epoch; so `python -m
+bench.report.headline` regenerates the table on any clone. Only retrainings evaluated
+SR-GNN-comparably (`eval.unknown_test_items=miss`: predictions lost to items unknown to
+training stay in the denominator as misses) are shown. Columns: the two splits x P@20,
+MRR@20, P@10, MRR@10 (in %), cells "conservative ± std over seeds (standard)". Under the
+table, the gap of our best GRU4Rec to the best published number is stated per split and
+metric, and every row's trial budget, seeds and tuned hyperparameters are listed; studies
+without a retraining yet are named with their progress, so an unfinished budget is never
+hidden.
 """
 
 from __future__ import annotations
@@ -92,10 +93,17 @@ def published_settings(runs: pd.DataFrame, curves: dict, pub: pd.DataFrame) -> d
     """Per peer label: its two rows as run here with its published settings (the numbers
     at the end of its schedule, and at its best test epoch per metric, its paper's
     protocol) and the statements of what the differences mean."""
-    peers = runs[
-        runs["kind"].eq("model") & runs["phase"].isna() & runs["dataset"].isin(SPLITS)
-        & runs["unknown_test_items_option"].eq("miss") & runs["tie_mode"].eq("conservative")
-    ] if "kind" in runs and "phase" in runs else runs.iloc[:0]  # fmt: skip
+    peers = (
+        runs[
+            runs["kind"].eq("model")
+            & runs["phase"].isna()
+            & runs["dataset"].isin(SPLITS)
+            & runs["unknown_test_items_option"].eq("miss")
+            & runs["tie_mode"].eq("conservative")
+        ]
+        if "kind" in runs and "phase" in runs
+        else runs.iloc[:0]
+    )
     out = {}
     for label, sub in peers.groupby("label"):
         end, best, notes = [], [], []
@@ -124,10 +132,12 @@ def published_settings(runs: pd.DataFrame, curves: dict, pub: pd.DataFrame) -> d
                         f"{p - series[k]:+.2f} points from what this harness reproduces."
                     )
         out[label] = (
-            [[f"{label} (published settings, run here: end of schedule)", *end],
-             [f"{label} (published settings, run here: best test epoch)", *best]],
+            [
+                [f"{label} (published settings, run here: end of schedule)", *end],
+                [f"{label} (published settings, run here: best test epoch)", *best],
+            ],
             notes,
-        )  # fmt: skip
+        )
     return out
 
 
@@ -172,8 +182,11 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
     by_name = {s.study_name: s for s in studies}
     from bench.studies import SEARCHES  # the studies the headline asks for, per split
 
-    out.pending += [f"{name}: not started" for name in
-                    (f"{e}_{ds}" for ds in SPLITS for e in SEARCHES) if name not in by_name]  # fmt: skip
+    out.pending += [
+        f"{name}: not started"
+        for name in (f"{e}_{ds}" for ds in SPLITS for e in SEARCHES)
+        if name not in by_name
+    ]
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
@@ -191,23 +204,36 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
             study = by_name.get(first["study"])
             target = None if untuned else int(first["n_trials_target"])
             # A study that ran past its budget counts as it stood at the budget.
-            trials = "no hyperparameters" if untuned else (
-                f"{min(int(first['n_trials']), target)} of {target}")  # fmt: skip
+            trials = (
+                "no hyperparameters"
+                if untuned
+                else (f"{min(int(first['n_trials']), target)} of {target}")
+            )
             if not untuned and study is not None:
                 best = best_within_budget(study, target)
                 if best is not None and best.number != int(first["best_trial"]):
                     out.notes.append(
-                        f"{label} on {ds}: retrained from trial {int(first['best_trial'])}, but the "
+                        f"{label} on {ds}: retrained from trial {int(first['best_trial'])}, but "
+                        "the "
                         f"best of the first {target} finished trials is {best.number}: "
                         "to be retrained (python -m bench.studies)."
                     )
             pruned, cpu = spent(study, first["n_trials_target"]) if study else ("–", "–")
             if study is not None and not untuned:
                 out.notes += accelerated(label, ds, study, target, part)
-            out.budget.append([label, ds, trials, pruned, cpu,
-                               "–" if untuned else str(int(first["best_trial"])),
-                               validation(study, first["best_trial"]) if study else "–",
-                               str(part["seed"].nunique()), first["params"]])  # fmt: skip
+            out.budget.append(
+                [
+                    label,
+                    ds,
+                    trials,
+                    pruned,
+                    cpu,
+                    "–" if untuned else str(int(first["best_trial"])),
+                    validation(study, first["best_trial"]) if study else "–",
+                    str(part["seed"].nunique()),
+                    first["params"],
+                ]
+            )
             if not untuned and first["n_trials"] < target:
                 out.notes.append(
                     f"{label} on {ds}: retrained after {trials} trials of its budget; "
@@ -221,8 +247,10 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
                     "their mean, the others are still to be trained."
                 )
     if any(r[4].endswith("*") for r in out.budget):
-        out.notes.append("CPU-hours marked * include trials run before the CPU time of a trial "
-                         "was recorded, counted as wall time x 2 threads.")  # fmt: skip
+        out.notes.append(
+            "CPU-hours marked * include trials run before the CPU time of a trial "
+            "was recorded, counted as wall time x 2 threads."
+        )
     tests = significance(ours)
     for (ds, m), t in tests.items():
         if t["p"] is not None and t["p"] < ALPHA:
@@ -275,9 +303,14 @@ def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
             va, vb = event_values(a_runs, m), event_values(b_runs, m)
             if same_events and va is not None and vb is not None and len(va) == len(vb):
                 p = paired_p(va, vb)
-            out[(ds, m)] = {"gru4rec": g, "baseline": b, "gru_value": gru.max() * 100,
-                            "base_value": base.max() * 100, "p": p,
-                            "events": None if va is None else len(va)}  # fmt: skip
+            out[(ds, m)] = {
+                "gru4rec": g,
+                "baseline": b,
+                "gru_value": gru.max() * 100,
+                "base_value": base.max() * 100,
+                "p": p,
+                "events": None if va is None else len(va),
+            }
     return out
 
 
@@ -286,8 +319,9 @@ def protocol(studies, seeds: dict[str, int]) -> str:
     per row (`seeds`, label -> the count its search's conf sets)."""
     from bench.studies import BUDGET
 
-    gru = sorted((s for s in studies if s.study_name.startswith("gru4rec")),
-                 key=lambda s: s.study_name)  # fmt: skip
+    gru = sorted(
+        (s for s in studies if s.study_name.startswith("gru4rec")), key=lambda s: s.study_name
+    )
     history = {s.study_name: s.user_attrs.get(PRUNERS_ATTR, []) for s in gru}
     now = sorted({h[-1][1] for h in history.values() if h})
     # Trials a study ran under an earlier pruner than its present one, named per study (a
@@ -308,7 +342,8 @@ def protocol(studies, seeds: dict[str, int]) -> str:
         f"{BUDGET}. TPE, seeded, with the configured parameters (the official paramfile for "
         "GRU4Rec, the published defaults for a baseline) as the first trial"
         + (f" ({late})" if late else "")
-        + "; tuned on a validation split carved from the training data. GRU4Rec: epochs are the resource "
+        + "; tuned on a validation split carved from the training data. GRU4Rec: epochs are the "
+        "resource "
         f"(10 at most), pruned by {pruned_by}. "
         f"{retraining(seeds)} "
         f"† marks the best GRU4Rec and the best baseline of a split and metric when they "
@@ -325,8 +360,10 @@ def retraining(seeds: dict[str, int]) -> str:
         if n > 1:
             many.setdefault(n, []).append(label.removesuffix(" (tuned)"))
     if not many:
-        return ("The best trial retrained on train -> test once per method (each is "
-                "deterministic given its parameters).")  # fmt: skip
+        return (
+            "The best trial retrained on train -> test once per method (each is "
+            "deterministic given its parameters)."
+        )
     groups = [
         f"{n} seeds for {and_list(labels)}" for n, labels in sorted(many.items(), reverse=True)
     ]
@@ -354,15 +391,19 @@ def configured_late(studies) -> str:
         if not first:
             late.append(f"{study.study_name} never ran them")
         elif after_budget(study, min(first)):
-            late.append(f"{study.study_name} ran them only after its budget, as trial "
-                        f"{min(first)}, which does not count")  # fmt: skip
+            late.append(
+                f"{study.study_name} ran them only after its budget, as trial "
+                f"{min(first)}, which does not count"
+            )
         elif min(first) > 0:
             late.append(f"{study.study_name} ran them as trial {min(first)}")
     if not late:
         return ""
-    return ("except: " + "; ".join(late) + "; those studies began before the sweeper "
-            "enqueued the configured values, or while it skipped values between a search "
-            "space's steps, such as the official RSC15 layers=[100]")  # fmt: skip
+    return (
+        "except: " + "; ".join(late) + "; those studies began before the sweeper "
+        "enqueued the configured values, or while it skipped values between a search "
+        "space's steps, such as the official RSC15 layers=[100]"
+    )
 
 
 def after_budget(study, number: int) -> bool:
@@ -432,8 +473,10 @@ def gaps(ours: pd.DataFrame, pub: pd.DataFrame, tests: dict | None = None) -> li
             t = (tests or {}).get((ds, m))
             if t is not None:
                 diff = t["gru_value"] - t["base_value"]
-                line += (f"; against the best tuned baseline ({t['baseline']}, {t['base_value']:.2f}) "
-                         f"{diff:+.2f} points")  # fmt: skip
+                line += (
+                    f"; against the best tuned baseline ({t['baseline']}, {t['base_value']:.2f}) "
+                    f"{diff:+.2f} points"
+                )
                 if t["p"] is None:
                     line += " (no paired test: per-event ranks missing from a retraining)"
                 else:
@@ -456,8 +499,9 @@ def validation(study, best_trial) -> str:
     text = (
         f"{metric_title(best.user_attrs.get('objective_metric', 'objective@?'))} {best.value:.4f}"
     )
-    configured = [t for t in trials.values()
-                  if ENQUEUED in t.user_attrs and t.state == TrialState.COMPLETE]  # fmt: skip
+    configured = [
+        t for t in trials.values() if ENQUEUED in t.user_attrs and t.state == TrialState.COMPLETE
+    ]
     if configured and configured[-1].number != best.number:
         late = ", run after the budget" if after_budget(study, configured[-1].number) else ""
         text += f" (configured{late}: {configured[-1].value:.4f})"
@@ -496,8 +540,11 @@ def to_markdown(h: Headline) -> str:
         lines += ["", "Trial budget, seeds and tuned hyperparameters per row:", ""]
         lines += ["| " + " | ".join(BUDGET_HEADER) + " |", "|" + "---|" * len(BUDGET_HEADER)]
         lines += ["| " + " | ".join([*r[:-1], f"`{r[-1]}`"]) + " |" for r in h.budget]
-    lines += ["", f"Generated from the committed studies in `sweeps/` and the peers' records in "
-              f"`{PEER_RECORDS}/` by `{REGENERATE}`."]  # fmt: skip
+    lines += [
+        "",
+        f"Generated from the committed studies in `sweeps/` and the peers' records in "
+        f"`{PEER_RECORDS}/` by `{REGENERATE}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -549,8 +596,12 @@ def main(argv: list[str] | None = None) -> int:
         "--storage", action="append", help="Optuna storage URL (repeatable; default sweeps/*.db)"
     )
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
-    p.add_argument("--peers", type=Path, default=PROJECT_ROOT / PEER_RECORDS,
-                   help="records of the peers run with their published settings")  # fmt: skip
+    p.add_argument(
+        "--peers",
+        type=Path,
+        default=PROJECT_ROOT / PEER_RECORDS,
+        help="records of the peers run with their published settings",
+    )
     p.add_argument(
         "--readme", type=Path, help="file whose <!-- headline:start/end --> block gets the table"
     )

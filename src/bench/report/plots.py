@@ -112,8 +112,11 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
         return []
     losses = list(dict.fromkeys(rows["loss"]))
     fig, axes = plt.subplots(1, len(losses), figsize=(6.5 * len(losses), 4.2), squeeze=False)
-    styles = {"ours": ("-o", "ours (default step)"), "autograd": (":^", "ours (autograd step)"),
-              "fused_pytorch": ("-.v", "ours (without compiled kernels)")}  # fmt: skip
+    styles = {
+        "ours": ("-o", "ours (default step)"),
+        "autograd": (":^", "ours (autograd step)"),
+        "fused_pytorch": ("-.v", "ours (without compiled kernels)"),
+    }
     styles["official"] = ("--s", "official PyTorch")
     for ax, loss in zip(axes[0], losses):
         for layers, group in rows[rows["loss"] == loss].groupby("layers"):

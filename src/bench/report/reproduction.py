@@ -48,7 +48,8 @@ def reproduction_markdown(frame: pd.DataFrame) -> str:
     lines = [
         "### Reproduction: published numbers next to ours",
         "",
-        "| Source | Dataset | Method (published) | Our row | Metric | Published % | Ours % | Diff (pts) | Diff (rel.) | Note |",
+        "| Source | Dataset | Method (published) | Our row | Metric | Published % | Ours % | "
+        "Diff (pts) | Diff (rel.) | Note |",
         "|---|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for _, r in frame.iterrows():
@@ -56,7 +57,8 @@ def reproduction_markdown(frame: pd.DataFrame) -> str:
         diff = "–" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
         lines.append(
             f"| {r['source']} | {r['dataset']} | {r['method']} | {r['ours'] or '–'} | "
-            f"{metric_title(r['metric'])} | {r['value_pct']:.2f} | {_num(r['ours_pct'])} | {diff} | {rel} | {r['note']} |"
+            f"{metric_title(r['metric'])} | {r['value_pct']:.2f} | {_num(r['ours_pct'])} | {diff} "
+            f"| {rel} | {r['note']} |"
         )
     tie = frame["tie_mode"].iloc[0] if len(frame) else ""
     lines += [
@@ -85,10 +87,17 @@ def reproduction_latex(frame: pd.DataFrame) -> str:
         lines.append(
             " & ".join(
                 esc(x)
-                for x in (r["dataset"], r["method"], r["ours"] or "–", metric_title(r["metric"]),
-                          f"{r['value_pct']:.2f}", _num(r["ours_pct"]), diff)
+                for x in (
+                    r["dataset"],
+                    r["method"],
+                    r["ours"] or "–",
+                    metric_title(r["metric"]),
+                    f"{r['value_pct']:.2f}",
+                    _num(r["ours_pct"]),
+                    diff,
+                )
             )
             + r" \\"
-        )  # fmt: skip
+        )
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

@@ -170,7 +170,8 @@ def comparison_table(
     for m in metrics:
         if m not in runs:
             raise ValueError(
-                f"--metrics: '{m}' is not in the records; recorded: {sorted(c for c in runs if '@' in c)}"
+                f"--metrics: '{m}' is not in the records; recorded: "
+                f"{sorted(c for c in runs if '@' in c)}"
             )
     final, repeated = table_runs(runs, tie_mode)
     datasets = sorted(final["dataset"].unique())
@@ -253,9 +254,9 @@ def settings_notes(final: pd.DataFrame) -> list[str]:
     if gru.empty or all(sub["shared_settings"].nunique() <= 1 for _, sub in gru.groupby("dataset")):
         return []
     by_source = gru.groupby("params_source")["label"].agg(lambda s: ", ".join(sorted(set(s))))
+    described = {"official": "the official parameters of each dataset (params=official)"}
     sources = "; ".join(
-        f"{labels}: {'the official parameters of each dataset (params=official)' if src == 'official' else 'the defaults'}"
-        for src, labels in by_source.items()
+        f"{labels}: {described.get(src, 'the defaults')}" for src, labels in by_source.items()
     )
     return [
         "The GRU4Rec rows differ in more than the loss (network, batch, learning rate or "
@@ -274,8 +275,10 @@ def protocol_notes(final: pd.DataFrame, tie_mode: str) -> list[str]:
     first = final.iloc[0]
     tasks = "; ".join(sorted(set(final["task"].dropna()))) if "task" in final else ""
     notes.append(
-        f"Protocol: {tasks or 'next-item prediction at every position'}; candidates: {first['candidates']}; "
-        f"ties: {tie_mode}; seen-item filtering: {'on' if first['seen_item_filtering'] else 'off'}; "
+        f"Protocol: {tasks or 'next-item prediction at every position'}; candidates: "
+        f"{first['candidates']}; "
+        f"ties: {tie_mode}; seen-item filtering: "
+        f"{'on' if first['seen_item_filtering'] else 'off'}; "
         f"test events with items unknown to training: {first['unknown_test_items']}."
     )
     seeds = final.groupby("label")["seed"].nunique()
@@ -292,7 +295,8 @@ def protocol_notes(final: pd.DataFrame, tie_mode: str) -> list[str]:
         if sub["phase"].eq("final").any():
             n = sub["n_trials"].dropna()
             trials.append(
-                f"{label}: {int(n.iloc[0]) if len(n) else '?'} trials (study {sub['study'].iloc[0]})"
+                f"{label}: {int(n.iloc[0]) if len(n) else '?'} trials (study "
+                f"{sub['study'].iloc[0]})"
             )
     notes.append(
         "Trials per method: "

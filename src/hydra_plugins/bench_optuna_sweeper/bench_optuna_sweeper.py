@@ -121,15 +121,18 @@ class BenchOptunaSweeper(Sweeper):
         loop.prepare(fixed)
         log.info(
             "study %s in %s: target %d finished trials",
-            self.cfg.study_name, self.cfg.storage, self.cfg.n_trials,
-        )  # fmt: skip
+            self.cfg.study_name,
+            self.cfg.storage,
+            self.cfg.n_trials,
+        )
         with interrupts.stop_on_signals():
             if not self.cfg.final_now:
                 loop.run(fixed)
             summary = loop.summary() | ({"stopped_by": self.cfg.stop_file} if loop.stopped else {})
             if self.cfg.final_now and not summary.get("best"):
                 raise BenchError(
-                    f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial to retrain"
+                    f"hydra.sweeper.final_now: study {self.cfg.study_name} has no complete trial "
+                    "to retrain"
                 )
             final = None
             if self.cfg.final_seeds > 0 and not loop.stopped and loop.interrupted is None:
@@ -154,7 +157,8 @@ class BenchOptunaSweeper(Sweeper):
             else "no trial was in flight"
         )
         if final is not None:
-            where = f"the final retraining stopped ({final.seeds_done} of {self.cfg.final_seeds} seeds kept)"
+            kept = f"{final.seeds_done} of {self.cfg.final_seeds} seeds kept"
+            where = f"the final retraining stopped ({kept})"
         print(
             f"interrupted ({signal_name}): study {self.cfg.study_name}, {done} of "
             f"{self.cfg.n_trials} trials finished; {where}; the same command continues it",
@@ -173,8 +177,10 @@ def closing_summary(summary: dict, metric: str) -> str:
     ]
     best = summary.get("best")
     if best:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in best["params"].items())  # fmt: skip
+        params = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in best["params"].items()
+        )
         lines.append(
             f"best: trial {best['number']}, validation {metric} {best['value']:.4f}; {params}"
         )

@@ -38,7 +38,8 @@ class FinalRetraining:
         best = best_within_budget(study, int(self.cfg.n_trials))
         if best is None:
             raise BenchError(
-                f"study {self.cfg.study_name}: no complete trial among its first {n_finished} to retrain"
+                f"study {self.cfg.study_name}: no complete trial among its first {n_finished} to "
+                "retrain"
             )
         params = search_space(self.cfg)
         values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
@@ -65,16 +66,29 @@ class FinalRetraining:
             if interrupts.requested():  # SIGTERM/Ctrl+C: the finished seeds are kept
                 break
             if stop and Path(stop).exists():
-                log.info("final: stop file %s: no further seed (%d of %d done)",
-                         stop, len(records), len(seeds))  # fmt: skip
+                log.info(
+                    "final: stop file %s: no further seed (%d of %d done)",
+                    stop,
+                    len(records),
+                    len(seeds),
+                )
                 break
             batch = todo[start : start + width]
             jobs = [
-                [*fixed, *values, "split=final", f"seed={seed}", *study_ref(self.cfg),
-                 "study.trial=null", f"hydra.sweep.subdir=final_seed{seed}",
-                 "study.phase=final", f"study.best_trial={best.number}", f"study.n_trials={n_finished}"]
+                [
+                    *fixed,
+                    *values,
+                    "split=final",
+                    f"seed={seed}",
+                    *study_ref(self.cfg),
+                    "study.trial=null",
+                    f"hydra.sweep.subdir=final_seed{seed}",
+                    "study.phase=final",
+                    f"study.best_trial={best.number}",
+                    f"study.n_trials={n_finished}",
+                ]
                 for seed in batch
-            ]  # fmt: skip
+            ]
             returns = self.launcher.launch(jobs, initial_job_idx=10_000 + batch[0])
             for seed, ret in zip(batch, returns):
                 path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "result.json"
@@ -92,24 +106,30 @@ class FinalRetraining:
         if final is None and records:  # every seed was kept: store them against today's trial count
             final = self._store(study, best.number, n_finished, records)
         return (final or {}) | {
-            "params": best.params, "split": "final",
+            "params": best.params,
+            "split": "final",
             "records": [records[s]["record_path"] for s in seeds if s in records],
-        }  # fmt: skip
+        }
 
     def _store(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:
         """Kept after every batch of seeds, so that a stopped retraining loses no finished seed."""
         done = [records[s] for s in sorted(records)]
         metrics = {}
         for mode in done[0]["metrics_by_tie_mode"]:
-            values = {m: [r["metrics_by_tie_mode"][mode][m] for r in done]
-                      for m in done[0]["metrics_by_tie_mode"][mode]}  # fmt: skip
+            values = {
+                m: [r["metrics_by_tie_mode"][mode][m] for r in done]
+                for m in done[0]["metrics_by_tie_mode"][mode]
+            }
             metrics[mode] = {
                 m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
                 for m, v in values.items()
             }
         final = {
-            "best_trial": best, "n_trials": n_finished, "seeds": sorted(records),
-            "metrics": metrics, "records": [{k: v for k, v in r.items() if k != "epochs"} for r in done],
-        }  # fmt: skip
+            "best_trial": best,
+            "n_trials": n_finished,
+            "seeds": sorted(records),
+            "metrics": metrics,
+            "records": [{k: v for k, v in r.items() if k != "epochs"} for r in done],
+        }
         study.set_user_attr("final", final)
         return final

@@ -78,11 +78,20 @@ class StudyLoop:
         c = cfg
         self.storage = make_storage(c.storage, c.heartbeat_interval, c.grace_period, c.max_retry)
         self.study = optuna.create_study(
-            study_name=c.study_name, storage=self.storage, sampler=self._sampler(),
-            pruner=make_pruner(c.pruner, c.pruner_startup_trials, c.pruner_warmup_epochs,
-                               c.pruner_min_epochs, c.pruner_reduction, config.get("n_epochs")),
-            direction=c.direction, load_if_exists=True,
-        )  # fmt: skip
+            study_name=c.study_name,
+            storage=self.storage,
+            sampler=self._sampler(),
+            pruner=make_pruner(
+                c.pruner,
+                c.pruner_startup_trials,
+                c.pruner_warmup_epochs,
+                c.pruner_min_epochs,
+                c.pruner_reduction,
+                config.get("n_epochs"),
+            ),
+            direction=c.direction,
+            load_if_exists=True,
+        )
 
     def prepare(self, fixed: list[str]) -> None:
         study = self.study
@@ -110,8 +119,10 @@ class StudyLoop:
             failed = self._failures(study)
             if len(failed) >= self.cfg.max_failures:
                 raise BenchError(
-                    f"study {self.cfg.study_name}: {len(failed)} failed trials (hydra.sweeper.max_failures="
-                    f"{self.cfg.max_failures}); last: {failed[-1].user_attrs.get('fail_reason', 'worker died')}"
+                    f"study {self.cfg.study_name}: {len(failed)} failed trials "
+                    "(hydra.sweeper.max_failures="
+                    f"{self.cfg.max_failures}); last: "
+                    f"{failed[-1].user_attrs.get('fail_reason', 'worker died')}"
                 )
             finished = count(study, FINISHED)
             if interrupts.requested() and self.interrupted is None:
@@ -122,13 +133,19 @@ class StudyLoop:
                 break
             stop = self.cfg.get("stop_file")
             if stop and Path(stop).exists():
-                log.info("stop file %s: no new trial (%d of %d finished); the same command "
-                         "continues the study", stop, finished, self.cfg.n_trials)  # fmt: skip
+                log.info(
+                    "stop file %s: no new trial (%d of %d finished); the same command "
+                    "continues the study",
+                    stop,
+                    finished,
+                    self.cfg.n_trials,
+                )
                 self.stopped = True
                 break
             active = count(study, ACTIVE)
             if finished + active >= self.cfg.n_trials:
-                # Others are running the rest (or a dead worker's trial awaits its heartbeat timeout).
+                # Others are running the rest (or a dead worker's trial awaits its heartbeat
+                # timeout).
                 time.sleep(max(1, self.cfg.heartbeat_interval))
                 continue
             batch = []
@@ -151,8 +168,13 @@ class StudyLoop:
         trials = study.get_trials(deepcopy=False)
         retry = optuna.storages.RetryFailedTrialCallback.retried_trial_number
         requeued = {retry(t) for t in trials} - {None}
-        return [t for t in trials if t.state == TrialState.FAIL and t.number not in requeued
-                and not t.user_attrs.get("fail_reason", "").startswith(("surplus", INTERRUPTED))]  # fmt: skip
+        return [
+            t
+            for t in trials
+            if t.state == TrialState.FAIL
+            and t.number not in requeued
+            and not t.user_attrs.get("fail_reason", "").startswith(("surplus", INTERRUPTED))
+        ]
 
     def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
         """Seeded per trial number: workers sharing a study never draw the same values.
@@ -208,7 +230,8 @@ class StudyLoop:
         before = study.user_attrs.get("overrides")
         if before is not None and scoring(before) != scoring(portable_text(o) for o in fixed):
             raise BenchError(
-                f"study {self.cfg.study_name} was run with {scoring(before) or 'no eval/dataset options'}; "
+                f"study {self.cfg.study_name} was run with "
+                f"{scoring(before) or 'no eval/dataset options'}; "
                 f"this run has {scoring(fixed) or 'none'}: its trials would be scored differently "
                 "(continue it with the same options, or give a new hydra.sweeper.study_name)"
             )
@@ -223,8 +246,9 @@ class StudyLoop:
                 outside,
             )
             return
-        done = [queued_params(t) for t in study.get_trials(deepcopy=False)
-                if t.state != TrialState.FAIL]  # fmt: skip
+        done = [
+            queued_params(t) for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL
+        ]
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
             return
         study.enqueue_trial(values, user_attrs={ENQUEUED: "the configured values"})
@@ -236,21 +260,32 @@ class StudyLoop:
             param_override(name, spec, suggest(trial, name, spec)) for name, spec in params.items()
         ]
         return [
-            *fixed, *values, "split=tune",
-            *study_ref(self.cfg), f"study.trial={trial.number}",
-            f"study.pruner={self.cfg.pruner}", f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
+            *fixed,
+            *values,
+            "split=tune",
+            *study_ref(self.cfg),
+            f"study.trial={trial.number}",
+            f"study.pruner={self.cfg.pruner}",
+            f"study.pruner_startup_trials={self.cfg.pruner_startup_trials}",
             f"study.pruner_warmup_epochs={self.cfg.pruner_warmup_epochs}",
             f"study.pruner_min_epochs={self.cfg.pruner_min_epochs}",
-            f"study.pruner_reduction={self.cfg.pruner_reduction}", f"hydra.sweep.subdir=trial_{trial.number}",
-        ]  # fmt: skip
+            f"study.pruner_reduction={self.cfg.pruner_reduction}",
+            f"hydra.sweep.subdir=trial_{trial.number}",
+        ]
 
     def pruner_label(self) -> str:
         """The pruner a trial ran under (pruners are not stored): kept on each trial."""
         c = self.cfg
         if c.pruner == "median":
-            return f"median (warm-up {c.pruner_warmup_epochs} epochs, {c.pruner_startup_trials} startup trials)"
+            return (
+                f"median (warm-up {c.pruner_warmup_epochs} epochs, "
+                f"{c.pruner_startup_trials} startup trials)"
+            )
         if c.pruner in ("successive_halving", "hyperband"):
-            return f"{c.pruner} (first judged after epoch {c.pruner_min_epochs}, reduction {c.pruner_reduction})"
+            return (
+                f"{c.pruner} (first judged after epoch {c.pruner_min_epochs}, "
+                f"reduction {c.pruner_reduction})"
+            )
         return str(c.pruner)
 
     def _note_pruner(self, study: optuna.Study) -> None:
