@@ -106,7 +106,7 @@ def test_early_stopping_restores_the_best_epoch():
 
     cfg = BPTTConfig(n_epochs=6, patience=2, batch_size=8)
     module = SequenceModule(m, train, cfg, validate, seed=0)
-    best = fit_module(module, cfg.n_epochs, FitContext("cpu", 0, None), False, cfg.patience)
+    best = fit_module(module, cfg.n_epochs, FitContext("cpu", 0, None), cfg.patience)
     assert best == 1 and len(module.history) == 4
     assert [e.valid["ndcg@10"] for e in module.history] == [0.3, 0.5, 0.4, 0.2]
     assert torch.equal(m.state_dict()["Wy"], snapshots[1]["Wy"])
@@ -165,7 +165,7 @@ def test_a_bptt_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(tm
         values = iter([0.1, 0.3, 0.2, 0.4, 0.35][done:])
         module = SequenceModule(m, train, cfg, lambda: {"ndcg@10": next(values)}, seed=3)
         ctx = FitContext("cpu", 3, None, checkpoint_dir=out, resume=resume)
-        best = fit_module(module, n_epochs, ctx, False, cfg.patience)
+        best = fit_module(module, n_epochs, ctx, cfg.patience)
         return best, [e.loss for e in module.history], m.state_dict()
 
     whole = run(5, tmp_path / "whole")

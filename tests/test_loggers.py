@@ -166,7 +166,7 @@ def test_a_tracking_store_that_cannot_be_opened_is_one_line(tmp_path):
 
 
 def test_progress_bar_is_on_at_a_terminal_only(monkeypatch):
-    from bench.lit import want_progress_bar
+    from bench.job_options import want_progress_bar
 
     assert want_progress_bar(True) and not want_progress_bar(False)
     monkeypatch.setenv("CI", "true")

@@ -122,7 +122,7 @@ def test_session_parallel_early_stopping_restores_the_best_epoch():
         return {"mrr@20": next(values)}
 
     module = GRU4RecModule(eng, chunk_steps=7, epoch_hook=hook, monitor="mrr@20")
-    best = fit_module(module, 6, FitContext("cpu", 9, None), False, patience=2)
+    best = fit_module(module, 6, FitContext("cpu", 9, None), patience=2)
     assert best == 1 and [s.epoch for s in module.history] == [0, 1, 2, 3]
     for k, v in eng.model.state_dict().items():
         assert torch.equal(v, snapshots[1][k]), k

@@ -8,26 +8,26 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bench import studies
+from bench import protocol, studies
 from bench.records import RANKS_KEY
 
 
 def test_every_headline_study_runs_one_command_with_the_common_budget():
     names = [s.name for s in studies.all_studies()]
-    assert len(names) == len(set(names)) == 2 * len(studies.SEARCHES)
+    assert len(names) == len(set(names)) == 2 * len(protocol.SEARCHES)
     gru = studies.Study("gru4rec_ce", "yoochoose1_64")
     cmd = gru.command("python")
     assert cmd[:5] == ["python", "-m", "bench.run", "-m", "hparams_search=gru4rec_ce"]
-    assert "params=official" in cmd and f"hydra.sweeper.n_trials={studies.BUDGET}" in cmd
-    assert f"hydra.sweeper.budget={studies.BUDGET}" in cmd  # fixed, even below an older one
-    assert f"hydra.sweeper.budget={studies.BUDGET}" in gru.command("python", probe=3)
+    assert "params=official" in cmd and f"hydra.sweeper.n_trials={protocol.BUDGET}" in cmd
+    assert f"hydra.sweeper.budget={protocol.BUDGET}" in cmd  # fixed, even below an older one
+    assert f"hydra.sweeper.budget={protocol.BUDGET}" in gru.command("python", probe=3)
     assert studies.Study("pop", "yoochoose1_64").budget == 1
 
 
 def test_final_seeds_are_read_from_each_search_config():
     """The runner and the headline take a study's final seeds from its conf/hparams_search
     file, the one place that sets them."""
-    seeds = {s: studies.final_seeds(s) for s in studies.SEARCHES}
+    seeds = {s: protocol.final_seeds(s) for s in protocol.SEARCHES}
     assert seeds == {
         "pop": 1,
         "spop": 1,
@@ -42,7 +42,23 @@ def test_final_seeds_are_read_from_each_search_config():
         "gru4rec_bpr-max": 5,
         "srgnn": 5,
     }
-    assert studies.final_seeds("no_such_search") == 1
+    assert protocol.final_seeds("no_such_search") == 1
+
+
+def test_every_tuned_search_reads_the_common_budget():
+    """conf/hparams_search files state no budget of their own: n_trials is protocol.BUDGET
+    through the resolver the entry point registers."""
+    from omegaconf import OmegaConf
+
+    import bench.run  # noqa: F401  (registers bench_budget)
+    from bench.paths import conf_dir
+
+    for search in protocol.SEARCHES:
+        raw = (conf_dir() / "hparams_search" / f"{search}.yaml").read_text()
+        n_trials = OmegaConf.create(raw).hydra.sweeper.n_trials
+        want = 1 if search in protocol.UNTUNED else protocol.BUDGET
+        assert n_trials == want, search
+        assert search in protocol.UNTUNED or "n_trials: ${bench_budget:}" in raw, search
 
 
 def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
@@ -64,7 +80,7 @@ def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     assert (p.finished, p.pruned, p.cpu_seconds, p.cpu_estimated) == (4, 1, 360.0, False)
     # 26 trials at the mean 90 s per finished trial, and one retraining: a complete
     # trial (110 s) on the larger training split (x 1.15).
-    assert studies.BUDGET == 30
+    assert protocol.BUDGET == 30
     assert p.cpu_hours_left() == (26 * 90 + 1.15 * 110) / 3600
     assert not p.done
     lines = studies.status_lines([p])

@@ -543,22 +543,18 @@ class EarlyStoppingBestEpoch(EarlyStopping):
         super().load_state_dict(state_dict)
 
 
-def want_progress_bar(setting) -> bool:
-    """`trainer.progress_bar`: true | false | auto (on at a terminal, off under a sweep,
-    in CI and when the output goes to a file, where the one-line epoch summary stays)."""
-    import sys
+def quiet_lightning() -> None:
+    """Lightning's banner lines and tips would bury the metrics table; warnings still show."""
+    import logging
+    import warnings
 
-    if setting != "auto":
-        return bool(setting)
-    if os.environ.get("CI") or not sys.stdout.isatty():
-        return False
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.get().mode != RunMode.MULTIRUN
-    except ValueError:  # not under Hydra
-        return True
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+        for child in list(logging.root.manager.loggerDict):
+            if child.startswith(name + "."):
+                logging.getLogger(child).setLevel(logging.NOTSET)  # inherit WARNING
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def make_trainer(
@@ -583,17 +579,17 @@ def make_trainer(
     )
 
 
-def fit_module(module: ResumableModule, n_epochs: int, ctx, progress_bar, patience: int | None):
+def fit_module(module: ResumableModule, n_epochs: int, ctx, patience: int | None):
     """Train `module` with the run's checkpoints (`ctx.checkpoint_dir`), resuming from
     `ctx.resume`, early stopping on `module.monitor` when `patience` is set, and the
-    progress bar setting. Returns the epoch whose weights early stopping restored."""
+    progress bar `ctx.progress_bar`. Returns the epoch whose weights early stopping restored."""
     callbacks = [EpochCheckpoint(ctx.checkpoint_dir)] if ctx.checkpoint_dir is not None else []
     stopper = EarlyStoppingBestEpoch(module.monitor, patience) if patience is not None else None
     callbacks += [stopper] if stopper is not None else []
     trainer = make_trainer(
         n_epochs,
         "gpu" if ctx.device == "cuda" else "cpu",
-        want_progress_bar(progress_bar),
+        ctx.progress_bar,
         callbacks,
     )
     if interrupts.requested():  # a study was told to stop before this job began training

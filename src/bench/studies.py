@@ -25,7 +25,6 @@ more events per second together than one worker with both threads, GRU4Rec inclu
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import os
 import signal
@@ -34,36 +33,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from bench.paths import PROJECT_ROOT
+from bench.protocol import BUDGET, SEARCHES, SPLITS, UNTUNED, final_seeds
 
-from bench.paths import PROJECT_ROOT, conf_dir
-
-SPLITS = ("diginetica_srgnn", "yoochoose1_64")
-# conf/hparams_search names, cheapest first, so that whole rows land early.
-SEARCHES = (
-    "pop",
-    "spop",
-    "sr",
-    "ar",
-    "itemknn",
-    "bprmf",
-    "sknn",
-    "vsknn",
-    "stan",
-    "gru4rec_ce",
-    "gru4rec_bpr-max",
-    "srgnn",
-)
-# The common budget of finished trials (complete or pruned) of every tuned study: the
-# headline reports each study by the best of its first BUDGET finished trials. Issue #16
-# asked for 50 unless finishing would cost more than about 25 CPU-hours; measured at 50,
-# the rest was 26-36 CPU-hours (2026-11-29), so it is 30, the floor it allows.
-BUDGET = 30
 # While this file exists (`--stop`), no study starts a new trial or seed: each worker
 # ends after its trial in progress, and the next start (which removes it) continues.
 STOP_FILE = "results/raw/studies.stop"
-# Trials run by the parameter-free studies (POP, S-POP): their configured values.
-UNTUNED = ("pop", "spop")
 # Every headline study is scored SR-GNN-comparably (predictions lost to items unknown to
 # training count as misses) and keeps the standard-ties metrics too.
 EVAL = ["eval.unknown_test_items=miss", "eval.also_tie_modes=[standard]"]
@@ -71,16 +46,6 @@ EVAL = ["eval.unknown_test_items=miss", "eval.also_tie_modes=[standard]"]
 EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official"]}
 # The final retraining trains on all of train, train_tr plus the validation part.
 FINAL_TRAIN_FACTOR = 1.15
-
-
-@functools.cache
-def final_seeds(search: str) -> int:
-    """Seeds of a search's final retraining, as its conf/hparams_search file sets them (1 for
-    a study named after no search there)."""
-    path = conf_dir() / "hparams_search" / f"{search}.yaml"
-    if not path.is_file():
-        return 1
-    return int(OmegaConf.load(path).hydra.sweeper.final_seeds)
 
 
 @dataclass
@@ -180,60 +145,12 @@ class Progress:
         return left / 3600
 
 
-def trial_cpu_seconds(trial) -> tuple[float, bool]:
-    """The job's measured CPU seconds, or (older trials) wall time x 2 threads."""
-    from bench.study import CPU_ATTR
-
-    if CPU_ATTR in trial.user_attrs:
-        return float(trial.user_attrs[CPU_ATTR]), False
-    if trial.datetime_start and trial.datetime_complete:
-        return 2.0 * (trial.datetime_complete - trial.datetime_start).total_seconds(), True
-    return 0.0, True
-
-
-@dataclass
-class Cost:
-    """Of the first `budget` finished trials of a study: what they cost."""
-
-    finished: int
-    pruned: int
-    cpu_seconds: float
-    cpu_estimated: bool  # some CPU seconds are estimated from wall time
-    complete_cpu: float | None  # mean CPU seconds of a complete (unpruned) trial, on CPU
-    per_trial_cpu: float | None  # mean CPU seconds of a finished trial run on CPU
-
-
-def study_cost(study, budget: int) -> Cost:
-    from optuna.trial import TrialState
-
-    from bench.study import DEVICE_ATTR, first_finished, ran_on_gpu
-
-    def mean(values: list[float]) -> float | None:
-        return sum(values) / len(values) if values else None
-
-    counted = first_finished(study, budget)
-    cpu = [
-        (t.state, *trial_cpu_seconds(t), not ran_on_gpu(t.user_attrs.get(DEVICE_ATTR)))
-        for t in counted
-    ]
-    complete = [c for state, c, _, on_cpu in cpu if state == TrialState.COMPLETE and on_cpu]
-    complete_any = [c for state, c, _, _ in cpu if state == TrialState.COMPLETE]
-    return Cost(
-        finished=len(counted),
-        pruned=sum(state == TrialState.PRUNED for state, *_ in cpu),
-        cpu_seconds=sum(c for _, c, _, _ in cpu),
-        cpu_estimated=any(e for _, _, e, _ in cpu),
-        complete_cpu=mean(complete) or mean(complete_any),
-        per_trial_cpu=mean([c for _, c, _, on_cpu in cpu if on_cpu]),
-    )
-
-
 def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     import optuna
     from optuna.trial import TrialState
 
     from bench.records import RANKS_KEY
-    from bench.study import best_within_budget
+    from bench.study import best_within_budget, study_cost
 
     out = Progress(study)
     path = root / "sweeps" / f"{study.name}.db"

@@ -10,9 +10,11 @@ reaches the storage, so Hydra launchers (local processes, SLURM) need no special
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from bench.errors import BenchError
 
@@ -27,6 +29,8 @@ CPU_ATTR = "cpu_seconds"
 PRUNERS_ATTR = "pruners"
 # Trial user attribute: the device the job ran on, as its record names it.
 DEVICE_ATTR = "device"
+# The trials a budget counts: complete or pruned (failed and running ones do not).
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def ran_on_gpu(device: str | None) -> bool:
@@ -143,9 +147,7 @@ def rung_epochs(name: str, min_epochs: int, reduction: int, n_epochs: int) -> se
 def first_finished(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
     """The first `budget` finished (complete or pruned) trials, by trial number: what a
     study had spent when it reached a common budget, whatever ran after."""
-    from optuna.trial import TrialState
-
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    done = study.get_trials(deepcopy=False, states=FINISHED)
     return sorted(done, key=lambda t: t.number)[:budget]
 
 
@@ -279,3 +281,70 @@ def record_to_trial(
     trial.set_user_attr("dataset", record.dataset["dataset"])
     trial.set_user_attr("objective_metric", record.eval["primary_metric"])
     trial.set_user_attr("record", record_path)
+
+
+def open_job_trial(cfg, evaluates_per_epoch: bool, cpu_start: float, device_name: str):
+    """(trial, per-epoch reporter) when this job is a study's trial (`cfg.study.trial` set by
+    the sweeper), else (None, None). The trial keeps the device it runs on (pruned ones too:
+    a study's cost is read per device); the reporter exists where the method has epochs."""
+    s = cfg.study
+    if s.trial is None:
+        return None, None
+    n_epochs = int(cfg.n_epochs or 0)
+    min_epochs, reduction = int(s.pruner_min_epochs), int(s.pruner_reduction)
+    pruner = make_pruner(
+        s.pruner,
+        int(s.pruner_startup_trials),
+        int(s.pruner_warmup_epochs),
+        min_epochs,
+        reduction,
+        n_epochs,
+    )
+    trial = open_trial(s.name, s.storage, int(s.trial), pruner)
+    trial.set_user_attr(DEVICE_ATTR, device_name)
+    if not evaluates_per_epoch:
+        return trial, None
+    rungs = rung_epochs(s.pruner, min_epochs, reduction, n_epochs)
+    return trial, EpochReporter(trial, cfg.eval.primary_metric, rungs, n_epochs, cpu_start)
+
+
+def trial_cpu_seconds(trial) -> tuple[float, bool]:
+    """The job's measured CPU seconds, or (older trials) wall time x 2 threads."""
+    if CPU_ATTR in trial.user_attrs:
+        return float(trial.user_attrs[CPU_ATTR]), False
+    if trial.datetime_start and trial.datetime_complete:
+        return 2.0 * (trial.datetime_complete - trial.datetime_start).total_seconds(), True
+    return 0.0, True
+
+
+@dataclass
+class Cost:
+    """Of the first `budget` finished trials of a study: what they cost."""
+
+    finished: int
+    pruned: int
+    cpu_seconds: float
+    cpu_estimated: bool  # some CPU seconds are estimated from wall time
+    complete_cpu: float | None  # mean CPU seconds of a complete (unpruned) trial, on CPU
+    per_trial_cpu: float | None  # mean CPU seconds of a finished trial run on CPU
+
+
+def study_cost(study, budget: int) -> Cost:
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    counted = first_finished(study, budget)
+    cpu = [
+        (t.state, *trial_cpu_seconds(t), not ran_on_gpu(t.user_attrs.get(DEVICE_ATTR)))
+        for t in counted
+    ]
+    complete = [c for state, c, _, on_cpu in cpu if state == TrialState.COMPLETE and on_cpu]
+    complete_any = [c for state, c, _, _ in cpu if state == TrialState.COMPLETE]
+    return Cost(
+        finished=len(counted),
+        pruned=sum(state == TrialState.PRUNED for state, *_ in cpu),
+        cpu_seconds=sum(c for _, c, _, _ in cpu),
+        cpu_estimated=any(e for _, _, e, _ in cpu),
+        complete_cpu=mean(complete) or mean(complete_any),
+        per_trial_cpu=mean([c for _, c, _, on_cpu in cpu if on_cpu]),
+    )

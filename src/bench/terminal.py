@@ -14,3 +14,20 @@ def console(stderr: bool = False) -> Console:
         return Console(stderr=stderr)
     # No terminal width to honour: lines as long as they are (tables fit their content).
     return Console(stderr=stderr, width=10_000, soft_wrap=True)
+
+
+def metrics_table(metrics: dict, cutoffs, title: str, caption: str):
+    """A run's metrics per cutoff, as the console shows them at its end."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption)
+    for col in ("cutoff", "Recall (=HR)", "MRR", "nDCG"):
+        table.add_column(col, justify="right")
+    for k in cutoffs:
+        table.add_row(
+            f"@{k}",
+            f"{metrics[f'recall@{k}']:.4f}",
+            f"{metrics[f'mrr@{k}']:.4f}",
+            f"{metrics[f'ndcg@{k}']:.4f}",
+        )
+    return table

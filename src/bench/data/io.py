@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data.columns import ITEM, SESSION, TIME
+from bench.data.pickles import is_pickle, read_srgnn_pickle
 from bench.errors import BenchError
 
-SESSION, ITEM, TIME = "SessionId", "ItemId", "Time"
 # DataFrame.attrs flag: False where Time is only the click position (formats without
 # timestamps); time-aware methods (STAN's neighbour recency) then count sessions instead.
 TIMED = "timed"
@@ -40,7 +41,6 @@ def _suffixes(path: Path) -> list[str]:
 
 def detect_format(path: Path, columns: Columns) -> str:
     """Pick `parquet`, `csv`, `tsv`, `sessions` or `srgnn_pickle` from the name and content."""
-    from bench.data.pickles import is_pickle
 
     if is_pickle(path):
         return "srgnn_pickle"
@@ -94,8 +94,6 @@ def read_session_file(
     elif fmt == "pairs":
         df = _read_pairs(path)
     elif fmt == "srgnn_pickle":
-        from bench.data.pickles import read_srgnn_pickle
-
         df = read_srgnn_pickle(path)
     elif fmt in ("tsv", "csv", "parquet"):
         df = _read_table(path, columns, fmt)

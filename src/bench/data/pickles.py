@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data.io import ITEM, SESSION, TIME
+from bench.data.columns import ITEM, SESSION, TIME
 from bench.errors import BenchError
 
 PICKLE_MAGIC = b"\x80"  # protocol 2+ header; SR-GNN's files are protocol 3/4

@@ -33,11 +33,12 @@ class FitContext:
     console: object  # rich Console
     filter_seen: bool = False  # the evaluation's seen-item filtering, for a method's own validation
     # After each epoch: its stats -> the metrics evaluated there (pruning, learning
-    # curves, early stopping), or None where the epoch was not evaluated.
+    # curves, early stopping), or None where the epoch was not evaluated (bench.epochs).
     epoch_hook: Callable | None = None
     checkpoint_dir: Path | None = None  # where last.ckpt goes (None: no checkpoints)
     resume: Path | None = None  # a checkpoint to continue from
     identity: dict | None = None  # what a checkpoint must match to be resumed here
+    progress_bar: bool = False  # Lightning's progress bar (trainer.progress_bar, resolved)
 
 
 class Method(ABC):

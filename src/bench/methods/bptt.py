@@ -74,9 +74,7 @@ class SequenceGRU4Rec(Method):
         module = SequenceModule(
             self.model, self.histories, self.config, validate, ctx.seed, ctx.identity
         )
-        self.best_epoch = fit_module(
-            module, self.config.n_epochs, ctx, self.cfg.trainer.progress_bar, self.config.patience
-        )
+        self.best_epoch = fit_module(module, self.config.n_epochs, ctx, self.config.patience)
         return [s.as_dict() for s in module.history]
 
     def settings(self) -> dict:

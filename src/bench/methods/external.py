@@ -144,9 +144,7 @@ class ExternalModel(Method):
             self.stop_metric if self.monitors else None,
             ctx.epoch_hook,
         )
-        self.best_epoch = fit_module(
-            module, self.n_epochs, ctx, self.cfg.trainer.progress_bar, self.patience
-        )
+        self.best_epoch = fit_module(module, self.n_epochs, ctx, self.patience)
         return [s.as_dict() for s in module.history]
 
     def settings(self) -> dict:

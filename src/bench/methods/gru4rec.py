@@ -86,9 +86,7 @@ class SessionParallelGRU4Rec(Method):
             identity={**(ctx.identity or {}), "chunk_steps": int(self.trainer_cfg.chunk_steps)},
             monitor=self.config.stop_metric if self.monitors else None,
         )
-        self.best_epoch = fit_module(
-            module, self.config.n_epochs, ctx, self.trainer_cfg.progress_bar, self.config.patience
-        )
+        self.best_epoch = fit_module(module, self.config.n_epochs, ctx, self.config.patience)
         return [s.as_dict() for s in module.history]
 
     def settings(self) -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.protocol import BUDGET, SEARCHES, SPLITS, final_seeds
 from bench.records import RANKS_KEY, decode_ranks
 from bench.report.reproduction import published
 from bench.report.tables import (
@@ -34,9 +35,15 @@ from bench.report.tables import (
     seed_mean_values,
     tex_escape,
 )
-from bench.study import ENQUEUED, PRUNERS_ATTR, best_within_budget, first_finished
+from bench.study import (
+    ENQUEUED,
+    FINISHED,
+    PRUNERS_ATTR,
+    best_within_budget,
+    first_finished,
+    study_cost,
+)
 
-SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 METRICS = ("recall@20", "mrr@20", "recall@10", "mrr@10")
 LEADERBOARD = ("NARM", "STAMP", "SR-GNN", "SGNN-HN", "GRU4REC (2015)")
 # Records of the neural peers run with their published settings on train -> test, evaluated
@@ -74,9 +81,7 @@ def study_progress(study) -> str:
     """`name: N of T trials finished, best validation ...`: a study's state in one line."""
     from optuna.trial import TrialState
 
-    from bench.studies import BUDGET
-
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
     target = study.user_attrs.get("n_trials_target", "?")
     if study.user_attrs.get("search_space") and target != "?":
         target = max(int(target), BUDGET)  # a probe's smaller target is not the budget
@@ -180,8 +185,6 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
         if s.study_name not in with_final and any(s.study_name.endswith(ds) for ds in SPLITS)
     ]
     by_name = {s.study_name: s for s in studies}
-    from bench.studies import SEARCHES  # the studies the headline asks for, per split
-
     out.pending += [
         f"{name}: not started"
         for name in (f"{e}_{ds}" for ds in SPLITS for e in SEARCHES)
@@ -190,8 +193,6 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
     if not len(ours):
         out.notes.append("No study on these splits has been retrained on the test split yet.")
         return out
-    from bench.studies import final_seeds
-
     seeds: dict[str, int] = {}  # final seeds per row, in row order, for the protocol
     for label in sorted(ours["label"].unique(), key=row_order):
         sub = ours[ours["label"] == label]
@@ -317,8 +318,6 @@ def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
 def protocol(studies, seeds: dict[str, int]) -> str:
     """The tuning protocol under the table: budget, sampler, pruner(s), and the final seeds
     per row (`seeds`, label -> the count its search's conf sets)."""
-    from bench.studies import BUDGET
-
     gru = sorted(
         (s for s in studies if s.study_name.startswith("gru4rec")), key=lambda s: s.study_name
     )
@@ -418,8 +417,6 @@ def after_budget(study, number: int) -> bool:
 
 def spent(study, budget) -> tuple[str, str]:
     """(pruned trials, CPU-hours) of the first `budget` finished trials of a study."""
-    from bench.studies import study_cost
-
     if pd.isna(budget):
         return "–", "–"
     cost = study_cost(study, int(budget))

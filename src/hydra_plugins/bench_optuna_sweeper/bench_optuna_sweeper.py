@@ -31,11 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import interrupts
 from bench.errors import BenchError
+from bench.study import FINISHED
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
 from hydra_plugins.bench_optuna_sweeper.final import FinalRetraining
-from hydra_plugins.bench_optuna_sweeper.study_loop import FINISHED, StudyLoop, count
+from hydra_plugins.bench_optuna_sweeper.study_loop import StudyLoop, count
 
 log = logging.getLogger(__name__)
 

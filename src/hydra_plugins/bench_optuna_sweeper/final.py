@@ -17,8 +17,8 @@ from bench import interrupts
 from bench.errors import BenchError, TrainingInterrupted
 from bench.paths import portable_path
 from bench.records import RANKS_KEY, RunRecord, encode_ranks
-from bench.study import best_within_budget, param_override
-from hydra_plugins.bench_optuna_sweeper.study_loop import FINISHED, count, search_space, study_ref
+from bench.study import FINISHED, best_within_budget, param_override
+from hydra_plugins.bench_optuna_sweeper.study_loop import count, search_space, study_ref
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from bench.optuna_adapter import heartbeats, queued_params
 from bench.paths import portable_storage, portable_text
 from bench.study import (
     ENQUEUED,
+    FINISHED,
     PARAMS_ATTR,
     PRUNERS_ATTR,
     make_pruner,
@@ -36,7 +37,6 @@ warnings.filterwarnings(
 )
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A trial stopped by SIGTERM/Ctrl+C: failed with this reason, its parameters queued again
 # (the new trial's RETRY_OF names it); it does not count against max_failures.
 INTERRUPTED = "interrupted"

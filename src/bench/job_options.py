@@ -1,0 +1,78 @@
+"""The job's options that are settled before any data loads: the device, where checkpoints
+go and the one to resume from, and whether a progress bar shows. Settled first so that a
+bad option costs one line, not a loaded dataset."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from bench.errors import BenchError
+
+
+def pick_device(accelerator: str) -> str:
+    if accelerator == "cpu":
+        return "cpu"
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BenchError(
+            "trainer.accelerator: 'gpu' requested but no CUDA device is available; use cpu or auto"
+        )
+    if accelerator not in ("auto", "gpu", "cuda"):
+        raise BenchError(f"trainer.accelerator: unknown '{accelerator}'; expected auto, cpu or gpu")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    """What the record and a study's trial say the job ran on."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def checkpoint_dir(cfg: DictConfig, method, out_dir: Path) -> Path | None:
+    """`trainer.checkpoint`: auto = on for single runs, off for study trials (short, pruned)."""
+    setting = cfg.trainer.checkpoint
+    if setting not in ("auto", True, False):
+        raise BenchError(f"trainer.checkpoint: got {setting!r}, expected auto, true or false")
+    on = cfg.study.trial is None if setting == "auto" else setting
+    return out_dir / "checkpoints" if on and method.checkpoints else None
+
+
+def resume_path(cfg: DictConfig, method) -> Path | None:
+    """`resume=`: a checkpoint file, or a run directory holding checkpoints/last.ckpt."""
+    if cfg.resume is None:
+        return None
+    if not method.checkpoints:
+        raise BenchError(
+            "resume: checkpoints are the Lightning harness's, kept by GRU4Rec runs with "
+            f"trainer.harness=lightning; {method.name} here keeps none"
+        )
+    path = Path(str(cfg.resume))
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise BenchError(
+            f"resume: no checkpoint at {path} (expected a .ckpt file or a run directory "
+            "holding checkpoints/last.ckpt)"
+        )
+    return path
+
+
+def want_progress_bar(setting) -> bool:
+    """`trainer.progress_bar`: true | false | auto (on at a terminal, off under a sweep,
+    in CI and when the output goes to a file, where the one-line epoch summary stays)."""
+    if setting != "auto":
+        return bool(setting)
+    if os.environ.get("CI") or not sys.stdout.isatty():
+        return False
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode != RunMode.MULTIRUN
+    except ValueError:  # not under Hydra
+        return True
