@@ -327,7 +327,7 @@ def test_training_with_the_kernel_equals_training_without(loss):
 
 def test_without_a_compiler_the_pytorch_path_is_used_and_said(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    monkeypatch.setenv("BENCH_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     native.kernel.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="bench.core.native"):
@@ -345,7 +345,7 @@ def test_a_failed_openmp_build_falls_back_to_the_serial_one(monkeypatch, tmp_pat
     """An OpenMP build that does not compile (here: a flag the compiler refuses) leaves
     the serial kernels, after one line saying so."""
     monkeypatch.setattr(native, "openmp_flags", lambda: ("-fno-such-openmp-flag",))
-    monkeypatch.setenv("BENCH_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     native.kernel.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="bench.core.native"):

@@ -128,41 +128,16 @@ def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | Non
         raise BenchError(f"split: unknown '{split}'; expected one of {', '.join(SPLITS)}")
     kind = ds.get("kind", "files")
     tune = dict(ds.get("tune") or {})
-    cols = Columns(**dict(ds.get("columns") or {}))
-    fmt = ds.get("format", "auto")
     if kind == "synthetic":
         train_df, test_df = synthetic.generate(**dict(ds.get("params") or {}))
         train_path = test_path = f"<synthetic generator {dict(ds.get('params') or {})}>"
         label = synthetic.LABEL
     elif kind == "files":
-        if split == "tune" and tune.get("train"):
-            train_p = _resolve(tune.get("train", ""), "tune.train", data_dir)
-            test_p = _resolve(tune.get("valid", ""), "tune.valid", data_dir)
-        else:
-            train_p = _resolve(ds.get("train", ""), "train", data_dir)
-            test_p = _resolve(ds.get("test", ""), "test", data_dir)
-        train_df = read_session_file(train_p, cols, fmt)
-        test_df = (
-            None
-            if split == "tune" and not tune.get("train")
-            else read_session_file(test_p, cols, ds.get("test_format", fmt))
-        )
-        train_path, test_path = str(train_p), str(test_p)
+        train_df, test_df, train_path, test_path = _read_files(ds, data_dir, split, tune)
         label = ds.get("label", ds.get("name", "files"))
     elif kind == "recipe":
-        from bench.data.prepare import RECIPES, prepare
-
-        raw = _resolve(ds.get("raw", ""), "raw", data_dir)
-        prepared = prepare(str(ds.get("recipe")), raw, dict(ds.get("options") or {}))
-        parts = prepared.parts
-        names = ("train", "test") if split == "final" else ("train_tr", "train_valid")
-        train_df, test_df = (prepared.parts[n] for n in names)
-        train_path, test_path = (f"{prepared.path / n}.parquet" for n in names)
-        if RECIPES[str(ds.get("recipe"))].build == "leave_one_out":
-            test_df = history_then_target(train_df, test_df)
-            test_path = f"{train_path} (history) + {test_path} (last item ranked)"
+        train_df, test_df, train_path, test_path, label, parts = _read_recipe(ds, data_dir, split)
         tune = {"train": "prepared by the recipe"}
-        label = ds.get("label", f"{ds.get('recipe')} recipe on {raw.name}")
     else:
         raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic, files or recipe")
     if split == "tune" and not tune.get("train"):
@@ -185,6 +160,41 @@ def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | Non
         ds.get("name", kind), label, item_map, train, test, train_path, test_path, split, original
     )
     return data, parts
+
+
+def _read_files(ds: dict, data_dir: str, split: str, tune: dict):
+    """(train, test, their paths) of a files dataset; no test where validation is carved."""
+    cols = Columns(**dict(ds.get("columns") or {}))
+    fmt = ds.get("format", "auto")
+    if split == "tune" and tune.get("train"):
+        train_p = _resolve(tune.get("train", ""), "tune.train", data_dir)
+        test_p = _resolve(tune.get("valid", ""), "tune.valid", data_dir)
+    else:
+        train_p = _resolve(ds.get("train", ""), "train", data_dir)
+        test_p = _resolve(ds.get("test", ""), "test", data_dir)
+    train_df = read_session_file(train_p, cols, fmt)
+    test_df = (
+        None
+        if split == "tune" and not tune.get("train")
+        else read_session_file(test_p, cols, ds.get("test_format", fmt))
+    )
+    return train_df, test_df, str(train_p), str(test_p)
+
+
+def _read_recipe(ds: dict, data_dir: str, split: str):
+    """(train, test, their paths, label, all the recipe's parts) of a recipe dataset."""
+    from bench.data.prepare import RECIPES, prepare
+
+    raw = _resolve(ds.get("raw", ""), "raw", data_dir)
+    prepared = prepare(str(ds.get("recipe")), raw, dict(ds.get("options") or {}))
+    names = ("train", "test") if split == "final" else ("train_tr", "train_valid")
+    train_df, test_df = (prepared.parts[n] for n in names)
+    train_path, test_path = (f"{prepared.path / n}.parquet" for n in names)
+    if RECIPES[str(ds.get("recipe"))].build == "leave_one_out":
+        test_df = history_then_target(train_df, test_df)
+        test_path = f"{train_path} (history) + {test_path} (last item ranked)"
+    label = ds.get("label", f"{ds.get('recipe')} recipe on {raw.name}")
+    return train_df, test_df, train_path, test_path, label, prepared.parts
 
 
 def load_user_histories(ds: dict, data_dir: str) -> tuple[PreparedData, Sessions, Sessions]:

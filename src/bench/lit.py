@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from bench import interrupts
 from bench.api import SessionModel
+from bench.atomic import atomic_path
 from bench.core.bptt import padded_sequences, sequence_loss
 from bench.core.config import BPTTConfig
 from bench.core.model import GRU4RecModel
@@ -471,10 +472,8 @@ class EpochCheckpoint(Checkpoint):
         self._old_sigint = None
 
     def save(self, trainer: pl.Trainer) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(".last.ckpt.tmp")  # atomic: a kill never leaves half a file
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:  # a kill never leaves half a checkpoint
+            trainer.save_checkpoint(tmp)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.save(trainer)

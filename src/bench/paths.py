@@ -36,9 +36,12 @@ def conf_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """Where prepared recipe data are cached: BENCH_CACHE_DIR or ~/.cache/gru4rec-bench."""
+    """The one cache folder (prepared recipe data, compiled kernels, downloads):
+    BENCH_CACHE_DIR, else gru4rec-bench in XDG_CACHE_HOME or ~/.cache."""
     env = os.environ.get("BENCH_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "gru4rec-bench"
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gru4rec-bench"
 
 
 def default_data_dir() -> str:

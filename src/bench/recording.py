@@ -11,6 +11,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from bench.atomic import write_with
 from bench.paths import (
     PROJECT_ROOT,
     portable_dataset,
@@ -18,7 +19,7 @@ from bench.paths import (
     portable_storage,
     portable_text,
 )
-from bench.records import RunRecord, git_commit, save_array_atomic, versions
+from bench.records import RunRecord, git_commit, versions
 
 
 def make_record(cfg: DictConfig, method, data, evaluator, result, epochs, timings, device, resume):
@@ -56,7 +57,8 @@ def make_record(cfg: DictConfig, method, data, evaluator, result, epochs, timing
 def write_outputs(out_dir: Path, record: RunRecord, result, save_model, trial, cpu_start: float):
     """Ranks (test-file order), record, model (`save_model`: a callable or None), trial."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_array_atomic(out_dir / "ranks.npy", result.ranks.numpy().astype(np.float32))
+    ranks = result.ranks.numpy().astype(np.float32)
+    write_with(out_dir / "ranks.npy", lambda f: np.save(f, ranks), binary=True)
     record.write(out_dir / "result.json")
     if save_model is not None:
         save_model(out_dir / "model.pt")

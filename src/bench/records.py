@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from bench import atomic
 
 PACKAGES = ("gru4rec-bench", "torch", "lightning", "hydra-core", "numpy", "pandas", "optuna")
 
@@ -51,32 +51,6 @@ def git_commit(start: Path) -> str:
         return "unknown"
 
 
-def _write_atomic(path: str | Path, write, mode: str) -> None:
-    """Temporary file then rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json_atomic(path: str | Path, obj: dict) -> None:
-    def write(f):
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-
-    _write_atomic(path, write, "w")
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text), "w")
-
-
 def replace_block(path: str | Path, block: str, text: str) -> bool:
     """Put `text` between <!-- block:start --> and <!-- block:end --> in `path` (atomically),
     so a generated table in a README is never retyped; False when the markers are missing."""
@@ -86,17 +60,8 @@ def replace_block(path: str | Path, block: str, text: str) -> bool:
         return False
     head, rest = doc.split(start, 1)
     tail = rest.split(end, 1)[1]
-    write_text_atomic(path, f"{head}{start}\n{text}{end}{tail}")
+    atomic.write_text(path, f"{head}{start}\n{text}{end}{tail}")
     return True
-
-
-def write_binary_atomic(path: str | Path, write) -> None:
-    """`write(f)` into a binary file, atomically (e.g. torch.save)."""
-    _write_atomic(path, write, "wb")
-
-
-def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
-    write_binary_atomic(path, lambda f: np.save(f, array))
 
 
 SCHEMA_VERSION = 2
@@ -200,7 +165,7 @@ class RunRecord:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def write(self, path: str | Path) -> None:
-        write_json_atomic(path, self.to_dict())
+        atomic.write_json(path, self.to_dict())
 
 
 def _from_v1(d: dict) -> dict:

@@ -328,7 +328,7 @@ def stop_requested() -> bool:
     return (PROJECT_ROOT / STOP_FILE).exists()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.studies", description=__doc__.split("\n")[0])
     p.add_argument(
         "--status", action="store_true", help="print progress and the estimate; run nothing"
@@ -362,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         help="git add the studies' storages consistently (workers may run) and the "
         "headline regenerated from exactly them; run nothing",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     studies = [
         s for s in all_studies() if not args.only or s.name in args.only or s.search in args.only
     ]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from bench.atomic import atomic_path
 from bench.core.config import GRU4RecConfig
 from bench.core.model import GRU4RecModel
 from bench.data.sessions import ItemMap
@@ -25,14 +24,8 @@ def save_model(
         "item_ids": [str(x) for x in item_map.ids],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_model(

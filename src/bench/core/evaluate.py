@@ -61,16 +61,8 @@ def rank_targets(
     model.eval()
     plan = build_schedule(test.offsets, test.items, batch_size)
     sched = DeviceSchedule(plan, device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    also_gens = {m: torch.Generator(device=device).manual_seed(seed) for m in also}
-    # A method whose scores depend on the time of the current event (STAN with neighbour
-    # age in days) gets it: the same plan over event indices yields each step's events.
-    event_times = None
-    if getattr(model, "uses_event_times", False):
-        if test.times is None:
-            raise ValueError("this method needs event timestamps, and the test data has none")
-        events = build_schedule(test.offsets, np.arange(test.n_events), batch_size).inputs
-        event_times = test.times[events]
+    ranks = _StepRanks(tie_mode, also, sampled, seed, device)
+    event_times = _event_times(model, test, batch_size)
     H = model.init_hidden(sched.initial_width, device)
     table = model.output_table()
     # One score buffer for every step, where the model can fill it (see GRU4RecModel.step_all)
@@ -78,8 +70,6 @@ def rank_targets(
     if getattr(model, "fills_score_buffer", False):
         buffer["out"] = torch.empty(table.shape[0] * sched.initial_width, device=device)
     seen = None  # items of each row's session so far (filter_seen), sized at the first step
-    counts_buffer = None  # tie counting's mask (also_tie_modes), sized at the first step
-    out, out_sampled, out_also = [], [], {m: [] for m in also}
     for s in range(sched.n_steps):
         x, y, carry, keep = sched.step(s)
         if keep is not None:
@@ -99,41 +89,69 @@ def rank_targets(
                 seen = torch.zeros_like(scores, dtype=torch.bool)
             seen[torch.arange(len(x), device=device), x] = True
             scores.masked_fill_(seen, float("-inf"))
-        target = scores.gather(1, y[:, None])
-        if sampled is not None:
-            out_sampled.append(sampled.ranks(scores, y, target, seen, tie_mode, gen))
-        if also:  # every mode, the run's own too, from one count of the ties
-            if counts_buffer is None:  # one for every step, as for the scores
-                counts_buffer = torch.empty_like(scores)
-            gt, eq = tie_counts_(scores, target, counts_buffer[: len(x)])
-            for m in also:
-                out_also[m].append(ranks_from_counts(gt, eq, m, also_gens[m]))
-            out.append(ranks_from_counts(gt, eq, tie_mode, gen))
-        else:
-            out.append(ranks_from_scores_(scores, target, tie_mode, gen))
+        ranks.add(scores, y, seen)
     model.train(was_training)
-    if not out:
+    return ranks.arranged(plan, test)
+
+
+def _event_times(model, test: Sessions, batch_size: int) -> np.ndarray | None:
+    """A method whose scores depend on the time of the current event (STAN with neighbour
+    age in days) gets it: the same plan over event indices yields each step's events."""
+    if not getattr(model, "uses_event_times", False):
+        return None
+    if test.times is None:
+        raise ValueError("this method needs event timestamps, and the test data has none")
+    events = build_schedule(test.offsets, np.arange(test.n_events), batch_size).inputs
+    return test.times[events]
+
+
+class _StepRanks:
+    """The targets' ranks, step by step: under the run's tie mode, under `also` modes (from
+    one count of the ties, each mode with a generator of its own, so that each equals its
+    own run's ranks) and, with `sampled`, among sampled negatives."""
+
+    def __init__(self, tie_mode: str, also: list[str], sampled, seed: int, device):
+        self.tie_mode, self.also, self.sampled = tie_mode, also, sampled
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.also_gens = {m: torch.Generator(device=device).manual_seed(seed) for m in also}
+        self.counts_buffer = None  # tie counting's mask (also modes), sized at the first step
+        self.out, self.out_sampled, self.out_also = [], [], {m: [] for m in also}
+
+    def add(self, scores: torch.Tensor, y: torch.Tensor, seen: torch.Tensor | None) -> None:
+        target = scores.gather(1, y[:, None])
+        if self.sampled is not None:
+            ranks = self.sampled.ranks(scores, y, target, seen, self.tie_mode, self.gen)
+            self.out_sampled.append(ranks)
+        if not self.also:
+            self.out.append(ranks_from_scores_(scores, target, self.tie_mode, self.gen))
+            return
+        if self.counts_buffer is None:  # one for every step, as for the scores
+            self.counts_buffer = torch.empty_like(scores)
+        gt, eq = tie_counts_(scores, target, self.counts_buffer[: len(y)])
+        for m in self.also:  # every mode, the run's own too, from one count of the ties
+            self.out_also[m].append(ranks_from_counts(gt, eq, m, self.also_gens[m]))
+        self.out.append(ranks_from_counts(gt, eq, self.tie_mode, self.gen))
+
+    def arranged(self, plan, test: Sessions):
+        """Back from schedule order to (session, position) order, whatever the batch size:
+        per-event ranks of different runs then line up for paired significance tests."""
+        if not self.out:
+            empty = torch.zeros(0, dtype=torch.float64)
+            return empty, None, {m: torch.zeros(0, dtype=torch.float64) for m in self.also}
+        order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
+        keep = None
+        if test.evaluate_mask is not None:  # (prefix, label) pairs: only the labels count
+            keep = torch.as_tensor(test.evaluate_mask[test.target_events()])
+
+        def arrange(parts):
+            r = torch.cat(parts).cpu()[order]
+            return r[keep] if keep is not None else r
+
         return (
-            torch.zeros(0, dtype=torch.float64),
-            None,
-            {m: torch.zeros(0, dtype=torch.float64) for m in also},
+            arrange(self.out),
+            arrange(self.out_sampled) if self.sampled is not None else None,
+            {m: arrange(parts) for m, parts in self.out_also.items()},
         )
-    # Back from schedule order to (session, position) order, whatever the batch size:
-    # per-event ranks of different runs then line up for paired significance tests.
-    order = torch.as_tensor(np.argsort(plan.session_of_event, kind="stable"))
-    keep = None
-    if test.evaluate_mask is not None:  # (prefix, label) pairs: only the labels count
-        keep = torch.as_tensor(test.evaluate_mask[test.target_events()])
-
-    def arrange(parts):
-        r = torch.cat(parts).cpu()[order]
-        return r[keep] if keep is not None else r
-
-    return (
-        arrange(out),
-        arrange(out_sampled) if sampled is not None else None,
-        {m: arrange(parts) for m, parts in out_also.items()},
-    )
 
 
 def evaluate(

@@ -264,21 +264,7 @@ class HandDerivedStep:
             bc = self._bias(cols, m)
             mask_e = _dropout_mask(e, p_embed) if p_embed > 0 else None
             inp = e * mask_e if mask_e is not None else e
-            saved = []
-            for i, cell in enumerate(model.cells):
-                w_ih, w_hh, hs = cell.weight_ih, cell.weight_hh, cell.hidden_size
-                b_ih, b_hh = cell.bias_ih, cell.bias_hh
-                h = H[i]
-                gi = F.linear(inp, w_ih, b_ih)
-                gh = F.linear(h, w_hh, b_hh)
-                out = self._gates_forward(gi, gh, h, hs)
-                mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
-                if mask_h is not None:
-                    out.mul_(mask_h)
-                saved.append((w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h))
-                H[i] = out
-                inp = out
-            hL = inp
+            hL, saved = self._layers_forward(inp, H, p_hidden)
             O = self._matmul(hL, Wc, trans_b=True, row_bias=bc)
             dbc = torch.empty_like(bc)
             L, dO = self.loss_and_grad(O, 1.0 / batch_size, dbc)
@@ -288,15 +274,7 @@ class HandDerivedStep:
                 dWc = self._matmul(dO, hL, trans_a=True, out=g_rows[m:])
             else:
                 dWc = self._matmul(dO, hL, trans_a=True)
-            for w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h in reversed(saved):
-                if mask_h is not None:
-                    dh = dh * mask_h
-                dgi, dgh = self._gates_backward(
-                    dh, h, gi, gh, hs, _grad_buffer(b_ih), _grad_buffer(b_hh)
-                )
-                torch.mm(dgi.T, inp, out=_grad_buffer(w_ih))
-                torch.mm(dgh.T, h, out=_grad_buffer(w_hh))
-                dh = torch.mm(dgi, w_ih)
+            dh = self._layers_backward(dh, saved)
             if model.constrained:
                 if mask_e is not None:
                     torch.mul(dh, mask_e, out=g_rows[:m])
@@ -308,3 +286,34 @@ class HandDerivedStep:
                 sparse.append((Wy, cols, dWc))
             sparse.append((model.By, cols, dbc))
         return L / batch_size
+
+    def _layers_forward(self, inp, H: list[torch.Tensor], p_hidden: float):
+        """The GRU layers on `inp`, states updated in place; (last output, what backward needs)."""
+        saved = []
+        for i, cell in enumerate(self.model.cells):
+            w_ih, w_hh, hs = cell.weight_ih, cell.weight_hh, cell.hidden_size
+            b_ih, b_hh = cell.bias_ih, cell.bias_hh
+            h = H[i]
+            gi = F.linear(inp, w_ih, b_ih)
+            gh = F.linear(h, w_hh, b_hh)
+            out = self._gates_forward(gi, gh, h, hs)
+            mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
+            if mask_h is not None:
+                out.mul_(mask_h)
+            saved.append((w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h))
+            H[i] = out
+            inp = out
+        return inp, saved
+
+    def _layers_backward(self, dh: torch.Tensor, saved: list) -> torch.Tensor:
+        """Weight gradients into `.grad` buffers, layer by layer; the input's gradient."""
+        for w_ih, w_hh, b_ih, b_hh, hs, inp, h, gi, gh, mask_h in reversed(saved):
+            if mask_h is not None:
+                dh = dh * mask_h
+            dgi, dgh = self._gates_backward(
+                dh, h, gi, gh, hs, _grad_buffer(b_ih), _grad_buffer(b_hh)
+            )
+            torch.mm(dgi.T, inp, out=_grad_buffer(w_ih))
+            torch.mm(dgh.T, h, out=_grad_buffer(w_hh))
+            dh = torch.mm(dgi, w_ih)
+        return dh

@@ -46,7 +46,7 @@ def tie_counts_(
     """(gt, eq) of target (M x 1) among scores (M x n_items), as float counts; overwrites
     `scores`, and `out` (a buffer of the scores' shape, new if None). Both masks are 0/1
     floats summed as floats, like ranks_from_scores_: summing bool masks widens them to
-    int64 first, 5.5x slower (benchmarks/tie_counting.py)."""
+    int64 first, which is slower (benchmarks/tie_counting.py)."""
     out = torch.empty_like(scores) if out is None else out
     gt = torch.gt(scores, target, out=out).sum(1)
     return gt, scores.ge_(target).sum(1) - gt

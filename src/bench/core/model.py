@@ -196,8 +196,8 @@ class GRU4RecModel(nn.Module):
 
         Pass `table=self.output_table()` when calling repeatedly with unchanged weights.
         The scores are computed item-major (table @ h^T) and returned as a transposed view:
-        at evaluation's shapes (512 x 101 against 43,097 items) that product ran about 1.5x
-        faster on the CPU than h @ table^T (benchmarks/README.md, "Evaluation"). `out`, a
+        at evaluation's shapes that product is the faster one on the CPU (measured in
+        benchmarks/README.md, "Evaluation"). `out`, a
         flat buffer of at least n_items * M floats reused from step to step, spares the
         page faults of a fresh result of that size every step.
         """

@@ -10,11 +10,10 @@ keyed by the source, compiler and flags; a process that finds no build compiles 
 Where torch runs on GNU OpenMP, the row loops (row-sparse update, losses) and the dense
 update run in parallel on torch's own thread pool (openmp_flags): with torch's second
 worker spinning between its matrix products, that core was otherwise idle during the
-kernels (measured on 2 cores, the two builds interleaved in one process: the step at
-0.79-0.92x of its time with the serial build over the grid's 100-unit settings). The
-step's three large products go to the OpenBLAS that numpy ships, single-threaded, one
-slice of the result per thread of that pool (numpy_openblas, matmul): 10-25% faster per
-product than torch's own two-thread product at the grid's shapes; where numpy brought no
+kernels (benchmarks/step_profile.py measures both builds). The step's three large products
+go to the OpenBLAS that numpy ships, single-threaded, one slice of the result per thread
+of that pool (numpy_openblas, matmul), which beats torch's own two-thread product at the
+grid's shapes (benchmarks/throughput.py); where numpy brought no
 OpenBLAS (or BENCH_BLAS=0) torch computes them. Where no C compiler is present (or
 BENCH_NATIVE=0), `kernel()` returns None and the optimizer and the fused step keep their
 PyTorch forms, after one line saying so.
@@ -31,10 +30,12 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+from bench.atomic import atomic_path
+from bench.paths import default_cache_dir
 
 SOURCE = Path(__file__).with_name("kernels.c")
 # No contraction into fused multiply-adds: the kernel must round as PyTorch's kernels do.
@@ -43,11 +44,6 @@ CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math
 # cache key holds the CPU's flags, so a home shared between machines gets one build each.
 NATIVE_FLAGS = ("-march=native",)
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(os.environ.get("BENCH_NATIVE_CACHE") or Path(root) / "gru4rec-bench")
 
 
 def compiler() -> str | None:
@@ -121,24 +117,20 @@ def build(parallel: bool = True) -> Path:
     omp = openmp_flags() if parallel else ()
     parts = [SOURCE.read_text(), cc, version, *CFLAGS, *NATIVE_FLAGS, *omp, platform.machine()]
     key = hashlib.sha256("\0".join([*parts, _cpu_flags()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"kernels-{key}.so"
+    target = default_cache_dir() / f"kernels-{key}.so"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        for flags in (CFLAGS + NATIVE_FLAGS + omp, CFLAGS + omp):
-            done = subprocess.run(
-                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True
-            )
-            if done.returncode == 0:
-                os.replace(tmp, target)
-                return target
-        raise RuntimeError(f"{cc} failed on {SOURCE.name}: {done.stderr.strip()[:500]}")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    for flags in (CFLAGS + NATIVE_FLAGS + omp, CFLAGS + omp):  # the second without -march
+        try:
+            with atomic_path(target, suffix=".so") as tmp:
+                cmd = [cc, *flags, "-o", str(tmp), str(SOURCE), "-lm"]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{cc} failed on {SOURCE.name}: {done.stderr.strip()[:500]}")
+            return target
+        except RuntimeError as e:
+            failed = e
+    raise failed
 
 
 def _load() -> ctypes.CDLL:

@@ -35,7 +35,7 @@ class NegativeSampler:
     step waits for the device. The store is filled when the sampler is built (outside
     any epoch timing, as the official code does) and refilled when used up. Drawing
     uses an alias table (two uniform draws per sample) rather than a binary search in
-    the cumulative distribution: same distribution, several times faster to refill.
+    the cumulative distribution: the same distribution, refilled faster.
     """
 
     def __init__(

@@ -5,8 +5,8 @@ The official code uses Adagrad with heavy-ball momentum on the Adagrad-scaled st
 of a row change only when the row was used. Instead of sparse gradient tensors (slow
 `coalesce`), the trainer hands over (table, row indices, gradient rows); the gradients
 of repeated rows are summed onto the unique rows, which are then updated once.
-`index_select`/`index_copy_` are used throughout: on CPU they are several times
-faster than advanced indexing.
+`index_select`/`index_copy_` are used throughout: on CPU they are faster than advanced
+indexing.
 """
 
 from __future__ import annotations

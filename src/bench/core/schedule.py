@@ -60,22 +60,13 @@ def build_schedule(
     end = offsets[slot_sess + 1].copy()
     next_session = width
     fresh = np.ones(width, dtype=bool)  # slot needs its hidden state zeroed at its next step
-    ins, outs, resets, sess_of, sizes = [], [], [], [], []
+    steps = _Steps()
     keep: dict[int, np.ndarray] = {}
-    n_steps = 0
     while True:
         minlen = int((end - start).min())
         if minlen > 1:
             # minlen-1 steps in which no slot finishes: emit them as one block.
-            k = np.arange(minlen - 1)[:, None]
-            ins.append((items[start + k]).ravel())
-            outs.append((items[start + k + 1]).ravel())
-            rs = np.zeros((minlen - 1, len(start)), dtype=bool)
-            rs[0] = fresh
-            resets.append(rs.ravel())
-            sess_of.append(np.tile(slot_sess, minlen - 1))
-            sizes.append(np.full(minlen - 1, len(start), dtype=np.int64))
-            n_steps += minlen - 1
+            steps.add_block(items, start, fresh, slot_sess, minlen - 1)
             start = start + minlen - 1
             fresh = np.zeros(len(start), dtype=bool)
         finished = (end - start) <= 1
@@ -94,18 +85,42 @@ def build_schedule(
             alive[drop] = False
             if alive.sum() < min_active:
                 break
-            keep[n_steps] = np.flatnonzero(alive)
+            keep[steps.n_steps] = np.flatnonzero(alive)
             slot_sess, start, end, fresh = slot_sess[alive], start[alive], end[alive], fresh[alive]
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt)
-    return Schedule(
-        inputs=cat(ins, np.int64),
-        targets=cat(outs, np.int64),
-        reset=cat(resets, bool),
-        step_offsets=np.r_[0, np.cumsum(cat(sizes, np.int64))].astype(np.int64),
-        keep={s: v for s, v in keep.items() if s < n_steps},
-        session_of_event=cat(sess_of, np.int64),
-        initial_width=width,
-    )
+    return steps.schedule(keep, width)
+
+
+class _Steps:
+    """The steps planned so far, emitted in blocks of steps in which no slot finishes."""
+
+    def __init__(self):
+        self.ins, self.outs, self.resets, self.sess_of, self.sizes = [], [], [], [], []
+        self.n_steps = 0
+
+    def add_block(self, items, start, fresh, slot_sess, n: int) -> None:
+        k = np.arange(n)[:, None]
+        self.ins.append((items[start + k]).ravel())
+        self.outs.append((items[start + k + 1]).ravel())
+        rs = np.zeros((n, len(start)), dtype=bool)
+        rs[0] = fresh
+        self.resets.append(rs.ravel())
+        self.sess_of.append(np.tile(slot_sess, n))
+        self.sizes.append(np.full(n, len(start), dtype=np.int64))
+        self.n_steps += n
+
+    def schedule(self, keep: dict[int, np.ndarray], width: int) -> Schedule:
+        def cat(xs, dt):
+            return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt)
+
+        return Schedule(
+            inputs=cat(self.ins, np.int64),
+            targets=cat(self.outs, np.int64),
+            reset=cat(self.resets, bool),
+            step_offsets=np.r_[0, np.cumsum(cat(self.sizes, np.int64))].astype(np.int64),
+            keep={s: v for s, v in keep.items() if s < self.n_steps},
+            session_of_event=cat(self.sess_of, np.int64),
+            initial_width=width,
+        )
 
 
 class DeviceSchedule:

@@ -106,30 +106,11 @@ class SessionParallelTrainer:
             cfg.optimizer, self.model.parameters(), cfg.learning_rate, cfg.momentum
         )
         support = train.support(n_items)
-        self.schedule = DeviceSchedule(
-            build_schedule(
-                train.offsets, train.items, cfg.batch_size, min_active=1 if cfg.n_sample > 0 else 2
-            ),
-            self.device,
-        )
-        self.sampler = (
-            NegativeSampler(
-                support,
-                cfg.n_sample,
-                cfg.sample_alpha,
-                cfg.sample_store_size,
-                self.device,
-                self.generator,
-            )
-            if cfg.n_sample > 0
-            else None
-        )
-        self.log_p = None
-        if cfg.loss == "ce" and cfg.logq > 0:
-            # logQ correction: raw support for in-batch targets, support^alpha for samples.
-            self.log_p = torch.log(
-                torch.as_tensor(np.maximum(support, 1.0), dtype=torch.float32, device=self.device)
-            )
+        min_active = 1 if cfg.n_sample > 0 else 2
+        plan = build_schedule(train.offsets, train.items, cfg.batch_size, min_active=min_active)
+        self.schedule = DeviceSchedule(plan, self.device)
+        self.sampler = self._sampler(support)
+        self.log_p = self._log_p(support)
         self.log_q = self._log_q_tables()
         # The hand-derived step where the loss and input mode allow it (see hand_derived.py).
         self.hand_derived = (
@@ -147,6 +128,27 @@ class SessionParallelTrainer:
             raise TrainingSetupError("cuda_graphs: needs a CUDA device; set it to false or auto")
         if cuda_graphs or (cuda_graphs is None and on_gpu and self.graph_safe() is None):
             self.use_graphed_step(capture=True)
+
+    def _sampler(self, support: np.ndarray) -> NegativeSampler | None:
+        cfg = self.cfg
+        if cfg.n_sample <= 0:
+            return None
+        return NegativeSampler(
+            support,
+            cfg.n_sample,
+            cfg.sample_alpha,
+            cfg.sample_store_size,
+            self.device,
+            self.generator,
+        )
+
+    def _log_p(self, support: np.ndarray) -> torch.Tensor | None:
+        """logQ correction: raw support for in-batch targets (support^alpha for samples)."""
+        if self.cfg.loss != "ce" or self.cfg.logq <= 0:
+            return None
+        return torch.log(
+            torch.as_tensor(np.maximum(support, 1.0), dtype=torch.float32, device=self.device)
+        )
 
     def graph_safe(self) -> str | None:
         """Why full-width steps cannot run from fixed buffers (None: they can)."""

@@ -26,13 +26,7 @@ def parse_set(values: list[str]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from rich.table import Table
-
-    from bench import terminal
-    from bench.data.prepare import RECIPES, prepare
-    from bench.errors import BenchError
-
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the recipes and the raw file each expects")
@@ -46,7 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("download", help="fetch a dataset with a public link (MovieLens)")
     down.add_argument("name")
     down.add_argument("--to", help="folder (default <cache>/downloads)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.table import Table
+
+    from bench import terminal
+    from bench.data.prepare import RECIPES, prepare
+    from bench.errors import BenchError
+
+    args = parser().parse_args(argv)
     console = terminal.console()
     if args.command == "list":
         table = Table("recipe", "what", "raw file", "options")
@@ -54,28 +58,34 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(name, r.about, r.raw_hint, str(r.options))
         console.print(table)
         return 0
-    if args.command == "download":
-        from pathlib import Path
-
-        from bench.data.download import download
-        from bench.paths import default_cache_dir
-
-        try:
-            path = download(
-                args.name, Path(args.to) if args.to else default_cache_dir() / "downloads"
-            )
-        except BenchError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        console.print(f"{args.name}: {path} (sha256 in {path.name}.sha256)")
-        return 0
     try:
+        if args.command == "download":
+            return download(args, console)
         prepared = prepare(args.name, args.raw, parse_set(args.set), args.cache)
     except (BenchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print_statistics(console, args.name, prepared)
+    return 0
+
+
+def download(args, console) -> int:
+    from pathlib import Path
+
+    from bench.data.download import download as fetch
+    from bench.paths import default_cache_dir
+
+    path = fetch(args.name, Path(args.to) if args.to else default_cache_dir() / "downloads")
+    console.print(f"{args.name}: {path} (sha256 in {path.name}.sha256)")
+    return 0
+
+
+def print_statistics(console, name: str, prepared) -> None:
+    """A prepared dataset's filtering steps and its parts, as tables."""
+    from rich.table import Table
+
     st = prepared.stats
-    steps = Table("step", "events", "sessions", "items", title=f"{args.name}: {st['about']}")
+    steps = Table("step", "events", "sessions", "items", title=f"{name}: {st['about']}")
     for s in st["steps"]:
         steps.add_row(s["step"], f"{s['events']:,}", f"{s['sessions']:,}", f"{s['items']:,}")
     console.print(steps)
@@ -94,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(parts)
     console.print(f"{'loaded from cache' if prepared.from_cache else 'prepared'}: {prepared.path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ class ExternalModel(Method):
         return f"{getattr(self.cls, 'title', self.cls.__name__)} ({self.target})"
 
     def save(self, path, data) -> None:
-        from bench.records import write_binary_atomic
+        from bench.atomic import write_with
 
         payload = {
             "target": self.target,
@@ -171,4 +171,4 @@ class ExternalModel(Method):
             "state_dict": {k: v.detach().cpu() for k, v in self.scorer.model.state_dict().items()},
             "item_ids": [str(x) for x in data.item_map.ids],
         }
-        write_binary_atomic(path, lambda f: torch.save(payload, f))
+        write_with(path, lambda f: torch.save(payload, f), binary=True)

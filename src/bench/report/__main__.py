@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.atomic import write_text
 from bench.paths import PROJECT_ROOT
-from bench.records import write_text_atomic
 from bench.report.output import (
     Staging,
     block_rows,
@@ -85,32 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
     if col.runs.empty:
         return error(f"--records: no result records found under {', '.join(map(str, roots))}")
-    for option, column in (("dataset", "dataset"), ("method", "method")):
-        wanted = getattr(args, option)
-        if wanted:
-            unknown = sorted(set(wanted) - set(col.runs[column].dropna()))
-            if unknown:
-                return error(
-                    f"--{option}: {', '.join(unknown)} not among the records; they hold "
-                    f"{', '.join(sorted(set(col.runs[column].dropna())))}"
-                )
-            col.runs = col.runs[col.runs[column].isin(wanted)]
+    problem = select_runs(col, args)
+    if problem:
+        return error(problem)
     try:
         table = comparison_table(col.runs, metrics, args.tie_mode, args.title)
     except ValueError as e:
         return error(str(e))
     markdown = to_markdown(table)
     block = args.readme_block
-    if args.readme is not None:
-        before = block_rows(args.readme, block)
-        if before is None:
-            return error(f"--readme: {args.readme} has no <!-- {block}:start/end --> markers")
-        now = table_rows(markdown)
-        if now < before and not args.allow_fewer_rows:
-            return error(
-                f"--readme: the new '{block}' table has {now} rows where the README holds {before} "
-                "(records missing?); nothing written (--allow-fewer-rows to replace it anyway)"
-            )
+    problem = readme_problem(args, markdown) if args.readme is not None else None
+    if problem:
+        return error(problem)
     staging = Staging(args.out)
     try:
         figure_notes = write_outputs(col, table, metrics, args, staging)
@@ -130,6 +116,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def select_runs(col, args) -> str | None:
+    """Keep the runs of `--dataset` and `--method` (all where not given); what is wrong."""
+    for option in ("dataset", "method"):
+        wanted = getattr(args, option)
+        if wanted:
+            held = set(col.runs[option].dropna())
+            unknown = sorted(set(wanted) - held)
+            if unknown:
+                return (
+                    f"--{option}: {', '.join(unknown)} not among the records; they hold "
+                    f"{', '.join(sorted(held))}"
+                )
+            col.runs = col.runs[col.runs[option].isin(wanted)]
+    return None
+
+
+def readme_problem(args, markdown: str) -> str | None:
+    """Why the README's table may not be replaced by `markdown` (None: it may)."""
+    block = args.readme_block
+    before = block_rows(args.readme, block)
+    if before is None:
+        return f"--readme: {args.readme} has no <!-- {block}:start/end --> markers"
+    now = table_rows(markdown)
+    if now < before and not args.allow_fewer_rows:
+        return (
+            f"--readme: the new '{block}' table has {now} rows where the README holds {before} "
+            "(records missing?); nothing written (--allow-fewer-rows to replace it anyway)"
+        )
+    return None
+
+
 def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:
     """Tables and figures into the staging folder; returns the figures not drawn and why."""
     import pandas as pd
@@ -145,22 +162,20 @@ def write_outputs(col, table, metrics, args, staging: Staging) -> list[str]:
     tables, figures = Path("tables"), staging.path("figures")
     if col.skipped:
         skipped = pd.DataFrame(col.skipped, columns=["record", "reason"])
-        write_text_atomic(staging.path(tables / "skipped_records.csv"), skipped.to_csv(index=False))
+        write_text(staging.path(tables / "skipped_records.csv"), skipped.to_csv(index=False))
     runs = col.runs.copy()
     for c in ("record", "ranks"):
         if c in runs:
             runs[c] = runs[c].map(relative)
     runs = runs.drop(columns=["shared_settings"], errors="ignore")
-    write_text_atomic(
-        staging.path(tables / "runs.csv"), runs.to_csv(index=False, float_format="%.6g")
-    )
-    write_text_atomic(staging.path(tables / "comparison.md"), to_markdown(table))
-    write_text_atomic(staging.path(tables / "comparison.tex"), to_latex(table))
-    write_text_atomic(staging.path(tables / "comparison.csv"), to_frame(table).to_csv(index=False))
+    write_text(staging.path(tables / "runs.csv"), runs.to_csv(index=False, float_format="%.6g"))
+    write_text(staging.path(tables / "comparison.md"), to_markdown(table))
+    write_text(staging.path(tables / "comparison.tex"), to_latex(table))
+    write_text(staging.path(tables / "comparison.csv"), to_frame(table).to_csv(index=False))
     repro = reproduction_frame(table, args.tie_mode)
-    write_text_atomic(staging.path(tables / "reproduction.md"), reproduction_markdown(repro))
-    write_text_atomic(staging.path(tables / "reproduction.tex"), reproduction_latex(repro))
-    write_text_atomic(staging.path(tables / "reproduction.csv"), repro.to_csv(index=False))
+    write_text(staging.path(tables / "reproduction.md"), reproduction_markdown(repro))
+    write_text(staging.path(tables / "reproduction.tex"), reproduction_latex(repro))
+    write_text(staging.path(tables / "reproduction.csv"), repro.to_csv(index=False))
     final, _ = table_runs(col.runs, args.tie_mode)  # one figure line per table row
     cutoffs = sorted({int(c.split("@")[1]) for c in final if c.startswith("recall@")})
     for ds in sorted(final["dataset"].unique()):

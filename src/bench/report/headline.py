@@ -149,35 +149,8 @@ def published_settings(runs: pd.DataFrame, curves: dict, pub: pd.DataFrame) -> d
 def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Headline:
     out = Headline()
     pub = published()
-    peers = published_settings(runs, curves or {}, pub)
-    for method in LEADERBOARD:
-        cells = []
-        for ds in SPLITS:
-            for m in METRICS:
-                hit = pub[(pub["method"] == method) & (pub["dataset"] == ds) & (pub["metric"] == m)]
-                cells.append(f"{hit['value_pct'].iloc[0]:.2f}" if len(hit) else "–")
-        out.rows.append([f"{method} (published)", *cells])
-        rows, notes = peers.pop(method, ([], []))
-        out.rows += rows
-        out.notes += notes
-    for rows, notes in peers.values():  # a peer without a published row
-        out.rows += rows
-        out.notes += notes
-    ours = (
-        runs[runs["phase"].eq("final") & runs["dataset"].isin(SPLITS)]
-        if "phase" in runs
-        else runs.iloc[:0]
-    )
-    if len(ours):
-        other = ours[ours["unknown_test_items_option"] != "miss"]
-        for study in sorted(set(other["study"])):
-            out.notes.append(
-                f"Left out: the retraining of study {study} (evaluated with "
-                "eval.unknown_test_items=drop, not SR-GNN-comparable)."
-            )
-        ours = ours[
-            (ours["unknown_test_items_option"] == "miss") & (ours["tie_mode"] == "conservative")
-        ]
+    add_published_rows(out, pub, published_settings(runs, curves or {}, pub))
+    ours = comparable_finals(out, runs)
     with_final = set(ours["study"]) if len(ours) else set()
     out.pending = [
         study_progress(s)
@@ -200,53 +173,7 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
             [label, *(cell(sub[sub["dataset"] == ds], m) for ds in SPLITS for m in METRICS)]
         )
         for ds, part in sub.groupby("dataset"):
-            first = part.iloc[0]
-            untuned = pd.isna(first["n_trials_target"])
-            study = by_name.get(first["study"])
-            target = None if untuned else int(first["n_trials_target"])
-            # A study that ran past its budget counts as it stood at the budget.
-            trials = (
-                "no hyperparameters"
-                if untuned
-                else (f"{min(int(first['n_trials']), target)} of {target}")
-            )
-            if not untuned and study is not None:
-                best = best_within_budget(study, target)
-                if best is not None and best.number != int(first["best_trial"]):
-                    out.notes.append(
-                        f"{label} on {ds}: retrained from trial {int(first['best_trial'])}, but "
-                        "the "
-                        f"best of the first {target} finished trials is {best.number}: "
-                        "to be retrained (python -m bench.studies)."
-                    )
-            pruned, cpu = spent(study, first["n_trials_target"]) if study else ("–", "–")
-            if study is not None and not untuned:
-                out.notes += accelerated(label, ds, study, target, part)
-            out.budget.append(
-                [
-                    label,
-                    ds,
-                    trials,
-                    pruned,
-                    cpu,
-                    "–" if untuned else str(int(first["best_trial"])),
-                    validation(study, first["best_trial"]) if study else "–",
-                    str(part["seed"].nunique()),
-                    first["params"],
-                ]
-            )
-            if not untuned and first["n_trials"] < target:
-                out.notes.append(
-                    f"{label} on {ds}: retrained after {trials} trials of its budget; "
-                    "the study is not finished."
-                )
-            want = seeds[label] = final_seeds(str(first["study"]).removesuffix(f"_{ds}"))
-            have = part["seed"].nunique()
-            if have < want:
-                out.notes.append(
-                    f"{label} on {ds}: {have} of its {want} final seeds so far; the row is "
-                    "their mean, the others are still to be trained."
-                )
+            seeds[label] = add_budget_row(out, label, ds, part, by_name.get(part.iloc[0]["study"]))
     if any(r[4].endswith("*") for r in out.budget):
         out.notes.append(
             "CPU-hours marked * include trials run before the CPU time of a trial "
@@ -261,8 +188,97 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
                     row[column] += " †"
     out.notes.append(protocol(studies, seeds))
     out.notes += gaps(ours, pub, tests)
+    out.notes.append(ours_note(ours))
+    return out
+
+
+def add_published_rows(out: Headline, pub: pd.DataFrame, peers: dict) -> None:
+    """Each leaderboard model's published row, then its rows run here (`peers`)."""
+    for method in LEADERBOARD:
+        cells = []
+        for ds in SPLITS:
+            for m in METRICS:
+                hit = pub[(pub["method"] == method) & (pub["dataset"] == ds) & (pub["metric"] == m)]
+                cells.append(f"{hit['value_pct'].iloc[0]:.2f}" if len(hit) else "–")
+        out.rows.append([f"{method} (published)", *cells])
+        rows, notes = peers.pop(method, ([], []))
+        out.rows += rows
+        out.notes += notes
+    for rows, notes in peers.values():  # a peer without a published row
+        out.rows += rows
+        out.notes += notes
+
+
+def comparable_finals(out: Headline, runs: pd.DataFrame) -> pd.DataFrame:
+    """The final retrainings on the splits, evaluated SR-GNN-comparably (conservative ties);
+    the others are named in a note."""
+    if "phase" not in runs:
+        return runs.iloc[:0]
+    ours = runs[runs["phase"].eq("final") & runs["dataset"].isin(SPLITS)]
+    if not len(ours):
+        return ours
+    other = ours[ours["unknown_test_items_option"] != "miss"]
+    for study in sorted(set(other["study"])):
+        out.notes.append(
+            f"Left out: the retraining of study {study} (evaluated with "
+            "eval.unknown_test_items=drop, not SR-GNN-comparable)."
+        )
+    return ours[
+        (ours["unknown_test_items_option"] == "miss") & (ours["tie_mode"] == "conservative")
+    ]
+
+
+def add_budget_row(out: Headline, label: str, ds: str, part: pd.DataFrame, study) -> int:
+    """The row's budget line on split `ds`, and notes on what it still lacks; returns the
+    final seeds its search asks for."""
+    first = part.iloc[0]
+    untuned = pd.isna(first["n_trials_target"])
+    target = None if untuned else int(first["n_trials_target"])
+    # A study that ran past its budget counts as it stood at the budget.
+    trials = (
+        "no hyperparameters" if untuned else f"{min(int(first['n_trials']), target)} of {target}"
+    )
+    if not untuned and study is not None:
+        best = best_within_budget(study, target)
+        if best is not None and best.number != int(first["best_trial"]):
+            out.notes.append(
+                f"{label} on {ds}: retrained from trial {int(first['best_trial'])}, but the "
+                f"best of the first {target} finished trials is {best.number}: "
+                "to be retrained (python -m bench.studies)."
+            )
+        out.notes += accelerated(label, ds, study, target, part)
+    pruned, cpu = spent(study, first["n_trials_target"]) if study else ("–", "–")
+    out.budget.append(
+        [
+            label,
+            ds,
+            trials,
+            pruned,
+            cpu,
+            "–" if untuned else str(int(first["best_trial"])),
+            validation(study, first["best_trial"]) if study else "–",
+            str(part["seed"].nunique()),
+            first["params"],
+        ]
+    )
+    if not untuned and first["n_trials"] < target:
+        out.notes.append(
+            f"{label} on {ds}: retrained after {trials} trials of its budget; "
+            "the study is not finished."
+        )
+    want = final_seeds(str(first["study"]).removesuffix(f"_{ds}"))
+    have = part["seed"].nunique()
+    if have < want:
+        out.notes.append(
+            f"{label} on {ds}: {have} of its {want} final seeds so far; the row is "
+            "their mean, the others are still to be trained."
+        )
+    return want
+
+
+def ours_note(ours: pd.DataFrame) -> str:
     events = ours.groupby("dataset")["evaluated_events"].max().to_dict()
-    out.notes.append(
+    return (
         "Ours: mean ± std over seeds, conservative ties (standard ties in brackets: an item "
         "scored equal to the target ranks below it under standard ties, above it under "
         "conservative ones, so the two differ where a model leaves many scores equal); full "
@@ -271,7 +287,6 @@ def build(runs: pd.DataFrame, studies: list, curves: dict | None = None) -> Head
         + ", ".join(f"{ds} {int(n):,}" for ds, n in sorted(events.items()))
         + "). Tuned on a validation split carved from the training data, never on the test set."
     )
-    return out
 
 
 def event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
@@ -582,8 +597,8 @@ def to_latex(h: Headline) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.atomic import write_text
     from bench.paths import PROJECT_ROOT
-    from bench.records import write_text_atomic
     from bench.report import plots
     from bench.report.collect import collect
     from bench.report.output import Staging, block_rows, default_storages, update_readme
@@ -627,8 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     # Tables and the studies' figures are staged, then moved into place together.
     staging = Staging(args.out)
     try:
-        write_text_atomic(staging.path("headline.md"), md)
-        write_text_atomic(staging.path("headline.tex"), to_latex(h))
+        write_text(staging.path("headline.md"), md)
+        write_text(staging.path("headline.tex"), to_latex(h))
         for study in col.studies:
             _, reason = plots.study_figures(study, staging.path("figures"))
             if reason:

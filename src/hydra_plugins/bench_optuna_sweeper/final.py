@@ -37,23 +37,12 @@ class FinalRetraining:
         n_finished = min(count(study, FINISHED), int(self.cfg.n_trials))
         best = best_within_budget(study, int(self.cfg.n_trials))
         if best is None:
-            raise BenchError(
-                f"study {self.cfg.study_name}: no complete trial among its first {n_finished} to "
-                "retrain"
-            )
+            name, first = self.cfg.study_name, n_finished
+            raise BenchError(f"study {name}: no complete trial among its first {first} to retrain")
         params = search_space(self.cfg)
         values = [param_override(name, spec, best.params[name]) for name, spec in params.items()]
         seeds = list(range(self.cfg.final_seeds))
-        previous = study.user_attrs.get("final") or {}
-        eval_now = OmegaConf.to_container(self.config.eval, resolve=True)
-        kept = {}
-        for raw in previous.get("records", []):
-            r = RunRecord.from_dict(raw)
-            same = previous.get("best_trial") == best.number and r.eval == eval_now
-            # a seed stored without its per-event ranks (from before they were kept) is
-            # retrained: the headline's paired test needs them
-            if same and r.seed in seeds and raw.get(RANKS_KEY):
-                kept[r.seed] = r.to_dict() | {k: raw.get(k) for k in ("record_path", RANKS_KEY)}
+        kept = self._kept_seeds(best.number, seeds)
         todo = [seed for seed in seeds if seed not in kept]
         if kept:
             log.info("final: seeds %s already retrained for trial %d", sorted(kept), best.number)
@@ -75,19 +64,7 @@ class FinalRetraining:
                 break
             batch = todo[start : start + width]
             jobs = [
-                [
-                    *fixed,
-                    *values,
-                    "split=final",
-                    f"seed={seed}",
-                    *study_ref(self.cfg),
-                    "study.trial=null",
-                    f"hydra.sweep.subdir=final_seed{seed}",
-                    "study.phase=final",
-                    f"study.best_trial={best.number}",
-                    f"study.n_trials={n_finished}",
-                ]
-                for seed in batch
+                [*fixed, *values, *self._seed_job(seed, best.number, n_finished)] for seed in batch
             ]
             returns = self.launcher.launch(jobs, initial_job_idx=10_000 + batch[0])
             for seed, ret in zip(batch, returns):
@@ -110,6 +87,33 @@ class FinalRetraining:
             "split": "final",
             "records": [records[s]["record_path"] for s in seeds if s in records],
         }
+
+    def _kept_seeds(self, best: int, seeds: list[int]) -> dict[int, dict]:
+        """The seeds a previous retraining of the same trial, scored the same way, finished."""
+        previous = self.study.user_attrs.get("final") or {}
+        eval_now = OmegaConf.to_container(self.config.eval, resolve=True)
+        kept = {}
+        for raw in previous.get("records", []):
+            r = RunRecord.from_dict(raw)
+            same = previous.get("best_trial") == best and r.eval == eval_now
+            # a seed stored without its per-event ranks (from before they were kept) is
+            # retrained: the headline's paired test needs them
+            if same and r.seed in seeds and raw.get(RANKS_KEY):
+                kept[r.seed] = r.to_dict() | {k: raw.get(k) for k in ("record_path", RANKS_KEY)}
+        return kept
+
+    def _seed_job(self, seed: int, best: int, n_finished: int) -> list[str]:
+        """The overrides that make a job the retraining of trial `best` with `seed`."""
+        return [
+            "split=final",
+            f"seed={seed}",
+            *study_ref(self.cfg),
+            "study.trial=null",
+            f"hydra.sweep.subdir=final_seed{seed}",
+            "study.phase=final",
+            f"study.best_trial={best}",
+            f"study.n_trials={n_finished}",
+        ]
 
     def _store(self, study: optuna.Study, best: int, n_finished: int, records: dict) -> dict:
         """Kept after every batch of seeds, so that a stopped retraining loses no finished seed."""
