@@ -112,6 +112,13 @@ def test_multirun_over_losses(tmp_path):
         (["resume=r", "trainer.harness=bare"], "error: resume: checkpoints are the Lightning"),
         # FAST sets batch_size, which a baseline does not read:
         (["baseline=sknn"], "error: batch_size: not used by method sknn (a baseline) (got 32)"),
+        # study.* is the sweeper's channel to its jobs: a hand-set value names the setting.
+        (
+            ["study.storage=postgresql://x"],
+            "error: study.storage: set by the study sweeper for each of its jobs, not a knob; "
+            "set hydra.sweeper.storage instead",
+        ),
+        (["study.trial=3"], "error: study.trial: set by the study sweeper for each of its jobs"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -155,6 +162,25 @@ def test_an_unreachable_study_storage_is_one_line(tmp_path):
     assert len(errors) == 1
     assert errors[0].startswith(f"error: hydra.sweeper.storage: cannot open '{url}' (")
     assert "Traceback" not in p.stderr
+
+
+def test_a_study_knob_given_to_a_study_is_one_line_before_any_trial(tmp_path):
+    """The sweeper would overwrite study.storage for each trial: it is refused, not ignored."""
+    p = run(
+        [
+            "-m",
+            "hparams_search=pop",
+            "study.storage=postgresql://root@127.0.0.1:5432/elsewhere",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        cwd=tmp_path,
+    )
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode != 0 and len(errors) == 1, p.stderr
+    assert errors[0].startswith("error: study.storage: set by the study sweeper")
+    assert "hydra.sweeper.storage" in errors[0]
+    assert not (tmp_path / "s.db").exists() and "Traceback" not in p.stderr
 
 
 def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):

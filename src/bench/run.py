@@ -137,6 +137,15 @@ def discard_unfinished(out_dir: Path) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def _refuse_study_knobs(overrides) -> None:
+    from bench.study import study_knob_error
+
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key.startswith("study."):
+            raise BenchError(study_knob_error(key))
+
+
 def _under_study_sweeper() -> bool:
     try:
         return "bench_optuna" in str(HydraConfig.get().sweeper.get("_target_", ""))
@@ -155,6 +164,8 @@ def main(cfg: DictConfig) -> float:
     from bench.core.train import NaNLossError
 
     try:
+        if not _under_study_sweeper():
+            _refuse_study_knobs(HydraConfig.get().overrides.task)
         record, _ = run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
     except TrainingInterrupted as e:
         if _under_study_sweeper():

@@ -29,6 +29,17 @@ CPU_ATTR = "cpu_seconds"
 PRUNERS_ATTR = "pruners"
 # Trial user attribute: the device the job ran on, as its record names it.
 DEVICE_ATTR = "device"
+# `study.*` carries the sweeper's settings to each job it launches; not a user's knob.
+# What a user sets instead (hydra.sweeper.*), where there is anything to set.
+SWEEPER_SETTING = {
+    "name": "study_name",
+    "storage": "storage",
+    "pruner": "pruner",
+    "pruner_startup_trials": "pruner_startup_trials",
+    "pruner_warmup_epochs": "pruner_warmup_epochs",
+    "pruner_min_epochs": "pruner_min_epochs",
+    "pruner_reduction": "pruner_reduction",
+}
 # The trials a budget counts: complete or pruned (failed and running ones do not).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -348,3 +359,14 @@ def study_cost(study, budget: int) -> Cost:
         complete_cpu=mean(complete) or mean(complete_any),
         per_trial_cpu=mean([c for _, c, _, on_cpu in cpu if on_cpu]),
     )
+
+
+def study_knob_error(key: str) -> str:
+    """The one line for a `study.*` override given by hand (the sweeper would overwrite it)."""
+    setting = SWEEPER_SETTING.get(key.removeprefix("study."))
+    instead = (
+        f"set hydra.sweeper.{setting} instead (with hparams_search=...)"
+        if setting
+        else "nothing to set by hand"
+    )
+    return f"{key}: set by the study sweeper for each of its jobs, not a knob; {instead}"

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import interrupts
 from bench.errors import BenchError
-from bench.study import FINISHED
+from bench.study import FINISHED, study_knob_error
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -198,6 +198,8 @@ def closing_summary(summary: dict, metric: str) -> str:
 def fixed_overrides(arguments: list[str]) -> list[str]:
     """The command line's overrides, each a single value (a study takes no grid)."""
     for o in OverridesParser.create().parse_overrides(arguments):
+        if o.key_or_group.startswith("study."):
+            raise BenchError(study_knob_error(o.key_or_group))
         if o.is_sweep_override():
             raise BenchError(
                 f"hparams_search: '{o.input_line}' is a sweep; an Optuna study takes fixed values "
