@@ -428,3 +428,30 @@ def test_kernel_results_do_not_depend_on_the_thread_count(loss):
         torch.set_num_threads(before)
     for one, two in zip(*out):
         assert torch.equal(one, two)
+
+
+def test_the_split_products_are_checked_against_torch_when_first_loaded(monkeypatch, caplog):
+    """A BLAS whose products differ from torch's is not used: one warning, torch's products."""
+
+    class Broken:
+        blas = True
+
+        def gemm_split(self, *args):
+            return 0  # leaves the result unwritten
+
+    assert not native.products_agree(Broken())
+    native.kernel.cache_clear()
+    monkeypatch.setattr(native, "products_agree", lambda lib: False)
+    try:
+        with caplog.at_level(logging.WARNING, logger=native.__name__):
+            lib = native.kernel()
+        if lib is None:
+            pytest.skip("no C compiler on this machine: no kernels to check")
+        found = native.numpy_openblas() is not None
+        assert lib.blas is False
+        assert ("gave other products than torch" in caplog.text) == found
+    finally:
+        native.kernel.cache_clear()
+    lib = native.kernel()
+    if lib is not None and lib.blas:
+        assert native.products_agree(lib)

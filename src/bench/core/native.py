@@ -200,6 +200,11 @@ def kernel() -> ctypes.CDLL | None:
     lib.ce_grad.restype = ctypes.c_double
     lib.bpr_max_grad.argtypes = [p, i64, i64, f32, f32, f32, p]
     lib.bpr_max_grad.restype = ctypes.c_double
+    if lib.blas and not products_agree(lib):
+        log.warning(
+            "training step: numpy's OpenBLAS gave other products than torch; torch computes them"
+        )
+        lib.blas = False
     return lib
 
 
@@ -294,6 +299,25 @@ def adagrad_dense(lib, plan: DenseTensors, lr, eps, momentum) -> None:
     lib.adagrad_dense(
         plan.k, plan.params, plan.accs, plan.moms, plan.grads, plan.sizes, lr, eps, momentum
     )
+
+
+def products_agree(lib) -> bool:
+    """The split product against torch's, once, on every transposition, before any step
+    relies on it (a foreign or broken BLAS falls back instead of training wrongly)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(37, 53, generator=gen), torch.randn(53, 41, generator=gen)
+    bias = torch.randn(41, generator=gen)  # one per column of the result
+    cases = [
+        (a, b, False, False, bias, torch.addmm(bias, a, b)),
+        (a.T.contiguous(), b, True, False, None, a @ b),
+        (a, b.T.contiguous(), False, True, None, a @ b),
+    ]
+    for x, y, ta, tb, rb, want in cases:
+        for split_n in (False, True):
+            got = matmul(lib, x, y, ta, tb, rb, split_n=split_n)
+            if got is None or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+                return False
+    return True
 
 
 def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, split_n=None):
