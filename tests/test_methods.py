@@ -180,7 +180,10 @@ def test_baseline_record_matches_the_fitted_object(tmp_path, name):
         ),
         (["model=gru4rec_seq", "loss=ce"], "loss: not used by method gru4rec_seq (got 'ce')"),
         (["max_len=50"], "max_len: not used by method gru4rec (got 50)"),
-        (["baseline=sknn", "baseline.params.k=-3"], "baseline.params (sknn): got k=-3"),
+        (
+            ["baseline=sknn", "baseline.params.k=-3"],
+            "baseline.params.k: got -3; expected >= 1 (sknn)",
+        ),
         (
             ["params=official", "loss=top1", "dataset=yoochoose1_64"],
             "params=official: no official paramfile for dataset yoochoose1_64 with loss top1",

@@ -9,9 +9,42 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The harness's own knobs (conf/run.yaml, conf/trainer): (check, what is expected).
+CHOICES = {
+    "split": ("final", "tune"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda"),
+    "trainer.harness": ("lightning", "bare"),
+    "trainer.step": ("fused", "autograd"),
+}
+FLAGS = {"print_config", "save_model", "eval.per_epoch"}
+AUTO_FLAGS = {"trainer.progress_bar", "trainer.cuda_graphs", "trainer.checkpoint"}
+POSITIVE = {"trainer.chunk_steps"}
+NON_NEGATIVE = {"seed"}
+
+
+def check_harness_knobs(cfg: DictConfig) -> None:
+    """Type and range of every harness knob, before any method is built or data read."""
+    for key in [*CHOICES, *FLAGS, *AUTO_FLAGS, *POSITIVE, *NON_NEGATIVE]:
+        value = OmegaConf.select(cfg, key)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise BenchError(f"{key}: unknown {value!r}; expected one of {', '.join(CHOICES[key])}")
+        if key in FLAGS and not isinstance(value, bool):
+            raise BenchError(f"{key}: got {value!r}; expected true or false")
+        if key in AUTO_FLAGS and not (isinstance(value, bool) or value == "auto"):
+            raise BenchError(f"{key}: got {value!r}; expected auto, true or false")
+        if key in POSITIVE and not (_is_int(value) and value >= 1):
+            raise BenchError(f"{key}: got {value!r}; expected a positive integer")
+        if key in NON_NEGATIVE and not (_is_int(value) and value >= 0):
+            raise BenchError(f"{key}: got {value!r}; expected an integer >= 0")
 
 
 def pick_device(accelerator: str) -> str:

@@ -23,6 +23,7 @@ from bench import protocol
 from bench.errors import BenchError, TrainingInterrupted
 from bench.evaluation import Evaluator, check_eval_config
 from bench.job_options import (
+    check_harness_knobs,
     checkpoint_dir,
     device_name,
     pick_device,
@@ -42,23 +43,12 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     """The whole job; returns the record (also written to out_dir/result.json) and the
     trained method."""
     from bench import terminal
-    from bench.methods import FitContext, build_method
 
     cpu_start = time.process_time()
     console = terminal.console()
     if cfg.print_config:
         console.print(OmegaConf.to_yaml(cfg, resolve=True))
-    check_eval_config(cfg.eval)
-    method = build_method(cfg)
-    # Every option is settled before any data loads.
-    ctx = FitContext(
-        pick_device(cfg.trainer.accelerator),
-        int(cfg.seed),
-        console,
-        checkpoint_dir=checkpoint_dir(cfg, method, out_dir),
-        resume=resume_path(cfg, method),
-        progress_bar=want_progress_bar(cfg.trainer.progress_bar),
-    )
+    method, ctx = settle(cfg, out_dir, console)
     from bench.lit import quiet_lightning  # after the option checks: they fail without it
     from bench.loggers import RunLoggers
 
@@ -71,6 +61,25 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
         return record, method
     finally:
         loggers.close(status)
+
+
+def settle(cfg: DictConfig, out_dir: Path, console=None):
+    """Every knob checked and every option settled, before any data is read: (the method
+    built from its knobs, its FitContext). A bad value raises BenchError naming it."""
+    from bench.methods import FitContext, build_method
+
+    check_harness_knobs(cfg)
+    check_eval_config(cfg.eval)
+    method = build_method(cfg)
+    ctx = FitContext(
+        pick_device(cfg.trainer.accelerator),
+        int(cfg.seed),
+        console,
+        checkpoint_dir=checkpoint_dir(cfg, method, out_dir),
+        resume=resume_path(cfg, method),
+        progress_bar=want_progress_bar(cfg.trainer.progress_bar),
+    )
+    return method, ctx
 
 
 def _fit_and_record(cfg, out_dir: Path, method, loggers, ctx, cpu_start: float) -> RunRecord:

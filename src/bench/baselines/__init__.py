@@ -12,7 +12,7 @@ from bench.baselines.bpr import BPRMF
 from bench.baselines.knn import ItemKNN
 from bench.baselines.popularity import Pop, SessionPop
 from bench.baselines.rules import AssociationRules, SequentialRules
-from bench.baselines.sknn import SKNN, STAN, VSKNN
+from bench.baselines.sknn import SKNN, SNH_UNITS, STAN, VSKNN
 
 BASELINES = {
     "pop": Pop,
@@ -24,6 +24,23 @@ BASELINES = {
     "stan": STAN,
     "sr": SequentialRules,
     "ar": AssociationRules,
+}
+
+
+def _at_least(low):
+    return lambda v: v >= low, f">= {low}"
+
+
+# The range of every baseline setting (a name means the same in each baseline that has it),
+# checked before any data is read; the constructors keep their own checks for direct use.
+RANGES = {
+    **{k: _at_least(1) for k in ("n_sims", "k", "sample_size", "steps", "pruning")},
+    **{k: _at_least(1) for k in ("n_factors", "batch_size")},
+    **{k: _at_least(0) for k in ("n_iterations", "seed", "lmbd", "lambda_session", "lambda_item")},
+    "alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    **{k: (lambda v: v > 0, "> 0") for k in ("learning_rate", "sigma")},
+    **{k: (lambda v: v > 0, "> 0") for k in ("lambda_spw", "lambda_snh", "lambda_inh")},
+    "snh_unit": (lambda v: v in SNH_UNITS, f"one of {', '.join(SNH_UNITS)}"),
 }
 
 
@@ -51,6 +68,9 @@ def make_baseline(name: str, params: dict | None = None):
         problem = mismatch(f"baseline.params.{key}", value, declared.get(key, object))
         if problem:
             raise BenchError(f"{problem} ({name})")
+        in_range, expected = RANGES.get(key, (lambda v: True, ""))
+        if not in_range(value):
+            raise BenchError(f"baseline.params.{key}: got {value!r}; expected {expected} ({name})")
     try:
         return BASELINES[name](**(params or {}))
     except (TypeError, ValueError) as e:

@@ -187,6 +187,11 @@ class GRU4RecConfig(NetworkConfig):
             (self.n_epochs >= 1, "n_epochs", ">= 1"),
             (self.elu_param is None or self.elu_param >= 0, "elu_param", ">= 0"),
             (self.logq is None or self.logq >= 0, "logq", ">= 0"),
+            (
+                self.sample_store_size is None or self.sample_store_size >= 0,
+                "sample_store_size",
+                ">= 0",
+            ),
             (self.patience is None or self.patience >= 1, "patience", "a positive integer or null"),
         ]
 

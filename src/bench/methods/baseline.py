@@ -9,7 +9,7 @@ from bench.errors import BenchError
 from bench.methods.base import FitContext, Method
 
 
-class Baseline(Method):
+class BaselineMethod(Method):
     kind = "baseline"
     knobs = ()
 
@@ -44,5 +44,5 @@ class Baseline(Method):
         return f"baseline {self.name}"
 
 
-def baseline_method(name: str) -> type[Baseline]:
-    return type(f"Baseline_{name}", (Baseline,), {"name": name})
+def baseline_method(name: str) -> type[BaselineMethod]:
+    return type(f"BaselineMethod_{name}", (BaselineMethod,), {"name": name})

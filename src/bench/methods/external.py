@@ -94,6 +94,7 @@ class ExternalModel(Method):
         self.cls = load_target(self.target)
         given = OmegaConf.to_container(spec.get("params") or OmegaConf.create({}), resolve=True)
         self.params = check_params(self.cls, self.target, dict(given))
+        self._construct(1)  # the model's own checks of its values, before any data
         self.name = getattr(self.cls, "name", self.cls.__name__.lower())
         for knob in ("batch_size", "n_epochs"):
             value = cfg.get(knob)
@@ -122,11 +123,16 @@ class ExternalModel(Method):
 
     def build(self, n_items: int, device: str, seed: int) -> SessionModel:
         torch.manual_seed(seed)  # the model's initialisation and dropout draw from it
+        return self._construct(n_items).to(device)
+
+    def _construct(self, n_items: int) -> SessionModel:
+        """The model; its own errors about its values become one line naming the knob."""
         try:
-            model = self.cls(n_items, **self.params)
+            return self.cls(n_items, **self.params)
         except (TypeError, ValueError) as e:
+            if str(e).split(":", 1)[0] in self.params:  # "lr: got -1; ..."
+                raise BenchError(f"model.params.{e}") from None
             raise BenchError(f"model.params ({self.target}): {e}") from None
-        return model.to(device)
 
     def fit(self, data, ctx: FitContext) -> list[dict]:
         from bench.core.prefixes import PrefixScorer, TrainingPrefixes

@@ -145,11 +145,17 @@ class SRGNN(SessionModel):
         nonhybrid: bool = False,
     ):
         super().__init__(n_items)
-        if hidden_size < 1 or step < 1 or lr_dc_step < 1 or lr <= 0 or l2 < 0 or lr_dc <= 0:
-            raise ValueError(
-                f"got hidden_size={hidden_size}, step={step}, lr={lr}, lr_dc={lr_dc}, "
-                f"lr_dc_step={lr_dc_step}, l2={l2}; expected positive sizes and rates, l2 >= 0"
-            )
+        ranges = {
+            "hidden_size": (hidden_size >= 1, ">= 1"),
+            "step": (step >= 1, ">= 1"),
+            "lr": (lr > 0, "> 0"),
+            "lr_dc": (0 < lr_dc <= 1, "in (0, 1]"),
+            "lr_dc_step": (lr_dc_step >= 1, ">= 1"),
+            "l2": (l2 >= 0, ">= 0"),
+        }
+        for name, (ok, expected) in ranges.items():
+            if not ok:
+                raise ValueError(f"{name}: got {locals()[name]}; expected {expected}")
         self.hidden_size, self.step, self.nonhybrid = hidden_size, step, nonhybrid
         self.lr, self.lr_dc, self.lr_dc_step, self.l2 = lr, lr_dc, lr_dc_step, l2
         h = hidden_size
