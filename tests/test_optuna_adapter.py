@@ -55,3 +55,34 @@ def test_a_waiting_enqueued_trial_shows_its_values():
     trial.suggest_int("x", 0, 10)
     study.tell(trial, 1.0)
     assert queued_params(study.get_trials(deepcopy=False)[0]) == {"x": 3}
+
+
+def test_asking_and_reading_a_retry_warn_of_nothing_that_applies(tmp_path):
+    """The heartbeat warning of ask() outside optimize(), and the experimental mark of the
+    retry look-up, are what these two helpers keep out of a study's output."""
+    import warnings
+
+    from bench.optuna_adapter import ask, retried_number
+
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'w.db'}",
+        heartbeat_interval=1,
+        grace_period=2,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1),
+    )
+    study = optuna.create_study(study_name="w", storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):
+        study.ask()  # what Optuna says; the first trial is then left to go stale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ask(study)
+    with heartbeats(storage, "w", [0]):
+        time.sleep(1.5)  # trial 0 beats once, then falls silent past the grace period
+    time.sleep(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fail_stale_trials is experimental too: not ours
+        optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        numbers = [retried_number(t) for t in study.get_trials(deepcopy=False)]
+    assert numbers[:2] == [None, None] and 0 in numbers[2:]  # the stale trial 0, re-queued

@@ -6,6 +6,10 @@
 - The sweeper launches trials through Hydra, not `Study.optimize`, yet wants Optuna's
   heartbeat (a dead worker's trial is failed and re-queued): the heartbeat thread lives in
   the private `optuna.storages._heartbeat`.
+- Asking for a trial outside `Study.optimize` on a storage with a heartbeat warns that the
+  heartbeat is meant for `optimize`; ours is started by `heartbeats`, so `ask` asks
+  without that warning. Reading a retried trial's origin is marked experimental (since
+  2.8): `retried_number` reads it without the warning.
 - A trial queued with `enqueue_trial` and not yet run keeps its values in a system
   attribute until it is asked for (`queued_params`).
 - Migrating committed storages rewrites a finished trial's user attribute, which Optuna
@@ -18,6 +22,7 @@ fails there, not in a study.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,3 +78,17 @@ def set_finished_trial_attr(
         ).rowcount
     if updated != 1:
         raise RuntimeError(f"trial {trial_id_}: user attribute {key!r} not found to rewrite")
+
+
+def ask(study: optuna.Study) -> optuna.trial.Trial:
+    """`study.ask()`, whose heartbeat warning does not apply (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def retried_number(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the trial this one retries (after a dead worker), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)

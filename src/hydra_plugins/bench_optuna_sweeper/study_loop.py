@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from bench import interrupts
 from bench.errors import BenchError, TrainingInterrupted
-from bench.optuna_adapter import heartbeats, queued_params
+from bench.optuna_adapter import ask, heartbeats, queued_params, retried_number
 from bench.paths import portable_storage, portable_text
 from bench.study import (
     ENQUEUED,
@@ -150,7 +150,7 @@ class StudyLoop:
                 continue
             batch = []
             for _ in range(min(self.cfg.n_jobs, self.cfg.n_trials - finished - active)):
-                trial = study.ask()
+                trial = ask(study)
                 study.sampler = self._sampler(trial.number)
                 if not self._in_budget(study, trial):
                     trial.set_user_attr("fail_reason", "surplus: target reached by other workers")
@@ -166,8 +166,7 @@ class StudyLoop:
         trial whose worker died (a stop, a preemption) and whose parameters were re-queued;
         a trial that kills its worker every time is retried max_retry times, then counts."""
         trials = study.get_trials(deepcopy=False)
-        retry = optuna.storages.RetryFailedTrialCallback.retried_trial_number
-        requeued = {retry(t) for t in trials} - {None}
+        requeued = {retried_number(t) for t in trials} - {None}
         return [
             t
             for t in trials
