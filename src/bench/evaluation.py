@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from bench.core.knob_types import fits
 from bench.errors import BenchError
 
 
@@ -26,7 +27,7 @@ def check_eval_config(ev: DictConfig) -> None:
             except ValueError as e:
                 raise BenchError(str(e)) from None
     batch = ev.get("batch_size")
-    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+    if not (fits(batch, int) and batch >= 1):
         raise BenchError(f"eval.batch_size: got {batch!r}; expected a positive integer")
     cutoffs = list(ev.cutoffs)
     if not cutoffs or not all(isinstance(k, int) and k >= 1 for k in cutoffs):

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.api import SessionModel
-from bench.core.knob_types import mismatch, parameter_types
+from bench.core.knob_types import fits, mismatch, parameter_types
 from bench.errors import BenchError
 from bench.methods.base import FitContext, Method, check_early_stopping
 
@@ -98,7 +98,7 @@ class ExternalModel(Method):
         self.name = getattr(self.cls, "name", self.cls.__name__.lower())
         for knob in ("batch_size", "n_epochs"):
             value = cfg.get(knob)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            if not (fits(value, int) and value >= 1):
                 raise BenchError(f"{knob}: got {value!r}; expected a positive integer")
         self.batch_size, self.n_epochs = int(cfg.batch_size), int(cfg.n_epochs)
         self.patience = cfg.get("patience")

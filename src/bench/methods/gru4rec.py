@@ -23,15 +23,6 @@ class SessionParallelGRU4Rec(Method):
         super().__init__(cfg)
         self.config: GRU4RecConfig = self.config_from(GRU4RecConfig, cfg)
         self.trainer_cfg = cfg.trainer
-        if self.trainer_cfg.cuda_graphs not in CUDA_GRAPHS:
-            raise BenchError(
-                f"trainer.cuda_graphs: got {self.trainer_cfg.cuda_graphs!r}, expected auto, true "
-                "or false"
-            )
-        if self.trainer_cfg.harness not in ("lightning", "bare"):
-            raise BenchError(
-                f"trainer.harness: unknown '{self.trainer_cfg.harness}'; expected lightning or bare"
-            )
         # Checkpoints and resuming are the Lightning harness's; the bare loop keeps none.
         self.checkpoints = self.trainer_cfg.harness == "lightning"
         if self.config.patience is not None:
