@@ -5,6 +5,8 @@ by .ci/run), which turns that skip into a failure."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,4 +39,15 @@ def make_sessions(lengths, n_items=10, seed=0):
         items=items.astype(np.int64),
         offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
         session_ids=np.arange(len(lengths)),
+    )
+
+
+def bench_run(*args, cwd) -> subprocess.CompletedProcess:
+    """`python -m bench.run ARGS` in `cwd`, as a user runs it (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )

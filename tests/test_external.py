@@ -22,6 +22,7 @@ from bench.core.prefixes import PrefixScorer, TrainingPrefixes
 from bench.errors import BenchError
 from bench.methods import build_method
 from bench.paths import conf_dir
+from tests.conftest import bench_run as run_bench
 from tests.conftest import make_sessions
 
 ROOT = Path(__file__).parents[1]
@@ -36,13 +37,7 @@ SEARCH = "hydra.searchpath=[file://examples/conf]"
 
 
 def bench_run(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "bench.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_bench(*args, cwd=cwd)
 
 
 def config(*overrides):

@@ -9,19 +9,14 @@ import numpy as np
 import pytest
 
 from bench.core import native
+from tests.conftest import bench_run
 
 FAST = ["n_epochs=1", "n_sample=64", "batch_size=32"]
 SMALL = ["dataset.params.n_train_sessions=1500", "dataset.params.n_test_sessions=200"]
 
 
 def run(args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "bench.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return bench_run(*args, cwd=cwd)
 
 
 def test_single_run_writes_record_and_prints_table(tmp_path):
