@@ -54,7 +54,7 @@ test = Data(pickle.load(open(data_dir + "/test.txt", "rb")), shuffle=False)
 model = SessionGraph(opt, n_node)
 for epoch in range(epochs):
     hit, mrr = train_test(model, train, test)
-    result = {"epoch": epoch, "recall@20": hit / 100, "mrr@20": mrr / 100}
+    result = {"epoch": epoch + 1, "recall@20": hit / 100, "mrr@20": mrr / 100}
     print("RESULT", json.dumps(result), flush=True)
 """
 

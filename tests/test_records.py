@@ -1,5 +1,6 @@
 """The typed run record: schema-1 records (every knob of session-parallel GRU4Rec for every
-method, absolute paths) load as schema-2 records holding what the method used."""
+method, absolute paths) load as records holding what the method used; schema-2 records
+(epochs counted from 0) load with epochs counted from 1, as the console counts."""
 
 import json
 
@@ -118,6 +119,21 @@ def test_round_trip_and_unknown_versions(tmp_path):
         RunRecord.from_dict({**rec.to_dict(), "schema_version": 9})
     with pytest.raises(ValueError, match="partial record, missing dataset"):
         RunRecord.from_dict({"method": "pop", "protocol": {}, "metrics": {}, "seed": 0})
+
+
+def test_a_v2_record_counts_its_epochs_from_1():
+    rec = RunRecord.from_dict(v1("pop", "x", baseline={"name": "pop", "params": {}}))
+    v2 = {
+        **rec.to_dict(),
+        "schema_version": 2,
+        "epochs": [{"epoch": 0, "loss": 5.0}, {"epoch": 1, "loss": 4.0}, {"loss": 3.0}],
+        "best_epoch": 0,
+    }
+    got = RunRecord.from_dict(v2)
+    assert [e.get("epoch") for e in got.epochs] == [1, 2, None]
+    assert [e["loss"] for e in got.epochs] == [5.0, 4.0, 3.0]
+    assert got.best_epoch == 1 and got.schema_version == SCHEMA_VERSION == 3
+    assert RunRecord.from_dict({**v2, "best_epoch": None}).best_epoch is None
 
 
 def test_ranks_kept_in_a_storage_round_trip_up_to_the_cap():

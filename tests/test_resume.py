@@ -191,14 +191,14 @@ def test_early_stopping_through_the_entry_point_keeps_the_best_epoch(shared_data
     assert p.returncode == 0, p.stderr[-2000:]
     rec = json.loads((out / "result.json").read_text())
     curve = [e["eval"]["mrr@5"] for e in rec["epochs"]]  # (measured: best epoch 5 of 6)
-    best = rec["best_epoch"]
-    assert best == curve.index(max(curve))
-    assert rec["metrics"] == rec["epochs"][best]["eval"]
-    assert len(curve) == 6 or len(curve) == best + 2  # stopped one epoch after the best
+    best = rec["best_epoch"]  # counted from 1, as the console counts
+    assert best == curve.index(max(curve)) + 1
+    assert [e["epoch"] for e in rec["epochs"]] == list(range(1, len(curve) + 1))
+    assert rec["metrics"] == rec["epochs"][best - 1]["eval"]
+    assert len(curve) == 6 or len(curve) == best + 1  # stopped one epoch after the best
     assert rec["settings"]["patience"] == 1 and rec["settings"]["stop_metric"] == "mrr@5"
     assert (
-        f"early stopping: kept epoch {best + 1} (mrr@5 {max(curve):.4f}) of the "
-        f"{len(curve)} trained"
+        f"early stopping: kept epoch {best} (mrr@5 {max(curve):.4f}) of the {len(curve)} trained"
     ) in p.stdout
 
 

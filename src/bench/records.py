@@ -64,7 +64,7 @@ def replace_block(path: str | Path, block: str, text: str) -> bool:
     return True
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # Ranks above this are stored as it: enough for every metric at a cutoff below it.
@@ -122,7 +122,7 @@ class RunRecord:
     device: str = ""
     harness: str | None = None
     training_step: dict | None = None
-    best_epoch: int | None = None  # the epoch early stopping restored (0-based), if any
+    best_epoch: int | None = None  # the epoch early stopping restored, if any
     resumed_from: str | None = None  # the checkpoint this run continued from, if any
     overrides: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
@@ -135,7 +135,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunRecord:
-        """A record of any schema version (version 1 is converted: see `_from_v1`)."""
+        """A record of any schema version (older ones are converted: `_from_v1`, `_from_v2`)."""
         version = d.get("schema_version", 1)
         if version == 1:
             missing = [
@@ -143,10 +143,12 @@ class RunRecord:
             ]
             if missing:
                 raise ValueError(f"partial record, missing {', '.join(missing)}")
-            d = _from_v1(d)
+            d, version = _from_v1(d), 2
+        if version == 2:
+            d = _from_v2(d)
         elif version != SCHEMA_VERSION:
             raise ValueError(
-                f"schema_version: got {version}, expected 1 or {SCHEMA_VERSION} (a newer bench?)"
+                f"schema_version: got {version}, expected 1 to {SCHEMA_VERSION} (a newer bench?)"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = [
@@ -204,5 +206,19 @@ def _from_v1(d: dict) -> dict:
         "study": study,
         "overrides": [portable_text(o, config.get("data_dir")) for o in d.get("overrides", [])],
         "training": d.get("training") or ("session_parallel" if method == "gru4rec" else None),
+        "schema_version": 2,
+    }
+
+
+def _from_v2(d: dict) -> dict:
+    """Schema 2 (until 2026-12) counted epochs from 0 (`epochs[i].epoch`, `best_epoch`)
+    where the console, the loggers and the pruner count from 1; schema 3 counts as they do."""
+    best = d.get("best_epoch")
+    return {
+        **d,
+        "epochs": [
+            {**e, "epoch": e["epoch"] + 1} if "epoch" in e else e for e in d.get("epochs") or []
+        ],
+        "best_epoch": best + 1 if best is not None else None,
         "schema_version": SCHEMA_VERSION,
     }

@@ -69,9 +69,8 @@ def config_hash(record: RunRecord) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def record_row(raw: dict, path: Path) -> dict:
-    """One table row from a record of any schema version."""
-    record = RunRecord.from_dict(raw)
+def record_row(record: RunRecord, path: Path) -> dict:
+    """One table row from a record."""
     hp = record.settings if record.kind == "gru4rec" else None
     study = record.study or {}
     protocol = record.protocol
@@ -183,10 +182,10 @@ def read_records(roots: list[Path]) -> tuple[list[dict], dict, list[tuple[str, s
     )
     for path in paths:
         try:
-            record = json.loads(path.read_text())
+            record = RunRecord.read(path)
             rows.append(record_row(record, path))
-            if any("eval" in e for e in record.get("epochs") or []):
-                curves[str(path)] = record["epochs"]
+            if any("eval" in e for e in record.epochs):
+                curves[str(path)] = record.epochs
         except (OSError, ValueError, KeyError, TypeError) as e:
             skipped.append((str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
     return rows, curves, skipped
@@ -233,7 +232,7 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
         path = Path(record.get("record_path") or f"{url}#{study.study_name}/seed{record['seed']}")
         if str(path.resolve()) in known_records:
             continue
-        row = record_row(record, path)
+        row = record_row(RunRecord.from_dict(record), path)
         if row["ranks"] and not Path(row["ranks"]).is_file():
             row["ranks"] = None  # per-event ranks stay with the run directory, not the study
         row["study"] = study.study_name

@@ -73,7 +73,7 @@ def learning_curves(
         epochs = [e for e in curves[path] if metric in e.get("eval", {})]
         on = "validation" if group["training"].iloc[0] == "bptt" else "test"
         ax.plot(
-            [e["epoch"] + 1 for e in epochs],
+            [e["epoch"] for e in epochs],
             [e["eval"][metric] * 100 for e in epochs],
             marker="o",
             color=colour,
