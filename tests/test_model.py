@@ -127,3 +127,42 @@ def test_session_parallel_early_stopping_restores_the_best_epoch():
     for k, v in eng.model.state_dict().items():
         assert torch.equal(v, snapshots[1][k]), k
     assert not torch.equal(snapshots[3]["Wy"], snapshots[1]["Wy"])
+
+
+def test_the_progress_bar_counts_each_epochs_events_to_its_total():
+    """One bar per epoch in events (not Lightning's 500-step chunks), made after the
+    module starts the epoch, ending at the epoch's events; Lightning's own bar is off."""
+    from bench.lit import GRU4RecModule, WorkProgress, make_trainer
+
+    seen = []
+
+    class Spy(WorkProgress):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            task = self.bar.tasks[-1]
+            seen.append((task.fields["epoch"], task.completed, task.total, task.fields["unit"]))
+
+    train = make_sessions(np.full(60, 5), n_items=40, seed=4)  # 60 x 4 = 240 events an epoch
+    module = GRU4RecModule(SessionParallelTrainer(small_cfg(n_epochs=2), train, 40, seed=9), 7)
+    make_trainer(2, "cpu", progress_bar=False, callbacks=[Spy()]).fit(module)
+    for epoch in ("1/2", "2/2"):
+        done = [c for e, c, total, unit in seen if e == epoch]
+        assert {(t, u) for e, _, t, u in seen if e == epoch} == {(240, "events")}
+        assert len(done) == module.n_batches() and done[-1] == 240
+        assert done == sorted(set(done))  # rising at every batch
+    assert [s.events for s in module.history] == [240, 240]
+    on = make_trainer(2, "cpu", progress_bar=True)
+    assert on.progress_bar_callback is None
+    assert sum(isinstance(c, WorkProgress) for c in on.callbacks) == 1
+
+
+def test_the_progress_rate_reads_in_the_bars_unit():
+    from types import SimpleNamespace
+
+    from bench.lit import RateColumn
+
+    task = SimpleNamespace(finished_speed=None, speed=36512.4, fields={"unit": "events"})
+    assert RateColumn().render(task).plain == "36,512 events/s"
+    assert (
+        RateColumn().render(SimpleNamespace(finished_speed=None, speed=None, fields={})).plain == ""
+    )

@@ -23,8 +23,17 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from torch.utils.data import DataLoader
 
 from bench import interrupts
@@ -92,6 +101,10 @@ class ResumableModule(pl.LightningModule):
         raise NotImplementedError
 
     def history_from(self, rows: list[dict]) -> list:
+        raise NotImplementedError
+
+    def progress(self) -> tuple[int, int, str]:
+        """(done, total, unit) of the epoch in progress, for the progress bar."""
         raise NotImplementedError
 
     def train_dataloader(self) -> DataLoader:
@@ -241,6 +254,11 @@ class GRU4RecModule(ResumableModule):
         keep = ("epoch", "loss", "seconds", "steps", "events", "harness_overhead")
         return [EpochStats(**{k: r[k] for k in keep}, eval=r.get("eval")) for r in rows]
 
+    def progress(self) -> tuple[int, int, str]:
+        step = self.chunks[self.next_batch][0] if self.next_batch < len(self.chunks) else None
+        done = self.engine.events_before(step) if step is not None else self.engine.n_events
+        return done, self.engine.n_events, "events"
+
 
 @dataclass
 class SeqEpoch:
@@ -354,6 +372,9 @@ class SequenceModule(ResumableModule):
     def epoch_state(self) -> dict:
         return {"order": self.order, "total": self.total, "count": self.count, "steps": self.steps}
 
+    def progress(self) -> tuple[int, int, str]:
+        return self.count, len(self.x_all), "users"
+
     def load_epoch_state(self, state: dict) -> None:
         self.model.train()
         self.order = state["order"]
@@ -452,6 +473,63 @@ class PrefixModule(ResumableModule):
     def history_from(self, rows: list[dict]) -> list[EpochStats]:
         keep = ("epoch", "loss", "seconds", "steps", "events")
         return [EpochStats(**{k: r[k] for k in keep}, eval=r.get("eval")) for r in rows]
+
+    def progress(self) -> tuple[int, int, str]:
+        return self.count, len(self.prefixes), "prefixes"
+
+
+class RateColumn(ProgressColumn):
+    """Units per second of the epoch's bar (rich's own speed column counts bytes)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} {task.fields['unit']}/s" if speed else "", style="cyan")
+
+
+class WorkProgress(Callback):
+    """A bar per epoch that counts what the epoch trains on (events, prefixes or users;
+    Lightning's own bar counts batches, which are 500-step chunks here), with its rate and
+    the time left in the epoch. The bar is made at the epoch's first batch, after the
+    module has started (or restored) the epoch, and removed at its end, where the module
+    prints the epoch's line."""
+
+    def __init__(self):
+        self.bar: Progress | None = None
+        self.task = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"),
+            RateColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.bar.start()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.task is None:
+            done, total, unit = pl_module.progress()
+            epoch = f"{trainer.current_epoch + 1}/{trainer.max_epochs}"
+            self.task = self.bar.add_task("", total=total, completed=done, unit=unit, epoch=epoch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.bar.update(self.task, completed=pl_module.progress()[0])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.teardown(trainer, pl_module, "fit")
 
 
 class EpochCheckpoint(Checkpoint):
@@ -569,9 +647,9 @@ def make_trainer(
         logger=False,  # the run's loggers (bench.loggers) log the epochs and the results
         # EpochCheckpoint, when the run wants checkpoints (Lightning adds no other then).
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks or []),
-        callbacks=callbacks or [],
+        callbacks=[*(callbacks or []), *([WorkProgress()] if progress_bar else [])],
         enable_model_summary=False,
-        enable_progress_bar=progress_bar,
+        enable_progress_bar=False,  # WorkProgress counts events, not Lightning's batches
         num_sanity_val_steps=0,
         limit_val_batches=0,
         deterministic=False,

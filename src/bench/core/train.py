@@ -185,6 +185,10 @@ class SessionParallelTrainer:
     def n_events(self) -> int:
         return self.schedule.schedule.n_events
 
+    def events_before(self, step: int) -> int:
+        """Events an epoch has trained on before `step` (for progress bars)."""
+        return int(self.schedule.schedule.step_offsets[step])
+
     def start_epoch(self) -> None:
         self.model.train()
         self.H = self.model.init_hidden(self.schedule.initial_width, self.device)

@@ -38,7 +38,7 @@ class FitContext:
     checkpoint_dir: Path | None = None  # where last.ckpt goes (None: no checkpoints)
     resume: Path | None = None  # a checkpoint to continue from
     identity: dict | None = None  # what a checkpoint must match to be resumed here
-    progress_bar: bool = False  # Lightning's progress bar (trainer.progress_bar, resolved)
+    progress_bar: bool = False  # the epoch's progress bar (trainer.progress_bar, resolved)
 
 
 class Method(ABC):
