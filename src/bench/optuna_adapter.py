@@ -10,6 +10,13 @@
   heartbeat is meant for `optimize`; ours is started by `heartbeats`, so `ask` asks
   without that warning. Reading a retried trial's origin is marked experimental (since
   2.8): `retried_number` reads it without the warning.
+- The heartbeat's retry callback and interval (since 2.8) and `Study.set_metric_names`
+  (since 3.2) are marked experimental; the harness uses them on purpose, so
+  `experimental_features` keeps the three warnings out of every study's output.
+- A queued trial's fixed value between the steps of its search grid (the official
+  `layers=100` on 64..512 step 32) is run as it is, and Optuna warns that it is "out of
+  range", which it is not (the sweeper checks the range before queueing, and says once
+  which values are off the grid): `off_grid_values_run_as_they_are` keeps that warning out.
 - A trial queued with `enqueue_trial` and not yet run keeps its values in a system
   attribute until it is asked for (`queued_params`).
 - Migrating committed storages rewrites a finished trial's user attribute, which Optuna
@@ -85,6 +92,22 @@ def ask(study: optuna.Study) -> optuna.trial.Trial:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         return study.ask()
+
+
+@contextmanager
+def experimental_features() -> Iterator[None]:
+    """Optuna's experimental features that the harness uses on purpose, without warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+@contextmanager
+def off_grid_values_run_as_they_are() -> Iterator[None]:
+    """A queued in-range value between the grid's steps, without Optuna's range warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Fixed parameter .* is out of range")
+        yield
 
 
 def retried_number(trial: optuna.trial.FrozenTrial) -> int | None:

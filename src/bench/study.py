@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.optuna_adapter import experimental_features, off_grid_values_run_as_they_are
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 # User attribute of a trial the sweeper enqueued with the configured values (never pruned).
@@ -70,11 +71,12 @@ def make_storage(
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     kwargs = {}
     if heartbeat_interval:
-        retry = (
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-            if max_retry > 0
-            else None
-        )
+        with experimental_features():
+            retry = (
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                if max_retry > 0
+                else None
+            )
         kwargs = dict(
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
@@ -82,7 +84,8 @@ def make_storage(
         )
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            with experimental_features():
+                return optuna.storages.RDBStorage(url, **kwargs)
         except Exception as e:  # sqlalchemy/driver errors: bad URL, server down, schema race
             if "UniqueViolation" in str(e) or "already exists" in str(e):
                 # Workers creating a fresh schema at the same moment: the other one won.
@@ -177,30 +180,29 @@ def suggest(trial: optuna.Trial, name: str, spec: dict):
     """One hyperparameter from a search-space entry (the official paramspace fields:
     type int/float/categorical, low/high, step, log, choices)."""
     kind = spec.get("type")
-    if kind == "int":
-        value = trial.suggest_int(
-            name,
-            int(spec["low"]),
-            int(spec["high"]),
-            step=int(spec.get("step", 1)),
-            log=bool(spec.get("log", False)),
-        )
-    elif kind == "float":
-        step = spec.get("step")
-        value = trial.suggest_float(
-            name,
-            float(spec["low"]),
-            float(spec["high"]),
-            step=float(step) if step else None,
-            log=bool(spec.get("log", False)),
-        )
-    elif kind == "categorical":
-        value = trial.suggest_categorical(name, list(spec["choices"]))
-    else:
+    if kind not in ("int", "float", "categorical"):
         raise BenchError(
             f"hparams_search.params.{name}.type: got {kind!r}; expected int, float or categorical"
         )
-    return value
+    with off_grid_values_run_as_they_are():  # a queued configured value, e.g. layers=100
+        if kind == "int":
+            return trial.suggest_int(
+                name,
+                int(spec["low"]),
+                int(spec["high"]),
+                step=int(spec.get("step", 1)),
+                log=bool(spec.get("log", False)),
+            )
+        if kind == "float":
+            step = spec.get("step")
+            return trial.suggest_float(
+                name,
+                float(spec["low"]),
+                float(spec["high"]),
+                step=float(step) if step else None,
+                log=bool(spec.get("log", False)),
+            )
+        return trial.suggest_categorical(name, list(spec["choices"]))
 
 
 def param_override(name: str, spec: dict, value) -> str:

@@ -17,7 +17,13 @@ from optuna.trial import TrialState
 
 from bench import interrupts
 from bench.errors import BenchError, TrainingInterrupted
-from bench.optuna_adapter import ask, heartbeats, queued_params, retried_number
+from bench.optuna_adapter import (
+    ask,
+    experimental_features,
+    heartbeats,
+    queued_params,
+    retried_number,
+)
 from bench.paths import portable_storage, portable_text
 from bench.study import (
     ENQUEUED,
@@ -106,7 +112,8 @@ class StudyLoop:
         self._check_same_evaluation(study, fixed)
         study.set_user_attr("overrides", [portable_text(o) for o in fixed])
         # optuna-dashboard names the objective by this, not "Objective 0".
-        study.set_metric_names([f"validation {self.config.eval.primary_metric}"])
+        with experimental_features():
+            study.set_metric_names([f"validation {self.config.eval.primary_metric}"])
         if self.cfg.enqueue_config and not self.cfg.final_now:
             self._enqueue_config(study)
         if not self.cfg.final_now:
@@ -251,7 +258,15 @@ class StudyLoop:
         if any(all(p.get(k) == v for k, v in values.items()) for p in done):
             return
         study.enqueue_trial(values, user_attrs={ENQUEUED: "the configured values"})
-        log.info("enqueued the configured values as a trial: %s", values)
+        space = search_space(self.cfg)
+        off = [f"{k}={v}" for k, v in values.items() if off_grid(v, space[k])]
+        log.info(
+            "enqueued the configured values as a trial: %s%s",
+            values,
+            f" ({', '.join(off)} between the search grid's steps: run as configured)"
+            if off
+            else "",
+        )
 
     def _job_overrides(self, trial: optuna.Trial, fixed: list[str]) -> list[str]:
         params = search_space(self.cfg)
@@ -379,3 +394,12 @@ def in_space(value, spec: dict) -> bool:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     return float(spec["low"]) - 1e-9 <= value <= float(spec["high"]) + 1e-9
+
+
+def off_grid(value, spec: dict) -> bool:
+    """An in-range value that the search grid (low + k * step) never suggests."""
+    step = spec.get("step")
+    if not step or spec.get("type") not in ("int", "float") or spec.get("log"):
+        return False
+    k = (float(value) - float(spec["low"])) / float(step)
+    return abs(k - round(k)) > 1e-9
