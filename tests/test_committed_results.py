@@ -2,8 +2,12 @@
 from the records in results/records, the headline from the study storages in sweeps/.
 Runs the same commands as `make report` / `make headline` on copies and compares."""
 
+import importlib.util
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +122,25 @@ def test_committed_results_hold_no_machine_path():
         and "raw" not in p.relative_to(RESULTS).parts
     ]  # results/raw is local, git-ignored run output
     assert texts and not [t for t in texts if any(a in t for a in ABSOLUTE)]
+
+
+def test_the_readme_times_table_is_drawn_from_its_measurement():
+    """README "Running": the cost of each real-data command, from
+    benchmarks/results/readme_times.json (`python benchmarks/readme_times.py --table-only`)."""
+    spec = importlib.util.spec_from_file_location(
+        "readme_times", ROOT / "benchmarks" / "readme_times.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `common` import
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    report = json.loads((ROOT / "benchmarks" / "results" / "readme_times.json").read_text())
+    block = re.search(
+        r"<!-- readme-times:start -->\n(.*)<!-- readme-times:end -->",
+        (ROOT / "README.md").read_text(),
+        re.S,
+    )
+    assert block and block.group(1) == module.table(report)
+    assert [r["command"] for r in report["runs"]] == module.COMMANDS

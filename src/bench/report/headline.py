@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 
 from bench.protocol import BUDGET, SEARCHES, SPLITS, final_seeds
-from bench.records import RANKS_KEY, decode_ranks
-from bench.report.reproduction import published
-from bench.report.tables import (
+from bench.report.render import (
     latex_grouped_header,
-    metric_title,
-    paired_p,
-    row_order,
-    seed_mean_values,
+    latex_row,
+    latex_table,
+    markdown_table,
     tex_escape,
 )
+from bench.report.reproduction import published
+from bench.report.significance import ALPHA, paired_test
+from bench.report.tables import metric_title, row_order
 from bench.study import (
     ENQUEUED,
     FINISHED,
@@ -49,7 +49,6 @@ LEADERBOARD = ("NARM", "STAMP", "SR-GNN", "SGNN-HN", "GRU4REC (2015)")
 # Records of the neural peers run with their published settings on train -> test, evaluated
 # after every epoch (`make peers`), committed beside the other records.
 PEER_RECORDS = Path("results/records/peers")
-ALPHA = 0.05  # significance level of the paired test, marked † in the table
 TITLE = "GRU4Rec tuned by this harness against the session-based leaderboard (SR-GNN splits)"
 REGENERATE = "make headline"
 
@@ -289,14 +288,6 @@ def ours_note(ours: pd.DataFrame) -> str:
     )
 
 
-def event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
-    """Per-event values of `metric`, averaged over the seeds, from the ranks kept in the
-    study storage (None where a retraining has none)."""
-    if RANKS_KEY not in runs or runs[RANKS_KEY].isna().any():
-        return None
-    return seed_mean_values((decode_ranks(text) for text in runs[RANKS_KEY]), metric)
-
-
 def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
     """Per split and metric: the best GRU4Rec row against the best baseline row (means
     over seeds), with the two-sided Wilcoxon signed-rank test over the test events paired
@@ -313,19 +304,14 @@ def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
             if gru.empty or base.empty:
                 continue
             g, b = gru.idxmax(), base.idxmax()
-            a_runs, b_runs = part[part["label"] == g], part[part["label"] == b]
-            p = None
-            same_events = set(a_runs["fingerprint"]) == set(b_runs["fingerprint"])
-            va, vb = event_values(a_runs, m), event_values(b_runs, m)
-            if same_events and va is not None and vb is not None and len(va) == len(vb):
-                p = paired_p(va, vb)
+            p, events = paired_test(part[part["label"] == g], part[part["label"] == b], m)
             out[(ds, m)] = {
                 "gru4rec": g,
                 "baseline": b,
                 "gru_value": gru.max() * 100,
                 "base_value": base.max() * 100,
                 "p": p,
-                "events": None if va is None else len(va),
+                "events": events,
             }
     return out
 
@@ -537,9 +523,7 @@ BUDGET_HEADER = [
 
 def to_markdown(h: Headline) -> str:
     header = ["Method", *column_titles()]
-    lines = [f"### {TITLE}", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
-    lines += ["| " + " | ".join(r) + " |" for r in h.rows]
+    lines = [f"### {TITLE}", "", *markdown_table(header, h.rows, "l" + "r" * (len(header) - 1))]
     lines += ["", *[f"- {n}" for n in h.notes]]
     if h.pending:
         lines += [
@@ -550,8 +534,8 @@ def to_markdown(h: Headline) -> str:
         lines += [f"- {p}" for p in h.pending]
     if h.budget:
         lines += ["", "Trial budget, seeds and tuned hyperparameters per row:", ""]
-        lines += ["| " + " | ".join(BUDGET_HEADER) + " |", "|" + "---|" * len(BUDGET_HEADER)]
-        lines += ["| " + " | ".join([*r[:-1], f"`{r[-1]}`"]) + " |" for r in h.budget]
+        rows = [[*r[:-1], f"`{r[-1]}`"] for r in h.budget]
+        lines += markdown_table(BUDGET_HEADER, rows, "l" * len(BUDGET_HEADER))
     lines += [
         "",
         f"Generated from the committed studies in `sweeps/` and the peers' records in "
@@ -563,35 +547,23 @@ def to_markdown(h: Headline) -> str:
 def to_latex(h: Headline) -> str:
     esc = tex_escape
     columns = [metric_title(m).replace("Recall", "P") for m in METRICS]
-    lines = [
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\caption{" + esc(TITLE + " (%). " + " ".join(h.notes)) + "}",
-        r"\begin{tabular}{l" + "r" * len(METRICS) * len(SPLITS) + "}",
-        r"\toprule",
-        *latex_grouped_header(list(SPLITS), columns),
-        r"\midrule",
-        *(" & ".join(esc(c) for c in r) + r" \\" for r in h.rows),
-        r"\bottomrule",
-        r"\end{tabular}",
-        r"\end{table*}",
-    ]
+    lines = latex_table(
+        esc(TITLE + " (%). " + " ".join(h.notes)),
+        "l" + "r" * len(METRICS) * len(SPLITS),
+        latex_grouped_header(list(SPLITS), columns),
+        [latex_row([esc(c) for c in r]) for r in h.rows],
+        wide=True,
+    )
     if h.budget:
-        lines += [
-            "",
-            r"\begin{table*}[t]",
-            r"\centering",
-            r"\caption{Trial budget, seeds and tuned hyperparameters of the rows above.}",
-            r"\small",
-            r"\begin{tabular}{llllllllp{7cm}}",
-            r"\toprule",
-            " & ".join(BUDGET_HEADER) + r" \\",
-            r"\midrule",
-            *(" & ".join(esc(c) for c in r) + r" \\" for r in h.budget),
-            r"\bottomrule",
-            r"\end{tabular}",
-            r"\end{table*}",
-        ]
+        lines.append("")
+        lines += latex_table(
+            "Trial budget, seeds and tuned hyperparameters of the rows above.",
+            "llllllllp{7cm}",
+            [latex_row(BUDGET_HEADER)],
+            [latex_row([esc(c) for c in r]) for r in h.budget],
+            wide=True,
+            size=r"\small",
+        )
     lines += [f"% {esc(p)}" for p in h.pending]
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,8 @@ from importlib import resources
 
 import pandas as pd
 
-from bench.report.tables import Table, metric_title, tex_escape
+from bench.report.render import latex_row, latex_table, markdown_table, tex_escape
+from bench.report.tables import Table, metric_title
 
 
 def published() -> pd.DataFrame:
@@ -45,23 +46,41 @@ def _num(v) -> str:
 
 
 def reproduction_markdown(frame: pd.DataFrame) -> str:
-    lines = [
-        "### Reproduction: published numbers next to ours",
-        "",
-        "| Source | Dataset | Method (published) | Our row | Metric | Published % | Ours % | "
-        "Diff (pts) | Diff (rel.) | Note |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---|",
+    header = [
+        "Source",
+        "Dataset",
+        "Method (published)",
+        "Our row",
+        "Metric",
+        "Published %",
+        "Ours %",
+        "Diff (pts)",
+        "Diff (rel.)",
+        "Note",
     ]
+    rows = []
     for _, r in frame.iterrows():
         rel = "–" if pd.isna(r["diff_rel_pct"]) else f"{r['diff_rel_pct']:+.1f}%"
         diff = "–" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
-        lines.append(
-            f"| {r['source']} | {r['dataset']} | {r['method']} | {r['ours'] or '–'} | "
-            f"{metric_title(r['metric'])} | {r['value_pct']:.2f} | {_num(r['ours_pct'])} | {diff} "
-            f"| {rel} | {r['note']} |"
+        rows.append(
+            [
+                r["source"],
+                r["dataset"],
+                r["method"],
+                r["ours"] or "–",
+                metric_title(r["metric"]),
+                f"{r['value_pct']:.2f}",
+                _num(r["ours_pct"]),
+                diff,
+                rel,
+                r["note"],
+            ]
         )
     tie = frame["tie_mode"].iloc[0] if len(frame) else ""
-    lines += [
+    lines = [
+        "### Reproduction: published numbers next to ours",
+        "",
+        *markdown_table(header, rows, "lllllrrrrl"),
         "",
         f"- Ours: same split files and full ranking, {tie} ties; the published SR-GNN-table "
         "numbers rank with their own code's tie handling.",
@@ -70,34 +89,23 @@ def reproduction_markdown(frame: pd.DataFrame) -> str:
 
 
 def reproduction_latex(frame: pd.DataFrame) -> str:
-    def esc(t) -> str:
-        return tex_escape(str(t))
-
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\caption{Published numbers next to ours on the same split (values in \%).}",
-        r"\begin{tabular}{llllrrr}",
-        r"\toprule",
-        r"Dataset & Method & Our row & Metric & Published & Ours & Diff \\",
-        r"\midrule",
-    ]
+    body = []
     for _, r in frame.iterrows():
         diff = "--" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
-        lines.append(
-            " & ".join(
-                esc(x)
-                for x in (
-                    r["dataset"],
-                    r["method"],
-                    r["ours"] or "–",
-                    metric_title(r["metric"]),
-                    f"{r['value_pct']:.2f}",
-                    _num(r["ours_pct"]),
-                    diff,
-                )
-            )
-            + r" \\"
+        cells = (
+            r["dataset"],
+            r["method"],
+            r["ours"] or "–",
+            metric_title(r["metric"]),
+            f"{r['value_pct']:.2f}",
+            _num(r["ours_pct"]),
+            diff,
         )
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        body.append(latex_row([tex_escape(str(c)) for c in cells]))
+    lines = latex_table(
+        r"Published numbers next to ours on the same split (values in \%).",
+        "llllrrr",
+        [latex_row(["Dataset", "Method", "Our row", "Metric", "Published", "Ours", "Diff"])],
+        body,
+    )
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ metrics (in %). Best per column in bold, second best underlined; the last row gi
 best GRU4Rec's improvement over the best baseline. With several seeds a cell is
 mean ± std. A dagger marks a GRU4Rec cell whose per-event values differ from the best
 baseline of that column (two-sided Wilcoxon signed-rank test over the test events, seeds
-averaged per event) with p < ALPHA.
+averaged per event; bench.report.significance) with p < ALPHA.
 """
 
 from __future__ import annotations
@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from bench.report.collect import LOSS_LABELS, METHOD_LABELS, ROW_KINDS
+from bench.report.render import (
+    latex_grouped_header,
+    latex_row,
+    latex_table,
+    markdown_table,
+    tex_escape,
+)
+from bench.report.significance import ALPHA, paired_test
 
-ALPHA = 0.05
 METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "nDCG"}
 
 
@@ -88,50 +94,6 @@ def row_order(label: str, kind: str = "gru4rec") -> tuple:
     return (2, losses.index(head) if head in losses else len(losses), tuned, label)
 
 
-def per_event(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """The evaluator's per-event values of `metric` ("name@K") for stored ranks."""
-    from bench.core.metrics import per_event_metric
-
-    name, k = metric.split("@")
-    return per_event_metric(torch.as_tensor(ranks, dtype=torch.float64), name, int(k)).numpy()
-
-
-def seed_mean_values(ranks, metric: str) -> np.ndarray | None:
-    """Per-event values of `metric` averaged over the seeds' rank arrays; None where one is
-    missing (None) or they do not rank the same number of events. The one helper of both
-    the tables (rank files) and the headline (ranks kept in the study storage)."""
-    arrays = []
-    for r in ranks:
-        if r is None:
-            return None
-        arrays.append(per_event(np.asarray(r, dtype=np.float64), metric))
-    if not arrays or len({len(a) for a in arrays}) != 1:
-        return None
-    return np.mean(arrays, axis=0)
-
-
-def _load_ranks(path) -> np.ndarray | None:
-    if not isinstance(path, str):
-        return None
-    try:
-        return np.load(path)
-    except (OSError, ValueError):
-        return None
-
-
-def _event_values(runs: pd.DataFrame, metric: str) -> np.ndarray | None:
-    """Per-event values averaged over the runs (seeds); None without usable rank files."""
-    return seed_mean_values((_load_ranks(p) for p in runs["ranks"]), metric)
-
-
-def paired_p(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import wilcoxon
-
-    if np.all(a == b):
-        return 1.0
-    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue)
-
-
 def disambiguate(final: pd.DataFrame) -> pd.DataFrame:
     """Two configurations under one label in one dataset get their config hash appended."""
     final = final.copy()
@@ -178,9 +140,7 @@ def comparison_table(
     kinds = dict(zip(final["label"], final["kind"]))
     rows = sorted(final["label"].unique(), key=lambda r: row_order(r, kinds[r]))
     cells: dict[tuple[str, str, str], Cell] = {}
-    fingerprints: dict[tuple[str, str], set] = {}
     for (label, ds), group in final.groupby(["label", "dataset"]):
-        fingerprints[(label, ds)] = set(group["fingerprint"])
         for m in metrics:
             vals = group[m].to_numpy(dtype=np.float64)
             std = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -193,19 +153,10 @@ def comparison_table(
             base = table.best_baseline(ds, m)
             if base is None:
                 continue
-            base_runs = sub[sub["label"] == base]
-            base_vals = _event_values(base_runs, m)
             for r in rows:
-                if kinds[r] == "baseline" or (r, ds, m) not in cells or base_vals is None:
-                    continue
-                if (
-                    fingerprints[(r, ds)] != fingerprints[(base, ds)]
-                    or len(fingerprints[(r, ds)]) != 1
-                ):
-                    continue  # different test events: not pairable
-                vals = _event_values(sub[sub["label"] == r], m)
-                if vals is not None and len(vals) == len(base_vals):
-                    cells[(r, ds, m)].p = paired_p(vals, base_vals)
+                if kinds[r] != "baseline" and (r, ds, m) in cells:
+                    p, _ = paired_test(sub[sub["label"] == r], sub[sub["label"] == base], m)
+                    cells[(r, ds, m)].p = p
     table.params = row_params(final)
     table.notes = protocol_notes(final, tie_mode) + settings_notes(final) + repeated
     return table
@@ -346,48 +297,19 @@ def to_markdown(table: Table) -> str:
     header = ["Method"] + [
         f"{ds} {metric_title(m)}" for ds in table.datasets for m in table.metrics
     ]
-    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |"]
-    lines.append("|" + "---|" + "---:|" * (len(header) - 1))
-    for r in table.rows:
-        vals = [styled.get((r, ds, m), "–") for ds in table.datasets for m in table.metrics]
-        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    rows = [
+        [r, *(styled.get((r, ds, m), "–") for ds in table.datasets for m in table.metrics)]
+        for r in table.rows
+    ]
     imp = [
         _improvement_text(table.improvement(ds, m)) for ds in table.datasets for m in table.metrics
     ]
-    lines.append("| *Improvement of best GRU4Rec over best baseline* | " + " | ".join(imp) + " |")
-    lines.append("")
+    rows.append(["*Improvement of best GRU4Rec over best baseline*", *imp])
+    lines = [f"### {table.title}", "", *markdown_table(header, rows, "l" + "r" * len(imp)), ""]
     lines += [f"- {n}" for n in table.notes]
     lines += ["", "Hyperparameters per row:", ""]
     lines += [f"- {r}: `{table.params.get(r, '-')}`" for r in table.rows]
     return "\n".join(lines) + "\n"
-
-
-def tex_escape(text: str) -> str:
-    """Plain text (with the ± † – < of the tables) as LaTeX."""
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("±", r"$\pm$"),
-        ("†", r"$^\dagger$"),
-        ("–", "--"),
-        ("<", "$<$"),
-    ):
-        text = text.replace(a, b)
-    return text
-
-
-def latex_grouped_header(groups: list[str], columns: list[str]) -> list[str]:
-    """Two booktabs header lines: each group over its columns (with a rule), then the columns."""
-    n = len(columns)
-    return [
-        " & ".join(["", *(rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}" for g in groups)])
-        + r" \\",
-        "".join(rf"\cmidrule(lr){{{2 + i * n}-{1 + (i + 1) * n}}}" for i in range(len(groups))),
-        " & ".join(["Method", *(c for _ in groups for c in columns)]) + r" \\",
-    ]
 
 
 def to_latex(table: Table) -> str:
@@ -398,45 +320,36 @@ def to_latex(table: Table) -> str:
         r"$^\dagger$",
         tex_escape,
     )
-    n_m = len(table.metrics)
-    cols = "l" + ("r" * n_m) * len(table.datasets)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{tex_escape(table.title)}. " + tex_escape(" ".join(table.notes)) + "}",
-        rf"\begin{{tabular}}{{{cols}}}",
-        r"\toprule",
-        *latex_grouped_header(table.datasets, [metric_title(m) for m in table.metrics]),
-        r"\midrule",
-    ]
-    previous_kind = None
+    body, previous_kind = [], None
     for r in table.rows:
         if previous_kind == "baseline" and table.kinds[r] != "baseline":
-            lines.append(r"\midrule")
+            body.append(r"\midrule")
         previous_kind = table.kinds[r]
         vals = [styled.get((r, ds, m), "--") for ds in table.datasets for m in table.metrics]
-        lines.append(" & ".join([tex_escape(r), *vals]) + r" \\")
+        body.append(latex_row([tex_escape(r), *vals]))
     imp = [
         tex_escape(_improvement_text(table.improvement(ds, m)))
         for ds in table.datasets
         for m in table.metrics
     ]
-    lines += [r"\midrule", " & ".join([r"\textit{Improvement}", *imp]) + r" \\"]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    lines += [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{tex_escape(table.title)}: hyperparameters per row.}}",
-        r"\begin{tabular}{lp{0.7\linewidth}}",
-        r"\toprule",
-        r"Method & Hyperparameters \\",
-        r"\midrule",
-    ]
-    lines += [
-        rf"{tex_escape(r)} & \texttt{{{tex_escape(table.params.get(r, '-'))}}} \\"
+    body += [r"\midrule", latex_row([r"\textit{Improvement}", *imp])]
+    lines = latex_table(
+        f"{tex_escape(table.title)}. " + tex_escape(" ".join(table.notes)),
+        "l" + ("r" * len(table.metrics)) * len(table.datasets),
+        latex_grouped_header(table.datasets, [metric_title(m) for m in table.metrics]),
+        body,
+    )
+    params = [
+        latex_row([tex_escape(r), rf"\texttt{{{tex_escape(table.params.get(r, '-'))}}}"])
         for r in table.rows
     ]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines.append("")
+    lines += latex_table(
+        f"{tex_escape(table.title)}: hyperparameters per row.",
+        r"lp{0.7\linewidth}",
+        [latex_row(["Method", "Hyperparameters"])],
+        params,
+    )
     return "\n".join(lines) + "\n"
 
 
