@@ -204,7 +204,12 @@ def status_lines(rows: list[Progress]) -> list[str]:
         )
     lines.append(
         f"\nTotal: {total_spent:.1f} CPU-hours spent, {total_left:.1f} to finish"
-        + (f" (not counting {len(unknown)} studies without a trial yet)" if unknown else "")
+        + (
+            f" (not counting {len(unknown)} {'study' if len(unknown) == 1 else 'studies'} "
+            "without a trial yet)"
+            if unknown
+            else ""
+        )
     )
     if any(p.cpu_estimated for p in rows):
         lines.append("* includes trials run before CPU time was recorded: wall time x 2 threads")
