@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.studies import STOP_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 VENV = Path(sys.prefix)  # `make` is walked with this environment (VENV=...)
@@ -186,8 +188,9 @@ def status_table(p, walk):
     assert "gru4rec_ce_diginetica_srgnn | 30 of 30" in p.stdout, p.stdout[-3000:]
 
 
-def nothing_to_stop(p, walk):
-    assert "no" in (p.stdout + p.stderr).lower()
+def workers_told_to_stop(p, walk):
+    assert "every worker ends after its trial in progress" in p.stdout, p.stdout
+    assert (walk.project / STOP_FILE).is_file()
 
 
 def storage_opens(name: str):
@@ -316,7 +319,7 @@ WALK: dict[str, Step] = {
         covered_by="tests/test_studies.py::test_stage_puts_the_headline_of_exactly_the_staged_storages_in_the_index",
         why="the walk's copy is not a git repository",
     ),
-    "python -m bench.studies --stop": Step(check=nothing_to_stop),
+    "python -m bench.studies --stop": Step(check=workers_told_to_stop),
     "make headline": Step(
         covered_by="tests/test_committed_results.py::test_make_headline_regenerates_the_committed_headline",
         why="that test runs it and compares what it writes",

@@ -212,3 +212,15 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     assert list(work.glob("results/raw/runs/*/result.json"))
     assert list(work.glob("results/raw/tensorboard/*/*/events.out.tfevents.*"))
     assert not list(site.rglob("results"))
+    # Outside a project, the headline studies' status is one line saying where to run it
+    # (it once listed "0 of 30" for every study, silently).
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.studies", "--status"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2 and p.stdout == "", p.stdout[-2000:]
+    assert p.stderr.count("\n") == 1 and f"no sweeps/ folder in {work}" in p.stderr

@@ -372,6 +372,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.status and not (PROJECT_ROOT / "sweeps").is_dir():
+        print(
+            f"error: no sweeps/ folder in {PROJECT_ROOT}: the headline studies live in the "
+            "project's sweeps/; run this from the checkout (an installed, non-editable copy "
+            "takes the current directory as the project) or install it with pip install -e .",
+            file=sys.stderr,
+        )
+        return 2
     studies = [
         s for s in all_studies() if not args.only or s.name in args.only or s.search in args.only
     ]
