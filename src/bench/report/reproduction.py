@@ -45,42 +45,52 @@ def _num(v) -> str:
     return "–" if v is None or pd.isna(v) else f"{v:.2f}"
 
 
+# A row's columns (the LaTeX table leaves out the source, the relative difference and the note).
+COLUMNS = {
+    "source": "Source",
+    "dataset": "Dataset",
+    "method": "Method (published)",
+    "ours": "Our row",
+    "metric": "Metric",
+    "published": "Published %",
+    "ours_pct": "Ours %",
+    "diff": "Diff (pts)",
+    "rel": "Diff (rel.)",
+    "note": "Note",
+}
+LATEX_COLUMNS = {
+    "dataset": "Dataset",
+    "method": "Method",
+    "ours": "Our row",
+    "metric": "Metric",
+    "published": "Published",
+    "ours_pct": "Ours",
+    "diff": "Diff",
+}
+
+
+def _cells(r: pd.Series) -> dict[str, str]:
+    return {
+        "source": str(r["source"]),
+        "dataset": str(r["dataset"]),
+        "method": str(r["method"]),
+        "ours": r["ours"] or "–",
+        "metric": metric_title(r["metric"]),
+        "published": f"{r['value_pct']:.2f}",
+        "ours_pct": _num(r["ours_pct"]),
+        "diff": "–" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}",
+        "rel": "–" if pd.isna(r["diff_rel_pct"]) else f"{r['diff_rel_pct']:+.1f}%",
+        "note": str(r["note"]),
+    }
+
+
 def reproduction_markdown(frame: pd.DataFrame) -> str:
-    header = [
-        "Source",
-        "Dataset",
-        "Method (published)",
-        "Our row",
-        "Metric",
-        "Published %",
-        "Ours %",
-        "Diff (pts)",
-        "Diff (rel.)",
-        "Note",
-    ]
-    rows = []
-    for _, r in frame.iterrows():
-        rel = "–" if pd.isna(r["diff_rel_pct"]) else f"{r['diff_rel_pct']:+.1f}%"
-        diff = "–" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
-        rows.append(
-            [
-                r["source"],
-                r["dataset"],
-                r["method"],
-                r["ours"] or "–",
-                metric_title(r["metric"]),
-                f"{r['value_pct']:.2f}",
-                _num(r["ours_pct"]),
-                diff,
-                rel,
-                r["note"],
-            ]
-        )
+    rows = [[c[k] for k in COLUMNS] for c in (_cells(r) for _, r in frame.iterrows())]
     tie = frame["tie_mode"].iloc[0] if len(frame) else ""
     lines = [
         "### Reproduction: published numbers next to ours",
         "",
-        *markdown_table(header, rows, "lllllrrrrl"),
+        *markdown_table(list(COLUMNS.values()), rows, "lllllrrrrl"),
         "",
         f"- Ours: same split files and full ranking, {tie} ties; the published SR-GNN-table "
         "numbers rank with their own code's tie handling.",
@@ -89,23 +99,14 @@ def reproduction_markdown(frame: pd.DataFrame) -> str:
 
 
 def reproduction_latex(frame: pd.DataFrame) -> str:
-    body = []
-    for _, r in frame.iterrows():
-        diff = "--" if pd.isna(r["diff_pts"]) else f"{r['diff_pts']:+.2f}"
-        cells = (
-            r["dataset"],
-            r["method"],
-            r["ours"] or "–",
-            metric_title(r["metric"]),
-            f"{r['value_pct']:.2f}",
-            _num(r["ours_pct"]),
-            diff,
-        )
-        body.append(latex_row([tex_escape(str(c)) for c in cells]))
+    body = [
+        latex_row([tex_escape(c[k]) for k in LATEX_COLUMNS])
+        for c in (_cells(r) for _, r in frame.iterrows())
+    ]
     lines = latex_table(
         r"Published numbers next to ours on the same split (values in \%).",
         "llllrrr",
-        [latex_row(["Dataset", "Method", "Our row", "Metric", "Published", "Ours", "Diff"])],
+        [latex_row(list(LATEX_COLUMNS.values()))],
         body,
     )
     return "\n".join(lines) + "\n"
