@@ -219,7 +219,9 @@ WALK: dict[str, Step] = {
     "python -m bench.run": Step(check=trained_and_recorded),
     "python -m bench.run -m loss=top1,bpr,ce": Step(extra=("n_epochs=1",), check=grid_table),
     "python -m bench.run dataset=diginetica_srgnn loss=bpr-max n_epochs=5": Step(
-        replace={"n_epochs=5": "n_epochs=1"}, check=trained_and_recorded, slow=True
+        covered_by="tests/test_real_data.py::test_diginetica_accuracy_parity_with_official",
+        why="that test trains and evaluates on this split through bench.run; this command's "
+        "minute is measured in the README's cost table",
     ),
     "python -m bench.run dataset=files dataset.train=my_train.tsv dataset.test=my_test.tsv": Step(
         extra=("n_epochs=1",), check=trained_and_recorded
@@ -243,7 +245,7 @@ WALK: dict[str, Step] = {
         why="a server of a package this environment does not hold; its store is read back",
     ),
     "python -m bench.run -m hparams_search=gru4rec_ce logger=mlflow": Step(
-        extra=STUDY_SHORT, check=mlflow_runs
+        extra=STUDY_SHORT, check=mlflow_runs, slow=True
     ),
     "python -m bench.run dataset=rsc15_100k n_epochs=5": Step(check=interrupted),
     "python -m bench.run dataset=rsc15_100k n_epochs=5 resume=results/raw/runs/<stamp>": Step(
@@ -274,16 +276,20 @@ WALK: dict[str, Step] = {
     "python -m bench.run model=external model.target=examples.my_model:PrefixGRU "
     "+model.params.hidden=128 batch_size=256 n_epochs=3 dataset=yoochoose1_64 "
     "eval.per_epoch=true": Step(
-        replace={"n_epochs=3": "n_epochs=1"}, check=trained_and_recorded, slow=True
+        covered_by="tests/test_external.py::test_the_example_runs_through_bench_run_and_into_the_report",
+        why="five minutes on yoochoose1/64 (the README's cost table); that test runs the same "
+        "model through bench.run, per-epoch evaluation included",
     ),
     "python -m bench.run model=prefix_gru hydra.searchpath=[file://examples/conf]": Step(
         extra=("n_epochs=1",), check=trained_and_recorded
     ),
     "python -m bench.run -m hparams_search=prefix_gru hydra.searchpath=[file://examples/conf]": (
-        Step(extra=STUDY_SHORT, check=study_summary)
+        Step(extra=STUDY_SHORT, check=study_summary, slow=True)
     ),
     "python -m bench.run model=srgnn dataset=yoochoose1_64 eval.per_epoch=true": Step(
-        extra=("n_epochs=1",), check=trained_and_recorded, slow=True
+        covered_by="tests/test_external.py::test_a_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one",
+        why="its 30 epochs take an hour; that test runs SR-GNN through bench.run, and the walk's "
+        "SR-GNN study step trains it on this split",
     ),
     "make peers": Step(
         covered_by="tests/test_committed_results.py::test_make_headline_regenerates_the_committed_headline",
@@ -344,7 +350,10 @@ WALK: dict[str, Step] = {
     ),
     "python -m bench.run -m hparams_search=gru4rec_bpr-max dataset=rsc15_100k "
     "hydra.sweeper.n_trials=50": Step(
-        replace={"hydra.sweeper.n_trials=50": ""}, extra=STUDY_SHORT, check=study_summary
+        replace={"hydra.sweeper.n_trials=50": ""},
+        extra=STUDY_SHORT,
+        check=study_summary,
+        slow=True,
     ),
     "optuna-dashboard sqlite:///results/raw/studies/gru4rec_ce_diginetica_srgnn.db": Step(
         instead=storage_opens("results/raw/studies/gru4rec_ce_diginetica_srgnn.db"), slow=True
@@ -355,7 +364,9 @@ WALK: dict[str, Step] = {
     "python -m bench.run dataset=diginetica_srgnn loss=ce layers=[100] batch_size=128 "
     "n_sample=2048 sample_alpha=0.75 logq=1 constrained_embedding=true dropout_p_embed=0.1 "
     "dropout_p_hidden=0 learning_rate=0.1 momentum=0 n_epochs=1 eval.tie_mode=standard": Step(
-        check=trained_and_recorded, slow=True
+        covered_by="tests/test_real_data.py::test_diginetica_accuracy_parity_with_official",
+        why="that test runs this command (save_model=false) and checks its accuracy against "
+        "the official code's",
     ),
 }
 

@@ -108,6 +108,7 @@ def test_killed_and_preempted_runs_resume_to_the_same_metrics(shared_data, tmp_p
     assert resumed["metrics"] == reference["metrics"]
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 @pytest.mark.real_data
 def test_resume_refuses_a_checkpoint_of_another_run(shared_data, tmp_path):
     run = start(tmp_path / "a", "n_epochs=1")

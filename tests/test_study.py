@@ -136,6 +136,7 @@ def pg_url():
         conn.close()
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 def test_two_workers_share_one_postgres_study(pg_url, tmp_path):
     args = ["hydra.sweeper.n_trials=8", *SMALL, *SPACE]
     procs = [
@@ -539,6 +540,7 @@ def test_diverging_trials_fail_with_reason_and_the_study_stops(tmp_path):
     assert all("training diverged" in t.user_attrs["fail_reason"] for t in failed)
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 def test_parallel_local_launcher_runs_trials_in_batches(tmp_path):
     storage = f"sqlite:///{tmp_path / 'j.db'}"
     run(
@@ -606,6 +608,7 @@ def test_a_stop_file_ends_the_worker_after_its_trial_in_progress(tmp_path):
     assert study.user_attrs["final"]["seeds"] == [0]
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 def test_the_final_seeds_retrain_in_parallel_through_the_local_launcher(tmp_path):
     """What `bench.studies --workers 2` runs after its workers: the retraining alone, two
     seeds at a time, each in its own process, both stored on the study."""
@@ -644,6 +647,7 @@ def test_the_final_seeds_retrain_in_parallel_through_the_local_launcher(tmp_path
     assert len({Path(r["record_path"]).parent for r in final["records"]}) == 2
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 def test_a_study_runs_its_trials_through_submitit(tmp_path):
     """The path a cluster user takes (hydra/launcher=submitit_slurm differs only in the
     executor): each trial a submitit job in its own process, reporting to the storage."""
@@ -721,6 +725,7 @@ def test_baseline_study_tunes_and_retrains_through_the_same_sweeper(tmp_path):
     assert rec["settings"]["pruning"] == best["baseline.params.pruning"]
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 def test_an_enqueued_trial_is_run_even_when_it_fills_the_budget(tmp_path):
     """A waiting trial is nobody's until asked: with a budget of one, the enqueued
     configured values are that one trial (the sweeper once waited on it forever)."""
