@@ -107,8 +107,9 @@ def trained_and_recorded(p, walk):
 
 def grid_table(p, walk):
     assert p.stdout.count("result record:") == 3
-    table = p.stdout.split("comparison of the 3 runs")[-1]
-    assert all(f"GRU4Rec {loss}" in table for loss in ("TOP1", "BPR", "XE")), p.stdout[-3000:]
+    assert p.stdout.count("### Grid results/raw/multiruns/") == 1, p.stdout[-3000:]
+    table = p.stdout.split("### Grid ")[1]
+    assert all(f"| GRU4Rec {loss} |" in table for loss in ("TOP1", "BPR", "XE")), table
 
 
 def printed_config(p, walk):
