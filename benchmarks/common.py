@@ -90,3 +90,20 @@ def write_report(out: str | Path, benchmark: str, fields: dict) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def run_measured(argv: list[str], cwd: Path, log: Path) -> dict:
+    """One process to its end: wall seconds and its peak resident set (MB; Linux reports
+    the largest process of the tree it waited for), its output in `log`; a failure ends
+    the benchmark with the log's tail."""
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(map(str, argv))}: failed\n{log.read_text()[-3000:]}")
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from common import machine_info, write_report
+from common import machine_info, run_measured, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "readme_times.json"
@@ -46,21 +43,15 @@ def folder_bytes(path: Path) -> int:
 
 
 def measure(command: str, run_dir: Path) -> dict:
-    """One run: wall seconds, the peak resident set of the run (its largest process; ours
-    spawn none), and the bytes of each file kind its run folder holds."""
+    """One run: wall seconds, peak resident set, and the bytes of each file kind its run
+    folder holds."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, *shlex.split(command)[1:], f"hydra.run.dir={run_dir}"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command}: failed\n{err[-2000:]}")
+    cost = run_measured(argv, ROOT, run_dir.parent / f"{run_dir.name}.log")
     files = {f.name: f.stat().st_size for f in run_dir.rglob("*") if f.is_file()}
     return {
         "command": command,
-        "seconds": round(seconds, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        **cost,
         "disk_mb": round(folder_bytes(run_dir) / 1e6, 2),
         "largest_files_mb": {
             k: round(v / 1e6, 2) for k, v in sorted(files.items(), key=lambda kv: -kv[1])[:3]

@@ -124,23 +124,23 @@ def test_committed_results_hold_no_machine_path():
     assert texts and not [t for t in texts if any(a in t for a in ABSOLUTE)]
 
 
-def test_the_readme_times_table_is_drawn_from_its_measurement():
-    """README "Running": the cost of each real-data command, from
-    benchmarks/results/readme_times.json (`python benchmarks/readme_times.py --table-only`)."""
-    spec = importlib.util.spec_from_file_location(
-        "readme_times", ROOT / "benchmarks" / "readme_times.py"
-    )
+@pytest.mark.parametrize("name", ["readme_times", "scale"])
+def test_the_readme_blocks_of_measured_costs_are_drawn_from_their_json(name):
+    """README "Running" (what each real-data command costs) and "Scale" (a log of the seed
+    paper's size): each block is what `benchmarks/<name>.py --table-only` draws from
+    benchmarks/results/<name>.json."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `common` import
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # their `common` import
     try:
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    report = json.loads((ROOT / "benchmarks" / "results" / "readme_times.json").read_text())
-    block = re.search(
-        r"<!-- readme-times:start -->\n(.*)<!-- readme-times:end -->",
-        (ROOT / "README.md").read_text(),
-        re.S,
+    report = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+    block = name.replace("_", "-")
+    found = re.search(
+        rf"<!-- {block}:start -->\n(.*)<!-- {block}:end -->", (ROOT / "README.md").read_text(), re.S
     )
-    assert block and block.group(1) == module.table(report)
-    assert [r["command"] for r in report["runs"]] == module.COMMANDS
+    assert found and found.group(1) == module.table(report)
+    if name == "readme_times":
+        assert [r["command"] for r in report["runs"]] == module.COMMANDS
