@@ -773,3 +773,24 @@ def test_a_seed_run_twice_counts_once_and_is_named(records, tmp_path):
     table = comparison_table(col.runs, ["recall@20"], "conservative")
     assert table.cells[("SKNN", "ds_a", "recall@20")].n == 1
     assert notes[0] in table.notes
+
+
+def test_the_figure_draws_one_line_per_table_row(records, tmp_path, monkeypatch):
+    """metrics_vs_k: each panel has exactly the table's rows, in its order, one line each
+    (it once drew one line at the mean of rows that the table kept apart)."""
+    from bench.report import plots
+    from bench.report.tables import table_runs
+
+    write_record(
+        records, "b_bprmax_official", "ds_b", "gru", np.arange(1, N_EVENTS + 1), loss="bpr-max"
+    )
+    runs = collect([records], []).runs
+    table = comparison_table(runs, ["recall@20"], "conservative")
+    final, _ = table_runs(runs, "conservative")
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, out, name: drawn.append(fig) or [])
+    plots.metrics_vs_k(final, "ds_b", [5, 20], tmp_path)
+    rows = [r for r in table.rows if (r, "ds_b", "recall@20") in table.cells]
+    assert len([r for r in rows if r.startswith("GRU4Rec")]) == 2 and len(rows) >= 4
+    for ax in drawn[0].axes:
+        assert [line.get_label() for line in ax.get_lines()] == rows
