@@ -33,7 +33,7 @@ from bench.report.render import (
     tex_escape,
 )
 from bench.report.reproduction import published
-from bench.report.significance import ALPHA, paired_test
+from bench.report.significance import ALPHA, RowEvents, paired_test
 from bench.report.tables import metric_title, row_order
 from bench.study import (
     ENQUEUED,
@@ -304,7 +304,9 @@ def significance(ours: pd.DataFrame) -> dict[tuple[str, str], dict]:
             if gru.empty or base.empty:
                 continue
             g, b = gru.idxmax(), base.idxmax()
-            p, events = paired_test(part[part["label"] == g], part[part["label"] == b], m)
+            p, events = paired_test(
+                RowEvents.of(part[part["label"] == g], m), RowEvents.of(part[part["label"] == b], m)
+            )
             out[(ds, m)] = {
                 "gru4rec": g,
                 "baseline": b,

@@ -5,6 +5,8 @@ between two rows that ranked the very same test events."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -58,12 +60,25 @@ def paired_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue)
 
 
-def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[float | None, int | None]:
-    """(p, test events) of row `a` against row `b` (each: its runs); p is None where the two
-    did not rank the very same test events (one fingerprint each, equal) or ranks are missing."""
-    fa, fb = set(a["fingerprint"]), set(b["fingerprint"])
-    va, vb = event_values(a, metric), event_values(b, metric)
+@dataclass(frozen=True)
+class RowEvents:
+    """What a row (its runs) brings to the paired test: the test events it ranked
+    (fingerprints) and its per-event values of one metric, averaged over seeds."""
+
+    fingerprints: frozenset
+    values: np.ndarray | None
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame, metric: str) -> RowEvents:
+        return cls(frozenset(runs["fingerprint"]), event_values(runs, metric))
+
+
+def paired_test(a: RowEvents, b: RowEvents) -> tuple[float | None, int | None]:
+    """(p, test events) of row `a` against row `b`; p is None where the two did not rank the
+    very same test events (one fingerprint each, equal) or ranks are missing."""
+    va, vb = a.values, b.values
     n = None if va is None else len(va)
-    if fa != fb or len(fa) != 1 or va is None or vb is None or len(va) != len(vb):
+    same = a.fingerprints == b.fingerprints and len(a.fingerprints) == 1
+    if not same or va is None or vb is None or len(va) != len(vb):
         return None, n
     return paired_p(va, vb), n

@@ -23,7 +23,7 @@ from bench.report.render import (
     markdown_table,
     tex_escape,
 )
-from bench.report.significance import ALPHA, paired_test
+from bench.report.significance import ALPHA, RowEvents, paired_test
 
 METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "nDCG"}
 
@@ -153,10 +153,11 @@ def comparison_table(
             base = table.best_baseline(ds, m)
             if base is None:
                 continue
+            base_events = RowEvents.of(sub[sub["label"] == base], m)  # once per column
             for r in rows:
                 if kinds[r] != "baseline" and (r, ds, m) in cells:
-                    p, _ = paired_test(sub[sub["label"] == r], sub[sub["label"] == base], m)
-                    cells[(r, ds, m)].p = p
+                    row_events = RowEvents.of(sub[sub["label"] == r], m)
+                    cells[(r, ds, m)].p, _ = paired_test(row_events, base_events)
     table.params = row_params(final)
     table.notes = protocol_notes(final, tie_mode) + settings_notes(final) + repeated
     return table
