@@ -19,7 +19,7 @@ from bench.paths import (
     portable_storage,
     portable_text,
 )
-from bench.records import RunRecord, git_commit, versions
+from bench.records import RunRecord, counted_from_1, git_commit, versions
 
 
 def make_record(cfg: DictConfig, method, data, evaluator, result, epochs, timings, device, resume):
@@ -41,7 +41,7 @@ def make_record(cfg: DictConfig, method, data, evaluator, result, epochs, timing
         metrics=result.metrics,
         metrics_by_tie_mode={cfg.eval.tie_mode: result.metrics} | result.also,
         study=study,
-        epochs=[{**e, "epoch": e["epoch"] + 1} for e in epochs],  # counted from 1
+        epochs=counted_from_1(epochs),
         timings=timings,
         device=device,
         harness=cfg.trainer.harness if method.training == "session_parallel" else None,

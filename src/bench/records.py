@@ -210,15 +210,18 @@ def _from_v1(d: dict) -> dict:
     }
 
 
+def counted_from_1(epochs: list[dict]) -> list[dict]:
+    """Per-epoch dicts counted from 0 (the training loops' count) as the record counts
+    them, from 1."""
+    return [{**e, "epoch": e["epoch"] + 1} if "epoch" in e else e for e in epochs]
+
+
 def _from_v2(d: dict) -> dict:
     """Schema 2 (until 2026-12) counted epochs from 0 (`epochs[i].epoch`, `best_epoch`)
     where the console, the loggers and the pruner count from 1; schema 3 counts as they do."""
-    best = d.get("best_epoch")
     return {
         **d,
-        "epochs": [
-            {**e, "epoch": e["epoch"] + 1} if "epoch" in e else e for e in d.get("epochs") or []
-        ],
-        "best_epoch": best + 1 if best is not None else None,
+        "epochs": counted_from_1(d.get("epochs") or []),
+        "best_epoch": d["best_epoch"] + 1 if d.get("best_epoch") is not None else None,
         "schema_version": SCHEMA_VERSION,
     }
