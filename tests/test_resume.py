@@ -80,23 +80,26 @@ def test_killed_and_preempted_runs_resume_to_the_same_metrics(shared_data, tmp_p
     assert saved_state(ckpt)["mid_epoch"] is None and len(saved_state(ckpt)["history"]) == 3
 
     # Resume; Ctrl+C in the middle of epoch 5 (made a SIGTERM, a scheduler's preemption).
-    # Epoch 5 starts once epoch 4's checkpoint is written; a quarter of a second into it
-    # (an epoch takes about a second on an idle machine, longer on a busy one: timing it
-    # by epoch 4, inflated by the resume, once slept past the end of a fast epoch 5).
+    # The resumed run's first checkpoint is epoch 4's, written as epoch 5 begins. Training
+    # stops after the batch in progress, so Ctrl+C anywhere from a moment after that file
+    # appears to the end of epoch 5 (a third of a second on an idle machine) leaves a
+    # mid-epoch checkpoint; a fixed sleep on top of a slow poll once overshot the epoch.
     run2, seen = start(tmp_path / "run2", f"resume={tmp_path / 'run1'}"), []
     ckpt2 = tmp_path / "run2" / "checkpoints" / "last.ckpt"
-    wait_for_line(run2, "Epoch 4 -->", seen)
+    wait_for_line(run2, "resumed from the checkpoint after epoch 3", seen)
     deadline = time.monotonic() + 120
-    while not (ckpt2.exists() and saved_state(ckpt2)["state"]["epoch"] == 4):
+    while not ckpt2.exists():
         assert time.monotonic() < deadline, "no checkpoint of epoch 4"
-        time.sleep(0.02)
-    time.sleep(0.25)
+        time.sleep(0.005)
+    time.sleep(0.03)
     run2.send_signal(signal.SIGINT)
     out = "".join(seen) + run2.stdout.read()
     assert run2.wait(timeout=300) == 128 + signal.SIGTERM and "interrupted: checkpoint" in out, out[
         -3000:
     ]
-    mid = saved_state(tmp_path / "run2" / "checkpoints" / "last.ckpt")["mid_epoch"]
+    state = saved_state(ckpt2)
+    assert state["state"]["epoch"] == 4, "Ctrl+C did not land in epoch 5"
+    mid = state["mid_epoch"]
     assert mid is not None and mid["next_batch"] > 0, "Ctrl+C left no mid-epoch checkpoint"
 
     # Resume from the middle of epoch 5 to the end.
@@ -236,3 +239,30 @@ def test_a_checkpoint_carrying_a_foreign_object_is_refused_with_one_line(tmp_pat
     lines = q.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: resume: {tmp_path / 'tampered.ckpt'}")
     assert "refused" in lines[0] and not marker.exists()
+
+
+def test_ctrl_c_in_the_final_evaluation_is_one_line_and_keeps_the_checkpoint(tmp_path):
+    """Ctrl+C after training (Python's KeyboardInterrupt, not the training loop's SIGTERM):
+    one line naming the checkpoint that holds every epoch, exit 130, and no traceback."""
+    run_dir = tmp_path / "run"
+    interrupt_the_evaluation = (
+        "import sys, bench.evaluation as e, bench.run as r\n"
+        "def ctrl_c(*a, **k): raise KeyboardInterrupt\n"
+        "e.Evaluator.__call__ = ctrl_c\n"
+        f"sys.argv = ['bench.run', 'n_epochs=1', 'hydra.run.dir={run_dir}']\n"
+        "r.main()\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", interrupt_the_evaluation],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CI": "1"},
+    )
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert p.returncode == 128 + signal.SIGINT, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"interrupted: no result recorded; checkpoint {ckpt}; continue with resume={run_dir}"
+    )
+    assert "Traceback" not in p.stderr
+    assert len(saved_state(ckpt)["history"]) == 1 and not (run_dir / "result.json").exists()

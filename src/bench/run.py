@@ -146,6 +146,16 @@ def discard_unfinished(out_dir: Path) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def _interrupted_outside_training(out_dir: Path) -> str:
+    """The one line for a Ctrl+C that Python, not the training loop, received: nothing is
+    recorded, and a checkpoint already written (every epoch when training had ended) is
+    still the place to continue from."""
+    ckpt = out_dir / "checkpoints" / "last.ckpt"
+    if ckpt.exists():
+        return f"interrupted: no result recorded; checkpoint {ckpt}; continue with resume={out_dir}"
+    return "interrupted: no result recorded and no checkpoint written"
+
+
 def _refuse_study_knobs(overrides) -> None:
     from bench.study import study_knob_error
 
@@ -165,7 +175,8 @@ def _under_study_sweeper() -> bool:
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="run")
 def main(cfg: DictConfig) -> float:
     """Exit status 2 on bad input, 3 on a diverged (NaN) training, each with one line;
-    143 when SIGTERM stopped training (resume from the checkpoint it wrote).
+    143 when SIGTERM stopped training (resume from the checkpoint it wrote); 130 when
+    Ctrl+C came outside training (loading data, the final evaluation) or twice.
 
     In a grid (`-m`) a failed job prints its line and the grid goes on; under the study
     sweeper the error propagates so that the trial is recorded as failed with its reason.
@@ -181,6 +192,13 @@ def main(cfg: DictConfig) -> float:
             raise
         print(f"interrupted: {e}", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:
+        if _under_study_sweeper():
+            raise
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        print(_interrupted_outside_training(out_dir), file=sys.stderr)
+        discard_unfinished(out_dir)
+        sys.exit(128 + signal.SIGINT)
     except (BenchError, NaNLossError) as e:
         if _under_study_sweeper():
             raise
