@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 _requested: str | None = None  # the name of the first signal received, while installed
 
@@ -44,3 +45,13 @@ def stop_on_signals() -> Iterator[None]:
         for s, handler in old.items():
             signal.signal(s, handler)
         _requested = None
+
+
+def outside_training(out_dir: Path) -> str:
+    """The one line for a Ctrl+C that Python, not the training loop, received (a single
+    run loading data or in its final evaluation): nothing is recorded, and a checkpoint
+    already written (every epoch, once training has ended) is still where to continue."""
+    ckpt = out_dir / "checkpoints" / "last.ckpt"
+    if ckpt.exists():
+        return f"interrupted: no result recorded; checkpoint {ckpt}; continue with resume={out_dir}"
+    return "interrupted: no result recorded and no checkpoint written"

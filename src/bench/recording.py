@@ -1,9 +1,10 @@
 """The run's outputs, written in an order that never leaves a record pointing at nothing:
 the per-event ranks, then the record (`result.json`), then the model, then the study trial
-that points at the record."""
+that points at the record. A run that wrote none of them leaves no folder."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -71,3 +72,10 @@ def write_outputs(out_dir: Path, record: RunRecord, result, save_model, trial, c
             portable_path(str(out_dir / "result.json")),
             time.process_time() - cpu_start,
         )
+
+
+def discard_unfinished(out_dir: Path) -> None:
+    """A run that failed before it wrote a record or a checkpoint leaves no folder behind
+    (Hydra creates it before the job starts): only its config and log were in it."""
+    if not (out_dir / "result.json").exists() and not (out_dir / "checkpoints").exists():
+        shutil.rmtree(out_dir, ignore_errors=True)

@@ -8,7 +8,6 @@ and exit status 2.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 import time
@@ -19,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench import protocol
+from bench import interrupts, protocol, recording
 from bench.errors import BenchError, TrainingInterrupted
 from bench.evaluation import Evaluator, check_eval_config
 from bench.job_options import (
@@ -139,23 +138,6 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, ctx, cpu_start: float) 
     return record
 
 
-def discard_unfinished(out_dir: Path) -> None:
-    """A run that failed before it wrote a record or a checkpoint leaves no folder behind
-    (Hydra creates it before the job starts): only its config and log were in it."""
-    if not (out_dir / "result.json").exists() and not (out_dir / "checkpoints").exists():
-        shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def _interrupted_outside_training(out_dir: Path) -> str:
-    """The one line for a Ctrl+C that Python, not the training loop, received: nothing is
-    recorded, and a checkpoint already written (every epoch when training had ended) is
-    still the place to continue from."""
-    ckpt = out_dir / "checkpoints" / "last.ckpt"
-    if ckpt.exists():
-        return f"interrupted: no result recorded; checkpoint {ckpt}; continue with resume={out_dir}"
-    return "interrupted: no result recorded and no checkpoint written"
-
-
 def _refuse_study_knobs(overrides) -> None:
     from bench.study import study_knob_error
 
@@ -183,10 +165,11 @@ def main(cfg: DictConfig) -> float:
     """
     from bench.core.train import NaNLossError
 
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if not _under_study_sweeper():
             _refuse_study_knobs(HydraConfig.get().overrides.task)
-        record, _ = run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+        record, _ = run_job(cfg, out_dir)
     except TrainingInterrupted as e:
         if _under_study_sweeper():
             raise
@@ -195,15 +178,14 @@ def main(cfg: DictConfig) -> float:
     except KeyboardInterrupt:
         if _under_study_sweeper():
             raise
-        out_dir = Path(HydraConfig.get().runtime.output_dir)
-        print(_interrupted_outside_training(out_dir), file=sys.stderr)
-        discard_unfinished(out_dir)
+        print(interrupts.outside_training(out_dir), file=sys.stderr)
+        recording.discard_unfinished(out_dir)
         sys.exit(128 + signal.SIGINT)
     except (BenchError, NaNLossError) as e:
         if _under_study_sweeper():
             raise
         print(f"error: {e}", file=sys.stderr)
-        discard_unfinished(Path(HydraConfig.get().runtime.output_dir))
+        recording.discard_unfinished(out_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return float("nan")
         sys.exit(2 if isinstance(e, BenchError) else 3)
