@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.data import codes, recipes
 from bench.data import raw as raw_readers
-from bench.data import recipes
 from bench.data.download import file_digest
 from bench.data.io import TIME
 from bench.data.stats import split_statistics
@@ -206,11 +206,12 @@ def prepare(
         stats = json.loads((entry / "stats.json").read_text())
         parts = {p: pd.read_parquet(entry / f"{p}.parquet") for p in stats["parts"]}
         return Prepared(name, parts, stats, entry, True)
-    frame = raw_readers.RAW_READERS[recipe.reader](raw_path, **reader_opts)
+    frame, ids = codes.encode(raw_readers.RAW_READERS[recipe.reader](raw_path, **reader_opts))
     try:
         parts, steps = getattr(recipes, recipe.build)(frame, **opts)
     except TypeError as e:
         raise BenchError(f"recipe {name}: bad option ({e})") from None
+    del frame
     stats = {
         "recipe": name,
         "about": recipe.about,
@@ -226,7 +227,8 @@ def prepare(
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{entry.name}."))
     try:
         for p, df in parts.items():
-            df.reset_index(drop=True).to_parquet(tmp / f"{p}.parquet", index=False)
+            parts[p] = codes.decode(df, ids).reset_index(drop=True)
+            parts[p].to_parquet(tmp / f"{p}.parquet", index=False)
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         try:
             os.rename(tmp, entry)
