@@ -105,6 +105,8 @@ def main() -> None:
         "ours_median_s": statistics.median(ours),
         "ours_events_per_s": res.n_events / statistics.median(ours),
     }
+    if args.device.startswith("cuda"):
+        report["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if official:
         report["official_seconds"] = official
         report["official_median_s"] = statistics.median(official)

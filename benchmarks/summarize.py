@@ -45,6 +45,7 @@ def throughput_table(rep: dict) -> str:
     ours = [k for k in OURS if k in rep["rows"][0]]
     official = rep.get("official", False)
     repeats = rep["rows"][0]["repeats"] if rep["rows"] else 0
+    gpu = any("peak_cuda_mb" in r["bare"] for r in rep["rows"])
     lines = [
         f"Throughput, {rep['dataset']} (first {rep['train_sessions']:,} training sessions, "
         f"{rep['train_events']:,} events), n_sample {rep['n_sample']}; "
@@ -77,8 +78,9 @@ def throughput_table(rep: dict) -> str:
         + " | ".join(f"{OURS[k]} (e/s)" for k in ours)
         + (" | ours / official | paired ratio (median)" if official else "")
         + " | GEMM floor (e/s) | setup (s) | peak RSS ours"
-        + (" / official (MB) |" if official else " (MB) |"),
-        "|---|---|---|---|" + "---|" * (len(ours) + 3 + 3 * official),
+        + (" / official (MB) |" if official else " (MB) |")
+        + (" peak GPU memory ours / official (MB) |" if gpu else ""),
+        "|---|---|---|---|" + "---|" * (len(ours) + 3 + 3 * official + gpu),
     ]
 
     def cell(run: dict | None, floor: float | None) -> str:
@@ -100,11 +102,18 @@ def throughput_table(rep: dict) -> str:
         cells.append(f"{setup:.2f}" if setup is not None else "-")
         rss = f"{r['bare']['peak_rss_mb']:.0f}"
         cells.append(f"{rss} / {off['peak_rss_mb']:.0f}" if off else rss)
+        if gpu:
+            mine = r["bare"].get("peak_cuda_mb")
+            theirs = (off or {}).get("peak_cuda_mb")
+            cells.append(" / ".join(f"{v:,.0f}" if v is not None else "-" for v in (mine, theirs)))
         lines.append(
             f"| {r['device']} | {r['loss']} | {r['batch_size']} | {r['layers']} | "
             + " | ".join(cells)
             + " |"
         )
+    if rep.get("skipped"):
+        left = ", ".join(f"{k['loss']} {k['batch_size']}x{k['layers']}" for k in rep["skipped"])
+        lines.append(f"\nNot run within the time budget: {left}.")
     return "\n".join(lines)
 
 

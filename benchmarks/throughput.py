@@ -245,7 +245,10 @@ def run_official(args, tsv: Path, events: int, device, loss, batch, layers) -> d
         "import resource,runpy,sys;sys.argv=sys.argv[1:];"
         "sys.path.insert(0, sys.argv[0].rsplit('/',1)[0]);"
         "runpy.run_path(sys.argv[0], run_name='__main__');"
-        "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss);"
+        "import torch;"
+        "torch.cuda.is_available() and "
+        "print('PEAK_CUDA_MB', torch.cuda.max_memory_allocated() / 2**20)"
     )
     cmd = [
         args.official_python,
@@ -268,7 +271,9 @@ def run_official(args, tsv: Path, events: int, device, loss, batch, layers) -> d
             f"official run failed ({batch}, {layers}): {p.stdout[-500:]} {p.stderr[-800:]}"
         )
     seconds, mb_per_s = float(m.group(1)), float(m.group(2))
+    cuda = re.search(r"PEAK_CUDA_MB ([\d.]+)", p.stdout)
     return {
+        **({"peak_cuda_mb": float(cuda.group(1))} if cuda else {}),
         "seconds": seconds,
         "minibatches_per_s": mb_per_s,
         "steps": round(mb_per_s * seconds),
@@ -356,6 +361,12 @@ def main() -> None:
         help="ours to run (default: autograd, bare, lightning; on a GPU also fused_no_graphs)",
     )
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no further setting after this many seconds (those left are listed as skipped)",
+    )
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
@@ -379,7 +390,7 @@ def main() -> None:
     events = int(np.clip(tr.lengths - 1, 0, None).sum())
     if args.official:
         write_gru4rec_tsv(tsv, tr)
-    rows = []
+    rows, skipped, start = [], [], time.perf_counter()
     for device in devices:
         harnesses = args.harnesses or ["autograd", "bare", "lightning"]
         if device == "cuda" and args.harnesses is None:
@@ -387,6 +398,15 @@ def main() -> None:
         for loss in args.losses:
             for layers in args.layer_sizes:
                 for batch in args.batch_sizes:
+                    setting = {
+                        "device": device,
+                        "loss": loss,
+                        "batch_size": batch,
+                        "layers": layers,
+                    }
+                    if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+                        skipped.append(setting)
+                        continue
                     rows.append(measure(args, tsv, events, device, harnesses, loss, batch, layers))
                     print(json.dumps(rows[-1]), flush=True)
     fields = dict(
@@ -399,6 +419,7 @@ def main() -> None:
         official=args.official is not None,
         pick="best",
         rows=rows,
+        skipped=skipped,  # settings not started within --budget-s
     )
     write_report(args.out, "throughput", fields)
 

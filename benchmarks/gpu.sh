@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Issue #30's GPU run, prepared in advance so that a lent device's first minutes measure
+# rather than set up: one `run` call, about 5 minutes. Training throughput on full
+# Diginetica (SR-GNN split; cross-entropy and BPR-max, batch 32/128/512, layers 100 and
+# 480; ours with and without CUDA graphs, the official code on the same device, one epoch
+# each), then full-ranking evaluation time, each with its peak device memory. Settings
+# not started within the budget are listed as skipped, never guessed.
+#
+#   here:   bash benchmarks/gpu_pack.sh        # stages .device/ (data copy, official code, wheels)
+#   device: bash benchmarks/gpu.sh "$OUT"      # run with carry=[".device"]
+#   tests:  DEVICE=cpu GRID=plumbing bash benchmarks/gpu.sh OUT   # the plumbing, on CPU
+#
+# Environment: DEVICE (cuda), GRID (full | plumbing), PYTHON (python3), BENCH_DATA_DIR,
+# OFFICIAL (a GRU4Rec_PyTorch_Official checkout; unset = ours only), OFFICIAL_PYTHON,
+# BUDGET_S (seconds of training runs before the rest is skipped; 240).
+# Writes OUT/gpu_throughput.json, OUT/gpu_eval.json and OUT/gpu.md (their tables).
+set -euo pipefail
+out=${1:?usage: gpu.sh OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+stage=$here/../.device
+python=${PYTHON:-python3}
+device=${DEVICE:-cuda}
+mkdir -p "$out"
+case ${GRID:-full} in
+  full) grid=(--events 0 --losses ce bpr-max --layer-sizes 100 480 --batch-sizes 32 128 512) ;;
+  plumbing) grid=(--events 3000 --losses ce --layer-sizes 100 --batch-sizes 32 512) ;;
+  *) echo "error: GRID=${GRID}; expected full or plumbing" >&2; exit 2 ;;
+esac
+
+# The device's image has torch and Lightning; Hydra and OmegaConf come as carried wheels,
+# and the official code runs against its own numpy<2/pandas<3, apart from ours.
+if [ -d "$stage/wheels/bench" ] && ! "$python" -c "import hydra" 2>/dev/null; then
+  "$python" -m pip install -q --no-index --no-deps --target /tmp/bench-site "$stage"/wheels/bench/*.whl
+  export PYTHONPATH=/tmp/bench-site
+fi
+export PYTHONPATH=$here/../src${PYTHONPATH:+:$PYTHONPATH}
+export BENCH_DATA_DIR=${BENCH_DATA_DIR:-$stage/data}
+official=${OFFICIAL:-}
+[ -z "$official" ] && [ -d "$stage/official" ] && official=$stage/official
+official_python=${OFFICIAL_PYTHON:-}
+if [ -n "$official" ] && [ -z "$official_python" ]; then
+  "$python" -m pip install -q --no-index --no-deps --target /tmp/official-site "$stage"/wheels/official/*.whl
+  official_python=/tmp/official-python
+  printf '#!/bin/sh\nPYTHONPATH=/tmp/official-site exec %s "$@"\n' "$python" > "$official_python"
+  chmod +x "$official_python"
+fi
+with_official=()
+[ -n "$official" ] && with_official=(--official "$official" --official-python "$official_python")
+
+cd "$here"
+"$python" throughput.py --dataset diginetica_srgnn --devices "$device" "${grid[@]}" \
+  --harnesses bare fused_no_graphs --repeats 1 --budget-s "${BUDGET_S:-240}" \
+  "${with_official[@]}" --out "$out/gpu_throughput.json"
+"$python" eval_speed.py --dataset diginetica_srgnn --device "$device" --repeats 2 \
+  "${with_official[@]}" --out "$out/gpu_eval.json"
+"$python" summarize.py "$out/gpu_throughput.json" "$out/gpu_eval.json" > "$out/gpu.md"
+cat "$out/gpu.md"
