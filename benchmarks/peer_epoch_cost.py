@@ -1,7 +1,8 @@
 """What an epoch of a neural peer costs here, before any study of it is planned.
 
-For each SR-GNN split and thread count: the published settings (bench.peers.srgnn, batch
-100, hidden 100) on the full training set, `--steps` timed training steps (after a
+For each peer (`--models`), SR-GNN split and thread count: the peer's default settings
+(SR-GNN: batch 100, hidden 100; SGNN-HN: batch 256, d 256, the last 10 items) on the
+full training set, `--steps` timed training steps (after a
 warm-up) in a random order of the training prefixes, hence the seconds per epoch; the
 GEMM floor, the output layer's three products alone (scores, and the gradients of the
 session embedding and of the item table) at the same shapes, timed as torch computes them
@@ -9,7 +10,9 @@ and as the compiled split product does, the faster counted; the share of a step 
 building the session graphs; and one evaluation of the test set through the shared
 evaluator. Written to benchmarks/results/peer_epoch_cost.json.
 
-  python benchmarks/peer_epoch_cost.py            # with the machine otherwise idle
+  python benchmarks/peer_epoch_cost.py --models sgnnhn   # with the machine otherwise idle
+
+Rows of the peers not measured in a run are kept from the JSON as they were.
 """
 
 from __future__ import annotations
@@ -29,10 +32,16 @@ from bench.core.evaluate import evaluate
 from bench.core.prefixes import PrefixScorer, TrainingPrefixes
 from bench.datasets import load_dataset
 from bench.paths import conf_dir, default_data_dir
+from bench.peers.sgnnhn import SGNNHN
 from bench.peers.srgnn import SRGNN, session_graphs
 
 OUT = Path(__file__).resolve().parent / "results" / "peer_epoch_cost.json"
 SPLITS = ("diginetica_srgnn", "yoochoose1_64")
+# name -> (class, batch size of its defaults (conf/model/<name>.yaml), its what-line)
+PEERS = {
+    "srgnn": (SRGNN, 100, "SR-GNN, published settings (batch 100, hidden 100, step 1)"),
+    "sgnnhn": (SGNNHN, 256, "SGNN-HN, defaults (batch 256, d 256, step 1, last 10 items)"),
+}
 
 
 def dataset(name: str):
@@ -75,16 +84,17 @@ def gemm_floor(n_items: int, batch: int, hidden: int, repeats: int) -> dict:
     return out
 
 
-def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
+def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     data = dataset(name)
     n_items = len(data.item_map)
     torch.manual_seed(0)
-    model = SRGNN(n_items)
+    cls, batch, _ = PEERS[peer]
+    model = cls(n_items)
     opt = model.configure_optimizers()["optimizer"]
-    pairs = TrainingPrefixes(data.train, None, torch.device("cpu"))
+    pairs = TrainingPrefixes(data.train, model.max_prefix, torch.device("cpu"))
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
-    batches = [pairs.batch(order[i * 100 : (i + 1) * 100]) for i in range(steps + 10)]
+    batches = [pairs.batch(order[i * batch : (i + 1) * batch]) for i in range(steps + 10)]
 
     def step(batch):
         opt.zero_grad()
@@ -101,14 +111,16 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
     for b in batches[10:]:
         session_graphs(b[0], b[1])
     graphs = (time.perf_counter() - t0) / steps
-    floor = gemm_floor(n_items, 100, 100, repeats)
-    steps_per_epoch = -(-len(pairs) // 100)
+    floor = gemm_floor(n_items, batch, model.session_embedding(*batches[0][:2]).shape[1], repeats)
+    steps_per_epoch = -(-len(pairs) // batch)
     t0 = time.perf_counter()
     result = evaluate(
         PrefixScorer(model, int(data.test.lengths.max())), data.test, [20], "conservative", 512
     )
     eval_s = time.perf_counter() - t0
     return {
+        "model": peer,
+        "batch_size": batch,
         "dataset": name,
         "threads": threads,
         "items": n_items,
@@ -125,33 +137,76 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
     }
 
 
+TITLES = {"srgnn": "SR-GNN", "sgnnhn": "SGNN-HN"}
+SPLIT_TITLES = {"diginetica_srgnn": "Diginetica", "yoochoose1_64": "yoochoose1/64"}
+
+
+def table(report: dict) -> str:
+    """The README's `peer-epoch-cost` block."""
+    lines = [
+        "| peer | split | training prefixes | items | threads | batch | ms per step "
+        "| minutes per epoch | share of the GEMM floor | graph building | one test evaluation |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {TITLES[r['model']]} | {SPLIT_TITLES[r['dataset']]} | "
+            f"{r['training_prefixes']:,} | {r['items']:,} | {r['threads']} | {r['batch_size']} | "
+            f"{r['ms_per_step']:.1f} | {r['epoch_minutes']:.1f} | {r['share_of_gemm_floor']:.0%} | "
+            f"{r['graph_building_share']:.1%} | {r['evaluation_s']:.1f} s |"
+        )
+    dates = ", ".join(f"{TITLES[m]} {d[:10]}" for m, d in report["date"].items())
+    return "\n".join(lines) + f"\n\nMeasured on {report['machine']} ({dates}).\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=list(PEERS), default=list(PEERS))
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--readme", type=Path, help="write the table into this README's block")
+    ap.add_argument("--table-only", action="store_true", help="redraw the table from the JSON")
     args = ap.parse_args()
-    rows = []
-    for name in SPLITS:
-        for threads in args.threads:
-            rows.append(measure(name, threads, args.steps, args.repeats))
-            r = rows[-1]
-            print(
-                f"{name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
-                f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
-                f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
-                f"evaluation {r['evaluation_s']:.1f} s",
-                flush=True,
-            )
+    if not args.table_only:
+        run(args)
+    if args.readme:
+        from bench.records import replace_block
+
+        if not replace_block(args.readme, "peer-epoch-cost", table(json.loads(OUT.read_text()))):
+            raise SystemExit(f"{args.readme}: no <!-- peer-epoch-cost:start/end --> block")
+
+
+def run(args) -> None:
+    old = json.loads(OUT.read_text()) if OUT.exists() else {"rows": [], "date": {}}
+    rows = [r for r in old["rows"] if r.get("model", "srgnn") not in args.models]
+    dates = old["date"] if isinstance(old["date"], dict) else {"srgnn": old["date"]}
+    for peer in args.models:
+        for name in SPLITS:
+            for threads in args.threads:
+                rows.append(measure(peer, name, threads, args.steps, args.repeats))
+                r = rows[-1]
+                print(
+                    f"{peer} {name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
+                    f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
+                    f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
+                    f"evaluation {r['evaluation_s']:.1f} s",
+                    flush=True,
+                )
+    for r in rows:
+        r.setdefault("model", "srgnn")
+        r.setdefault("batch_size", 100)
     OUT.write_text(
         json.dumps(
             {
-                "what": "SR-GNN, published settings (batch 100, hidden 100, step 1), "
-                "one training step "
-                "= batch gather, graphs, forward, backward, fused Adam",
+                "what": {p: PEERS[p][2] for p in PEERS}
+                | {"step": "batch gather, graphs, forward, backward, fused Adam"},
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
                 f"torch {torch.__version__}",
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "date": dates
+                | {
+                    p: datetime.now(timezone.utc).isoformat(timespec="seconds") for p in args.models
+                },
                 "rows": rows,
             },
             indent=2,

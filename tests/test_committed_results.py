@@ -124,11 +124,11 @@ def test_committed_results_hold_no_machine_path():
     assert texts and not [t for t in texts if any(a in t for a in ABSOLUTE)]
 
 
-@pytest.mark.parametrize("name", ["readme_times", "scale"])
+@pytest.mark.parametrize("name", ["readme_times", "scale", "peer_epoch_cost"])
 def test_the_readme_blocks_of_measured_costs_are_drawn_from_their_json(name):
-    """README "Running" (what each real-data command costs) and "Scale" (a log of the seed
-    paper's size): each block is what `benchmarks/<name>.py --table-only` draws from
-    benchmarks/results/<name>.json."""
+    """README "Running" (what each real-data command costs), "Neural peers" (an epoch's
+    cost) and "Scale" (a log of the seed paper's size): each block is what
+    `benchmarks/<name>.py --table-only` draws from benchmarks/results/<name>.json."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(ROOT / "benchmarks"))  # their `common` import

@@ -16,6 +16,7 @@ METHODS = [
     [],
     ["model=gru4rec_seq"],
     ["model=srgnn"],
+    ["model=sgnnhn"],
     *[
         [f"baseline={b}"]
         for b in ("pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan", "sr", "ar")

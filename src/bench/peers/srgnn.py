@@ -52,6 +52,7 @@ class SessionGraphs:
     there), so that every per-node and per-position computation touches real entries only."""
 
     items: torch.Tensor  # T: the item of each node
+    node_row: torch.Tensor  # T: the batch row of each node
     position_node: torch.Tensor  # P: the node at each real position (row by row)
     position_row: torch.Tensor  # P: the batch row of each real position
     last_node: torch.Tensor  # B: the node of each row's last position
@@ -80,6 +81,7 @@ def session_graphs(prefixes: torch.Tensor, lengths: torch.Tensor) -> SessionGrap
     out_degree = torch.bincount(src, minlength=n_nodes).clamp(min=1)
     return SessionGraphs(
         items=values[first],
+        node_row=rows[:, None].expand(B, L)[first],
         position_node=alias[real],
         position_row=rows[:, None].expand(B, L)[real],
         last_node=alias[rows, lengths - 1],

@@ -1,0 +1,134 @@
+"""SGNN-HN (bench.peers.sgnnhn): its scores against a per-prefix computation written from
+the model's definition (dense adjacency, padded nothing), its fused loss against
+autograd's, its learning-rate schedule, and a training run through bench.run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.peers.sgnnhn import SGNNHN
+from tests.test_peers import graph_of, padded
+
+
+def unit(x):
+    x = x - x.mean(-1, keepdim=True)
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def reference_scores(m: SGNNHN, prefix: list[int]) -> torch.Tensor:
+    """One prefix, the slow way: dense in/out matrices, the star node as one vector."""
+    nodes, alias, a_in, a_out = graph_of(prefix)
+    a_in, a_out = a_in.double(), a_out.double()
+    gnn, d = m.gnn, m.hidden_size
+    h0 = m.embedding.weight[nodes]
+    h, star = h0, h0.mean(0)
+    for _ in range(m.step):
+        inputs = torch.cat(
+            [
+                a_in @ gnn.linear_edge_in(h) + gnn.b_iah,
+                a_out @ gnn.linear_edge_out(h) + gnn.b_oah,
+            ],
+            1,
+        )
+        i_r, i_i, i_n = (inputs @ gnn.w_ih.T + gnn.b_ih).chunk(3, 1)
+        h_r, h_i, h_n = (h @ gnn.w_hh.T + gnn.b_hh).chunk(3, 1)
+        reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_i + h_i)
+        new = torch.tanh(i_n + reset * h_n)
+        h = (1 - update) * new + update * h
+        alpha = torch.sigmoid(h @ star / math.sqrt(d))[:, None]
+        h = (1 - alpha) * h + alpha * star
+        star = torch.softmax(h @ star, 0) @ h
+    gate = torch.sigmoid(m.highway(torch.cat([h0, h], 1)))
+    h = gate * h0 + (1 - gate) * h
+    seq = h[alias] + m.position.weight[: len(prefix)]
+    last = seq[-1]
+    weights = m.linear_four(
+        torch.sigmoid(m.linear_one(last) + m.linear_two(star) + m.linear_three(seq))
+    )
+    z = m.linear_transform(torch.cat([(weights * seq).sum(0), last]))
+    return m.tau * unit(z) @ unit(m.embedding.weight).T
+
+
+def test_scores_match_the_definition_prefix_by_prefix():
+    torch.manual_seed(0)
+    m = SGNNHN(12, hidden_size=8, step=2, tau=5.0, max_length=6).double()
+    prefixes = [[5, 3, 5, 3, 7, 1], [2], [4, 4, 4], [9, 1, 9, 2, 1, 11], [0, 8]]
+    got = m.score(*padded(prefixes))
+    for row, prefix in enumerate(prefixes):
+        want = reference_scores(m, prefix)
+        assert torch.allclose(got[row], want, rtol=1e-10, atol=1e-12), prefix
+
+
+def test_the_fused_loss_equals_the_cross_entropy_of_the_scores():
+    torch.manual_seed(1)
+    m = SGNNHN(30, hidden_size=16, step=1).double()
+    prefixes, lengths = padded([[1, 2, 3], [4], [5, 5, 6, 7], [8, 9]])
+    targets = torch.tensor([3, 0, 29, 9])
+    want = F.cross_entropy(m.score(prefixes, lengths), targets)
+    want_grads = torch.autograd.grad(want, list(m.parameters()))
+    got = m.loss(prefixes, lengths, targets)
+    got_grads = torch.autograd.grad(got, list(m.parameters()))
+    assert torch.allclose(got, want, rtol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_the_learning_rate_steps_down_after_every_lr_dc_step_epochs():
+    m = SGNNHN(4, hidden_size=2, lr=0.01, lr_dc=0.5, lr_dc_step=2)
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    seen = []
+    for _ in range(5):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
+
+
+def test_a_knob_out_of_range_is_one_line(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=sgnnhn",
+            "model.params.max_length=0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 2
+    assert "max_length: got 0; expected >= 1" in p.stderr.strip().splitlines()[-1]
+
+
+def test_it_trains_and_is_scored_through_bench_run(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=sgnnhn",
+            "model.params.hidden_size=32",
+            "model.params.max_length=4",
+            "n_epochs=2",
+            "batch_size=64",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["method"] == "sgnnhn" and len(record["epochs"]) == 2
+    assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
+    assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
