@@ -25,6 +25,7 @@ STAND_IN = {
 }
 
 
+@pytest.mark.slow  # long: CI runs it in make test-slow
 @pytest.mark.real_data
 def test_the_gpu_script_runs_end_to_end_on_cpu(shared_data, tmp_path):
     official = tmp_path / "official"
