@@ -20,5 +20,5 @@ python3 -m pip download -q --no-deps "${py312[@]}" -d "$stage/wheels/bench" \
   hydra-core==1.3.2 omegaconf==2.3.0
 python3 -m pip wheel -q --no-deps -w "$stage/wheels/bench" antlr4-python3-runtime==4.9.3
 python3 -m pip download -q --no-deps "${py312[@]}" -d "$stage/wheels/official" \
-  numpy==1.26.4 pandas==2.2.3 pytz tzdata
+  numpy==1.26.4 pandas==2.2.3 pytz tzdata joblib
 du -sh "$stage"

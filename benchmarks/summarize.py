@@ -46,8 +46,9 @@ def throughput_table(rep: dict) -> str:
     official = rep.get("official", False)
     repeats = rep["rows"][0]["repeats"] if rep["rows"] else 0
     gpu = any("peak_cuda_mb" in r["bare"] for r in rep["rows"])
+    scope = "all" if rep.get("events_requested") == 0 else "first"
     lines = [
-        f"Throughput, {rep['dataset']} (first {rep['train_sessions']:,} training sessions, "
+        f"Throughput, {rep['dataset']} ({scope} {rep['train_sessions']:,} training sessions, "
         f"{rep['train_events']:,} events), n_sample {rep['n_sample']}; "
         f"{m['processor']}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
         f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; "
@@ -68,7 +69,7 @@ def throughput_table(rep: dict) -> str:
         + (
             " Official events/s = the training events over its printed epoch seconds: its own "
             "e/s figure counts every minibatch as a full batch, the shrinking ones at the end "
-            f"of the epoch too ({overcount(rep)} on this subset)."
+            f"of the epoch too ({overcount(rep)} {'here' if scope == 'all' else 'on this subset'})."
             if official
             else ""
         ),

@@ -411,6 +411,7 @@ def main() -> None:
                     print(json.dumps(rows[-1]), flush=True)
     fields = dict(
         dataset=args.dataset,
+        events_requested=args.events,  # 0: the whole training split
         train_events=tr.n_events,
         train_sessions=tr.n_sessions,
         losses=args.losses,
