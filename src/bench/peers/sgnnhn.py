@@ -38,7 +38,13 @@ from torch import nn
 
 from bench.api import PAD, SessionModel
 from bench.core.full_softmax import full_softmax_cross_entropy
-from bench.peers.srgnn import GatedGraphStep, SessionGraphs, session_graphs
+from bench.peers.srgnn import (
+    GatedGraphStep,
+    SessionGraphs,
+    check_knobs,
+    session_graphs,
+    uniform_init,
+)
 
 
 def centred_unit(x: torch.Tensor) -> torch.Tensor:
@@ -73,19 +79,16 @@ class SGNNHN(SessionModel):
         l2: float = 1e-4,
     ):
         super().__init__(n_items)
-        ranges = {
-            "hidden_size": (hidden_size >= 1, ">= 1"),
-            "step": (step >= 1, ">= 1"),
-            "tau": (tau > 0, "> 0"),
-            "max_length": (max_length >= 1, ">= 1"),
-            "lr": (lr > 0, "> 0"),
-            "lr_dc": (0 < lr_dc <= 1, "in (0, 1]"),
-            "lr_dc_step": (lr_dc_step >= 1, ">= 1"),
-            "l2": (l2 >= 0, ">= 0"),
-        }
-        for name, (ok, expected) in ranges.items():
-            if not ok:
-                raise ValueError(f"{name}: got {locals()[name]}; expected {expected}")
+        check_knobs(
+            hidden_size=hidden_size,
+            step=step,
+            tau=tau,
+            max_length=max_length,
+            lr=lr,
+            lr_dc=lr_dc,
+            lr_dc_step=lr_dc_step,
+            l2=l2,
+        )
         self.hidden_size, self.step, self.tau, self.max_prefix = hidden_size, step, tau, max_length
         self.lr, self.lr_dc, self.lr_dc_step, self.l2 = lr, lr_dc, lr_dc_step, l2
         h = hidden_size
@@ -98,10 +101,7 @@ class SGNNHN(SessionModel):
         self.linear_three = nn.Linear(h, h)  # each position
         self.linear_four = nn.Linear(h, 1, bias=False)
         self.linear_transform = nn.Linear(2 * h, h)
-        stdv = 1.0 / math.sqrt(h)
-        with torch.no_grad():
-            for weight in self.parameters():
-                weight.uniform_(-stdv, stdv)
+        uniform_init(self, h)
 
     def star_graph(self, g: SessionGraphs, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The satellites' final states (after the highway) and the star node per row."""

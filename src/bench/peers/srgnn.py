@@ -128,6 +128,35 @@ class GatedGraphStep(nn.Module):
         return new + update * (hidden - new)
 
 
+KNOB_RANGES = {  # the graph peers' knobs: a test and what it expects
+    "hidden_size": (lambda v: v >= 1, ">= 1"),
+    "step": (lambda v: v >= 1, ">= 1"),
+    "tau": (lambda v: v > 0, "> 0"),
+    "max_length": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "lr_dc": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lr_dc_step": (lambda v: v >= 1, ">= 1"),
+    "l2": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def check_knobs(**values) -> None:
+    """One ValueError naming the first knob out of its range (the harness makes it a
+    one-line error before any data loads)."""
+    for name, value in values.items():
+        ok, expected = KNOB_RANGES[name]
+        if not ok(value):
+            raise ValueError(f"{name}: got {value}; expected {expected}")
+
+
+def uniform_init(model: nn.Module, hidden_size: int) -> None:
+    """Every parameter from U(-1/sqrt(d), 1/sqrt(d)), as the authors' reset_parameters."""
+    stdv = 1.0 / math.sqrt(hidden_size)
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.uniform_(-stdv, stdv)
+
+
 class SRGNN(SessionModel):
     """Defaults: the authors' main.py (batch 100, 30 epochs, patience 10 are the harness's
     `batch_size`, `n_epochs` and early-stopping settings)."""
@@ -147,17 +176,9 @@ class SRGNN(SessionModel):
         nonhybrid: bool = False,
     ):
         super().__init__(n_items)
-        ranges = {
-            "hidden_size": (hidden_size >= 1, ">= 1"),
-            "step": (step >= 1, ">= 1"),
-            "lr": (lr > 0, "> 0"),
-            "lr_dc": (0 < lr_dc <= 1, "in (0, 1]"),
-            "lr_dc_step": (lr_dc_step >= 1, ">= 1"),
-            "l2": (l2 >= 0, ">= 0"),
-        }
-        for name, (ok, expected) in ranges.items():
-            if not ok:
-                raise ValueError(f"{name}: got {locals()[name]}; expected {expected}")
+        check_knobs(
+            hidden_size=hidden_size, step=step, lr=lr, lr_dc=lr_dc, lr_dc_step=lr_dc_step, l2=l2
+        )
         self.hidden_size, self.step, self.nonhybrid = hidden_size, step, nonhybrid
         self.lr, self.lr_dc, self.lr_dc_step, self.l2 = lr, lr_dc, lr_dc_step, l2
         h = hidden_size
@@ -167,10 +188,7 @@ class SRGNN(SessionModel):
         self.linear_two = nn.Linear(h, h)
         self.linear_three = nn.Linear(h, 1, bias=False)
         self.linear_transform = nn.Linear(2 * h, h)
-        stdv = 1.0 / math.sqrt(h)
-        with torch.no_grad():
-            for weight in self.parameters():
-                weight.uniform_(-stdv, stdv)
+        uniform_init(self, h)
 
     def session_embedding(self, prefixes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         g = session_graphs(prefixes, lengths)
