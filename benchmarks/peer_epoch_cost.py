@@ -111,7 +111,7 @@ def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dic
     for b in batches[10:]:
         session_graphs(b[0], b[1])
     graphs = (time.perf_counter() - t0) / steps
-    floor = gemm_floor(n_items, batch, model.session_embedding(*batches[0][:2]).shape[1], repeats)
+    floor = gemm_floor(n_items, batch, model.hidden_size, repeats)
     steps_per_epoch = -(-len(pairs) // batch)
     t0 = time.perf_counter()
     result = evaluate(
@@ -137,7 +137,6 @@ def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dic
     }
 
 
-TITLES = {"srgnn": "SR-GNN", "sgnnhn": "SGNN-HN"}
 SPLIT_TITLES = {"diginetica_srgnn": "Diginetica", "yoochoose1_64": "yoochoose1/64"}
 
 
@@ -150,12 +149,12 @@ def table(report: dict) -> str:
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {TITLES[r['model']]} | {SPLIT_TITLES[r['dataset']]} | "
+            f"| {PEERS[r['model']][0].title} | {SPLIT_TITLES[r['dataset']]} | "
             f"{r['training_prefixes']:,} | {r['items']:,} | {r['threads']} | {r['batch_size']} | "
             f"{r['ms_per_step']:.1f} | {r['epoch_minutes']:.1f} | {r['share_of_gemm_floor']:.0%} | "
             f"{r['graph_building_share']:.1%} | {r['evaluation_s']:.1f} s |"
         )
-    dates = ", ".join(f"{TITLES[m]} {d[:10]}" for m, d in report["date"].items())
+    dates = ", ".join(f"{PEERS[m][0].title} {d[:10]}" for m, d in report["date"].items())
     return "\n".join(lines) + f"\n\nMeasured on {report['machine']} ({dates}).\n"
 
 
@@ -179,8 +178,7 @@ def main() -> None:
 
 def run(args) -> None:
     old = json.loads(OUT.read_text()) if OUT.exists() else {"rows": [], "date": {}}
-    rows = [r for r in old["rows"] if r.get("model", "srgnn") not in args.models]
-    dates = old["date"] if isinstance(old["date"], dict) else {"srgnn": old["date"]}
+    rows = [r for r in old["rows"] if r["model"] not in args.models]
     for peer in args.models:
         for name in SPLITS:
             for threads in args.threads:
@@ -193,9 +191,6 @@ def run(args) -> None:
                     f"evaluation {r['evaluation_s']:.1f} s",
                     flush=True,
                 )
-    for r in rows:
-        r.setdefault("model", "srgnn")
-        r.setdefault("batch_size", 100)
     OUT.write_text(
         json.dumps(
             {
@@ -203,7 +198,7 @@ def run(args) -> None:
                 | {"step": "batch gather, graphs, forward, backward, fused Adam"},
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
                 f"torch {torch.__version__}",
-                "date": dates
+                "date": old["date"]
                 | {
                     p: datetime.now(timezone.utc).isoformat(timespec="seconds") for p in args.models
                 },

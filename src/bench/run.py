@@ -84,7 +84,6 @@ def settle(cfg: DictConfig, out_dir: Path, console=None):
 def _fit_and_record(cfg, out_dir: Path, method, loggers, ctx, cpu_start: float) -> RunRecord:
     """Load, train (the harness's per-epoch work in `ctx.epoch_hook`), evaluate, record."""
     from bench.epochs import EpochWork
-    from bench.recording import make_record, write_outputs
     from bench.study import open_job_trial
     from bench.terminal import metrics_table
 
@@ -128,9 +127,11 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, ctx, cpu_start: float) 
         result = evaluator(method.scorer)
         loggers.metrics({f"{scope}/{k}": v for k, v in result.metrics.items()}, max(1, len(epochs)))
     timings = {"load_s": t_load, "train_s": t_train, "eval_s": time.perf_counter() - t2}
-    record = make_record(cfg, method, data, evaluator, result, epochs, timings, device, ctx.resume)
+    record = recording.make_record(
+        cfg, method, data, evaluator, result, epochs, timings, device, ctx.resume
+    )
     save = (lambda path: method.save(path, data)) if cfg.save_model else None
-    write_outputs(out_dir, record, result, save, trial, cpu_start)
+    recording.write_outputs(out_dir, record, result, save, trial, cpu_start)
     caption = f"{data.label}; {result.n_events} events, full ranking, {cfg.eval.tie_mode} ties"
     title = f"{data.name}: {method.title()}"
     ctx.console.print(metrics_table(result.metrics, cfg.eval.cutoffs, title, caption))
