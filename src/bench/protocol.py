@@ -24,6 +24,7 @@ SEARCHES = (
     "gru4rec_ce",
     "gru4rec_bpr-max",
     "srgnn",
+    "sgnnhn",
 )
 # Finished trials (complete or pruned) of every tuned study: the headline reports each study
 # by the best of its first BUDGET. The cost measured at 50 (26-36 CPU-hours to finish, in
