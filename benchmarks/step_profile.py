@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import add_data_options, data_dir, machine_info, write_report
-from throughput import gemm_floor, subset
+from throughput import catalogue_sessions, gemm_floor, subset
 
 HERE = Path(__file__).resolve().parent
 PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
@@ -154,6 +154,12 @@ def main() -> None:
     ap.add_argument("--layer-sizes", type=int, nargs="+", default=[100, 480])
     ap.add_argument("--losses", nargs="+", default=["ce", "bpr-max"])
     ap.add_argument("--n-sample", type=int, default=2048)
+    ap.add_argument(
+        "--catalogue",
+        type=int,
+        default=None,
+        help="instead of a dataset: throughput.py's synthetic sessions over this many items",
+    )
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per setting")
     ap.add_argument("--profile-steps", type=int, default=30, help="steps under torch.profiler")
@@ -163,7 +169,11 @@ def main() -> None:
     args = ap.parse_args()
     args.data_dir = data_dir(args)
 
-    data = subset(args.dataset, args.data_dir, args.events)
+    data = (
+        catalogue_sessions(args.catalogue, args.events)
+        if args.catalogue
+        else subset(args.dataset, args.data_dir, args.events)
+    )
     time_losses()
     rows = []
     for loss in args.losses:
@@ -181,7 +191,8 @@ def main() -> None:
         "step_profile",
         dict(
             label=args.label,
-            dataset=args.dataset,
+            dataset="synthetic" if args.catalogue else args.dataset,
+            catalogue=args.catalogue,
             events=args.events,
             n_sample=args.n_sample,
             machine=machine_info(),

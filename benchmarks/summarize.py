@@ -1,6 +1,6 @@
 """Markdown tables from the benchmark JSON files (so that no figure is typed by hand).
 
-python benchmarks/summarize.py benchmarks/results/throughput.json \
+python benchmarks/summarize.py benchmarks/results/throughput_subset.json \
     benchmarks/results/accuracy.json benchmarks/results/eval_speed.json \
     --readme benchmarks/README.md --block figures
 """
@@ -47,8 +47,13 @@ def throughput_table(rep: dict) -> str:
     repeats = rep["rows"][0]["repeats"] if rep["rows"] else 0
     gpu = any("peak_cuda_mb" in r["bare"] for r in rep["rows"])
     scope = "all" if rep.get("events_requested") == 0 else "first"
+    quick = (
+        "Quick mode, not the published figure (a subset's small catalogue hides the cost of "
+        "real catalogues; the full splits are in throughput.json). "
+    )
     lines = [
-        f"Throughput, {rep['dataset']} ({scope} {rep['train_sessions']:,} training sessions, "
+        (quick if scope == "first" else "")
+        + f"Throughput, {rep['dataset']} ({scope} {rep['train_sessions']:,} training sessions, "
         f"{rep['train_events']:,} events), n_sample {rep['n_sample']}; "
         f"{m['processor']}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
         f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; "
@@ -118,6 +123,88 @@ def throughput_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def collection_table(coll: dict) -> str:
+    """The collection throughput.json (full training splits and the catalogue sweep): one
+    table per kind, each row with the day it was measured; ratios are within a row."""
+    data = [p for p in coll["parts"] if p.get("catalogue") is None]
+    sweep = sorted((p for p in coll["parts"] if p.get("catalogue")), key=lambda p: p["catalogue"])
+    m = coll["parts"][0]["machine"]
+    lines = [
+        f"One training epoch on {m['processor']}, {m['cpu_count']} cores, torch "
+        f"{coll['parts'][0]['versions']['torch']} ({m['torch_threads']} threads), "
+        f"n_sample {coll['parts'][0]['n_sample']}, nothing else running; the official "
+        "GRU4Rec_PyTorch_Official beside ours, repeats interleaved. Events/s: the best "
+        "repeat of each side (x% = share of the GEMM floor, the events/s of the step's "
+        "matrix products alone); paired = the median over repeats of ours / official run "
+        "back to back. Official events/s = training events over its printed epoch seconds.",
+        "",
+    ]
+    if data:
+        lines[0] += (
+            " Data: "
+            + "; ".join(
+                f"{p['dataset']}, the whole training split: "
+                f"{p['train_events'] - p['train_sessions']:,} training events"
+                + (f" over {p['n_items']:,} items" if p.get("n_items") else "")
+                for p in data
+            )
+            + " (a session's first click is no training event)."
+        )
+        lines += [
+            "| data | loss | batch | layers | official (e/s) | ours (e/s) | ours / official "
+            "| paired | repeats | peak RSS ours / official (MB) | measured |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for part in data:
+            for r in sorted(part["rows"], key=setting_order):
+                lines.append(_row(part["dataset"], r, r.get("gemm_floor_events_per_s")))
+    if sweep:
+        base = {(r["loss"], r["batch_size"], r["layers"]): r for r in sweep[0]["rows"]}
+        lines += [
+            "",
+            "Catalogue sweep: the same number of synthetic training events over catalogues "
+            "of growing size (`--catalogue`; every item occurs, so both implementations "
+            f"hold that many rows). vs {sweep[0]['catalogue']:,} = events/s against the "
+            "smallest catalogue's, same implementation.",
+            "",
+            "| catalogue (items) | events | loss | batch | layers | official (e/s) "
+            f"| ours (e/s) | ours / official | paired | official vs {sweep[0]['catalogue']:,} "
+            f"| ours vs {sweep[0]['catalogue']:,} | measured |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for part in sweep:
+            for r in sorted(part["rows"], key=setting_order):
+                b = base.get((r["loss"], r["batch_size"], r["layers"]))
+                rel = [
+                    f"{r[k]['events_per_s'] / b[k]['events_per_s']:.2f}" if b else "-"
+                    for k in ("official", "bare")
+                ]
+                events = part["train_events"] - part["train_sessions"]
+                lines.append(
+                    f"| {part['catalogue']:,} | {events:,} | {r['loss']} | "
+                    f"{r['batch_size']} | {r['layers']} | {_eps(r['official'])} | "
+                    f"{_eps(r['bare'])} | {r['speedup_vs_official']:.2f}x | {paired_ratio(r)} "
+                    f"| {rel[0]} | {rel[1]} | {r['date'][:10]} |"
+                )
+    return "\n".join(lines)
+
+
+def setting_order(r: dict) -> tuple:
+    """Rows by device, layer size, loss (cross-entropy first), batch size."""
+    return (r["device"], r["layers"], r["loss"] != "ce", r["loss"], r["batch_size"])
+
+
+def _row(name: str, r: dict, floor: float | None) -> str:
+    share = lambda run: f" ({100 * run['events_per_s'] / floor:.0f}%)" if floor else ""
+    off, ours = r["official"], r["bare"]
+    return (
+        f"| {name} | {r['loss']} | {r['batch_size']} | {r['layers']} | "
+        f"{_eps(off)}{share(off)} | {_eps(ours)}{share(ours)} | "
+        f"{r['speedup_vs_official']:.2f}x | {paired_ratio(r)} | {r['repeats']} | "
+        f"{ours['peak_rss_mb']:.0f} / {off['peak_rss_mb']:.0f} | {r['date'][:10]} |"
+    )
+
+
 def paired_ratio(row: dict) -> str:
     """The median over repeats of ours / official within each repeat's pair (the two ran
     back to back, so in the same state of the machine), beside the best-against-best
@@ -163,9 +250,16 @@ PHASES = ("sampling", "forward", "loss", "backward", "optimizer", "bookkeeping")
 def step_profile_table(rep: dict) -> str:
     """ms per step by phase (step_profile.py), the GEMM floor, and the heaviest operators."""
     m = rep["machine"]
+    scope = (
+        f"synthetic sessions over {rep['catalogue']:,} items ({rep['events']:,} events)"
+        if rep.get("catalogue")
+        else f"{rep['dataset']} (first {rep['events']:,} events)"
+        if rep["events"]
+        else f"{rep['dataset']} (the whole training split)"
+    )
     lines = [
-        f"Step profile ({rep['label']}), fused step, {rep['dataset']} (first {rep['events']:,} "
-        f"events), n_sample {rep['n_sample']}; {m['processor']}, {m['cpu_count']} cores, torch "
+        f"Step profile ({rep['label']}), fused step, {scope}, n_sample {rep['n_sample']}; "
+        f"{m['processor']}, {m['cpu_count']} cores, torch "
         f"{rep['versions']['torch']} ({m['torch_threads']} threads); {rep['date']}. Milliseconds "
         "per step by phase (timers around the engine's own parts; bookkeeping is the rest of "
         "the step); GEMM floor = the step's matrix products alone; ops = operators per step.",
@@ -315,7 +409,9 @@ def main() -> None:
     for path in args.files:
         rep = json.loads(path.read_text())
         kind = rep["benchmark"]
-        if (
+        if kind == "throughput" and "parts" in rep:
+            kind = "throughput_collection"
+        elif (
             kind == "throughput"
             and set(rep["rows"][0]) >= {"lightning", "lightning_overhead"}
             and not rep.get("official")
@@ -323,6 +419,7 @@ def main() -> None:
             kind = "harness"  # --harnesses bare lightning
         extra = {
             "harness": harness_table,
+            "throughput_collection": collection_table,
             "step_profile": step_profile_table,
             "worker_layout": worker_layout_table,
             "tie_modes_speed": tie_modes_table,

@@ -3,13 +3,18 @@ in the bare core loop and in the Lightning harness; on a GPU also the fused step
 CUDA graphs) and, side by side when given, the official GRU4Rec_PyTorch_Official.
 
 Each setting runs one epoch in a fresh subprocess (so peak memory is per setting) over
-the first sessions of the chosen dataset covering `--events` events. For CPU rows the
-GEMM floor is also measured: the events/s a step would reach if it were only its
-matrix products (best of repeated timings), the ceiling no implementation passes.
-Writes JSON.
+the training split of the chosen dataset (`--events 0`), its first sessions covering
+`--events` events (the quick mode), or synthetic sessions over a catalogue of
+`--catalogue` items (the catalogue sweep). For CPU rows the GEMM floor is also measured:
+the events/s a step would reach if it were only its matrix products (best of repeated
+timings), the ceiling no implementation passes. Writes JSON: by default the quick mode's
+`results/throughput_subset.json`; with `--merge` a part of the collection
+`results/throughput.json` (full splits and the sweep), which the README's table reads.
 
-  python benchmarks/throughput.py --events 100000 \
+  python benchmarks/throughput.py --events 0 --dataset yoochoose1_64 --merge \
+      --out benchmarks/results/throughput.json \
       --official ~/src/GRU4Rec_PyTorch_Official --official-python ~/venvs/gru4rec/bin/python
+  python benchmarks/throughput.py --catalogue 1000000 --events 900000 --merge ...
 
 The official code is never part of this repository: pass a checkout and a Python that
 can run it (it needs numpy<2 and pandas<3).
@@ -119,6 +124,65 @@ def subset(dataset: str, data_dir: str, events: int):
         tr = Sessions(items.astype(np.int64), tr.offsets[: n + 1], tr.session_ids[:n])
         return len(used), tr
     return len(data.item_map), tr
+
+
+def catalogue_sessions(n_items: int, events: int, seed: int = 0):
+    """Synthetic sessions of about `events` training events over exactly `n_items` items,
+    for the catalogue sweep: the seeded generator's sessions (Zipf popularity, mean length
+    4), then n_items clicks at random positions set to a permutation of the catalogue, so
+    that every item occurs and both implementations, which size their item tables by the
+    items in the data, hold n_items rows. The larger the catalogue, the flatter the
+    popularity (at 1M items most clicks are those covering ones), as a long tail is."""
+    from bench.data.io import ITEM, SESSION
+    from bench.data.sessions import Sessions
+    from bench.data.synthetic import generate
+
+    log, _ = generate(
+        n_items=n_items,
+        n_train_sessions=round(events / 3),  # mean length 4: 3 training events a session
+        n_test_sessions=0,
+        mean_length=4.0,
+        seed=seed,
+    )
+    items = log[ITEM].str.slice(1).astype(np.int64).to_numpy().copy()
+    if len(items) < n_items:
+        raise SystemExit(f"error: --events {events} is too few to cover {n_items:,} items")
+    rng = np.random.default_rng(seed)
+    items[rng.choice(len(items), size=n_items, replace=False)] = rng.permutation(n_items)
+    lengths = log.groupby(SESSION, sort=False).size().to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return n_items, Sessions(items, offsets, np.arange(len(lengths)))
+
+
+def source_key(report: dict) -> tuple:
+    """What a part of the collection measured: a named dataset (all of it or its first
+    events) or a synthetic catalogue."""
+    return (report.get("dataset"), report.get("catalogue"), report.get("events_requested"))
+
+
+def merge(out: Path, report: dict) -> dict:
+    """The collection at `out` with `report` folded in: its part (same source) gains the
+    report's rows, each replacing a row of the same setting; every row keeps its date, so
+    settings measured on different days stay told apart (ratios are paired within a row)."""
+    setting = lambda r: (r["device"], r["loss"], r["batch_size"], r["layers"])
+    as_part = lambda rep: (
+        {k: v for k, v in rep.items() if k not in ("benchmark", "parts")}
+        | {"rows": [{"date": rep["date"], **r} for r in rep["rows"]]}
+    )
+    part = as_part(report)
+    coll = json.loads(out.read_text()) if out.is_file() else {"benchmark": "throughput"}
+    if "parts" not in coll:  # an older single report becomes the first part
+        coll = {"benchmark": "throughput", "parts": [as_part(coll)] if coll.get("rows") else []}
+    for old in coll["parts"]:
+        if source_key(old) == source_key(part):
+            new = {setting(r) for r in part["rows"]}
+            kept = [r for r in old["rows"] if setting(r) not in new]
+            old.update({**part, "rows": kept + part["rows"]})
+            old["rows"].sort(key=lambda r: (r["device"], r["loss"], r["layers"], r["batch_size"]))
+            break
+    else:
+        coll["parts"].append(part)
+    return coll
 
 
 def save_subset(path: Path, n_items: int, tr) -> None:
@@ -360,12 +424,32 @@ def main() -> None:
         choices=list(HARNESSES),
         help="ours to run (default: autograd, bare, lightning; on a GPU also fused_no_graphs)",
     )
-    ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / "throughput_subset.json"))
     ap.add_argument(
         "--budget-s",
         type=float,
         default=None,
         help="start no further setting after this many seconds (those left are listed as skipped)",
+    )
+    ap.add_argument(
+        "--catalogue",
+        type=int,
+        default=None,
+        help="instead of a dataset: synthetic sessions of --events training events over "
+        "exactly this many items (the catalogue sweep)",
+    )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the result into --out's collection (one part per dataset or catalogue; "
+        "a setting measured again replaces its row) instead of overwriting it",
+    )
+    ap.add_argument(
+        "--add",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="measure nothing: fold these finished reports into --out's collection",
     )
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -379,10 +463,18 @@ def main() -> None:
         worker(args)
         return
     args.data_dir = data_dir(args)
+    if args.add:
+        fold_in(Path(args.out), args.add, args.data_dir)
+        return
+    if args.catalogue and not args.events:
+        ap.error("--catalogue needs --events (the training events of the synthetic sessions)")
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    n_items, tr = subset(args.dataset, args.data_dir, args.events)
+    if args.catalogue:
+        n_items, tr = catalogue_sessions(args.catalogue, args.events)
+    else:
+        n_items, tr = subset(args.dataset, args.data_dir, args.events)
     tmp = Path(tempfile.mkdtemp())
     args.subset_file = str(tmp / "subset.npz")
     save_subset(Path(args.subset_file), n_items, tr)
@@ -410,7 +502,9 @@ def main() -> None:
                     rows.append(measure(args, tsv, events, device, harnesses, loss, batch, layers))
                     print(json.dumps(rows[-1]), flush=True)
     fields = dict(
-        dataset=args.dataset,
+        dataset="synthetic" if args.catalogue else args.dataset,
+        catalogue=args.catalogue,  # the synthetic sweep's item count (None: a named dataset)
+        n_items=n_items,
         events_requested=args.events,  # 0: the whole training split
         train_events=tr.n_events,
         train_sessions=tr.n_sessions,
@@ -422,7 +516,25 @@ def main() -> None:
         rows=rows,
         skipped=skipped,  # settings not started within --budget-s
     )
-    write_report(args.out, "throughput", fields)
+    if args.merge:
+        write_report(tmp / "run.json", "throughput", fields)
+        fold_in(Path(args.out), [tmp / "run.json"])
+    else:
+        write_report(args.out, "throughput", fields)
+
+
+def fold_in(out: Path, reports: list[Path], data_dir: str | None = None) -> None:
+    """Fold finished reports into the collection; a report of a whole named split written
+    before reports held the catalogue size gets it from the dataset."""
+    for path in reports:
+        found = json.loads(path.read_text())
+        for report in found.get("parts", [found]):  # a report, or another collection
+            if "n_items" not in report and report.get("events_requested") == 0:
+                report["n_items"] = subset(report["dataset"], data_dir, 0)[0]
+            coll = merge(out, report)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(coll, indent=2) + "\n")
+    print(f"merged {len(reports)} report(s) into {out}")
 
 
 if __name__ == "__main__":

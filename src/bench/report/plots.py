@@ -89,23 +89,28 @@ def learning_curves(
 
 
 def throughput(benchmark_json: Path, out: Path) -> list[Path]:
-    """Training events/s against batch size: a panel per loss, a line per layer size and
-    implementation (official, ours unoptimised, ours without the compiled kernels, ours
-    default: whichever the benchmark ran), CPU rows."""
+    """Training events/s against batch size: a panel per loss, a line per dataset, layer
+    size and implementation (official, ours unoptimised, ours without the compiled kernels,
+    ours default: whichever the benchmark ran), CPU rows. A collection (full splits and the
+    catalogue sweep) is drawn by its named datasets' parts."""
     if not benchmark_json.is_file():
         return []
     data = json.loads(benchmark_json.read_text())
+    parts = [p for p in data.get("parts", [data]) if p.get("catalogue") is None]
+    if not parts:
+        return []
     rows = pd.DataFrame(
         {
-            "loss": r.get("loss", data.get("loss")),
-            "layers": r["layers"],
+            "loss": r.get("loss", part.get("loss")),
+            "layers": f"{part['dataset']}, {r['layers']}",
             "batch_size": r["batch_size"],
             "ours": r["bare"]["events_per_s"],
             "autograd": (r.get("autograd") or {}).get("events_per_s"),
             "fused_pytorch": (r.get("fused_pytorch") or {}).get("events_per_s"),
             "official": (r.get("official") or {}).get("events_per_s"),
         }
-        for r in data["rows"]
+        for part in parts
+        for r in part["rows"]
         if r["device"] == "cpu"
     )
     if rows.empty:
@@ -131,10 +136,14 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size (sessions in parallel)")
         ax.set_ylabel("training throughput (events/s)")
-        machine = data.get("machine") or {}
+        machine = parts[0].get("machine") or {}
+        events = " / ".join(
+            f"{p['dataset']}: {p['train_events'] - p['train_sessions']:,} training events"
+            for p in parts
+        )
         ax.set_title(
             f"Training speed on CPU ({machine.get('cpu_count', '?')} cores): {loss} loss, "
-            f"n_sample {data.get('n_sample')}, {data.get('train_events')} events",
+            f"n_sample {parts[0].get('n_sample')}\n{events}",
             fontsize=9,
         )
         ax.grid(alpha=0.3)
