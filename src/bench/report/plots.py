@@ -88,18 +88,9 @@ def learning_curves(
     return save(fig, out, f"learning_curves_{dataset}")
 
 
-def throughput(benchmark_json: Path, out: Path) -> list[Path]:
-    """Training events/s against batch size: a panel per loss, a line per dataset, layer
-    size and implementation (official, ours unoptimised, ours without the compiled kernels,
-    ours default: whichever the benchmark ran), CPU rows. A collection (full splits and the
-    catalogue sweep) is drawn by its named datasets' parts."""
-    if not benchmark_json.is_file():
-        return []
-    data = json.loads(benchmark_json.read_text())
-    parts = [p for p in data.get("parts", [data]) if p.get("catalogue") is None]
-    if not parts:
-        return []
-    rows = pd.DataFrame(
+def throughput_rows(parts: list[dict]) -> pd.DataFrame:
+    """Events/s of each implementation per CPU setting; `layers` names the dataset too."""
+    return pd.DataFrame(
         {
             "loss": r.get("loss", part.get("loss")),
             "layers": f"{part['dataset']}, {r['layers']}",
@@ -113,6 +104,20 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
         for r in part["rows"]
         if r["device"] == "cpu"
     )
+
+
+def throughput(benchmark_json: Path, out: Path) -> list[Path]:
+    """Training events/s against batch size: a panel per loss, a line per dataset, layer
+    size and implementation (official, ours unoptimised, ours without the compiled kernels,
+    ours default: whichever the benchmark ran), CPU rows. A collection (full splits and the
+    catalogue sweep) is drawn by its named datasets' parts."""
+    if not benchmark_json.is_file():
+        return []
+    data = json.loads(benchmark_json.read_text())
+    parts = [p for p in data.get("parts", [data]) if p.get("catalogue") is None]
+    if not parts:
+        return []
+    rows = throughput_rows(parts)
     if rows.empty:
         return []
     losses = list(dict.fromkeys(rows["loss"]))
