@@ -144,3 +144,19 @@ def test_the_readme_blocks_of_measured_costs_are_drawn_from_their_json(name):
     assert found and found.group(1) == module.table(report)
     if name == "readme_times":
         assert [r["command"] for r in report["runs"]] == module.COMMANDS
+
+
+def test_the_committed_srgnn_lockstep_agrees_with_the_authors_code():
+    """Issue #29's faithfulness bar, as committed: SR-GNN here and the authors' code, from
+    the same weights on the same batches for whole epochs, each scored by its own
+    evaluation, land within 2% relative on Recall@20 and MRR@20 after every epoch."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "srgnn_parity.json").read_text())
+    lockstep = report["lockstep"]
+    pairs = lockstep["sample"]["train_pairs"]
+    assert lockstep["epochs"] >= 2
+    assert lockstep["steps"] == lockstep["epochs"] * -(-pairs // lockstep["batch"])
+    assert len(lockstep["per_epoch"]) == lockstep["epochs"]
+    for epoch in lockstep["per_epoch"]:
+        for metric in ("recall@20", "mrr@20"):
+            theirs, ours = epoch["theirs"][metric], epoch["ours"][metric]
+            assert theirs > 0.05 and abs(ours - theirs) / theirs <= 0.02, (epoch, metric)
