@@ -3,10 +3,10 @@ project's and the dev extra's) equals the version installed by the lowest-direct
 resolution, so each floor is a version the smoke tests ran on."""
 
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
