@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,7 @@ def main() -> None:
         )
     rows = []
     tmp = Path(tempfile.mkdtemp())
+    today = datetime.now(timezone.utc).date().isoformat()
     for loss in args.losses:
         ref = None
         for name, (overrides, env) in variants.items():
@@ -96,7 +98,7 @@ def main() -> None:
                 run_variant(args, loss, seed, overrides, tmp / f"{loss}_{len(rows)}_{seed}", env)
                 for seed in args.seeds
             ]
-            res = over_seeds(runs) | {"loss": loss, "variant": name, "seeds": args.seeds}
+            res = over_seeds(runs) | dict(loss=loss, variant=name, seeds=args.seeds, date=today)
             if ref is None:
                 ref = res["metrics"]
             res["relative_diff"] = {m: res["metrics"][m] / ref[m] - 1 for m in METRICS}
@@ -118,12 +120,8 @@ def kept_rows(args) -> list[dict]:
     old = json.loads(out.read_text())
     if (old.get("dataset"), old.get("n_epochs")) != (args.dataset, args.n_epochs):
         return []
-    seeds = old.get("seed")
-    return [
-        {"seeds": [seeds]} | r if "seeds" not in r else r
-        for r in old["rows"]
-        if r["loss"] not in args.losses
-    ]
+    first = {"seeds": [old.get("seed")], "date": old["date"][:10]}  # a report before rows held them
+    return [first | r for r in old["rows"] if r["loss"] not in args.losses]
 
 
 def over_seeds(runs: list[dict]) -> dict:

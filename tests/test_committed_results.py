@@ -2,15 +2,15 @@
 from the records in results/records, the headline from the study storages in sweeps/.
 Runs the same commands as `make report` / `make headline` on copies and compares."""
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.benchmark_scripts import benchmark_module
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
@@ -129,13 +129,7 @@ def test_the_readme_blocks_of_measured_costs_are_drawn_from_their_json(name):
     """README "Running" (what each real-data command costs), "Neural peers" (an epoch's
     cost) and "Scale" (a log of the seed paper's size): each block is what
     `benchmarks/<name>.py --table-only` draws from benchmarks/results/<name>.json."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # their `common` import
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    module = benchmark_module(name)
     report = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
     block = name.replace("_", "-")
     found = re.search(

@@ -2,28 +2,16 @@
 the catalogue sweep measured in separate sittings, folded into one file whose table the
 README shows; and the sweep's synthetic sessions, which must hold exactly the catalogue."""
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.benchmark_scripts import benchmark_module
+
 ROOT = Path(__file__).parents[1]
-
-
-def benchmark_module(name: str):
-    """A benchmarks/ script as a module (its `common` import found while it loads)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
 
 
 throughput = benchmark_module("throughput")
