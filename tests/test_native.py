@@ -1,6 +1,6 @@
 """The compiled kernels (row-sparse and dense Adagrad, the GRU gates' forward and backward,
-the logQ-shifted output bias, the cross-entropy and BPR-max losses with their gradients)
-against their PyTorch forms.
+the logQ-shifted output bias, the cross-entropy and BPR-max losses with their gradients,
+SGNN-HN's row normalisation) against their PyTorch forms.
 
 For Adagrad: the same operations in the same order, but torch's vectorised kernels round in two
 places differently from portable C: measured here (AVX-512), its addcmul fuses the
@@ -151,6 +151,43 @@ def test_compiled_gate_forward_equals_the_pytorch_form(m, hs):
     # an activation a few ulp off moves tanh's argument by that times gh (up to ~10 here)
     torch.testing.assert_close(ours_gi, ref_gi, rtol=1e-5, atol=2e-6)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=2e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n, d", [(3, 7), (2000, 50)])
+def test_compiled_centred_unit_equals_the_pytorch_form(n, d):
+    """SGNN-HN's row normalisation and its backward (sgnnhn._CentredUnit), serial (3 rows
+    of 7: fewer than the 16 partial sums) and parallel, against the PyTorch forms; the
+    same bits with 1 and 2 threads; None for what the kernel does not take."""
+    from bench.peers import sgnnhn
+
+    g = torch.Generator().manual_seed(n)
+    x, dy = torch.randn(n, d, generator=g) * 3 + 1, torch.randn(n, d, generator=g)
+
+    def forms(use_kernel):
+        kernel = native.kernel
+        native.kernel = kernel if use_kernel else (lambda: None)
+        try:
+            xr = x.clone().requires_grad_()
+            y = sgnnhn.centred_unit(xr)
+            (dx,) = torch.autograd.grad(y, xr, dy)
+        finally:
+            native.kernel = kernel
+        return y.detach(), dx
+
+    (y, dx), (y_ref, dx_ref) = forms(True), forms(False)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-5, atol=1e-6)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, norm1 = native.centred_unit_forward(native.kernel(), x)
+        dx1 = native.centred_unit_backward(native.kernel(), y1, norm1, dy)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(y1, y) and torch.equal(dx1, dx)
+    assert native.centred_unit_forward(native.kernel(), x.T) is None  # not contiguous
+    assert native.centred_unit_backward(native.kernel(), y1, norm1, dy[:1]) is None
 
 
 @needs_kernel

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.peers.sgnnhn import SGNNHN
+from bench.peers.sgnnhn import SGNNHN, centred_unit
 from tests.test_peers import graph_of, padded
 
 
@@ -64,6 +65,22 @@ def test_scores_match_the_definition_prefix_by_prefix():
     for row, prefix in enumerate(prefixes):
         want = reference_scores(m, prefix)
         assert torch.allclose(got[row], want, rtol=1e-10, atol=1e-12), prefix
+
+
+def test_centred_unit_and_its_written_out_backward_equal_autograds():
+    torch.manual_seed(2)
+    x = torch.randn(7, 5, 6, dtype=torch.double, requires_grad=True)
+    dy = torch.randn(7, 5, 6, dtype=torch.double)
+    got = centred_unit(x)
+    (got_grad,) = torch.autograd.grad(got, x, dy)
+    want = unit(x)
+    (want_grad,) = torch.autograd.grad(want, x, dy)
+    assert torch.allclose(got, want, rtol=1e-13, atol=1e-15)
+    assert torch.allclose(got_grad, want_grad, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(centred_unit, (x[:2, :2],))
+    xf = x.detach().float().requires_grad_()
+    (float_grad,) = torch.autograd.grad(centred_unit(xf), xf, dy.float())
+    assert torch.allclose(float_grad.double(), want_grad, rtol=1e-4, atol=1e-6)
 
 
 def test_the_fused_loss_equals_the_cross_entropy_of_the_scores():
@@ -132,3 +149,15 @@ def test_it_trains_and_is_scored_through_bench_run(tmp_path):
     assert record["method"] == "sgnnhn" and len(record["epochs"]) == 2
     assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
     assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
+
+
+def test_the_package_puts_large_tensors_on_huge_pages_unless_told_otherwise():
+    """bench/__init__.py sets THP_MEM_ALLOC_ENABLE before torch is imported (torch reads it
+    at its first large allocation); a value the user set is kept."""
+    code = "import os, bench, torch; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "1"
+    env["THP_MEM_ALLOC_ENABLE"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "0"

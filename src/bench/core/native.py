@@ -200,6 +200,10 @@ def kernel() -> ctypes.CDLL | None:
     lib.ce_grad.restype = ctypes.c_double
     lib.bpr_max_grad.argtypes = [p, i64, i64, f32, f32, f32, p]
     lib.bpr_max_grad.restype = ctypes.c_double
+    lib.centred_unit_forward.argtypes = [p, i64, i64, p, p]
+    lib.centred_unit_forward.restype = None
+    lib.centred_unit_backward.argtypes = [p, p, p, i64, i64, p]
+    lib.centred_unit_backward.restype = None
     if lib.blas and not products_agree(lib):
         log.warning(
             "training step: numpy's OpenBLAS gave other products than torch; torch computes them"
@@ -451,6 +455,28 @@ def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
     m, c = scores.shape
     loss = lib.bpr_max_grad(scores.data_ptr(), m, c, bpreg, max(elu_param, 0.0), scale, _ptr(dbias))
     return scores.new_tensor(_loss_or_raise(loss, "bpr-max", m, c)), scores
+
+
+def centred_unit_forward(lib, x) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(y, norm) of SGNN-HN's row normalisation y = (x - mean) / |x - mean| (norm: n x 1);
+    None where the kernel does not apply (not a contiguous float32 CPU matrix)."""
+    if not (cpu_float32(x) and x.dim() == 2):
+        return None
+    n, d = x.shape
+    y, norm = torch.empty(n, d), torch.empty(n, 1)
+    lib.centred_unit_forward(x.data_ptr(), n, d, y.data_ptr(), norm.data_ptr())
+    return y, norm
+
+
+def centred_unit_backward(lib, y, norm, dy) -> torch.Tensor | None:
+    """The gradient of centred_unit_forward's input from its output's (dy); None where the
+    kernel does not apply."""
+    if not (cpu_float32(y, norm, dy) and dy.shape == y.shape and y.dim() == 2):
+        return None
+    n, d = y.shape
+    dx = torch.empty(n, d)
+    lib.centred_unit_backward(y.data_ptr(), norm.data_ptr(), dy.data_ptr(), n, d, dx.data_ptr())
+    return dx
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from bench.api import PAD, SessionModel
+from bench.core import native
 from bench.core.full_softmax import full_softmax_cross_entropy
 from bench.peers.srgnn import (
     GatedGraphStep,
@@ -47,11 +48,44 @@ from bench.peers.srgnn import (
 )
 
 
+class _CentredUnit(torch.autograd.Function):
+    """(x - mean) / |x - mean| with its backward written out: with y the result and n the
+    norm, dx = c - mean(c) for c = (dy - y (y . dy)) / n. Autograd through the plain
+    formula keeps several x-sized intermediates and makes a dozen passes over them
+    (division and norm backward): over the whole item table each step that was 3x this
+    form's time and the largest cost of an SGNN-HN step after its output products. On the
+    CPU the compiled kernels (native.centred_unit_*) do each row in one pass; these
+    PyTorch forms are their twin and the path elsewhere."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        lib = native.kernel() if x.is_cpu else None
+        fast = native.centred_unit_forward(lib, x) if lib is not None else None
+        if fast is not None:
+            y, n = fast
+        else:
+            c = x - x.mean(-1, keepdim=True)
+            n = torch.linalg.vector_norm(c, dim=-1, keepdim=True)
+            y = c.div_(n)
+        ctx.save_for_backward(y, n)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> torch.Tensor:
+        y, n = ctx.saved_tensors
+        lib = native.kernel() if dy.is_cpu else None
+        fast = native.centred_unit_backward(lib, y, n, dy) if lib is not None else None
+        if fast is not None:
+            return fast
+        dot = torch.linalg.vecdot(y, dy).unsqueeze(-1)
+        dc = torch.addcmul(dy, y, dot, value=-1.0).div_(n)
+        return dc.sub_(dc.mean(-1, keepdim=True))
+
+
 def centred_unit(x: torch.Tensor) -> torch.Tensor:
     """(x - mean) / |x - mean| along the last dimension: the scale-free form both
     sessions and items are scored in."""
-    x = x - x.mean(-1, keepdim=True)
-    return x / x.norm(dim=-1, keepdim=True)
+    return _CentredUnit.apply(x)
 
 
 def row_softmax(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
