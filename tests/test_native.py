@@ -239,6 +239,41 @@ def test_split_products_equal_torchs(m, d, c, threads):
     assert native.matmul(lib, h.T, Wc) is None  # not contiguous: the caller uses torch
 
 
+@needs_blas
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m, hs", [(3, 5), (64, 100), (128, 480)])
+def test_pair_products_equal_torchs(m, hs, threads):
+    """The GRU layer's two independent products by gemm_pair (half of the threads on each,
+    an odd count split unevenly, one thread one after the other): forward with their
+    biases, backward into the weight-gradient buffers, as torch computes them, to float
+    rounding; None for what it does not take."""
+    g = torch.Generator().manual_seed(m * hs + threads)
+    inp, h = torch.randn(m, hs, generator=g), torch.randn(m, hs, generator=g)
+    w_ih, w_hh = torch.randn(3 * hs, hs, generator=g), torch.randn(3 * hs, hs, generator=g)
+    b_ih, b_hh = torch.randn(3 * hs, generator=g), torch.randn(3 * hs, generator=g)
+    dgi, dgh = torch.randn(m, 3 * hs, generator=g), torch.randn(m, 3 * hs, generator=g)
+    lib = native.kernel()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gi, gh = native.matmul_pair(
+            lib, (inp, w_ih, False, True, b_ih, None), (h, w_hh, False, True, b_hh, None)
+        )
+        dw_ih, dw_hh = torch.full((3 * hs, hs), 7.0), torch.full((3 * hs, hs), 7.0)
+        native.matmul_pair(
+            lib, (dgi, inp, True, False, None, dw_ih), (dgh, h, True, False, None, dw_hh)
+        )
+    finally:
+        torch.set_num_threads(before)
+    close = partial(torch.testing.assert_close, rtol=1e-5, atol=1e-4)
+    close(gi, torch.addmm(b_ih, inp, w_ih.T))
+    close(gh, torch.addmm(b_hh, h, w_hh.T))
+    close(dw_ih, dgi.T @ inp)
+    close(dw_hh, dgh.T @ h)
+    pair = (inp, w_ih, False, True, None, None), (h.T, w_hh, False, True, None, None)
+    assert native.matmul_pair(lib, *pair) is None  # not contiguous: the caller uses torch
+
+
 @needs_kernel
 @pytest.mark.parametrize("logq", [True, False])
 def test_compiled_output_bias_equals_the_pytorch_form_exactly(logq):

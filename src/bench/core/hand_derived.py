@@ -116,10 +116,12 @@ class HandDerivedStep:
 
     With the compiled kernels (native.py) the gather of the item rows and the element-wise
     parts (the gates forward and backward with the bias gradients, the logQ-shifted output
-    bias, the loss with its gradient and the output bias's gradient) are one call each,
-    and the three large products (scores, the gradient to the hidden state, the item
-    rows' gradient) are split between the threads where a BLAS was found; the GRU
-    layer's small products stay torch's. Without them, the same step in PyTorch operators.
+    bias, the loss with its gradient and the output bias's gradient) are one call each;
+    where a BLAS was found, the three large products (scores, the gradient to the hidden
+    state, the item rows' gradient) and the GRU layer's input gradient are split between
+    the threads, and the GRU layer's two independent products (forward: input and hidden
+    side; backward: the two weight gradients) run side by side, half of the threads on
+    each. Without them, the same step in PyTorch operators.
     """
 
     def __init__(
@@ -146,7 +148,7 @@ class HandDerivedStep:
         if self.kernel is None:
             return []
         loss = "ce_grad" if self.loss == "ce" else "bpr_max_grad"
-        blas = ["gemm_split"] if self.kernel.blas else []
+        blas = ["gemm_split", "gemm_pair"] if self.kernel.blas else []
         return [
             "gather_rows",
             *blas,
@@ -177,17 +179,33 @@ class HandDerivedStep:
         return L, dO
 
     def _matmul(self, a, b, trans_a=False, trans_b=False, row_bias=None, out=None):
-        """One of the step's three large products, a @ b (+ row_bias), transposes by flag:
-        by the compiled split product where a BLAS was found (native.matmul), else torch's."""
+        """One large product, a @ b (+ row_bias), transposes by flag: by the compiled split
+        product where a BLAS was found (native.matmul), else torch's."""
         if self.kernel is not None:
             c = native.matmul(self.kernel, a, b, trans_a, trans_b, row_bias, out)
             if c is not None:
                 return c
+        return self._torch_product(a, b, trans_a, trans_b, row_bias, out)
+
+    def _matmul_pair(self, first: tuple, second: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent products, each (a, b, trans_a, trans_b, row_bias, out), side by
+        side by the compiled pair product where a BLAS was found (native.matmul_pair), else
+        one after the other by torch's."""
+        if self.kernel is not None:
+            pair = native.matmul_pair(self.kernel, first, second)
+            if pair is not None:
+                return pair
+        return self._torch_product(*first), self._torch_product(*second)
+
+    @staticmethod
+    def _torch_product(a, b, trans_a, trans_b, row_bias, out):
+        """a @ b (+ row_bias) by torch: F.linear for a weight's transpose (addmm without a
+        transposed view made in Python), mm otherwise."""
+        if trans_b and not trans_a and out is None:
+            return F.linear(a, b, row_bias)
         a, b = (a.T if trans_a else a), (b.T if trans_b else b)
         into = {} if out is None else {"out": out}
-        return (
-            torch.addmm(row_bias, a, b, **into) if row_bias is not None else torch.mm(a, b, **into)
-        )
+        return torch.mm(a, b, **into) if row_bias is None else torch.addmm(row_bias, a, b, **into)
 
     def _rows(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """table[idx] of a (large) item table: by the compiled gather where built."""
@@ -243,9 +261,7 @@ class HandDerivedStep:
 
         H (detached states) is updated in place; dense gradients go to `.grad` (buffers
         written in place), row gradients to `sparse`. Returns the summed loss divided by
-        batch_size. Written for a low per-step cost: every parameter is looked up once,
-        the GRU layers' products with a weight's transpose are F.linear (addmm underneath,
-        without a transposed view made in Python).
+        batch_size. Written for a low per-step cost: every parameter is looked up once.
         """
         model = self.model
         x, cols = idx[:m], idx[m:]
@@ -294,8 +310,9 @@ class HandDerivedStep:
             w_ih, w_hh, hs = cell.weight_ih, cell.weight_hh, cell.hidden_size
             b_ih, b_hh = cell.bias_ih, cell.bias_hh
             h = H[i]
-            gi = F.linear(inp, w_ih, b_ih)
-            gh = F.linear(h, w_hh, b_hh)
+            gi, gh = self._matmul_pair(
+                (inp, w_ih, False, True, b_ih, None), (h, w_hh, False, True, b_hh, None)
+            )
             out = self._gates_forward(gi, gh, h, hs)
             mask_h = _dropout_mask(out, p_hidden) if p_hidden > 0 else None
             if mask_h is not None:
@@ -313,7 +330,9 @@ class HandDerivedStep:
             dgi, dgh = self._gates_backward(
                 dh, h, gi, gh, hs, _grad_buffer(b_ih), _grad_buffer(b_hh)
             )
-            torch.mm(dgi.T, inp, out=_grad_buffer(w_ih))
-            torch.mm(dgh.T, h, out=_grad_buffer(w_hh))
-            dh = torch.mm(dgi, w_ih)
+            self._matmul_pair(
+                (dgi, inp, True, False, None, _grad_buffer(w_ih)),
+                (dgh, h, True, False, None, _grad_buffer(w_hh)),
+            )
+            dh = self._matmul(dgi, w_ih)
         return dh

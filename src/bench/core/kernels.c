@@ -189,6 +189,56 @@ void set_blas(void *sgemm, void *threads_local)
 /* The narrowest slice worth a thread of its own (on many cores, fewer slices). */
 #define MIN_SLICE 32
 
+/* One product C (M x N) = op(A) op(B) (+ row_bias on every row where given), row-major. */
+typedef struct {
+    char ta, tb;
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    const float *row_bias;
+    float *C;
+    int64_t ldc;
+} gemm_spec;
+
+/* How many slices of `side` for `threads` threads: one per thread, each at least
+ * MIN_SLICE wide. */
+static int64_t n_slices(int64_t side, int64_t threads)
+{
+    const int64_t most = side / MIN_SLICE > 1 ? side / MIN_SLICE : 1;
+    return threads < most ? threads : most;
+}
+
+/* Slice t of nt of product g, split along M (split_n = 0) or N (split_n = 1), by the
+ * single-threaded BLAS. */
+static void gemm_slice(const gemm_spec *g, int split_n, int64_t t, int64_t nt)
+{
+    const int cta = g->ta == 'T' ? 112 : 111, ctb = g->tb == 'T' ? 112 : 111;
+    const int64_t side = split_n ? g->N : g->M;
+    const int64_t a = side * t / nt, b = side * (t + 1) / nt;
+    const float *As = g->A, *Bs = g->B;
+    float *Cs = g->C;
+    int64_t Ms = g->M, Ns = g->N;
+    if (split_n) {
+        Bs = g->tb == 'T' ? g->B + a * g->ldb : g->B + a;
+        Cs = g->C + a;
+        Ns = b - a;
+    } else {
+        As = g->ta == 'T' ? g->A + a : g->A + a * g->lda;
+        Cs = g->C + a * g->ldc;
+        Ms = b - a;
+    }
+    if (g->row_bias != NULL) { /* C starts as the bias, and the product is added to it */
+        const float *bias = split_n ? g->row_bias + a : g->row_bias;
+        for (int64_t i = 0; i < Ms; ++i)
+            memcpy(Cs + i * g->ldc, bias, (size_t)Ns * sizeof(float));
+    }
+    const float beta = g->row_bias != NULL ? 1.0f : 0.0f;
+    if (Ms > 0 && Ns > 0)
+        blas_sgemm(101, cta, ctb, Ms, Ns, g->K, 1.0f, As, g->lda, Bs, g->ldb, beta, Cs, g->ldc);
+}
+
 /* C (M x N) = op(A) op(B) (+ row_bias on every row where given), split along M
  * (split_n = 0) or N (split_n = 1), a slice per thread and at least MIN_SLICE wide.
  * Returns -1 without a BLAS. */
@@ -197,36 +247,47 @@ int64_t gemm_split(int split_n, char ta, char tb, int64_t M, int64_t N, int64_t 
                    const float *row_bias, float *C, int64_t ldc)
 {
     if (blas_sgemm == NULL) return -1;
-    const int cta = ta == 'T' ? 112 : 111, ctb = tb == 'T' ? 112 : 111;
-    const int64_t side = split_n ? N : M;
-    int slices = MAX_THREADS;
-    if (side / MIN_SLICE < slices) slices = side / MIN_SLICE > 1 ? (int)(side / MIN_SLICE) : 1;
+    const gemm_spec g = {ta, tb, M, N, K, A, lda, B, ldb, row_bias, C, ldc};
+    const int slices = (int)n_slices(split_n ? N : M, MAX_THREADS);
 #pragma omp parallel num_threads(slices) if (slices > 1)
     {
-        const int64_t t = THREAD_ID, nt = N_THREADS;
-        const int64_t a = side * t / nt, b = side * (t + 1) / nt;
         const int previous = blas_threads_local(1);
-        const float *As = A, *Bs = B;
-        float *Cs = C;
-        int64_t Ms = M, Ns = N;
-        if (split_n) {
-            Bs = tb == 'T' ? B + a * ldb : B + a;
-            Cs = C + a;
-            Ns = b - a;
-        } else {
-            As = ta == 'T' ? A + a : A + a * lda;
-            Cs = C + a * ldc;
-            Ms = b - a;
-        }
-        if (row_bias != NULL) { /* C starts as the bias, and the product is added to it */
-            const float *bias = split_n ? row_bias + a : row_bias;
-            for (int64_t i = 0; i < Ms; ++i)
-                memcpy(Cs + i * ldc, bias, (size_t)Ns * sizeof(float));
-        }
-        const float beta = row_bias != NULL ? 1.0f : 0.0f;
-        if (Ms > 0 && Ns > 0)
-            blas_sgemm(101, cta, ctb, Ms, Ns, K, 1.0f, As, lda, Bs, ldb, beta, Cs, ldc);
+        gemm_slice(&g, split_n, THREAD_ID, N_THREADS);
         blas_threads_local(previous);
+    }
+    return 0;
+}
+
+/* Two independent products at once, as the GRU layer has them (its input- and
+ * hidden-side products forward, its two weight gradients backward): half of the threads
+ * on each, each product split along the longer side of its result among its half. At
+ * 480 units a product of tens of rows split in two ran slower than two whole products
+ * side by side: the training step 1.02-1.07x faster (interleaved A/B, 100 and 480 units).
+ * With one thread, one after the other. Returns -1 without a BLAS. */
+int64_t gemm_pair(const gemm_spec *g1, const gemm_spec *g2)
+{
+    if (blas_sgemm == NULL) return -1;
+    const int threads = MAX_THREADS;
+    if (threads < 2) {
+        const int previous = blas_threads_local(1);
+        gemm_slice(g1, g1->N > g1->M, 0, 1);
+        gemm_slice(g2, g2->N > g2->M, 0, 1);
+        blas_threads_local(previous);
+        return 0;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = THREAD_ID, nt = N_THREADS, half = nt / 2;
+        const int second = t >= half;
+        const gemm_spec *g = second ? g2 : g1;
+        const int64_t group = second ? nt - half : half, rank = second ? t - half : t;
+        const int split_n = g->N > g->M;
+        const int64_t slices = n_slices(split_n ? g->N : g->M, group);
+        if (rank < slices) {
+            const int previous = blas_threads_local(1);
+            gemm_slice(g, split_n, rank, slices);
+            blas_threads_local(previous);
+        }
     }
     return 0;
 }

@@ -184,6 +184,8 @@ def kernel() -> ctypes.CDLL | None:
         i64,
     ]
     lib.gemm_split.restype = i64
+    lib.gemm_pair.argtypes = [ctypes.POINTER(GemmSpec), ctypes.POINTER(GemmSpec)]
+    lib.gemm_pair.restype = i64
     blas = numpy_openblas() if os.environ.get("BENCH_BLAS", "1") != "0" else None
     lib.blas = blas is not None
     if blas is not None:
@@ -324,6 +326,12 @@ def products_agree(lib) -> bool:
     return True
 
 
+def _shape(a, b, trans_a, trans_b) -> tuple[int, int, int]:
+    """(M, N, K) of op(a) @ op(b)."""
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    return M, (b.shape[0] if trans_b else b.shape[1]), K
+
+
 def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, split_n=None):
     """a @ b (a.T, b.T where trans_a/trans_b: a and b are passed untransposed), plus
     row_bias on every row where given, into out (a new tensor if None), by gemm_split;
@@ -331,8 +339,7 @@ def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, spl
     does not apply (no BLAS found, not contiguous float32 CPU tensors)."""
     if not (lib.blas and cpu_float32(a, b, row_bias, out)):
         return None
-    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
-    N = b.shape[0] if trans_b else b.shape[1]
+    M, N, K = _shape(a, b, trans_a, trans_b)
     if out is None:
         out = torch.empty(M, N)
     if split_n is None:
@@ -353,6 +360,43 @@ def matmul(lib, a, b, trans_a=False, trans_b=False, row_bias=None, out=None, spl
         N,
     )
     return out
+
+
+class GemmSpec(ctypes.Structure):
+    """kernels.c's gemm_spec: one product for gemm_pair."""
+
+    _fields_ = [
+        ("ta", ctypes.c_char),
+        ("tb", ctypes.c_char),
+        ("M", ctypes.c_int64),
+        ("N", ctypes.c_int64),
+        ("K", ctypes.c_int64),
+        ("A", ctypes.c_void_p),
+        ("lda", ctypes.c_int64),
+        ("B", ctypes.c_void_p),
+        ("ldb", ctypes.c_int64),
+        ("row_bias", ctypes.c_void_p),
+        ("C", ctypes.c_void_p),
+        ("ldc", ctypes.c_int64),
+    ]
+
+
+def matmul_pair(lib, first: tuple, second: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Two independent products at once by gemm_pair, each given as (a, b, trans_a,
+    trans_b, row_bias, out) with matmul's meaning (out None: a new tensor); None where it
+    does not apply."""
+    specs, outs = [], []
+    for a, b, trans_a, trans_b, row_bias, out in (first, second):
+        if not (lib.blas and cpu_float32(a, b, row_bias, out)):
+            return None
+        M, N, K = _shape(a, b, trans_a, trans_b)
+        out = torch.empty(M, N) if out is None else out
+        flags = (b"T" if trans_a else b"N", b"T" if trans_b else b"N")
+        pointers = (a.data_ptr(), a.shape[1], b.data_ptr(), b.shape[1], _ptr(row_bias))
+        specs.append(GemmSpec(*flags, M, N, K, *pointers, out.data_ptr(), N))
+        outs.append(out)
+    lib.gemm_pair(ctypes.byref(specs[0]), ctypes.byref(specs[1]))
+    return outs[0], outs[1]
 
 
 def gather_rows(lib, table, idx) -> torch.Tensor | None:
