@@ -29,6 +29,7 @@ from common import write_report
 HERE = Path(__file__).resolve().parent
 TOLERANCE = 0.01
 METRICS = ("recall@20", "mrr@20")
+REFERENCE = "autograd (reference)"
 
 
 def run_variant(args, loss: str, seed: int, overrides: list[str], out: Path, env: dict) -> dict:
@@ -68,6 +69,13 @@ def main() -> None:
     ap.add_argument("--losses", nargs="+", default=["ce", "bpr-max"])
     ap.add_argument("--n-epochs", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="re-run only these paths (e.g. the compiled one after a kernel change); the "
+        "other rows are kept and the kept reference must be of the same seeds",
+    )
     ap.add_argument("--accelerator", default="auto")
     ap.add_argument("--out", default=str(HERE / "results" / "accuracy.json"))
     args = ap.parse_args()
@@ -76,7 +84,7 @@ def main() -> None:
     # name -> (overrides, environment); the reference runs without the compiled kernels.
     pytorch_only = {"BENCH_NATIVE": "0"}
     variants = {
-        "autograd (reference)": (
+        REFERENCE: (
             ["trainer.step=autograd", "trainer.cuda_graphs=false"],
             pytorch_only,
         ),
@@ -88,12 +96,18 @@ def main() -> None:
             ["trainer.step=fused", "trainer.cuda_graphs=true"],
             {},
         )
+    chosen = args.variants or list(variants)
+    unknown = sorted(set(chosen) - set(variants))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; expected some of {list(variants)}")
+    kept = kept_rows(args, chosen)
     rows = []
     tmp = Path(tempfile.mkdtemp())
     today = datetime.now(timezone.utc).date().isoformat()
     for loss in args.losses:
-        ref = None
-        for name, (overrides, env) in variants.items():
+        ref = reference(kept, loss, args.seeds) if REFERENCE not in chosen else None
+        for name in chosen:
+            overrides, env = variants[name]
             runs = [
                 run_variant(args, loss, seed, overrides, tmp / f"{loss}_{len(rows)}_{seed}", env)
                 for seed in args.seeds
@@ -107,13 +121,16 @@ def main() -> None:
             )
             rows.append(res)
             print(json.dumps(res), flush=True)
+    order = {name: k for k, name in enumerate(variants)}
+    rows = sorted(kept + rows, key=lambda r: (r["loss"] != "ce", order.get(r["variant"], 99)))
     fields = dict(dataset=args.dataset, n_epochs=args.n_epochs, tolerance=TOLERANCE)
-    write_report(args.out, "accuracy", {**fields, "rows": kept_rows(args) + rows})
+    write_report(args.out, "accuracy", {**fields, "rows": rows})
 
 
-def kept_rows(args) -> list[dict]:
-    """The rows of the losses not run now, from the report at --out where it is of the
-    same dataset and epochs (each row names its seeds), so that one loss can be re-run."""
+def kept_rows(args, chosen: list[str]) -> list[dict]:
+    """The rows not run now (other losses, or the variants left out of --variants), from
+    the report at --out where it is of the same dataset and epochs (each row names its
+    seeds and date), so that one loss or one path can be re-run after a change."""
     out = Path(args.out)
     if not out.is_file():
         return []
@@ -121,7 +138,22 @@ def kept_rows(args) -> list[dict]:
     if (old.get("dataset"), old.get("n_epochs")) != (args.dataset, args.n_epochs):
         return []
     first = {"seeds": [old.get("seed")], "date": old["date"][:10]}  # a report before rows held them
-    return [first | r for r in old["rows"] if r["loss"] not in args.losses]
+    return [
+        first | r for r in old["rows"] if r["loss"] not in args.losses or r["variant"] not in chosen
+    ]
+
+
+def reference(kept: list[dict], loss: str, seeds: list[int]) -> dict:
+    """The kept reference row's metrics of `loss`, which a re-run path is compared with:
+    it must exist and be of the same seeds."""
+    row = next((r for r in kept if r["loss"] == loss and r["variant"] == REFERENCE), None)
+    if row is None or row["seeds"] != seeds:
+        have = row["seeds"] if row else "none"
+        raise SystemExit(
+            f"--variants without the reference: {loss}'s kept reference row has seeds {have}, "
+            f"not {seeds}; run the reference too or pass its seeds"
+        )
+    return row["metrics"]
 
 
 def over_seeds(runs: list[dict]) -> dict:

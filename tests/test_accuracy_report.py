@@ -38,21 +38,31 @@ def test_runs_over_seeds_become_one_row_with_their_spread():
     assert accuracy.over_seeds([run(0.4, 0.1, 1.0)])["std"] == {"recall@20": 0.0, "mrr@20": 0.0}
 
 
-def test_rerunning_one_loss_keeps_the_other_losses_rows(tmp_path):
+def test_rerunning_one_loss_or_one_path_keeps_the_other_rows(tmp_path):
+    ref = "autograd (reference)"
     old = {
         "date": "2026-11-30T10:00:00+00:00",
         "dataset": "diginetica_srgnn",
         "n_epochs": 1,
         "seed": 42,  # a report from before rows named their seeds
-        "rows": [{"loss": "ce", "variant": "a"}, {"loss": "bpr-max", "variant": "b"}],
+        "rows": [
+            {"loss": "ce", "variant": ref, "metrics": {"recall@20": 0.5}},
+            {"loss": "ce", "variant": "compiled"},
+            {"loss": "bpr-max", "variant": ref},
+        ],
     }
     out = tmp_path / "accuracy.json"
     out.write_text(json.dumps(old))
     args = argparse.Namespace(out=str(out), dataset="diginetica_srgnn", n_epochs=1, losses=["ce"])
-    kept = accuracy.kept_rows(args)
-    assert kept == [{"seeds": [42], "date": "2026-11-30", "loss": "bpr-max", "variant": "b"}]
+    dated = {"seeds": [42], "date": "2026-11-30"}
+    assert accuracy.kept_rows(args, [ref, "compiled"]) == [dated | old["rows"][2]]
+    kept = accuracy.kept_rows(args, ["compiled"])  # only the compiled path re-run
+    assert kept == [dated | old["rows"][0], dated | old["rows"][2]]
+    assert accuracy.reference(kept, "ce", [42]) == {"recall@20": 0.5}
+    with pytest.raises(SystemExit, match=r"reference row has seeds \[42\], not \[42, 43\]"):
+        accuracy.reference(kept, "ce", [42, 43])
     args.n_epochs = 2  # another experiment: nothing of it is kept
-    assert accuracy.kept_rows(args) == []
+    assert accuracy.kept_rows(args, ["compiled"]) == []
 
 
 def test_the_readme_shows_the_committed_accuracy_table():
