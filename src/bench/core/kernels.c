@@ -645,6 +645,23 @@ static inline float row_sum(const float *restrict a, int64_t c)
     return total;
 }
 
+/* The dot product of a[0..c) and b[0..c), summed as row_sum sums. */
+static inline float row_dot(const float *restrict a, const float *restrict b, int64_t c)
+{
+    const int64_t c16 = c - c % LANES;
+    float acc[LANES], total = 0.0f;
+    for (int l = 0; l < LANES; ++l)
+        acc[l] = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l)
+            acc[l] += a[k + l] * b[k + l];
+    for (int l = 0; l < LANES; ++l)
+        total += acc[l];
+    for (int64_t k = c16; k < c; ++k)
+        total += a[k] * b[k];
+    return total;
+}
+
 /* SGNN-HN's normalisation of n rows of d (peers/sgnnhn.py, _CentredUnit): y = c / |c| for
  * c = x - mean(x), and each row's norm |c| for the backward. Over the whole item table
  * every step, where PyTorch's operators make five passes over memory; here each row is
@@ -659,18 +676,7 @@ void centred_unit_forward(const float *x, int64_t n, int64_t d, float *y, float 
         const float mean = row_sum(xi, d) / (float)d;
         for (int64_t j = 0; j < d; ++j)
             yi[j] = xi[j] - mean;
-        float sq[LANES], ss = 0.0f;
-        const int64_t d16 = d - d % LANES;
-        for (int l = 0; l < LANES; ++l)
-            sq[l] = 0.0f;
-        for (int64_t k = 0; k < d16; k += LANES)
-            for (int l = 0; l < LANES; ++l)
-                sq[l] += yi[k + l] * yi[k + l];
-        for (int l = 0; l < LANES; ++l)
-            ss += sq[l];
-        for (int64_t k = d16; k < d; ++k)
-            ss += yi[k] * yi[k];
-        const float nrm = sqrtf(ss);
+        const float nrm = sqrtf(row_dot(yi, yi, d));
         norm[i] = nrm;
         for (int64_t j = 0; j < d; ++j)
             yi[j] /= nrm;
@@ -678,7 +684,7 @@ void centred_unit_forward(const float *x, int64_t n, int64_t d, float *y, float 
 }
 
 /* Its backward: dx = c - mean(c) for c = (dy - y (y . dy)) / norm, row by row (dx holds c
- * between the loops), one read of y and dy and one write of dx per row. */
+ * until its mean is taken), one read of y and dy and one write of dx per row. */
 void centred_unit_backward(const float *y, const float *norm, const float *dy, int64_t n,
                            int64_t d, float *dx)
 {
@@ -686,9 +692,7 @@ void centred_unit_backward(const float *y, const float *norm, const float *dy, i
     for (int64_t i = 0; i < n; ++i) {
         const float *restrict yi = y + i * d, *restrict gi = dy + i * d;
         float *restrict o = dx + i * d;
-        for (int64_t j = 0; j < d; ++j)
-            o[j] = yi[j] * gi[j];
-        const float dot = row_sum(o, d), nrm = norm[i];
+        const float dot = row_dot(yi, gi, d), nrm = norm[i];
         for (int64_t j = 0; j < d; ++j)
             o[j] = (gi[j] - yi[j] * dot) / nrm;
         const float mean = row_sum(o, d) / (float)d;
