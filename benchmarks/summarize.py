@@ -39,6 +39,43 @@ def overcount(rep: dict) -> str:
     return ", ".join(f"{v:.2f}x too high at batch {b}" for b, v in sorted(by_batch.items()))
 
 
+def cpu_caption(rep: dict, repeats: int) -> str:
+    return (
+        (
+            f"Events/s of one epoch, the best of {repeats} interleaved repeats"
+            if repeats == 2 or rep.get("pick") == "best"
+            else "Events/s of one epoch, the median of interleaved repeats"
+        )
+        + " (all repeats in the JSON); (x%) = share of the GEMM floor, the events/s of the "
+        "step's matrix products alone (each timed as torch computes it and as the compiled "
+        "step splits it over numpy's OpenBLAS, the faster counted). Paired ratio = the "
+        "median over repeats of ours / official within a repeat (the two ran back to back). "
+        "ours (default) = the fused step with the compiled kernels (src/bench/core/native.py); "
+        "PyTorch forms = the same step without them; setup = building our trainer (schedule, "
+        "sampler, kernel load), paid once per run "
+        "on top of the epoch (no path compiles at run time)."
+    )
+
+
+def gpu_caption(rep: dict) -> str:
+    """A lent device's minutes allow one run per setting, sometimes over several calls."""
+    calls = rep.get("calls", [])
+    return (
+        "Events/s of one epoch on the device, one run per setting (a lent device's minutes "
+        "allow no repeats), ours and the official back to back"
+        + (
+            f", in {len(calls)} calls on one machine ("
+            + ", ".join(f"{c['rows']} settings done by {c['date'][11:16]}" for c in calls)
+            + " UTC)"
+            if len(calls) > 1
+            else ""
+        )
+        + ". ours (default) = the fused step replayed from CUDA graphs; without CUDA graphs = "
+        "the same step launched eagerly; setup = building our trainer; peak GPU memory = "
+        "torch's largest allocation in the process (the official's after its epoch)."
+    )
+
+
 def throughput_table(rep: dict) -> str:
     """Official and ours side by side; each figure's share of the GEMM floor."""
     m = rep["machine"]
@@ -58,19 +95,7 @@ def throughput_table(rep: dict) -> str:
         f"{m['processor']}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
         f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; "
         f"{rep['date']}. "
-        + (
-            f"Events/s of one epoch, the best of {repeats} interleaved repeats"
-            if repeats == 2 or rep.get("pick") == "best"
-            else "Events/s of one epoch, the median of interleaved repeats"
-        )
-        + " (all repeats in the JSON); (x%) = share of the GEMM floor, the events/s of the "
-        "step's matrix products alone (each timed as torch computes it and as the compiled "
-        "step splits it over numpy's OpenBLAS, the faster counted). Paired ratio = the "
-        "median over repeats of ours / official within a repeat (the two ran back to back). "
-        "ours (default) = the fused step with the compiled kernels (src/bench/core/native.py); "
-        "PyTorch forms = the same step without them; setup = building our trainer (schedule, "
-        "sampler, kernel load), paid once per run "
-        "on top of the epoch (no path compiles at run time)."
+        + (gpu_caption(rep) if gpu else cpu_caption(rep, repeats))
         + (
             " Official events/s = the training events over its printed epoch seconds: its own "
             "e/s figure counts every minibatch as a full batch, the shrinking ones at the end "
@@ -101,8 +126,9 @@ def throughput_table(rep: dict) -> str:
         cells = [cell(off, floor)] if official else []
         cells += [cell(r.get(k), floor) for k in ours]
         if official:
-            cells.append(f"{r['speedup_vs_official']:.2f}x")
-            cells.append(paired_ratio(r))
+            ratio = r.get("speedup_vs_official")
+            cells.append(f"{ratio:.2f}x" if ratio else "-")
+            cells.append(paired_ratio(r) if off else "-")
         cells.append(f"{floor:,.0f}" if floor else "-")
         setup = r["bare"].get("setup_s")
         cells.append(f"{setup:.2f}" if setup is not None else "-")
@@ -120,6 +146,12 @@ def throughput_table(rep: dict) -> str:
     if rep.get("skipped"):
         left = ", ".join(f"{k['loss']} {k['batch_size']}x{k['layers']}" for k in rep["skipped"])
         lines.append(f"\nNot run within the time budget: {left}.")
+    for k in rep.get("failed", []):
+        lines.append(f"\nFailed, ours: {k['loss']} {k['batch_size']}x{k['layers']}: {k['error']}")
+    for r in rep["rows"]:
+        if "official_error" in r:
+            what = f"{r['loss']} {r['batch_size']}x{r['layers']}"
+            lines.append(f"\nFailed, the official: {what}: {r['official_error']}")
     return "\n".join(lines)
 
 
@@ -327,6 +359,11 @@ def eval_table(rep: dict) -> str:
             f"| {rep['ours_median_s']:.2f} | {off:.2f} | {rep['speedup_vs_official']:.2f}x |"
             if off
             else f"| {rep['ours_median_s']:.2f} | - | - |",
+            *(
+                [f"\nFailed, the official: {rep['official_error']}"]
+                if "official_error" in rep
+                else []
+            ),
         ]
     )
 

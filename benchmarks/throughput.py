@@ -370,7 +370,12 @@ def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
         for name in harnesses:
             runs[name].append(run_ours(args, device, loss, batch, layers, name))
         if args.official:
-            runs["official"].append(run_official(args, tsv, events, device, loss, batch, layers))
+            try:  # ours is still worth keeping when the official cannot run this setting
+                runs["official"].append(
+                    run_official(args, tsv, events, device, loss, batch, layers)
+                )
+            except RuntimeError as e:
+                row["official_error"] = str(e)[-600:]
     for name, rs in runs.items():
         if rs:
             row[name] = best_run(rs)
@@ -380,7 +385,7 @@ def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
         row["lightning_vs_bare"] = row["lightning"]["events_per_s"] / row["bare"]["events_per_s"]
     if runs.get("autograd"):
         row["fused_vs_autograd"] = row["bare"]["events_per_s"] / row["autograd"]["events_per_s"]
-    if args.official:
+    if runs.get("official"):
         off = row["official"]["events_per_s"]
         for name in runs:
             if name != "official" and runs[name]:
@@ -389,6 +394,68 @@ def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
     if device == "cpu":
         row["gemm_floor_events_per_s"] = gemm_floor(batch, layers, args.n_sample)
     return row
+
+
+def measure_grid(args, tsv, events, devices, partial) -> tuple[list, list, list]:
+    """Every setting, batch sizes outermost, so that a --budget-s cut leaves every loss and
+    layer size measured at the first batch sizes rather than one loss whole (gpu.sh puts
+    the cheap large batches first); the rows come back in table order. A setting whose run
+    of ours fails is listed with its error and the rest go on; `partial(rows, skipped,
+    failed)` saves the report after every setting, so a run killed at a device's time limit
+    keeps what it measured."""
+    settings = [
+        {"device": d, "loss": loss, "batch_size": b, "layers": h}
+        for d in devices
+        for b in args.batch_sizes
+        for loss in args.losses
+        for h in args.layer_sizes
+    ]
+    rows, skipped, failed, start = [], [], [], time.perf_counter()
+    for st in settings:
+        if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+            skipped.append(st)
+            continue
+        harnesses = args.harnesses or ["autograd", "bare", "lightning"]
+        if st["device"] == "cuda" and args.harnesses is None:
+            harnesses = [*harnesses, "fused_no_graphs"]
+        try:
+            loss, batch, layers = st["loss"], st["batch_size"], st["layers"]
+            rows.append(measure(args, tsv, events, st["device"], harnesses, loss, batch, layers))
+            print(json.dumps(rows[-1]), flush=True)
+        except RuntimeError as e:
+            failed.append({**st, "error": str(e)[-600:]})
+            print(f"failed: {st}: {e}", file=sys.stderr, flush=True)
+        partial(rows, skipped, failed)
+
+    def order(r):
+        return (
+            devices.index(r["device"]),
+            args.losses.index(r["loss"]),
+            r["layers"],
+            r["batch_size"],
+        )
+
+    return sorted(rows, key=order), skipped, failed
+
+
+def report_fields(args, n_items, tr, rows, skipped, failed) -> dict:
+    """The report's fields, the same for the final report and the partial ones."""
+    return dict(
+        dataset="synthetic" if args.catalogue else args.dataset,
+        catalogue=args.catalogue,  # the synthetic sweep's item count (None: a named dataset)
+        n_items=n_items,
+        events_requested=args.events,  # 0: the whole training split
+        train_events=tr.n_events,
+        train_sessions=tr.n_sessions,
+        losses=args.losses,
+        n_sample=args.n_sample,
+        machine=machine_info(),
+        official=args.official is not None,
+        pick="best",
+        rows=rows,
+        skipped=skipped,  # settings not started within --budget-s
+        failed=failed,  # settings whose run of ours failed, with the error's tail
+    )
 
 
 def main() -> None:
@@ -445,6 +512,13 @@ def main() -> None:
         "a setting measured again replaces its row) instead of overwriting it",
     )
     ap.add_argument(
+        "--join",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="measure nothing: join reports of one grid measured in several calls into --out",
+    )
+    ap.add_argument(
         "--add",
         nargs="+",
         type=Path,
@@ -466,6 +540,9 @@ def main() -> None:
     if args.add:
         fold_in(Path(args.out), args.add, args.data_dir)
         return
+    if args.join:
+        join(Path(args.out), args.join)
+        return
     if args.catalogue and not args.events:
         ap.error("--catalogue needs --events (the training events of the synthetic sessions)")
     import torch
@@ -482,45 +559,47 @@ def main() -> None:
     events = int(np.clip(tr.lengths - 1, 0, None).sum())
     if args.official:
         write_gru4rec_tsv(tsv, tr)
-    rows, skipped, start = [], [], time.perf_counter()
-    for device in devices:
-        harnesses = args.harnesses or ["autograd", "bare", "lightning"]
-        if device == "cuda" and args.harnesses is None:
-            harnesses.append("fused_no_graphs")
-        for loss in args.losses:
-            for layers in args.layer_sizes:
-                for batch in args.batch_sizes:
-                    setting = {
-                        "device": device,
-                        "loss": loss,
-                        "batch_size": batch,
-                        "layers": layers,
-                    }
-                    if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
-                        skipped.append(setting)
-                        continue
-                    rows.append(measure(args, tsv, events, device, harnesses, loss, batch, layers))
-                    print(json.dumps(rows[-1]), flush=True)
-    fields = dict(
-        dataset="synthetic" if args.catalogue else args.dataset,
-        catalogue=args.catalogue,  # the synthetic sweep's item count (None: a named dataset)
-        n_items=n_items,
-        events_requested=args.events,  # 0: the whole training split
-        train_events=tr.n_events,
-        train_sessions=tr.n_sessions,
-        losses=args.losses,
-        n_sample=args.n_sample,
-        machine=machine_info(),
-        official=args.official is not None,
-        pick="best",
-        rows=rows,
-        skipped=skipped,  # settings not started within --budget-s
-    )
+
+    def partial(rows, skipped, failed):  # a collection (--merge) is only written whole
+        if not args.merge:
+            fields = report_fields(args, n_items, tr, rows, skipped, failed)
+            write_report(args.out, "throughput", {**fields, "partial": True})
+
+    rows, skipped, failed = measure_grid(args, tsv, events, devices, partial)
+    fields = report_fields(args, n_items, tr, rows, skipped, failed)
     if args.merge:
         write_report(tmp / "run.json", "throughput", fields)
         fold_in(Path(args.out), [tmp / "run.json"])
     else:
         write_report(args.out, "throughput", fields)
+
+
+def setting(row: dict) -> tuple:
+    return tuple(row[k] for k in ("device", "loss", "batch_size", "layers"))
+
+
+def join(out: Path, reports: list[Path]) -> None:
+    """One grid measured in several calls (a lent device's budget cut the first short):
+    every call's rows, each kept as measured with its call's date; skipped = the settings
+    no call measured. The calls must share dataset, events, machine and versions."""
+    found = [json.loads(p.read_text()) for p in reports]
+    same = ("dataset", "events_requested", "n_sample", "machine", "versions", "official")
+    for p, rep in zip(reports[1:], found[1:]):
+        if any(rep.get(k) != found[0].get(k) for k in same):
+            raise SystemExit(f"error: --join: {p} differs from {reports[0]} in one of {same}")
+    rows = [{**r, "date": rep["date"]} for rep in found for r in rep["rows"]]
+    done = [setting(r) for r in rows]
+    skipped = []
+    for s in (s for rep in found for s in rep["skipped"]):
+        if setting(s) not in done and s not in skipped:
+            skipped.append(s)
+    losses = found[0]["losses"]
+    rows.sort(key=lambda r: (r["device"], losses.index(r["loss"]), r["layers"], r["batch_size"]))
+    joined = {**found[0], "rows": rows, "skipped": skipped}
+    joined["failed"] = [f for rep in found for f in rep.get("failed", [])]
+    joined["calls"] = [{"date": rep["date"], "rows": len(rep["rows"])} for rep in found]
+    out.write_text(json.dumps(joined, indent=2) + "\n")
+    print(f"joined {len(reports)} report(s) into {out}")
 
 
 def fold_in(out: Path, reports: list[Path], data_dir: str | None = None) -> None:

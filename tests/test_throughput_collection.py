@@ -94,3 +94,127 @@ def test_the_readme_speed_table_is_drawn_from_the_collection():
         r"<!-- speed:start -->\n(.*)<!-- speed:end -->", (ROOT / "README.md").read_text(), re.S
     )
     assert found and found.group(1) == summarize.collection_table(coll) + "\n"
+
+
+def gpu_report(date: str, settings: list[tuple], skipped: list[tuple]) -> dict:
+    def setting(loss, batch, layers):
+        return {"device": "cuda", "loss": loss, "batch_size": batch, "layers": layers}
+
+    return {
+        "benchmark": "throughput",
+        "date": date,
+        "dataset": "diginetica_srgnn",
+        "events_requested": 0,
+        "n_sample": 2048,
+        "machine": {"gpu": "H200"},
+        "versions": {"torch": "2.11"},
+        "official": True,
+        "losses": ["ce", "bpr-max"],
+        "rows": [{**setting(*s), "bare": {"events_per_s": 1.0}} for s in settings],
+        "skipped": [setting(*s) for s in skipped],
+        "failed": [],
+    }
+
+
+def test_calls_of_one_grid_join_into_one_report(tmp_path):
+    first = gpu_report(
+        "2026-12-04T16:54",
+        [("ce", 32, 100)],
+        [("bpr-max", 32, 100), ("ce", 512, 100), ("ce", 128, 100)],
+    )
+    second = gpu_report(
+        "2026-12-04T17:00", [("ce", 512, 100), ("bpr-max", 512, 100)], [("ce", 128, 100)]
+    )
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json").write_text(json.dumps(second))
+    throughput.join(tmp_path / "j.json", [tmp_path / "a.json", tmp_path / "b.json"])
+    joined = json.loads((tmp_path / "j.json").read_text())
+    # table order: the run's losses in order, then layers, then batch size
+    assert [(r["loss"], r["batch_size"], r["date"]) for r in joined["rows"]] == [
+        ("ce", 32, "2026-12-04T16:54"),
+        ("ce", 512, "2026-12-04T17:00"),
+        ("bpr-max", 512, "2026-12-04T17:00"),
+    ]
+    # what no call measured, once each
+    assert [(s["loss"], s["batch_size"]) for s in joined["skipped"]] == [
+        ("bpr-max", 32),
+        ("ce", 128),
+    ]
+    assert joined["calls"] == [
+        {"date": "2026-12-04T16:54", "rows": 1},
+        {"date": "2026-12-04T17:00", "rows": 2},
+    ]
+    assert "in 2 calls on one machine (1 settings done by 16:54, 2 settings done by 17:00 UTC)" in (
+        summarize.gpu_caption(joined)
+    )
+
+
+def test_calls_on_different_machines_do_not_join(tmp_path):
+    other = gpu_report("2026-12-04T17:00", [("ce", 512, 100)], [])
+    other["machine"] = {"gpu": "H100"}
+    (tmp_path / "a.json").write_text(json.dumps(gpu_report("d", [("ce", 32, 100)], [])))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match=r"--join: .*b.json differs from .*a.json in one of"):
+        throughput.join(tmp_path / "j.json", [tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_the_grid_runs_large_batches_first_keeps_going_past_a_failure_and_saves_each_step(
+    monkeypatch,
+):
+    """Batch sizes outermost (a budget cut leaves every loss measured at the first ones),
+    a failed setting listed with its error, the report saved after every setting, and the
+    rows back in table order."""
+    ran, saved = [], []
+
+    def measure(args, tsv, events, device, harnesses, loss, batch, layers):
+        ran.append((loss, batch))
+        if (loss, batch) == ("bpr-max", 512):
+            raise RuntimeError("worker failed (bare, 512, 100): CUDA error")
+        return {"device": device, "loss": loss, "batch_size": batch, "layers": layers}
+
+    monkeypatch.setattr(throughput, "measure", measure)
+    args = type("A", (), {})()
+    args.batch_sizes, args.losses, args.layer_sizes = [512, 32], ["ce", "bpr-max"], [100]
+    args.budget_s, args.harnesses = None, ["bare"]
+    rows, skipped, failed = throughput.measure_grid(
+        args, None, 0, ["cuda"], lambda *a: saved.append(len(a[0]))
+    )
+    assert ran == [("ce", 512), ("bpr-max", 512), ("ce", 32), ("bpr-max", 32)]
+    assert [(r["loss"], r["batch_size"]) for r in rows] == [
+        ("ce", 32),
+        ("ce", 512),
+        ("bpr-max", 32),
+    ]
+    assert failed == [
+        {
+            "device": "cuda",
+            "loss": "bpr-max",
+            "batch_size": 512,
+            "layers": 100,
+            "error": "worker failed (bare, 512, 100): CUDA error",
+        }
+    ]
+    assert saved == [1, 1, 2, 3] and skipped == []
+    args.budget_s = -1  # every setting past the budget: all listed, none run
+    ran.clear()
+    rows, skipped, failed = throughput.measure_grid(args, None, 0, ["cuda"], lambda *a: None)
+    assert ran == [] and len(skipped) == 4
+
+
+def test_the_gpu_table_is_drawn_from_the_committed_gpu_run():
+    train = json.loads((ROOT / "benchmarks/results/gpu_throughput.json").read_text())
+    evaluation = json.loads((ROOT / "benchmarks/results/gpu_eval.json").read_text())
+    assert train["machine"]["gpu"] and evaluation["device"] == "cuda"
+    measured = {(r["loss"], r["batch_size"], r["layers"]) for r in train["rows"]}
+    listed = {(s["loss"], s["batch_size"], s["layers"]) for s in train["skipped"]}
+    grid = {(lo, b, h) for lo in ("ce", "bpr-max") for b in (32, 128, 512) for h in (100, 480)}
+    assert measured | listed == grid and not measured & listed  # every setting accounted for
+    for r in train["rows"]:
+        assert r["speedup_vs_official"] == r["bare"]["events_per_s"] / r["official"]["events_per_s"]
+    found = re.search(
+        r"<!-- gpu:start -->\n(.*)<!-- gpu:end -->",
+        (ROOT / "benchmarks/README.md").read_text(),
+        re.S,
+    )
+    expected = summarize.throughput_table(train) + "\n\n" + summarize.eval_table(evaluation)
+    assert found and found.group(1) == expected + "\n"
