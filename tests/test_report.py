@@ -479,7 +479,7 @@ def test_headline_marks_a_significant_gap_between_the_best_gru4rec_and_the_best_
     hits_a, hits_b = (ranks_a <= 20).astype(float), (ranks_b <= 20).astype(float)
     p = wilcoxon(hits_a, hits_b, zero_method="wilcox").pvalue  # 10 events differ, all +1
     assert (
-        f"against the best tuned baseline (SKNN (tuned), 50.00) +10.00 points, paired "
+        f"against the best other method tuned here (SKNN (tuned), 50.00) +10.00 points, paired "
         f"Wilcoxon p = {p:.2g} over 100 test events." in md
     )
     # A close baseline: no mark, the p-value still stated.
@@ -500,6 +500,32 @@ def test_headline_marks_a_significant_gap_between_the_best_gru4rec_and_the_best_
     md = to_markdown(build(col.runs, col.studies))
     assert "+50.00 points, paired Wilcoxon p < 1e-300 over 20,000 test events." in md
     assert "p = 0 " not in md
+
+
+def test_a_tuned_neural_peer_above_every_baseline_is_what_gru4rec_is_held_against(tmp_path):
+    """The plain statements name where GRU4Rec stands against the best model tuned here:
+    a neural peer tuned under the same protocol counts, not only the baselines."""
+    from bench.records import RANKS_KEY, encode_ranks
+    from bench.report.headline import build, to_markdown
+
+    ranks_gru, ranks_peer, ranks_base = (np.full(100, 30.0) for _ in range(3))
+    ranks_gru[:60], ranks_peer[:55], ranks_base[:40] = 1.0, 1.0, 1.0
+
+    def rec(method, ranks, loss=None):
+        r = final_record("yoochoose1_64", method, ranks, 0, 0.6, loss=loss)
+        r["protocol"]["test_fingerprint"] = "f1"
+        return r | {RANKS_KEY: encode_ranks(ranks)}
+
+    peer = rec("srgnn", ranks_peer) | {"kind": "model"}
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study_with_final(storage, "gru4rec_ce_yoochoose1_64", [rec("gru", ranks_gru, loss="ce")])
+    study_with_final(storage, "srgnn_yoochoose1_64", [peer])
+    study_with_final(storage, "sknn_yoochoose1_64", [rec("sknn", ranks_base)])
+    col = collect([], [storage])
+    md = to_markdown(build(col.runs, col.studies))
+    assert "| SR-GNN (tuned) | – | – | – | – | 55.00 (60.00) † |" in md  # (standard ties)
+    assert "against the best other method tuned here (SR-GNN (tuned), 55.00) +5.00 points" in md
+    assert "| SKNN (tuned) | – | – | – | – | 40.00 (60.00) |" in md  # no mark: not compared
 
 
 def test_headline_command_writes_the_files_and_the_readme_block(tmp_path):

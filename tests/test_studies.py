@@ -162,6 +162,8 @@ def test_several_workers_run_the_trials_then_one_retraining_several_seeds_at_a_t
 
 def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypatch, tmp_path):
     monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)  # no stop file of this checkout
+    # as if not niced: under a niced pytest start_worker would take its autogroup path
+    monkeypatch.setattr(studies.os, "nice", lambda increment: 0)
     started = []
 
     class Proc:
@@ -189,6 +191,7 @@ def test_the_retraining_waits_for_every_worker_and_not_after_a_failure(monkeypat
 
 def test_stop_ends_the_workers_after_their_trial_and_a_new_start_continues(monkeypatch, tmp_path):
     monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(studies.os, "nice", lambda increment: 0)  # as above
     monkeypatch.setattr(studies, "progress", lambda study: studies.Progress(study))  # none done
     stop = tmp_path / studies.STOP_FILE
     assert studies.main(["--stop"]) == 0 and stop.exists()
