@@ -294,7 +294,8 @@ WALK: dict[str, Step] = {
     ),
     "make peers": Step(
         covered_by="tests/test_committed_results.py::test_make_headline_regenerates_the_committed_headline",
-        why="8 CPU-hours; its committed records make the headline's peer rows",
+        why="about 14 CPU-hours (SR-GNN and SGNN-HN); its committed records make the "
+        "headline's peer rows",
     ),
     "python -m bench.run -m hparams_search=srgnn dataset=yoochoose1_64": Step(
         extra=STUDY_ONE,
