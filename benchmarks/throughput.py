@@ -580,15 +580,16 @@ def setting(row: dict) -> tuple:
 
 def join(out: Path, reports: list[Path]) -> None:
     """One grid measured in several calls (a lent device's budget cut the first short):
-    every call's rows, each kept as measured with its call's date; skipped = the settings
-    no call measured. The calls must share dataset, events, machine and versions."""
+    every call's rows, each kept as measured with its call's date (a setting measured in
+    two calls: the later one's); skipped = the settings no call measured. The calls must
+    share dataset, events, machine and versions."""
     found = [json.loads(p.read_text()) for p in reports]
     same = ("dataset", "events_requested", "n_sample", "machine", "versions", "official")
     for p, rep in zip(reports[1:], found[1:]):
         if any(rep.get(k) != found[0].get(k) for k in same):
             raise SystemExit(f"error: --join: {p} differs from {reports[0]} in one of {same}")
-    rows = [{**r, "date": rep["date"]} for rep in found for r in rep["rows"]]
-    done = [setting(r) for r in rows]
+    latest = {setting(r): {**r, "date": rep["date"]} for rep in found for r in rep["rows"]}
+    rows, done = list(latest.values()), list(latest)  # measured again: the later call's row
     skipped = []
     for s in (s for rep in found for s in rep["skipped"]):
         if setting(s) not in done and s not in skipped:

@@ -218,3 +218,17 @@ def test_the_gpu_table_is_drawn_from_the_committed_gpu_run():
     )
     expected = summarize.throughput_table(train) + "\n\n" + summarize.eval_table(evaluation)
     assert found and found.group(1) == expected + "\n"
+
+
+def test_a_setting_measured_in_two_calls_keeps_the_later_row(tmp_path):
+    first = gpu_report("2026-12-04T16:54", [("ce", 32, 100), ("ce", 512, 100)], [])
+    again = gpu_report("2026-12-05T10:00", [("ce", 32, 100)], [])
+    again["rows"][0]["bare"]["events_per_s"] = 2.0
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json").write_text(json.dumps(again))
+    throughput.join(tmp_path / "j.json", [tmp_path / "a.json", tmp_path / "b.json"])
+    rows = json.loads((tmp_path / "j.json").read_text())["rows"]
+    assert [(r["batch_size"], r["date"], r["bare"]["events_per_s"]) for r in rows] == [
+        (32, "2026-12-05T10:00", 2.0),
+        (512, "2026-12-04T16:54", 1.0),
+    ]
