@@ -143,15 +143,18 @@ def throughput_table(rep: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+
+    def what(k: dict) -> str:
+        return f"{k['loss']} {k['batch_size']}x{k['layers']}"
+
     if rep.get("skipped"):
-        left = ", ".join(f"{k['loss']} {k['batch_size']}x{k['layers']}" for k in rep["skipped"])
+        left = ", ".join(what(k) for k in rep["skipped"])
         lines.append(f"\nNot run within the time budget: {left}.")
     for k in rep.get("failed", []):
-        lines.append(f"\nFailed, ours: {k['loss']} {k['batch_size']}x{k['layers']}: {k['error']}")
+        lines.append(f"\nFailed, ours: {what(k)}: {k['error']}")
     for r in rep["rows"]:
         if "official_error" in r:
-            what = f"{r['loss']} {r['batch_size']}x{r['layers']}"
-            lines.append(f"\nFailed, the official: {what}: {r['official_error']}")
+            lines.append(f"\nFailed, the official: {what(r)}: {r['official_error']}")
     return "\n".join(lines)
 
 

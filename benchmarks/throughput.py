@@ -426,16 +426,18 @@ def measure_grid(args, tsv, events, devices, partial) -> tuple[list, list, list]
             failed.append({**st, "error": str(e)[-600:]})
             print(f"failed: {st}: {e}", file=sys.stderr, flush=True)
         partial(rows, skipped, failed)
+    return sorted(rows, key=table_order(devices, args.losses)), skipped, failed
 
-    def order(r):
-        return (
-            devices.index(r["device"]),
-            args.losses.index(r["loss"]),
-            r["layers"],
-            r["batch_size"],
-        )
 
-    return sorted(rows, key=order), skipped, failed
+def table_order(devices: list[str], losses: list[str]):
+    """The rows' order in a report and its table: device and loss as the run lists them,
+    then layer size and batch size."""
+    return lambda r: (
+        devices.index(r["device"]),
+        losses.index(r["loss"]),
+        r["layers"],
+        r["batch_size"],
+    )
 
 
 def report_fields(args, n_items, tr, rows, skipped, failed) -> dict:
@@ -594,8 +596,8 @@ def join(out: Path, reports: list[Path]) -> None:
     for s in (s for rep in found for s in rep["skipped"]):
         if setting(s) not in done and s not in skipped:
             skipped.append(s)
-    losses = found[0]["losses"]
-    rows.sort(key=lambda r: (r["device"], losses.index(r["loss"]), r["layers"], r["batch_size"]))
+    devices = list(dict.fromkeys(r["device"] for r in rows))
+    rows.sort(key=table_order(devices, found[0]["losses"]))
     joined = {**found[0], "rows": rows, "skipped": skipped}
     joined["failed"] = [f for rep in found for f in rep.get("failed", [])]
     joined["calls"] = [{"date": rep["date"], "rows": len(rep["rows"])} for rep in found]
