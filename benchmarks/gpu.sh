@@ -2,12 +2,14 @@
 # Issue #30's GPU run, prepared in advance so that a lent device's first minutes measure
 # rather than set up: one `run` call, about 5 minutes. Training throughput on full
 # Diginetica (SR-GNN split; cross-entropy and BPR-max, batch 512/128/32, layers 100 and
-# 480; ours with and without CUDA graphs, the official code on the same device, one epoch
-# each), then full-ranking evaluation time, each with its peak device memory. Settings
-# not started within the budget are listed as skipped, never guessed. The whole grid
-# takes about 17 minutes on an H200 (the official's epoch at batch 32 alone is 100 s),
-# more than a lend: the cheap large batches go first, and LOSSES/BATCH_SIZES measure the
-# rest in a later lend.
+# 480; ours with and without CUDA graphs, the official code on the same device), then
+# full-ranking evaluation time, each with its peak device memory. Whole epochs of the
+# whole grid took about 17 minutes on an H200 (the official's epoch at batch 32 alone is
+# 100 s, and a process per setting and side cost 10 s more), more than a lend: so each
+# setting is timed over a window of its epoch (WINDOW_EVENTS training events' worth of
+# minibatches after 20 warm-up ones, the same on both sides; 0 = whole epochs), and one
+# process per side runs a batch size's settings. Settings not started within the budget
+# are listed as skipped, never guessed; the cheap large batches go first.
 #
 #   here:   bash benchmarks/gpu_pack.sh        # stages .device/ (data copy, official code, wheels)
 #   device: bash benchmarks/gpu.sh "$OUT"      # run with carry=[".device"]
@@ -15,7 +17,8 @@
 #
 # Environment: DEVICE (cuda), GRID (full | plumbing), PYTHON (python3), BENCH_DATA_DIR,
 # OFFICIAL (a GRU4Rec_PyTorch_Official checkout; unset = ours only), OFFICIAL_PYTHON,
-# BUDGET_S (seconds of training runs before the rest is skipped; 240), EVAL (0 skips the
+# BUDGET_S (seconds of training runs before the rest is skipped; 240), WINDOW_EVENTS
+# (100000, about a seventh of an epoch; 0 = whole epochs), EVAL (0 skips the
 # evaluation timing: a smoke run before the real one), LOSSES and BATCH_SIZES (a part of
 # the full grid: a later lend measures what an earlier one skipped; throughput.py --join
 # then makes one report of the calls).
@@ -28,9 +31,10 @@ python=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 mkdir -p "$out"
 case ${GRID:-full} in
-  full) grid=(--events 0 --losses ${LOSSES:-ce bpr-max} --layer-sizes 100 480
-        --batch-sizes ${BATCH_SIZES:-512 128 32}) ;;
-  plumbing) grid=(--events 3000 --losses ce --layer-sizes 100 --batch-sizes 32 512) ;;
+  full) grid=(--events 0 --window-events "${WINDOW_EVENTS:-100000}" --losses ${LOSSES:-ce bpr-max}
+        --layer-sizes 100 480 --batch-sizes ${BATCH_SIZES:-512 128 32}) ;;
+  plumbing) grid=(--events 6000 --window-events 1000 --losses ce --layer-sizes 100
+            --batch-sizes 32 128) ;;
   *) echo "error: GRID=${GRID}; expected full or plumbing" >&2; exit 2 ;;
 esac
 
@@ -56,7 +60,7 @@ with_official=()
 
 cd "$here"
 "$python" throughput.py --dataset diginetica_srgnn --devices "$device" "${grid[@]}" \
-  --harnesses bare fused_no_graphs --repeats 1 --budget-s "${BUDGET_S:-240}" \
+  --harnesses bare fused_no_graphs --repeats 1 --budget-s "${BUDGET_S:-240}" --shared-processes \
   "${with_official[@]}" --out "$out/gpu_throughput.json"
 reports=("$out/gpu_throughput.json")
 if [ "${EVAL:-1}" != 0 ]; then

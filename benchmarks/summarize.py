@@ -39,12 +39,24 @@ def overcount(rep: dict) -> str:
     return ", ".join(f"{v:.2f}x too high at batch {b}" for b, v in sorted(by_batch.items()))
 
 
+def span(rep: dict) -> str:
+    """What one run timed: a whole epoch, or a window of it (throughput.py --window-events)."""
+    window = rep.get("window_events")
+    if not window:
+        return "one epoch"
+    shared = "; a batch size's settings share a process per side" if rep["shared_processes"] else ""
+    return (
+        f"a window of each epoch ({window:,} training events' worth of minibatches after "
+        f"{rep['window_warmup']} warm-up ones, the same on both sides{shared})"
+    )
+
+
 def cpu_caption(rep: dict, repeats: int) -> str:
     return (
         (
-            f"Events/s of one epoch, the best of {repeats} interleaved repeats"
+            f"Events/s of {span(rep)}, the best of {repeats} interleaved repeats"
             if repeats == 2 or rep.get("pick") == "best"
-            else "Events/s of one epoch, the median of interleaved repeats"
+            else f"Events/s of {span(rep)}, the median of interleaved repeats"
         )
         + " (all repeats in the JSON); (x%) = share of the GEMM floor, the events/s of the "
         "step's matrix products alone (each timed as torch computes it and as the compiled "
@@ -61,7 +73,7 @@ def gpu_caption(rep: dict) -> str:
     """A lent device's minutes allow one run per setting, sometimes over several calls."""
     calls = rep.get("calls", [])
     return (
-        "Events/s of one epoch on the device, one run per setting (a lent device's minutes "
+        f"Events/s of {span(rep)} on the device, one run per setting (a lent device's minutes "
         "allow no repeats), ours and the official back to back"
         + (
             f", in {len(calls)} calls on one machine ("
@@ -132,8 +144,9 @@ def throughput_table(rep: dict) -> str:
         cells.append(f"{floor:,.0f}" if floor else "-")
         setup = r["bare"].get("setup_s")
         cells.append(f"{setup:.2f}" if setup is not None else "-")
-        rss = f"{r['bare']['peak_rss_mb']:.0f}"
-        cells.append(f"{rss} / {off['peak_rss_mb']:.0f}" if off else rss)
+        # None: the run shared its process with other settings (no peak of its own)
+        mb = lambda v: f"{v:.0f}" if v is not None else "-"
+        cells.append(" / ".join(mb(run["peak_rss_mb"]) for run in (r["bare"], off) if run))
         if gpu:
             mine = r["bare"].get("peak_cuda_mb")
             theirs = (off or {}).get("peak_cuda_mb")

@@ -2,8 +2,10 @@
 in the bare core loop and in the Lightning harness; on a GPU also the fused step without
 CUDA graphs) and, side by side when given, the official GRU4Rec_PyTorch_Official.
 
-Each setting runs one epoch in a fresh subprocess (so peak memory is per setting) over
-the training split of the chosen dataset (`--events 0`), its first sessions covering
+Each setting runs one epoch in a fresh subprocess (so peak memory is per setting; on a
+lent GPU, `--shared-processes` runs a batch size's settings in one process per side and
+`--window-events` times only each epoch's first minibatches, so that the grid fits the
+lend) over the training split of the chosen dataset (`--events 0`), its first sessions covering
 `--events` events (the quick mode), or synthetic sessions over a catalogue of
 `--catalogue` items (the catalogue sweep). For CPU rows the GEMM floor is also measured:
 the events/s a step would reach if it were only its matrix products (best of repeated
@@ -23,15 +25,17 @@ can run it (it needs numpy<2 and pandas<3).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -45,11 +49,10 @@ from common import (
 )
 
 HERE = Path(__file__).resolve().parent
-# The official's epoch line: "Epoch1 --> loss: 5.36 \t(5.22s) \t[23.37 mb/s | 11963 e/s]".
-# Its e/s counts every minibatch as a full batch (fit() sets n_valid = batch_size and never
-# updates it), so the shrinking end of the epoch is overcounted: 1.58x at batch 512 on the
-# 50k-event subset. Events/s here is the true number of training events over its seconds.
-EPOCH_LINE = re.compile(r"\(([\d.]+)s\)\s*\[([\d.]+) mb/s \| (\d+) e/s\]")
+SETTING = ("device", "loss", "batch_size", "layers")  # what tells a row from another
+# Minibatches of a window's epoch run before its timing starts, on both sides: past our
+# CUDA-graph capture (after 3 eager steps) and both sides' first-call costs.
+WINDOW_WARMUP = 20
 # name -> (loop, training step, CUDA graphs: None = where possible, compiled kernels)
 HARNESSES = {
     "autograd": ("bare", "autograd", False, True),
@@ -199,20 +202,31 @@ def load_subset(path: str):
 
 
 def worker(args) -> None:
-    """One setting, one harness, one epoch; prints a JSON line."""
+    """One harness over the settings given (each one epoch, or its window); prints a line
+    per setting, `RESULT {...}` or `FAILED {...}`, so that one failure spares the rest."""
+    n_items, tr = load_subset(args.subset_file)
+    for i, st in enumerate(json.loads(args.settings)):
+        try:
+            out = worker_epoch(args, n_items, tr, st)
+            print("RESULT " + json.dumps({"index": i, **out}), flush=True)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=2)[-300:]}"
+            print("FAILED " + json.dumps({"index": i, "error": error}), flush=True)
+
+
+def worker_epoch(args, n_items: int, tr, st: dict) -> dict:
     import torch
 
     from bench.core.config import GRU4RecConfig
     from bench.core.train import SessionParallelTrainer, fit
 
-    n_items, tr = load_subset(args.subset_file)
     cfg = GRU4RecConfig(
-        layers=[args.layers],
-        loss=args.loss,
-        batch_size=args.batch_size,
+        layers=[st["layers"]],
+        loss=st["loss"],
+        batch_size=st["batch_size"],
         n_sample=args.n_sample,
         sample_alpha=0.5,
-        logq=1.0 if args.loss == "ce" else None,
+        logq=1.0 if st["loss"] == "ce" else None,
         n_epochs=1,
         learning_rate=0.05,
     )
@@ -224,7 +238,9 @@ def worker(args) -> None:
         cfg, tr, n_items, device=args.device, seed=0, step=step, cuda_graphs=graphs
     )
     setup_s = time.perf_counter() - t_setup
-    if loop == "bare":
+    if st.get("window_steps"):
+        stats = first_steps(eng, st["window_steps"], st["window_warmup"])
+    elif loop == "bare":
         stats = fit(eng)[0]
     else:  # imported only here: Lightning alone adds ~190 MB to a process's peak RSS
         import logging
@@ -264,91 +280,114 @@ def worker(args) -> None:
         out["checkpoint_s"] = checkpoint_s
     if args.device == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    print("RESULT " + json.dumps(out))
+    return out
 
 
-def run_ours(args, device, loss, batch, layers, harness) -> dict:
+def first_steps(eng, steps: int, warmup: int) -> SimpleNamespace:
+    """A window of the epoch (--window-events): `steps` minibatches after the first
+    `warmup` (CUDA-graph capture and first-call costs left out, as the official's window
+    leaves its own out), timed as fit() times a whole epoch: the loss read back every 500
+    steps, the device synchronised at both ends."""
+    import torch
+
+    def sync():
+        if eng.device.type == "cuda":
+            torch.cuda.synchronize(eng.device)
+
+    if warmup >= eng.n_steps:
+        raise RuntimeError(f"the epoch has no more than the window's {warmup} warm-up steps")
+    end = min(warmup + steps, eng.n_steps)
+    eng.start_epoch()
+    eng.run_steps(0, warmup)
+    sync()
+    t0 = time.perf_counter()
+    for a in range(warmup, end, 500):
+        eng.run_steps(a, min(a + 500, end))
+        eng.check_finite(f"step {a + 500}")
+    sync()
+    seconds = time.perf_counter() - t0
+    events = eng.events_before(end) - eng.events_before(warmup)
+    return SimpleNamespace(
+        seconds=seconds,
+        steps=end - warmup,
+        events=events,
+        minibatches_per_s=(end - warmup) / seconds,
+        events_per_s=events / seconds,
+        harness_overhead=None,
+    )
+
+
+def run_settings(cmd: list[str], n: int, env=None) -> list[dict | str]:
+    """Run a worker over `n` settings: each one's result, or its error as a string (a
+    worker that dies leaves the settings it had not reported with its exit and stderr).
+    A worker that ran one setting adds its whole wall time (`process_s`); one that ran
+    several drops the peak RSS, which would be the process's over all of them."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    got: list[dict | str | None] = [None] * n
+    for line in p.stdout.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag in ("RESULT", "FAILED"):
+            rec = json.loads(rest)
+            got[rec.pop("index")] = rec if tag == "RESULT" else rec["error"]
+    for i, r in enumerate(got):
+        if r is None:
+            got[i] = f"worker exited ({p.returncode}) before it: {p.stderr[-800:]}"
+        elif isinstance(r, dict):
+            r.update({"process_s": wall} if n == 1 else {"peak_rss_mb": None})
+    return got
+
+
+def run_ours(args, group: list[dict], harness: str) -> list[dict | str]:
     cmd = [
         sys.executable,
         __file__,
         "--worker",
         "--subset-file",
         args.subset_file,
-        "--loss",
-        loss,
         "--n-sample",
         str(args.n_sample),
-        "--batch-size",
-        str(batch),
-        "--layers",
-        str(layers),
         "--device",
-        device,
+        group[0]["device"],
         "--harness",
         harness,
+        "--settings",
+        json.dumps(group),
     ]
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    if p.returncode != 0 or not line:
-        raise RuntimeError(f"worker failed ({harness}, {batch}, {layers}): {p.stderr[-800:]}")
-    return {**json.loads(line[0][7:]), "process_s": wall}
+    return run_settings(cmd, len(group), env)
 
 
-def run_official(args, tsv: Path, events: int, device, loss, batch, layers) -> dict:
-    """One epoch of the official code; `events` is the number of training events (every
-    event but a session's first), the same count as ours."""
-    ps = (
-        f"loss={'cross-entropy' if loss == 'ce' else loss},layers={layers},batch_size={batch},"
-        f"n_sample={args.n_sample},sample_alpha=0.5,logq={1 if loss == 'ce' else 0},"
-        "n_epochs=1,learning_rate=0.05"
-    )
-    code = (
-        "import resource,runpy,sys;sys.argv=sys.argv[1:];"
-        "sys.path.insert(0, sys.argv[0].rsplit('/',1)[0]);"
-        "runpy.run_path(sys.argv[0], run_name='__main__');"
-        "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss);"
-        "import torch;"
-        "torch.cuda.is_available() and "
-        "print('PEAK_CUDA_MB', torch.cuda.max_memory_allocated() / 2**20)"
-    )
+def run_official(args, tsv: Path, group: list[dict]) -> list[dict | str]:
+    """The official code's epochs (benchmarks/official_epoch.py, under its own Python)."""
+    settings = [
+        {
+            "params": f"loss={'cross-entropy' if st['loss'] == 'ce' else st['loss']},"
+            f"layers={st['layers']},batch_size={st['batch_size']},n_sample={args.n_sample},"
+            f"sample_alpha=0.5,logq={1 if st['loss'] == 'ce' else 0},n_epochs=1,"
+            "learning_rate=0.05",
+            "window_steps": st.get("window_steps"),
+            "window_warmup": st.get("window_warmup", 0),
+        }
+        for st in group
+    ]
     cmd = [
         args.official_python,
-        "-c",
-        code,
-        str(Path(args.official) / "run.py"),
+        str(HERE / "official_epoch.py"),
+        args.official,
         str(tsv),
-        "-d",
-        device,
-        "-ps",
-        ps,
+        group[0]["device"],
+        json.dumps(settings),
     ]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    m = EPOCH_LINE.search(p.stdout)
-    peak = re.search(r"PEAK_RSS_KB (\d+)", p.stdout)
-    if p.returncode != 0 or not m:
-        raise RuntimeError(
-            f"official run failed ({batch}, {layers}): {p.stdout[-500:]} {p.stderr[-800:]}"
-        )
-    seconds, mb_per_s = float(m.group(1)), float(m.group(2))
-    cuda = re.search(r"PEAK_CUDA_MB ([\d.]+)", p.stdout)
-    return {
-        **({"peak_cuda_mb": float(cuda.group(1))} if cuda else {}),
-        "seconds": seconds,
-        "minibatches_per_s": mb_per_s,
-        "steps": round(mb_per_s * seconds),
-        "events": events,
-        "events_per_s": events / seconds,
-        "events_per_s_printed": float(m.group(3)),
-        "peak_rss_mb": int(peak.group(1)) / 1024,
-        # End to end: the whole process (imports, data, model, the epoch, its evaluation-free
-        # exit), the same span as ours; it reads the data from a TSV, ours from parquet.
-        "process_s": wall,
-    }
+    got = run_settings(cmd, len(group))
+    for r in got:
+        if isinstance(r, dict):
+            # Its printed e/s counts every minibatch as a full batch (fit() sets n_valid to
+            # batch_size and never updates it), overcounting the shrinking end of an epoch
+            # (1.58x at batch 512 on the 50k-event subset): the counted events instead.
+            r["events_per_s"] = r["events"] / r["seconds"]
+    return got
 
 
 def best_run(runs: list[dict]) -> dict:
@@ -361,21 +400,39 @@ def best_run(runs: list[dict]) -> dict:
     return out
 
 
-def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
-    """One setting: interleaved repeats of every harness (a noisy neighbour slows all alike)."""
-    row = {"device": device, "loss": loss, "batch_size": batch, "layers": layers}
-    row["repeats"] = args.repeats
-    runs = {name: [] for name in [*harnesses, "official"]}
+def measure(args, tsv, harnesses, group: list[dict]) -> tuple[list, list]:
+    """The settings of one group: every harness once per repeat, repeats interleaved (a
+    noisy neighbour slows all alike); each harness in one process for the whole group
+    (one setting, unless --shared-processes). Returns the rows and the failed settings:
+    one whose run of ours failed (the official failing keeps ours, its error said)."""
+    runs = [{name: [] for name in [*harnesses, "official"]} for _ in group]
+    errors: list[dict] = [{} for _ in group]
     for _ in range(args.repeats):
-        for name in harnesses:
-            runs[name].append(run_ours(args, device, loss, batch, layers, name))
+        sides = [(name, run_ours(args, group, name)) for name in harnesses]
         if args.official:
-            try:  # ours is still worth keeping when the official cannot run this setting
-                runs["official"].append(
-                    run_official(args, tsv, events, device, loss, batch, layers)
-                )
-            except RuntimeError as e:
-                row["official_error"] = str(e)[-600:]
+            sides.append(("official", run_official(args, tsv, group)))
+        for name, results in sides:
+            for i, r in enumerate(results):
+                if isinstance(r, dict):
+                    runs[i][name].append(r)
+                else:
+                    errors[i].setdefault(name, r)
+    rows, failed = [], []
+    for st, rs, err in zip(group, runs, errors):
+        key = {k: st[k] for k in SETTING}
+        ours = [f"{k}: {v}" for k, v in err.items() if k != "official"]
+        if ours:
+            failed.append({**key, "error": "; ".join(ours)[-600:]})
+        else:
+            rows.append(row_of(args, key, rs, err.get("official")))
+    return rows, failed
+
+
+def row_of(args, key: dict, runs: dict, official_error: str | None) -> dict:
+    """One setting's row from its runs (each side's best) and the ratios between them."""
+    row = {**key, "repeats": args.repeats}
+    if official_error:
+        row["official_error"] = official_error[-600:]
     for name, rs in runs.items():
         if rs:
             row[name] = best_run(rs)
@@ -391,40 +448,48 @@ def measure(args, tsv, events, device, harnesses, loss, batch, layers) -> dict:
             if name != "official" and runs[name]:
                 row[f"{name}_vs_official"] = row[name]["events_per_s"] / off
         row["speedup_vs_official"] = row["bare"]["events_per_s"] / off
-    if device == "cpu":
-        row["gemm_floor_events_per_s"] = gemm_floor(batch, layers, args.n_sample)
+    if key["device"] == "cpu":
+        row["gemm_floor_events_per_s"] = gemm_floor(key["batch_size"], key["layers"], args.n_sample)
     return row
 
 
-def measure_grid(args, tsv, events, devices, partial) -> tuple[list, list, list]:
+def measure_grid(args, tsv, devices, partial) -> tuple[list, list, list]:
     """Every setting, batch sizes outermost, so that a --budget-s cut leaves every loss and
     layer size measured at the first batch sizes rather than one loss whole (gpu.sh puts
-    the cheap large batches first); the rows come back in table order. A setting whose run
-    of ours fails is listed with its error and the rest go on; `partial(rows, skipped,
-    failed)` saves the report after every setting, so a run killed at a device's time limit
-    keeps what it measured."""
+    the cheap large batches first); the rows come back in table order. With
+    --shared-processes the settings of one device and batch size share their processes.
+    A setting whose run of ours fails is listed with its error and the rest go on;
+    `partial(rows, skipped, failed)` saves the report after every group, so a run killed
+    at a device's time limit keeps what it measured."""
     settings = [
         {"device": d, "loss": loss, "batch_size": b, "layers": h}
+        | (
+            {"window_steps": -(-args.window_events // b), "window_warmup": WINDOW_WARMUP}
+            if args.window_events
+            else {}
+        )
         for d in devices
         for b in args.batch_sizes
         for loss in args.losses
         for h in args.layer_sizes
     ]
+    shared = lambda st: (st["device"], st["batch_size"])
+    group_of = shared if args.shared_processes else (lambda st: tuple(st.values()))
+    groups = [list(g) for _, g in itertools.groupby(settings, group_of)]
     rows, skipped, failed, start = [], [], [], time.perf_counter()
-    for st in settings:
+    for group in groups:
         if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
-            skipped.append(st)
+            skipped += [{k: st[k] for k in SETTING} for st in group]
             continue
         harnesses = args.harnesses or ["autograd", "bare", "lightning"]
-        if st["device"] == "cuda" and args.harnesses is None:
+        if group[0]["device"] == "cuda" and args.harnesses is None:
             harnesses = [*harnesses, "fused_no_graphs"]
-        try:
-            loss, batch, layers = st["loss"], st["batch_size"], st["layers"]
-            rows.append(measure(args, tsv, events, st["device"], harnesses, loss, batch, layers))
-            print(json.dumps(rows[-1]), flush=True)
-        except RuntimeError as e:
-            failed.append({**st, "error": str(e)[-600:]})
-            print(f"failed: {st}: {e}", file=sys.stderr, flush=True)
+        done, broke = measure(args, tsv, harnesses, group)
+        for r in done:
+            print(json.dumps(r), flush=True)
+        for f in broke:
+            print(f"failed: {f}", file=sys.stderr, flush=True)
+        rows, failed = rows + done, failed + broke
         partial(rows, skipped, failed)
     return sorted(rows, key=table_order(devices, args.losses)), skipped, failed
 
@@ -447,6 +512,9 @@ def report_fields(args, n_items, tr, rows, skipped, failed) -> dict:
         catalogue=args.catalogue,  # the synthetic sweep's item count (None: a named dataset)
         n_items=n_items,
         events_requested=args.events,  # 0: the whole training split
+        window_events=args.window_events or None,  # None: whole epochs
+        window_warmup=WINDOW_WARMUP if args.window_events else None,
+        shared_processes=args.shared_processes,
         train_events=tr.n_events,
         train_sessions=tr.n_sessions,
         losses=args.losses,
@@ -501,6 +569,21 @@ def main() -> None:
         help="start no further setting after this many seconds (those left are listed as skipped)",
     )
     ap.add_argument(
+        "--window-events",
+        type=int,
+        default=None,
+        help="time only each epoch's first ceil(N / batch) minibatches, ours and the "
+        "official alike (the steady state, every lane busy): what lets the whole GPU grid "
+        "fit a lend; default: whole epochs",
+    )
+    ap.add_argument(
+        "--shared-processes",
+        action="store_true",
+        help="the settings of one batch size share one process per harness (and one for the "
+        "official) instead of a fresh process each: on a GPU, starting a process costs more "
+        "than a windowed epoch; peak RSS is then not per setting and is left out",
+    )
+    ap.add_argument(
         "--catalogue",
         type=int,
         default=None,
@@ -529,8 +612,7 @@ def main() -> None:
     )
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--layers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--settings", help=argparse.SUPPRESS)
     ap.add_argument("--device", help=argparse.SUPPRESS)
     ap.add_argument("--harness", help=argparse.SUPPRESS)
     ap.add_argument("--subset-file", help=argparse.SUPPRESS)
@@ -547,6 +629,8 @@ def main() -> None:
         return
     if args.catalogue and not args.events:
         ap.error("--catalogue needs --events (the training events of the synthetic sessions)")
+    if args.window_events and "lightning" in (args.harnesses or ["lightning"]):
+        ap.error("--window-events times the bare loop: pick --harnesses without lightning")
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -558,7 +642,6 @@ def main() -> None:
     args.subset_file = str(tmp / "subset.npz")
     save_subset(Path(args.subset_file), n_items, tr)
     tsv = tmp / "train.tsv"
-    events = int(np.clip(tr.lengths - 1, 0, None).sum())
     if args.official:
         write_gru4rec_tsv(tsv, tr)
 
@@ -567,7 +650,7 @@ def main() -> None:
             fields = report_fields(args, n_items, tr, rows, skipped, failed)
             write_report(args.out, "throughput", {**fields, "partial": True})
 
-    rows, skipped, failed = measure_grid(args, tsv, events, devices, partial)
+    rows, skipped, failed = measure_grid(args, tsv, devices, partial)
     fields = report_fields(args, n_items, tr, rows, skipped, failed)
     if args.merge:
         write_report(tmp / "run.json", "throughput", fields)
@@ -577,7 +660,7 @@ def main() -> None:
 
 
 def setting(row: dict) -> tuple:
-    return tuple(row[k] for k in ("device", "loss", "batch_size", "layers"))
+    return tuple(row[k] for k in SETTING)
 
 
 def join(out: Path, reports: list[Path]) -> None:
@@ -586,7 +669,15 @@ def join(out: Path, reports: list[Path]) -> None:
     two calls: the later one's); skipped = the settings no call measured. The calls must
     share dataset, events, machine and versions."""
     found = [json.loads(p.read_text()) for p in reports]
-    same = ("dataset", "events_requested", "n_sample", "machine", "versions", "official")
+    same = (
+        "dataset",
+        "events_requested",
+        "window_events",
+        "n_sample",
+        "machine",
+        "versions",
+        "official",
+    )
     for p, rep in zip(reports[1:], found[1:]):
         if any(rep.get(k) != found[0].get(k) for k in same):
             raise SystemExit(f"error: --join: {p} differs from {reports[0]} in one of {same}")

@@ -4,6 +4,7 @@ README shows; and the sweep's synthetic sessions, which must hold exactly the ca
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,20 @@ def test_calls_on_different_machines_do_not_join(tmp_path):
         throughput.join(tmp_path / "j.json", [tmp_path / "a.json", tmp_path / "b.json"])
 
 
+def grid_args(**kw):
+    args = type("A", (), {})()
+    args.batch_sizes, args.losses, args.layer_sizes = [512, 32], ["ce", "bpr-max"], [100]
+    args.budget_s, args.harnesses, args.window_events, args.shared_processes = (
+        None,
+        ["bare"],
+        None,
+        False,
+    )
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
 def test_the_grid_runs_large_batches_first_keeps_going_past_a_failure_and_saves_each_step(
     monkeypatch,
 ):
@@ -166,18 +181,20 @@ def test_the_grid_runs_large_batches_first_keeps_going_past_a_failure_and_saves_
     rows back in table order."""
     ran, saved = [], []
 
-    def measure(args, tsv, events, device, harnesses, loss, batch, layers):
-        ran.append((loss, batch))
-        if (loss, batch) == ("bpr-max", 512):
-            raise RuntimeError("worker failed (bare, 512, 100): CUDA error")
-        return {"device": device, "loss": loss, "batch_size": batch, "layers": layers}
+    def measure(args, tsv, harnesses, group):
+        rows, failed = [], []
+        for st in group:
+            ran.append((st["loss"], st["batch_size"]))
+            if (st["loss"], st["batch_size"]) == ("bpr-max", 512):
+                failed.append({**st, "error": "bare: CUDA error"})
+            else:
+                rows.append(dict(st))
+        return rows, failed
 
     monkeypatch.setattr(throughput, "measure", measure)
-    args = type("A", (), {})()
-    args.batch_sizes, args.losses, args.layer_sizes = [512, 32], ["ce", "bpr-max"], [100]
-    args.budget_s, args.harnesses = None, ["bare"]
+    args = grid_args()
     rows, skipped, failed = throughput.measure_grid(
-        args, None, 0, ["cuda"], lambda *a: saved.append(len(a[0]))
+        args, None, ["cuda"], lambda *a: saved.append(len(a[0]))
     )
     assert ran == [("ce", 512), ("bpr-max", 512), ("ce", 32), ("bpr-max", 32)]
     assert [(r["loss"], r["batch_size"]) for r in rows] == [
@@ -191,14 +208,73 @@ def test_the_grid_runs_large_batches_first_keeps_going_past_a_failure_and_saves_
             "loss": "bpr-max",
             "batch_size": 512,
             "layers": 100,
-            "error": "worker failed (bare, 512, 100): CUDA error",
+            "error": "bare: CUDA error",
         }
     ]
     assert saved == [1, 1, 2, 3] and skipped == []
     args.budget_s = -1  # every setting past the budget: all listed, none run
     ran.clear()
-    rows, skipped, failed = throughput.measure_grid(args, None, 0, ["cuda"], lambda *a: None)
+    rows, skipped, failed = throughput.measure_grid(args, None, ["cuda"], lambda *a: None)
     assert ran == [] and len(skipped) == 4
+
+
+def test_shared_processes_group_a_batch_size_and_a_window_sets_each_settings_steps(
+    monkeypatch,
+):
+    """--shared-processes: one group (so one process per side) per device and batch size;
+    --window-events: each setting trains ceil(events / batch) minibatches."""
+    groups = []
+    monkeypatch.setattr(
+        throughput, "measure", lambda a, t, h, group: (groups.append(group), ([], []))[1]
+    )
+    args = grid_args(shared_processes=True, window_events=1000, layer_sizes=[100, 480])
+    throughput.measure_grid(args, None, ["cuda"], lambda *a: None)
+    assert [[(s["loss"], s["layers"]) for s in g] for g in groups] == [
+        [("ce", 100), ("ce", 480), ("bpr-max", 100), ("bpr-max", 480)]
+    ] * 2
+    assert [{s["window_steps"] for s in g} for g in groups] == [{2}, {32}]  # 1000/512, 1000/32
+    assert {s["window_warmup"] for g in groups for s in g} == {throughput.WINDOW_WARMUP}
+
+
+def test_a_worker_that_dies_fails_only_the_settings_it_had_not_reported(tmp_path):
+    """One process runs several settings: those it reported keep their result or error,
+    those after its death carry its exit status and stderr."""
+    script = tmp_path / "w.py"
+    script.write_text(
+        "import json, sys\n"
+        "print('RESULT ' + json.dumps({'index': 0, 'events_per_s': 5.0, 'peak_rss_mb': 9}))\n"
+        "print('FAILED ' + json.dumps({'index': 1, 'error': 'OutOfMemoryError: x'}))\n"
+        "sys.stderr.write('Segmentation fault'); sys.exit(139)\n"
+    )
+    got = throughput.run_settings([sys.executable, str(script)], 3)
+    assert got[0] == {"events_per_s": 5.0, "peak_rss_mb": None}  # RSS: not per setting
+    assert got[1] == "OutOfMemoryError: x"
+    assert got[2] == "worker exited (139) before it: Segmentation fault"
+    script.write_text(
+        "import json\n"
+        "print('RESULT ' + json.dumps({'index': 0, 'events_per_s': 5.0, 'peak_rss_mb': 9}))\n"
+    )
+    alone = throughput.run_settings([sys.executable, str(script)], 1)[0]
+    assert alone["peak_rss_mb"] == 9 and alone["process_s"] > 0  # one setting: its own
+
+
+def test_the_official_window_skips_its_warm_up_times_its_steps_and_counts_their_lanes():
+    """official_epoch.windowed: the official iterator cut after warm-up + N minibatches,
+    the clock started at the first counted one, its events counted from the inputs'
+    lengths (a shrinking lane count included)."""
+    official_epoch = benchmark_module("official_epoch")
+
+    def iterate(self, enable_neg_samples, reset_hook=None):
+        yield from (([0] * n, None) for n in (4, 4, 3, 1))
+
+    counter = {"steps": 0, "events": 0}
+    cut = official_epoch.windowed(iterate, counter, 2, warmup=1)
+    assert [len(x) for x, _ in cut(None, True)] == [4, 4, 3]
+    assert counter["steps"] == 2 and counter["events"] == 7
+    assert counter["t1"] >= counter["t0"]
+    counter = {"steps": 0, "events": 0}
+    assert len(list(official_epoch.windowed(iterate, counter, None)(None, True))) == 4
+    assert counter["steps"] == 4 and counter["events"] == 12
 
 
 def test_the_gpu_table_is_drawn_from_the_committed_gpu_run():
