@@ -38,14 +38,8 @@ case ${GRID:-full} in
   *) echo "error: GRID=${GRID}; expected full or plumbing" >&2; exit 2 ;;
 esac
 
-# The device's image has torch and Lightning; Hydra and OmegaConf come as carried wheels,
-# and the official code runs against its own numpy<2/pandas<3, apart from ours.
-if [ -d "$stage/wheels/bench" ] && ! "$python" -c "import hydra" 2>/dev/null; then
-  "$python" -m pip install -q --no-index --no-deps --target /tmp/bench-site "$stage"/wheels/bench/*.whl
-  export PYTHONPATH=/tmp/bench-site
-fi
-export PYTHONPATH=$here/../src${PYTHONPATH:+:$PYTHONPATH}
-export BENCH_DATA_DIR=${BENCH_DATA_DIR:-$stage/data}
+# The official code runs against its own numpy<2/pandas<3, apart from ours.
+source "$here/device_env.sh"
 official=${OFFICIAL:-}
 [ -z "$official" ] && [ -d "$stage/official" ] && official=$stage/official
 official_python=${OFFICIAL_PYTHON:-}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stages .device/ (git-ignored, never committed) for benchmarks/gpu.sh on a lent device,
+# Stages .device/ (git-ignored, never committed) for benchmarks/gpu.sh and peers_gpu.sh on a
+# lent device,
 # which reaches nothing outside: a copy of full Diginetica's SR-GNN split (its terms allow
 # no redistribution: it only travels to the device for the run), a checkout of the
 # official GRU4Rec PyTorch code, and the wheels the device's image lacks (Python 3.12):

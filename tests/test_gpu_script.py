@@ -92,3 +92,33 @@ def test_an_unknown_grid_is_one_line(tmp_path):
     )
     assert p.returncode == 2
     assert p.stderr.strip() == "error: GRID=huge; expected full or plumbing"
+
+
+@pytest.mark.slow  # about 15 s: CI runs it in make test-slow
+def test_the_peers_device_script_runs_a_published_settings_run_and_returns_its_record(tmp_path):
+    """benchmarks/peers_gpu.sh on the CPU, on the synthetic data for two epochs: the record,
+    its ranks and the per-epoch metrics come back under OUT/<model>_<split>/; a run that
+    would start with under a minute of the budget left is skipped and said."""
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "RUNS": "srgnn:synthetic",
+        "EXTRA": "n_epochs=2",
+        "OMP_NUM_THREADS": "1",
+    }
+    script = str(ROOT / "benchmarks" / "peers_gpu.sh")
+    p = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = tmp_path / "srgnn_synthetic"
+    assert sorted(f.name for f in got.iterdir()) == ["metrics.csv", "ranks.npy", "result.json"]
+    record = json.loads((got / "result.json").read_text())
+    assert record["method"] == "srgnn" and len(record["epochs"]) == 2
+    assert all("recall@20" in e["eval"] for e in record["epochs"])  # the test set each epoch
+    p = subprocess.run(
+        ["bash", script, str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env={**env, "BUDGET_S": "59", "RUNS": "srgnn:synthetic sgnnhn:synthetic"},
+    )
+    assert p.returncode == 0 and not (tmp_path / "none").exists()
+    assert p.stdout.count("skipped") == 2
