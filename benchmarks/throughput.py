@@ -25,6 +25,7 @@ can run it (it needs numpy<2 and pandas<3).
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -212,6 +213,7 @@ def worker(args) -> None:
         except Exception as e:
             error = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=2)[-300:]}"
             print("FAILED " + json.dumps({"index": i, "error": error}), flush=True)
+        gc.collect()  # the last trainer's tensors (and CUDA graphs) gone before the next peak
 
 
 def worker_epoch(args, n_items: int, tr, st: dict) -> dict:
