@@ -94,31 +94,48 @@ def test_an_unknown_grid_is_one_line(tmp_path):
     assert p.stderr.strip() == "error: GRID=huge; expected full or plumbing"
 
 
-@pytest.mark.slow  # about 15 s: CI runs it in make test-slow
-def test_the_peers_device_script_runs_a_published_settings_run_and_returns_its_record(tmp_path):
-    """benchmarks/peers_gpu.sh on the CPU, on the synthetic data for two epochs: the record,
-    its ranks and the per-epoch metrics come back under OUT/<model>_<split>/; a run that
-    would start with under a minute of the budget left is skipped and said."""
+@pytest.mark.slow  # about 45 s: CI runs it in make test-slow
+def test_the_peers_device_script_returns_records_and_resumes_a_run_stopped_at_its_budget(
+    tmp_path,
+):
+    """benchmarks/peers_gpu.sh on the CPU, SR-GNN on the synthetic data: a finished run's
+    record and ranks come back under OUT/<model>_<split>/; a run stopped at the budget
+    (here: its record removed, its checkpoint kept) comes back as the per-epoch history in
+    its checkpoint when no time is left, and the next call resumes it; a finished run is
+    not run again."""
     env = {
         **os.environ,
         "PYTHON": sys.executable,
         "RUNS": "srgnn:synthetic",
-        "EXTRA": "n_epochs=2",
+        "EXTRA": "n_epochs=1",
         "OMP_NUM_THREADS": "1",
+        "WORK": str(tmp_path / "work"),
     }
-    script = str(ROOT / "benchmarks" / "peers_gpu.sh")
-    p = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    got = tmp_path / "srgnn_synthetic"
-    assert sorted(f.name for f in got.iterdir()) == ["metrics.csv", "ranks.npy", "result.json"]
+
+    def call(out: str, **more) -> str:
+        script = str(ROOT / "benchmarks" / "peers_gpu.sh")
+        p = subprocess.run(
+            ["bash", script, str(tmp_path / out)],
+            capture_output=True,
+            text=True,
+            env={**env, **more},
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p.stdout
+
+    call("a")
+    got = tmp_path / "a" / "srgnn_synthetic"
+    assert sorted(f.name for f in got.iterdir()) == ["ranks.npy", "result.json"]
     record = json.loads((got / "result.json").read_text())
-    assert record["method"] == "srgnn" and len(record["epochs"]) == 2
-    assert all("recall@20" in e["eval"] for e in record["epochs"])  # the test set each epoch
-    p = subprocess.run(
-        ["bash", script, str(tmp_path / "none")],
-        capture_output=True,
-        text=True,
-        env={**env, "BUDGET_S": "59", "RUNS": "srgnn:synthetic sgnnhn:synthetic"},
+    assert record["method"] == "srgnn" and len(record["epochs"]) == 1
+    assert "recall@20" in record["epochs"][0]["eval"]  # the test set after each epoch
+    assert "finished by an earlier call" in call("again")
+    (tmp_path / "work" / "srgnn" / "synthetic" / "try1" / "result.json").unlink()
+    assert "skipped, 59s of the budget left" in call("b", BUDGET_S="59")
+    history = json.loads((tmp_path / "b" / "srgnn_synthetic" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0] and "recall@20" in history[0]["eval"]
+    assert "resume=" in call("c", EXTRA="n_epochs=2")
+    record = json.loads((tmp_path / "c" / "srgnn_synthetic" / "result.json").read_text())
+    assert len(record["epochs"]) == 2 and record["resumed_from"].endswith(
+        "try1/checkpoints/last.ckpt"
     )
-    assert p.returncode == 0 and not (tmp_path / "none").exists()
-    assert p.stdout.count("skipped") == 2
