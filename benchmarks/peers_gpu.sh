@@ -63,5 +63,5 @@ for run in ${RUNS:-sgnnhn:diginetica_srgnn srgnn:diginetica_srgnn}; do
       save_model=false hydra.run.dir="$last" "${resume[@]}" ${EXTRA:-} || status=$?
     echo "$model $split: exit $status${resume:+ (${resume[0]})}, $((SECONDS - deadline + budget))s into the budget"
   fi
-  [ -d "$last" ] && collect "$last" "$out/${model}_$split"
+  if [ -d "$last" ]; then collect "$last" "$out/${model}_$split"; fi
 done

@@ -288,25 +288,16 @@ def worker_epoch(args, n_items: int, tr, st: dict) -> dict:
 def first_steps(eng, steps: int, warmup: int) -> SimpleNamespace:
     """A window of the epoch (--window-events): `steps` minibatches after the first
     `warmup` (CUDA-graph capture and first-call costs left out, as the official's window
-    leaves its own out), timed as fit() times a whole epoch: the loss read back every 500
-    steps, the device synchronised at both ends."""
-    import torch
-
-    def sync():
-        if eng.device.type == "cuda":
-            torch.cuda.synchronize(eng.device)
+    leaves its own out), run and timed as fit() runs and times a whole epoch."""
+    from bench.core.train import run_chunked
 
     if warmup >= eng.n_steps:
         raise RuntimeError(f"the epoch has no more than the window's {warmup} warm-up steps")
     end = min(warmup + steps, eng.n_steps)
     eng.start_epoch()
-    eng.run_steps(0, warmup)
-    sync()
+    run_chunked(eng, 0, warmup)
     t0 = time.perf_counter()
-    for a in range(warmup, end, 500):
-        eng.run_steps(a, min(a + 500, end))
-        eng.check_finite(f"step {a + 500}")
-    sync()
+    run_chunked(eng, warmup, end)
     seconds = time.perf_counter() - t0
     events = eng.events_before(end) - eng.events_before(warmup)
     return SimpleNamespace(
@@ -475,9 +466,12 @@ def measure_grid(args, tsv, devices, partial) -> tuple[list, list, list]:
         for loss in args.losses
         for h in args.layer_sizes
     ]
-    shared = lambda st: (st["device"], st["batch_size"])
-    group_of = shared if args.shared_processes else (lambda st: tuple(st.values()))
-    groups = [list(g) for _, g in itertools.groupby(settings, group_of)]
+    one_process = lambda st: (st["device"], st["batch_size"])  # --shared-processes
+    groups = (
+        [list(g) for _, g in itertools.groupby(settings, one_process)]
+        if args.shared_processes
+        else [[st] for st in settings]
+    )
     rows, skipped, failed, start = [], [], [], time.perf_counter()
     for group in groups:
         if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
