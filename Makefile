@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m bench.core.native
+	$(PY) -m bench.core.product_choice
 	touch $(STAMP)
 
 run: $(STAMP)

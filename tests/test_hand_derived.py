@@ -74,15 +74,18 @@ def _engine(step, loss, seed=5, **kw):
         dict(loss="ce", logq=1.0, n_sample=0),  # logQ without samples: targets only
     ],
 )
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("compiled", ["split products", "torch's products", "none"])
 def test_fused_step_trains_exactly_like_the_autograd_step(kw, compiled):
     """Two epochs, same seed: same losses and same weights (dropout masks included), with
-    the compiled kernels (native.py) and with their PyTorch forms."""
+    the compiled kernels (native.py) and either form of the large products
+    (product_choice), and with their PyTorch forms."""
     runs = {}
     for step in ("fused", "autograd"):
         eng = _engine(step, **kw)
         assert (eng.hand_derived is not None) == (step == "fused")
-        if not compiled:
+        if eng.hand_derived is not None:
+            eng.hand_derived.split_products = compiled == "split products"
+        if compiled == "none":
             eng.optimizer.kernel = None
             if eng.hand_derived is not None:
                 eng.hand_derived.kernel = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.core import native
+from bench.core import native, product_choice
 from bench.core.losses import log_q_shift
 from bench.core.model import GRU4RecModel
 from bench.core.optim import SparseRows
@@ -142,13 +142,14 @@ class HandDerivedStep:
         self.elu_param = elu_param
         self.log_q = log_q
         self.kernel = native.kernel()  # None: the PyTorch forms
+        self.split_products = product_choice.split_products_chosen(self.kernel)
 
     def compiled_kernels(self) -> list[str]:
         """The compiled kernels this step calls (empty on the PyTorch path)."""
         if self.kernel is None:
             return []
         loss = "ce_grad" if self.loss == "ce" else "bpr_max_grad"
-        blas = ["gemm_split", "gemm_pair"] if self.kernel.blas else []
+        blas = ["gemm_split", "gemm_pair"] if self.split_products else []
         return [
             "gather_rows",
             *blas,
@@ -180,8 +181,8 @@ class HandDerivedStep:
 
     def _matmul(self, a, b, trans_a=False, trans_b=False, row_bias=None, out=None):
         """One large product, a @ b (+ row_bias), transposes by flag: by the compiled split
-        product where a BLAS was found (native.matmul), else torch's."""
-        if self.kernel is not None:
+        product where this machine's choice is them (product_choice), else torch's."""
+        if self.split_products and self.kernel is not None:
             c = native.matmul(self.kernel, a, b, trans_a, trans_b, row_bias, out)
             if c is not None:
                 return c
@@ -189,9 +190,9 @@ class HandDerivedStep:
 
     def _matmul_pair(self, first: tuple, second: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent products, each (a, b, trans_a, trans_b, row_bias, out), side by
-        side by the compiled pair product where a BLAS was found (native.matmul_pair), else
-        one after the other by torch's."""
-        if self.kernel is not None:
+        side by the compiled pair product where this machine's choice is the split products
+        (product_choice), else one after the other by torch's."""
+        if self.split_products and self.kernel is not None:
             pair = native.matmul_pair(self.kernel, first, second)
             if pair is not None:
                 return pair

@@ -1,0 +1,79 @@
+"""The machine's choice of library for the step's large products: measured once, kept,
+followed, and overridable (product_choice.py)."""
+
+import json
+
+import pytest
+import torch
+
+from bench.core import native, product_choice
+from bench.core.config import GRU4RecConfig
+from bench.core.hand_derived import HandDerivedStep
+from bench.core.model import GRU4RecModel
+
+needs_blas = pytest.mark.skipif(
+    native.kernel() is None or not native.kernel().blas,
+    reason="no C compiler, or numpy brought no OpenBLAS here: torch computes the products",
+)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("BENCH_BLAS", raising=False)
+    product_choice._chosen.cache_clear()
+    yield tmp_path
+    product_choice._chosen.cache_clear()
+
+
+@needs_blas
+def test_the_choice_is_measured_once_kept_and_followed(fresh_cache, monkeypatch):
+    calls = []
+
+    def measured(lib, threads):
+        calls.append(threads)
+        return {"chosen": "torch", "split_over_torch": 1.3, "threads": threads, "shapes": []}
+
+    monkeypatch.setattr(product_choice, "measure", measured)
+    lib = native.kernel()
+    assert product_choice.split_products_chosen(lib) is False
+    path = product_choice.record_path(lib, torch.get_num_threads())
+    assert path.parent == fresh_cache and json.loads(path.read_text())["chosen"] == "torch"
+    product_choice._chosen.cache_clear()  # a new process: reads the record, measures nothing
+    path.write_text(json.dumps({"chosen": "split"}))
+    assert product_choice.split_products_chosen(lib) is True
+    assert calls == [torch.get_num_threads()]
+    step = HandDerivedStep(GRU4RecModel(20, GRU4RecConfig(layers=[8])), "ce", 1.0, 0.0)
+    assert step.split_products and "gemm_split" in step.compiled_kernels()
+
+
+@needs_blas
+def test_bench_blas_forces_either_form_over_the_record(fresh_cache, monkeypatch):
+    lib = native.kernel()
+    path = product_choice.record_path(lib, torch.get_num_threads())
+    path.write_text(json.dumps({"chosen": "torch"}))
+    monkeypatch.setenv("BENCH_BLAS", "1")
+    assert product_choice.split_products_chosen(lib) is True
+    monkeypatch.setenv("BENCH_BLAS", "0")
+    assert product_choice.split_products_chosen(lib) is False
+
+
+def test_without_split_products_torch_computes_them(fresh_cache):
+    class NoBlas:
+        blas = False
+
+    assert product_choice.split_products_chosen(None) is False
+    assert product_choice.split_products_chosen(NoBlas()) is False
+    assert not list(fresh_cache.iterdir())  # nothing measured, nothing written
+
+
+@needs_blas
+def test_the_measurement_times_both_forms_on_every_shape(monkeypatch):
+    monkeypatch.setattr(product_choice, "SHAPES", ((4, 8), (16, 8)))
+    monkeypatch.setattr(product_choice, "N_SAMPLE", 32)
+    rec = product_choice.measure(native.kernel(), 2)
+    assert [(r["rows"], r["units"]) for r in rec["shapes"]] == [(4, 8), (16, 8)]
+    ratios = [r["split_s"] / r["torch_s"] for r in rec["shapes"]]
+    assert all(r["split_s"] > 0 and r["torch_s"] > 0 for r in rec["shapes"])
+    assert rec["split_over_torch"] == pytest.approx((ratios[0] * ratios[1]) ** 0.5)
+    assert rec["chosen"] == ("split" if rec["split_over_torch"] < 1 else "torch")
