@@ -68,13 +68,22 @@ def machine_info() -> dict:
     """The machine a figure was measured on, as the summaries print it."""
     import torch
 
+    from bench.core import native
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": native.cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def host(m: dict) -> str:
+    """A report's machine as its caption names it: the CPU model where recorded (which
+    library or kernel wins depends on it), else the platform's processor string."""
+    return f"{m['cpu']} ({m['processor']})" if m.get("cpu") else m["processor"]
 
 
 def write_report(out: str | Path, benchmark: str, fields: dict) -> None:

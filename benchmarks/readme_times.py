@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from common import machine_info, run_measured, write_report
+from common import host, machine_info, run_measured, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "readme_times.json"
@@ -72,7 +72,7 @@ def table(report: dict) -> str:
             f"{r['disk_mb']:.1f} MB{f' ({big})' if big else ''} |"
         )
     note = (
-        f"\nMeasured by `benchmarks/readme_times.py` on {m['processor']}, {m['cpu_count']} "
+        f"\nMeasured by `benchmarks/readme_times.py` on {host(m)}, {m['cpu_count']} "
         f"cores, torch {report['versions']['torch']} ({m['torch_threads']} threads), "
         f"{report['date'][:10]}, each command once as written, nothing else running. The "
         "run folder holds the record, the per-event ranks, the model (`save_model=false` "

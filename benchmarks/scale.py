@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import machine_info, run_measured, write_report
+from common import host, machine_info, run_measured, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "scale.json"
@@ -69,7 +69,7 @@ def table(report: dict) -> str:
     ]
     return (
         "\n".join(rows)
-        + f"\n\nMeasured by `benchmarks/scale.py` on {m['processor']}, {m['cpu_count']} cores, "
+        + f"\n\nMeasured by `benchmarks/scale.py` on {host(m)}, {m['cpu_count']} cores, "
         f"torch {report['versions']['torch']} ({m['torch_threads']} threads), "
         f"{report['date'][:10]}, nothing else running; the log is synthetic (seeded), "
         f"{log['sessions']:,} sessions over {log['items']:,} items.\n"

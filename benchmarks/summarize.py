@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from bench.records import replace_block
+from common import host
 
 
 def _eps(run: dict | None) -> str:
@@ -104,7 +105,7 @@ def throughput_table(rep: dict) -> str:
         (quick if scope == "first" else "")
         + f"Throughput, {rep['dataset']} ({scope} {rep['train_sessions']:,} training sessions, "
         f"{rep['train_events']:,} events), n_sample {rep['n_sample']}; "
-        f"{m['processor']}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
+        f"{host(m)}, {m['cpu_count']} cores, torch {rep['versions']['torch']} "
         f"({m['torch_threads']} threads){', GPU ' + m['gpu'] if m.get('gpu') else ''}; "
         f"{rep['date']}. "
         + (gpu_caption(rep) if gpu else cpu_caption(rep, repeats))
@@ -178,7 +179,7 @@ def collection_table(coll: dict) -> str:
     sweep = sorted((p for p in coll["parts"] if p.get("catalogue")), key=lambda p: p["catalogue"])
     m = coll["parts"][0]["machine"]
     lines = [
-        f"One training epoch on {m['processor']}, {m['cpu_count']} cores, torch "
+        f"One training epoch on {host(m)}, {m['cpu_count']} cores, torch "
         f"{coll['parts'][0]['versions']['torch']} ({m['torch_threads']} threads), "
         f"n_sample {coll['parts'][0]['n_sample']}, nothing else running; the official "
         "GRU4Rec_PyTorch_Official beside ours, repeats interleaved. Events/s: the best "
@@ -270,7 +271,7 @@ def harness_table(rep: dict) -> str:
     lines = [
         f"Lightning harness against the bare core loop, {rep['dataset']} (first "
         f"{rep['train_sessions']:,} training sessions, {rep['train_events']:,} events), "
-        f"n_sample {rep['n_sample']}; {m['processor']}, {m['cpu_count']} cores, torch "
+        f"n_sample {rep['n_sample']}; {host(m)}, {m['cpu_count']} cores, torch "
         f"{rep['versions']['torch']} ({m['torch_threads']} threads); {rep['date']}. One epoch "
         f"per run, interleaved repeats ({rep.get('pick', 'median')}; all in the JSON). In-run "
         "overhead = share of "
@@ -307,7 +308,7 @@ def step_profile_table(rep: dict) -> str:
     )
     lines = [
         f"Step profile ({rep['label']}), fused step, {scope}, n_sample {rep['n_sample']}; "
-        f"{m['processor']}, {m['cpu_count']} cores, torch "
+        f"{host(m)}, {m['cpu_count']} cores, torch "
         f"{rep['versions']['torch']} ({m['torch_threads']} threads); {rep['date']}. Milliseconds "
         "per step by phase (timers around the engine's own parts; bookkeeping is the rest of "
         "the step); GEMM floor = the step's matrix products alone; ops = operators per step.",

@@ -77,3 +77,4 @@ def test_the_measurement_times_both_forms_on_every_shape(monkeypatch):
     assert all(r["split_s"] > 0 and r["torch_s"] > 0 for r in rec["shapes"])
     assert rec["split_over_torch"] == pytest.approx((ratios[0] * ratios[1]) ** 0.5)
     assert rec["chosen"] == ("split" if rec["split_over_torch"] < 1 else "torch")
+    assert rec["cpu"] == native.cpu_name() and rec["cpu"]

@@ -308,3 +308,11 @@ def test_a_setting_measured_in_two_calls_keeps_the_later_row(tmp_path):
         (32, "2026-12-05T10:00", 2.0),
         (512, "2026-12-04T16:54", 1.0),
     ]
+
+
+def test_a_caption_names_the_cpu_model_where_the_report_recorded_it():
+    common = benchmark_module("common")
+    old = {"processor": "x86_64", "cpu_count": 2}
+    assert common.host(old) == "x86_64"  # reports from before the model was recorded
+    assert common.host({**old, "cpu": "Intel(R) Xeon(R)"}) == "Intel(R) Xeon(R) (x86_64)"
+    assert common.machine_info()["cpu"]

@@ -50,12 +50,26 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def _cpu_flags() -> str:
+def _cpu_info(*keys: str) -> str | None:
+    """The first /proc/cpuinfo line starting with one of `keys`; None where Linux does
+    not tell."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor()
-    return next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+        return None
+    return next((ln for ln in text.splitlines() if ln.startswith(keys)), None)
+
+
+def _cpu_flags() -> str:
+    line = _cpu_info("flags", "Features")
+    return platform.processor() if line is None else line
+
+
+def cpu_name() -> str:
+    """The CPU's model name (x86 Linux), else the platform's processor string: what a
+    measurement records, since which BLAS or kernel is faster depends on it."""
+    line = _cpu_info("model name")
+    return line.split(":", 1)[1].strip() if line else platform.processor() or platform.machine()
 
 
 def mapped_files() -> set[Path]:

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -98,20 +97,10 @@ def measure(lib, threads: int) -> dict:
         "chosen": "split" if ratio < 1 else "torch",
         "split_over_torch": ratio,
         "threads": threads,
-        "cpu": _cpu_name(),
+        "cpu": native.cpu_name(),
         "shapes": rows,
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _cpu_name() -> str:
-    """The CPU's model name where Linux tells it: the record says on what it was measured."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    names = (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
-    return next(names, platform.processor())
 
 
 def _products(lib, m: int, units: int):
