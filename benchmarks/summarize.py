@@ -179,13 +179,15 @@ def collection_table(coll: dict) -> str:
     sweep = sorted((p for p in coll["parts"] if p.get("catalogue")), key=lambda p: p["catalogue"])
     m = coll["parts"][0]["machine"]
     lines = [
-        f"One training epoch on {host(m)}, {m['cpu_count']} cores, torch "
+        f"One training epoch on {m['processor']}, {m['cpu_count']} cores, torch "
         f"{coll['parts'][0]['versions']['torch']} ({m['torch_threads']} threads), "
         f"n_sample {coll['parts'][0]['n_sample']}, nothing else running; the official "
         "GRU4Rec_PyTorch_Official beside ours, repeats interleaved. Events/s: the best "
         "repeat of each side (x% = share of the GEMM floor, the events/s of the step's "
         "matrix products alone); paired = the median over repeats of ours / official run "
-        "back to back. Official events/s = training events over its printed epoch seconds.",
+        "back to back. Official events/s = training events over its printed epoch seconds. "
+        "A row naming a CPU under 'measured' ran on that CPU (rows before 2026-12-04 23:00 "
+        "UTC did not record it; the sessions' notes name AMD EPYC hosts).",
         "",
     ]
     if data:
@@ -233,7 +235,7 @@ def collection_table(coll: dict) -> str:
                     f"| {part['catalogue']:,} | {events:,} | {r['loss']} | "
                     f"{r['batch_size']} | {r['layers']} | {_eps(r['official'])} | "
                     f"{_eps(r['bare'])} | {r['speedup_vs_official']:.2f}x | {paired_ratio(r)} "
-                    f"| {rel[0]} | {rel[1]} | {r['date'][:10]} |"
+                    f"| {rel[0]} | {rel[1]} | {measured(r)} |"
                 )
     return "\n".join(lines)
 
@@ -250,8 +252,13 @@ def _row(name: str, r: dict, floor: float | None) -> str:
         f"| {name} | {r['loss']} | {r['batch_size']} | {r['layers']} | "
         f"{_eps(off)}{share(off)} | {_eps(ours)}{share(ours)} | "
         f"{r['speedup_vs_official']:.2f}x | {paired_ratio(r)} | {r['repeats']} | "
-        f"{ours['peak_rss_mb']:.0f} / {off['peak_rss_mb']:.0f} | {r['date'][:10]} |"
+        f"{ours['peak_rss_mb']:.0f} / {off['peak_rss_mb']:.0f} | {measured(r)} |"
     )
+
+
+def measured(row: dict) -> str:
+    """A row's day, and its CPU model where the report recorded it."""
+    return row["date"][:10] + (f", {row['host']}" if row.get("host") else "")
 
 
 def paired_ratio(row: dict) -> str:

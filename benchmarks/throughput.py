@@ -166,12 +166,14 @@ def source_key(report: dict) -> tuple:
 
 def merge(out: Path, report: dict) -> dict:
     """The collection at `out` with `report` folded in: its part (same source) gains the
-    report's rows, each replacing a row of the same setting; every row keeps its date, so
-    settings measured on different days stay told apart (ratios are paired within a row)."""
-    setting = lambda r: (r["device"], r["loss"], r["batch_size"], r["layers"])
+    report's rows, each replacing a row of the same setting measured on the same CPU model;
+    every row keeps its date and CPU (where recorded), so settings measured on different
+    days or hosts stay told apart (ratios are paired within a row)."""
+    setting = lambda r: (r["device"], r["loss"], r["batch_size"], r["layers"], r.get("host"))
+    cpu = lambda rep: {"host": c} if (c := rep.get("machine", {}).get("cpu")) else {}
     as_part = lambda rep: (
         {k: v for k, v in rep.items() if k not in ("benchmark", "parts")}
-        | {"rows": [{"date": rep["date"], **r} for r in rep["rows"]]}
+        | {"rows": [{"date": rep["date"], **cpu(rep), **r} for r in rep["rows"]]}
     )
     part = as_part(report)
     coll = json.loads(out.read_text()) if out.is_file() else {"benchmark": "throughput"}

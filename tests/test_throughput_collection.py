@@ -62,6 +62,22 @@ def test_a_setting_measured_again_replaces_its_row_and_sources_stay_apart(tmp_pa
     assert synth["catalogue"] == 10_000 and len(synth["rows"]) == 1
 
 
+def test_a_setting_measured_on_another_cpu_keeps_both_rows_each_named(tmp_path):
+    out = tmp_path / "throughput.json"
+    epyc = report("2026-12-03", [("ce", 64, 400.0, 100.0)])  # from before the CPU was recorded
+    out.write_text(json.dumps(throughput.merge(out, epyc)))
+    xeon = report("2026-12-04", [("ce", 64, 500.0, 100.0)], machine={"cpu": "Xeon"})
+    out.write_text(json.dumps(throughput.merge(out, xeon)))
+    again = report("2026-12-05", [("ce", 64, 550.0, 100.0)], machine={"cpu": "Xeon"})
+    coll = throughput.merge(out, again)
+    got = [(r["date"], r.get("host"), r["bare"]["events_per_s"]) for r in coll["parts"][0]["rows"]]
+    assert sorted(got, key=str) == [("2026-12-03", None, 400.0), ("2026-12-05", "Xeon", 550.0)]
+    assert [summarize.measured(r) for r in coll["parts"][0]["rows"]] == [
+        "2026-12-03",
+        "2026-12-05, Xeon",
+    ]
+
+
 def test_an_older_single_report_becomes_the_first_part(tmp_path):
     out = tmp_path / "throughput.json"
     out.write_text(json.dumps(report("2026-12-01", [("ce", 32, 300.0, 100.0)])))
@@ -316,3 +332,12 @@ def test_a_caption_names_the_cpu_model_where_the_report_recorded_it():
     assert common.host(old) == "x86_64"  # reports from before the model was recorded
     assert common.host({**old, "cpu": "Intel(R) Xeon(R)"}) == "Intel(R) Xeon(R) (x86_64)"
     assert common.machine_info()["cpu"]
+
+
+def test_the_figure_draws_a_setting_measured_on_two_hosts_as_two_lines():
+    from bench.report import plots
+
+    old = report("2026-12-03", [("ce", 64, 400.0, 100.0)])["rows"][0]
+    new = {**old, "host": "Xeon", "bare": {"events_per_s": 500.0}}
+    rows = plots.throughput_rows([{"dataset": "d", "rows": [old, new]}])
+    assert list(rows["host"]) == ["", "Xeon"] and rows.groupby(["layers", "host"]).ngroups == 2

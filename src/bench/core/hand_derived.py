@@ -142,7 +142,8 @@ class HandDerivedStep:
         self.elu_param = elu_param
         self.log_q = log_q
         self.kernel = native.kernel()  # None: the PyTorch forms
-        self.split_products = product_choice.split_products_chosen(self.kernel)
+        on_cpu = next(model.parameters()).is_cpu  # on a GPU the products are cuBLAS's
+        self.split_products = on_cpu and product_choice.split_products_chosen(self.kernel)
 
     def compiled_kernels(self) -> list[str]:
         """The compiled kernels this step calls (empty on the PyTorch path)."""

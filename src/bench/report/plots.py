@@ -89,11 +89,13 @@ def learning_curves(
 
 
 def throughput_rows(parts: list[dict]) -> pd.DataFrame:
-    """Events/s of each implementation per CPU setting; `layers` names the dataset too."""
+    """Events/s of each implementation per CPU setting; `layers` names the dataset too, and
+    the CPU where the row recorded it (a setting measured on two hosts is two lines)."""
     return pd.DataFrame(
         {
             "loss": r.get("loss", part.get("loss")),
             "layers": f"{part['dataset']}, {r['layers']}",
+            "host": r.get("host", ""),
             "batch_size": r["batch_size"],
             "ours": r["bare"]["events_per_s"],
             "autograd": (r.get("autograd") or {}).get("events_per_s"),
@@ -129,12 +131,13 @@ def throughput(benchmark_json: Path, out: Path) -> list[Path]:
     }
     styles["official"] = ("--s", "official PyTorch")
     for ax, loss in zip(axes[0], losses):
-        for layers, group in rows[rows["loss"] == loss].groupby("layers"):
+        for (layers, host), group in rows[rows["loss"] == loss].groupby(["layers", "host"]):
             group = group.sort_values("batch_size")
+            on = f", {host}" if host else ""
             for col, (style, label) in styles.items():
                 if group[col].notna().any():
                     ax.plot(
-                        group["batch_size"], group[col], style, label=f"{label}, {layers} units"
+                        group["batch_size"], group[col], style, label=f"{label}, {layers} units{on}"
                     )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(rows["batch_size"].unique()))
