@@ -78,3 +78,17 @@ def test_the_measurement_times_both_forms_on_every_shape(monkeypatch):
     assert rec["split_over_torch"] == pytest.approx((ratios[0] * ratios[1]) ** 0.5)
     assert rec["chosen"] == ("split" if rec["split_over_torch"] < 1 else "torch")
     assert rec["cpu"] == native.cpu_name() and rec["cpu"]
+
+
+@needs_blas
+def test_install_measures_one_thread_and_the_default_count(fresh_cache, monkeypatch, capsys):
+    default = torch.get_num_threads()
+    measured = []
+    monkeypatch.setattr(
+        product_choice,
+        "measure",
+        lambda lib, threads: measured.append(threads) or {"chosen": "torch", "split_over_torch": 2},
+    )
+    assert product_choice.main() == 0
+    assert measured == sorted({1, default}) and torch.get_num_threads() == default
+    assert capsys.readouterr().out.count("large products at") == len(measured)

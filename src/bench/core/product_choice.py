@@ -4,10 +4,11 @@ own (MKL in its x86 wheels).
 
 Neither wins everywhere. On the host the split products were written on, torch's
 two-thread product was 10-25% slower per product; on a later one the whole step ran
-10-18% faster with torch's (benchmarks/README.md, "Split large products"). So the choice
-is measured once per machine and thread count, on the step's own shapes, and kept in the
-cache beside the compiled kernels: every later run there takes the same path (the two
-round differently in the last bits, so a run must not switch between them by chance).
+7-18% faster with torch's at most settings (benchmarks/README.md, "Split large
+products"). So the choice is measured once per machine and thread count, on the step's
+own shapes, and kept in the cache beside the compiled kernels: every later run there
+takes the same path (the two round differently in the last bits, so a run must not
+switch between them by chance).
 `BENCH_BLAS=1` takes the split products wherever they are available, `BENCH_BLAS=0` never.
 """
 
@@ -109,7 +110,8 @@ def _products(lib, m: int, units: int):
     gen = torch.Generator().manual_seed(0)
     n = m + N_SAMPLE
     h, w, d_out = (torch.randn(*s, generator=gen) for s in ((m, units), (n, units), (m, n)))
-    w_gru, d_gates = torch.randn(3 * units, units, generator=gen), torch.randn(m, 3 * units)
+    w_gru = torch.randn(3 * units, units, generator=gen)
+    d_gates = torch.randn(m, 3 * units, generator=gen)
 
     def split():
         native.matmul(lib, h, w, trans_b=True)
@@ -128,14 +130,16 @@ def _products(lib, m: int, units: int):
 
 
 def main() -> int:
-    """At install time (a quiet machine), after the kernels are built: one line."""
+    """At install time (a quiet machine), after the kernels are built: the choice at one
+    thread (a study's workers) and at torch's default count (a single run), a line each."""
     lib = native.kernel()
     if lib is None or not lib.blas:
         print("large products: torch's (no split products here)")
         return 0
-    threads = torch.get_num_threads()
-    how = "split over numpy's OpenBLAS" if split_products_chosen(lib) else "torch's"
-    print(f"large products at {threads} threads: {how} ({record_path(lib, threads)})")
+    for threads in sorted({1, torch.get_num_threads()}):
+        torch.set_num_threads(threads)
+        how = "split over numpy's OpenBLAS" if split_products_chosen(lib) else "torch's"
+        print(f"large products at {threads} threads: {how} ({record_path(lib, threads)})")
     return 0
 
 
