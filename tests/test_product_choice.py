@@ -10,11 +10,7 @@ from bench.core import native, product_choice
 from bench.core.config import GRU4RecConfig
 from bench.core.hand_derived import HandDerivedStep
 from bench.core.model import GRU4RecModel
-
-needs_blas = pytest.mark.skipif(
-    native.kernel() is None or not native.kernel().blas,
-    reason="no C compiler, or numpy brought no OpenBLAS here: torch computes the products",
-)
+from tests.test_native import needs_blas
 
 
 @pytest.fixture
