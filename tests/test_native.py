@@ -100,21 +100,55 @@ def test_dense_kernel_update_equals_the_foreach_update(momentum):
             close(opts[0].state[compiled][name], opts[1].state[reference][name])
 
 
-@needs_kernel
-def test_compiled_gate_backward_equals_the_pytorch_form_exactly():
-    """Same element-wise operations in the same order: dgi and dgh equal bit for bit; the
-    bias gradients are their column sums (summed row by row: to float rounding)."""
-    g = torch.Generator().manual_seed(6)
-    m, hs = 7, 5
+def _gate_inputs(m: int, hs: int, seed: int):
+    """(gi with activated gates, gh, dh, h) of one GRU layer."""
+    g = torch.Generator().manual_seed(seed)
     gi = torch.cat([torch.rand(m, 2 * hs, generator=g), torch.rand(m, hs, generator=g) * 2 - 1], 1)
     gh, dh, h = (torch.randn(*s, generator=g) for s in ((m, 3 * hs), (m, hs), (m, hs)))
+    return gi, gh, dh, h
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m, hs", [(7, 5), (128, 400)])  # 128 x 400: the parallel passes
+def test_compiled_gate_backward_equals_the_pytorch_form_exactly(m, hs, threads):
+    """Same element-wise operations in the same order: dgi and dgh equal bit for bit; the
+    bias gradients are their column sums, summed row by row in that order whatever the
+    number of threads (bit-equal to a float32 running sum over the rows)."""
+    gi, gh, dh, h = _gate_inputs(m, hs, seed=6)
     dbi, dbh = torch.full((3 * hs,), 9.0), torch.full((3 * hs,), 9.0)  # overwritten, not added to
-    dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh, dbi, dbh)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh, dbi, dbh)
+    finally:
+        torch.set_num_threads(before)
     ref_i, ref_h = _gates_backward(dh.clone(), h, gi, gh, hs)
     assert torch.equal(dgi, ref_i) and torch.equal(dgh, ref_h)
-    close(dbi, ref_i.sum(0))
-    close(dbh, ref_h.sum(0))
+    for sums, ref in ((dbi, ref_i), (dbh, ref_h)):
+        running = torch.zeros(3 * hs)
+        for row in ref:
+            running += row
+        assert torch.equal(sums, running)
     assert native.gru_gates_backward(native.kernel(), dh, h.T.contiguous().T, gi, gh) is None
+
+
+@needs_kernel
+def test_compiled_gate_forward_is_the_same_with_any_number_of_threads():
+    """Rows split between threads (128 x 400: parallel) give the same bits as one thread."""
+    gi, gh, _, h = _gate_inputs(128, 400, seed=7)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            acts = gi.clone()
+            out = native.gru_gates_forward(native.kernel(), acts, gh, h)
+            results.append((acts, out))
+    finally:
+        torch.set_num_threads(before)
+    for acts, out in results[1:]:
+        assert torch.equal(acts, results[0][0]) and torch.equal(out, results[0][1])
 
 
 @needs_kernel
