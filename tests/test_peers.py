@@ -1,7 +1,7 @@
 """The neural peers (bench.peers): SR-GNN's session graphs against a per-prefix loop
 written from the paper's definition, its attention against hand-computed values, its
 learning-rate schedule as the authors' code steps it, and the output layer's fused
-cross-entropy against autograd's."""
+cross-entropy against autograd's, its products where the machine's choice puts them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import PAD
+from bench.core import native
 from bench.core.full_softmax import full_softmax_cross_entropy
 from bench.peers.srgnn import SRGNN, session_graphs
+from tests.test_native import needs_blas
 
 
 def graph_of(prefix: list[int]):
@@ -103,6 +105,26 @@ def test_the_learning_rate_decays_as_the_authors_code_steps_it():
         opt.step()
         sched.step()
     assert seen == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5])
+
+
+@needs_blas
+@pytest.mark.parametrize("forced, split_calls", [("1", 3), ("0", 0)])
+def test_full_softmax_products_follow_the_machines_choice(monkeypatch, forced, split_calls):
+    """The output layer's three products go to the split products exactly where the
+    GRU4Rec step's would (product_choice; BENCH_BLAS forces either side), with the same
+    loss either way."""
+    calls = []
+    matmul = native.matmul
+    monkeypatch.setattr(native, "matmul", lambda *a, **k: calls.append(1) or matmul(*a, **k))
+    monkeypatch.setenv("BENCH_BLAS", forced)
+    torch.manual_seed(0)
+    h = torch.randn(64, 32, requires_grad=True)
+    table = torch.randn(3000, 32, requires_grad=True)
+    y = torch.randint(0, 3000, (64,))
+    loss = full_softmax_cross_entropy(h, table, y)
+    loss.backward()
+    assert len(calls) == split_calls
+    assert torch.allclose(loss, F.cross_entropy(h @ table.T, y), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

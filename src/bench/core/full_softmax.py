@@ -5,22 +5,27 @@ scores, forward and backward. Autograd through `F.cross_entropy(h @ table.T, y)`
 the scores and their log-softmax, and its backward makes a third B x n_items pass before
 the two products. Here the scores buffer is turned into the softmax in place and becomes
 the gradient in place, so one B x n_items matrix lives and the time is the three matrix
-products plus two passes over it; on the CPU the products go to the split OpenBLAS product
-of the compiled kernels (native.matmul), torch's where those are not built. Same value and
-gradients as the autograd form (tested).
+products plus two passes over it. On the CPU the products go where the GRU4Rec step's go:
+the split products of the compiled kernels (native.matmul) or torch's, whichever this
+machine measured faster at this thread count (product_choice). The full-softmax shapes
+(a hundred rows against tens of thousands of items) ranked the two the same way on both
+hosts measured: split faster on the AMD EPYC (benchmarks/results/peer_epoch_cost.json),
+torch's 1.04-1.23x faster on the Intel Xeon at batch 100-256, 50-256 units. Same value
+and gradients as the autograd form (tested).
 """
 
 from __future__ import annotations
 
 import torch
 
-from bench.core import native
+from bench.core import native, product_choice
 
 
 def _product(a, b, trans_a=False, trans_b=False) -> torch.Tensor:
-    """a @ b (a.T, b.T by flag) by the compiled split product where it applies."""
+    """a @ b (a.T, b.T by flag) by the compiled split product where this machine's choice
+    is them, else by torch."""
     lib = native.kernel() if a.is_cpu else None
-    if lib is not None:
+    if product_choice.split_products_chosen(lib):
         c = native.matmul(lib, a, b, trans_a, trans_b)
         if c is not None:
             return c

@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 
 def split_products_chosen(lib) -> bool:
-    """Whether the fused step hands its large products to the split products (lib.blas:
-    they are available and agree with torch's) at the current thread count."""
+    """Whether the fused step and the full-softmax output layer (full_softmax.py) hand
+    their large products to the split products (lib.blas: they are available and agree
+    with torch's) at the current thread count."""
     if lib is None or not lib.blas:
         return False
     forced = os.environ.get("BENCH_BLAS")
