@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from bench.allocator import keep_freed_memory
 from bench.core import native
 from bench.core.evaluate import evaluate
 from bench.core.prefixes import PrefixScorer, TrainingPrefixes
@@ -85,6 +86,7 @@ def gemm_floor(n_items: int, batch: int, hidden: int, repeats: int) -> dict:
 
 
 def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dict:
+    keep_freed_memory()  # as bench.run does
     torch.set_num_threads(threads)
     data = dataset(name)
     n_items = len(data.item_map)

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench import interrupts, protocol, recording
+from bench import allocator, interrupts, protocol, recording
 from bench.errors import BenchError, TrainingInterrupted
 from bench.evaluation import Evaluator, check_eval_config
 from bench.job_options import (
@@ -43,6 +43,7 @@ def run_job(cfg: DictConfig, out_dir: Path) -> tuple[RunRecord, object]:
     trained method."""
     from bench import terminal
 
+    allocator.keep_freed_memory()
     cpu_start = time.process_time()
     console = terminal.console()
     if cfg.print_config:
