@@ -349,6 +349,37 @@ def test_compiled_cross_entropy_equals_the_pytorch_form(m, c):
 
 
 @needs_kernel
+@pytest.mark.parametrize("m, c", [(3, 5), (7, 40), (16, 333), (100, 3000)])
+def test_compiled_softmax_cross_entropy_equals_torchs(m, c):
+    """The full softmax's loss and scaled gradient against F.cross_entropy's (float64),
+    with a target far below every other score and one far above; rows split between
+    threads give the same bits as one thread."""
+    g = torch.Generator().manual_seed(m + c)
+    scores = torch.randn(m, c, generator=g) * 4
+    targets = torch.randint(0, c, (m,), generator=g)
+    scores[0, targets[0]] = -150.0
+    scores[-1, targets[-1]] = 90.0
+    exact = scores.double().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(exact, targets, reduction="sum")
+    (ref_grad,) = torch.autograd.grad(ref, exact)
+    before, results = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            grad = scores.clone()
+            results.append((native.softmax_ce_grad(native.kernel(), grad, targets, 0.5), grad))
+    finally:
+        torch.set_num_threads(before)
+    (loss, grad), (loss2, grad2) = results
+    assert loss == loss2 and torch.equal(grad, grad2)
+    assert loss == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(grad.double(), 0.5 * ref_grad, rtol=1e-5, atol=1e-7)
+    assert native.softmax_ce_grad(native.kernel(), scores.T.contiguous().T, targets, 1.0) is None
+    with pytest.raises(IndexError, match=rf"outside \[0, {c}\)"):
+        native.softmax_ce_grad(native.kernel(), scores.clone(), torch.full((m,), c), 1.0)
+
+
+@needs_kernel
 @pytest.mark.parametrize("elu_param", [0.0, 1.0, 0.5])
 @pytest.mark.parametrize("m, c", [(3, 5), (7, 40), (16, 333), (37, 300)])
 def test_compiled_bpr_max_equals_the_pytorch_form(elu_param, m, c):

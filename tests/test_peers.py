@@ -107,6 +107,24 @@ def test_the_learning_rate_decays_as_the_authors_code_steps_it():
     assert seen == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5])
 
 
+def test_fused_cross_entropy_scaled_twice_differentiated_and_checked():
+    """A loss scaled further on scales its gradients; a second backward through a kept
+    graph gives the same gradients (the backward changes nothing it saved); a target
+    outside the catalogue is a clear error."""
+    torch.manual_seed(1)
+    h = torch.randn(8, 16, requires_grad=True)
+    table = torch.randn(500, 16, requires_grad=True)
+    y = torch.randint(0, 500, (8,))
+    once = torch.autograd.grad(full_softmax_cross_entropy(h, table, y), (h, table))
+    loss = 3.0 * full_softmax_cross_entropy(h, table, y)
+    first = torch.autograd.grad(loss, (h, table), retain_graph=True)
+    second = torch.autograd.grad(loss, (h, table))
+    for a, b, c in zip(once, first, second):
+        assert torch.allclose(3.0 * a, b, rtol=1e-5, atol=1e-7) and torch.equal(b, c)
+    with pytest.raises(IndexError, match="outside|out of bounds"):  # kernel, PyTorch form
+        full_softmax_cross_entropy(h, table, torch.full((8,), 500))
+
+
 @needs_blas
 @pytest.mark.parametrize("forced, split_calls", [("1", 3), ("0", 0)])
 def test_full_softmax_products_follow_the_machines_choice(monkeypatch, forced, split_calls):

@@ -4,8 +4,10 @@ The output layer is what session models over large catalogues pay for: B x n_ite
 scores, forward and backward. Autograd through `F.cross_entropy(h @ table.T, y)` keeps
 the scores and their log-softmax, and its backward makes a third B x n_items pass before
 the two products. Here the scores buffer is turned into the softmax in place and becomes
-the gradient in place, so one B x n_items matrix lives and the time is the three matrix
-products plus two passes over it. On the CPU the products go where the GRU4Rec step's go:
+the gradient in place (by one compiled kernel on the CPU, native.softmax_ce_grad: three
+passes over each row), so one B x n_items matrix lives and the time is the three matrix
+products plus those passes; the backward only multiplies it by the loss's own gradient
+where that is not 1. On the CPU the products go where the GRU4Rec step's go:
 the split products of the compiled kernels (native.matmul) or torch's, whichever this
 machine measured faster at this thread count (product_choice). The full-softmax shapes
 (a hundred rows against tens of thousands of items) ranked the two the same way on both
@@ -36,22 +38,31 @@ class _FullSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor):
         scores = _product(h, table, trans_b=True)
-        rows = torch.arange(len(targets), device=h.device)
+        n = len(targets)
+        lib = native.kernel() if scores.is_cpu else None
+        total = native.softmax_ce_grad(lib, scores, targets, 1.0 / n) if lib is not None else None
+        if total is not None:  # the scores became the mean loss's gradient
+            ctx.save_for_backward(h, table, scores)
+            return scores.new_tensor(total / n)
+        rows = torch.arange(n, device=h.device)
         target_scores = scores[rows, targets]
         top = scores.amax(1, keepdim=True)
         probs = scores.sub_(top).exp_()
         total = probs.sum(1, keepdim=True)
         probs.div_(total)
         loss = (total.log().squeeze(1) + top.squeeze(1) - target_scores).mean()
-        ctx.save_for_backward(h, table, targets, probs)
+        grad = probs  # softmax minus the one-hot target, over n: the scores' gradient
+        grad[rows, targets] -= 1.0
+        grad.div_(n)
+        ctx.save_for_backward(h, table, grad)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
-        h, table, targets, probs = ctx.saved_tensors
-        grad = probs  # softmax minus the one-hot target, scaled: the scores' gradient
-        grad[torch.arange(len(targets), device=h.device), targets] -= 1.0
-        grad.mul_(grad_loss / len(targets))
+        h, table, grad = ctx.saved_tensors
+        # the loss scaled further on (a weighted sum of losses); on a GPU without asking
+        if not grad.is_cpu or grad_loss.item() != 1.0:
+            grad = grad * grad_loss
         grad_h = _product(grad, table) if ctx.needs_input_grad[0] else None
         grad_table = _product(grad, h, trans_a=True) if ctx.needs_input_grad[1] else None
         return grad_h, grad_table, None

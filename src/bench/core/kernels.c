@@ -668,6 +668,55 @@ double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbia
     return finish_loss(O, m, c, row_loss, 0, dbias);
 }
 
+/* Returned by softmax_ce_grad where a target is outside [0, c). */
+#define LOSS_BAD_TARGET -2.0
+
+/* One row of softmax_ce_grad: the row's loss (log of the sum of exp(a - max), plus the
+ * max, minus the target's score), a turned into scale * (softmax - one-hot at t). */
+static double softmax_ce_row(float *restrict a, int64_t t, int64_t c, float scale)
+{
+    const int64_t c16 = c - c % LANES;
+    const float top = row_max(a, c), target = a[t];
+    float part[LANES] = {0}, sum_e = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l) {
+            const float e = exp_poly(a[k + l] - top);
+            a[k + l] = e;
+            part[l] += e;
+        }
+    for (int64_t k = c16; k < c; ++k) {
+        a[k] = exp_poly(a[k] - top);
+        sum_e += a[k];
+    }
+    for (int l = 0; l < LANES; ++l)
+        sum_e += part[l];
+    const float inv = 1.0f / sum_e;
+    for (int64_t k = 0; k < c; ++k)
+        a[k] = (a[k] * inv) * scale;
+    a[t] -= scale;
+    return log((double)sum_e) + (double)top - (double)target;
+}
+
+/* Softmax cross-entropy over all c columns of the m x c scores O, row i's target column
+ * targets[i] (core/full_softmax.py, the neural peers' output layer): returns the summed
+ * loss and writes scale * dLoss/dO over O, in three passes over each row (max; exp and
+ * sum; normalise) instead of the eight of the PyTorch form (amax, subtract, exp, sum,
+ * divide, the target's gather, its one-hot subtraction, the scaling). Rows in parallel,
+ * summed in order; LOSS_BAD_TARGET (O unchanged) where a target is outside [0, c). */
+double softmax_ce_grad(float *O, int64_t m, int64_t c, const int64_t *targets, float scale)
+{
+    for (int64_t i = 0; i < m; ++i)
+        if (targets[i] < 0 || targets[i] >= c)
+            return LOSS_BAD_TARGET;
+    double *row_loss = malloc((size_t)(m > 0 ? m : 1) * sizeof(double));
+    if (row_loss == NULL)
+        return LOSS_NO_MEMORY;
+#pragma omp parallel for schedule(static) if (m * c >= PAR_MIN)
+    for (int64_t i = 0; i < m; ++i)
+        row_loss[i] = softmax_ce_row(O + i * c, targets[i], c, scale);
+    return finish_loss(O, m, c, row_loss, 0, NULL);
+}
+
 /* The sum of a[0..c), over LANES independent partial sums (so that it vectorises). */
 static inline float row_sum(const float *restrict a, int64_t c)
 {

@@ -216,6 +216,8 @@ def kernel() -> ctypes.CDLL | None:
     lib.ce_grad.restype = ctypes.c_double
     lib.bpr_max_grad.argtypes = [p, i64, i64, f32, f32, f32, p]
     lib.bpr_max_grad.restype = ctypes.c_double
+    lib.softmax_ce_grad.argtypes = [p, i64, i64, p, f32]
+    lib.softmax_ce_grad.restype = ctypes.c_double
     lib.centred_unit_forward.argtypes = [p, i64, i64, p, p]
     lib.centred_unit_forward.restype = None
     lib.centred_unit_backward.argtypes = [p, p, p, i64, i64, p]
@@ -502,6 +504,20 @@ def ce_grad(lib, scores, scale, dbias=None) -> tuple[torch.Tensor, torch.Tensor]
     m, c = scores.shape
     loss = _loss_or_raise(lib.ce_grad(scores.data_ptr(), m, c, scale, _ptr(dbias)), "ce", m, c)
     return scores.new_tensor(loss), scores
+
+
+def softmax_ce_grad(lib, scores, targets, scale) -> float | None:
+    """Summed softmax cross-entropy of `scores` (m x all items) against `targets` (m item
+    indices), scale * its gradient written over the scores (full_softmax.py); None where
+    the kernel does not apply."""
+    if not cpu_float32(scores) or targets.dtype != torch.int64 or targets.device != scores.device:
+        return None
+    m, c = scores.shape
+    targets = targets.contiguous()
+    loss = lib.softmax_ce_grad(scores.data_ptr(), m, c, targets.data_ptr(), scale)
+    if loss == -2.0:  # kernels.c LOSS_BAD_TARGET
+        raise IndexError(f"softmax cross-entropy: a target is outside [0, {c})")
+    return _loss_or_raise(loss, "softmax cross-entropy", m, c)
 
 
 def bpr_max_grad(lib, scores, bpreg, elu_param, scale, dbias=None):
