@@ -1,9 +1,11 @@
 """SGNN-HN (bench.peers.sgnnhn): its scores against a per-prefix computation written from
 the model's definition (dense adjacency, padded nothing), its fused loss against
-autograd's, its learning-rate schedule, and a training run through bench.run."""
+autograd's, its learning-rate schedule, and a training run through bench.run; the item
+table's gradient of both peers (sparse lookup into the dense output gradient)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.peers.sgnnhn import SGNNHN, centred_unit
+from bench.peers.srgnn import SRGNN
 from tests.test_peers import graph_of, padded
 
 
@@ -95,6 +98,25 @@ def test_the_fused_loss_equals_the_cross_entropy_of_the_scores():
     assert torch.allclose(got, want, rtol=1e-12)
     for a, b in zip(got_grads, want_grads):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["srgnn", "sgnnhn"])
+def test_the_item_tables_gradient_is_dense_and_that_of_a_dense_lookup(model):
+    """The lookup's sparse rows are added into the output layer's dense gradient: after
+    backward the table's .grad is one dense tensor (what fused Adam steps), equal to the
+    gradient with a dense lookup, on the CPU's compiled paths (float32)."""
+    cls = SRGNN if model == "srgnn" else SGNNHN
+    torch.manual_seed(2)
+    m = cls(300, hidden_size=16)
+    dense = copy.deepcopy(m)
+    dense.embedding.sparse = False
+    prefixes, lengths = padded([[1, 2, 3], [4], [5, 5, 6, 7], [8, 9]])
+    targets = torch.tensor([3, 0, 299, 9])
+    for net in (m, dense):
+        net.loss(prefixes, lengths, targets).backward()
+    assert m.embedding.sparse and not m.embedding.weight.grad.is_sparse
+    torch.testing.assert_close(m.embedding.weight.grad, dense.embedding.weight.grad)
+    torch.optim.Adam(m.parameters(), fused=True).step()  # takes it as it is
 
 
 def test_the_learning_rate_steps_down_after_every_lr_dc_step_epochs():

@@ -43,6 +43,7 @@ from bench.peers.srgnn import (
     GatedGraphStep,
     SessionGraphs,
     check_knobs,
+    item_table,
     session_graphs,
     uniform_init,
 )
@@ -126,7 +127,7 @@ class SGNNHN(SessionModel):
         self.hidden_size, self.step, self.tau, self.max_prefix = hidden_size, step, tau, max_length
         self.lr, self.lr_dc, self.lr_dc_step, self.l2 = lr, lr_dc, lr_dc_step, l2
         h = hidden_size
-        self.embedding = nn.Embedding(n_items, h)
+        self.embedding = item_table(n_items, h)
         self.position = nn.Embedding(max_length, h)
         self.gnn = GatedGraphStep(h)
         self.highway = nn.Linear(2 * h, h)

@@ -157,6 +157,17 @@ def uniform_init(model: nn.Module, hidden_size: int) -> None:
             weight.uniform_(-stdv, stdv)
 
 
+def item_table(n_items: int, hidden_size: int) -> nn.Embedding:
+    """The item embeddings, which the session graph looks up and the output layer scores
+    against. Its lookup hands back its gradient as sparse rows: the output layer's dense
+    gradient of the whole table arrives first, and the few looked-up rows are then added
+    into it, where a dense lookup gradient would zero a table-sized buffer and add all of
+    it (two passes over the table per step: about 5 ms of SR-GNN's 55 ms on Diginetica,
+    torch.profiler, one thread). The sum, hence the optimizer's dense step, is the same
+    (to the order of float additions)."""
+    return nn.Embedding(n_items, hidden_size, sparse=True)
+
+
 class SRGNN(SessionModel):
     """Defaults: the authors' main.py (batch 100, 30 epochs, patience 10 are the harness's
     `batch_size`, `n_epochs` and early-stopping settings)."""
@@ -182,7 +193,7 @@ class SRGNN(SessionModel):
         self.hidden_size, self.step, self.nonhybrid = hidden_size, step, nonhybrid
         self.lr, self.lr_dc, self.lr_dc_step, self.l2 = lr, lr_dc, lr_dc_step, l2
         h = hidden_size
-        self.embedding = nn.Embedding(n_items, h)
+        self.embedding = item_table(n_items, h)
         self.gnn = GatedGraphStep(h)
         self.linear_one = nn.Linear(h, h)
         self.linear_two = nn.Linear(h, h)
