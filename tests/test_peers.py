@@ -121,7 +121,7 @@ def test_fused_cross_entropy_scaled_twice_differentiated_and_checked():
     second = torch.autograd.grad(loss, (h, table))
     for a, b, c in zip(once, first, second):
         assert torch.allclose(3.0 * a, b, rtol=1e-5, atol=1e-7) and torch.equal(b, c)
-    with pytest.raises(IndexError, match="outside|out of bounds"):  # kernel, PyTorch form
+    with pytest.raises(IndexError, match=r"outside|out of bounds"):  # kernel, PyTorch form
         full_softmax_cross_entropy(h, table, torch.full((8,), 500))
 
 
