@@ -198,8 +198,8 @@ def run(args) -> None:
             {
                 "what": {p: PEERS[p][2] for p in PEERS}
                 | {"step": "batch gather, graphs, forward, backward, fused Adam"},
-                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads max here, "
-                f"torch {torch.__version__}",
+                "machine": f"{native.cpu_name()} ({platform.machine()}), "
+                f"{torch.get_num_threads()} threads max here, torch {torch.__version__}",
                 "date": old["date"]
                 | {
                     p: datetime.now(timezone.utc).isoformat(timespec="seconds") for p in args.models

@@ -6,7 +6,7 @@ that allocates its large buffers anew (the peers' B x n_items scores and gradien
 SGNN-HN's normalised item table: 17-44 MB over Diginetica's 43k items) has the kernel
 fault in and zero their pages again every step; the huge pages of bench/__init__.py make
 the faults fewer, not the zeroing. Measured on full Diginetica, one thread, processes
-paired back to back (benchmarks/allocator_ab.py, results/allocator_ab.json): SR-GNN
+paired back to back (benchmarks/peer_step_ab.py, results/peer_step_ab.json): SR-GNN
 1,899 faults and 10-12 ms of system time per step before, none after, the step
 1.15-1.27x faster; SGNN-HN 2,834-2,881 faults and 37-38 ms per step before, none after,
 1.06-1.13x faster. The GRU4Rec step, whose buffers are smaller and reused, faults no
