@@ -502,6 +502,27 @@ static inline float row_max(const float *restrict a, int64_t c)
     return top;
 }
 
+/* a[k] = exp(a[k] - top) for k in [0, c); returns their sum (over LANES partial sums, so
+ * that it vectorises), the softmax's denominator. */
+static inline float exp_and_sum(float *restrict a, int64_t c, float top)
+{
+    const int64_t c16 = c - c % LANES;
+    float part[LANES] = {0}, sum_e = 0.0f;
+    for (int64_t k = 0; k < c16; k += LANES)
+        for (int l = 0; l < LANES; ++l) {
+            const float e = exp_poly(a[k + l] - top);
+            a[k + l] = e;
+            part[l] += e;
+        }
+    for (int64_t k = c16; k < c; ++k) {
+        a[k] = exp_poly(a[k] - top);
+        sum_e += a[k];
+    }
+    for (int l = 0; l < LANES; ++l)
+        sum_e += part[l];
+    return sum_e;
+}
+
 /* Returned by the loss kernels where a scratch buffer could not be allocated: both losses
  * are sums of non-negative terms, so no loss is negative (a NaN stays a NaN: divergence). */
 #define LOSS_NO_MEMORY -1.0
@@ -632,21 +653,7 @@ double bpr_max_grad(float *O, int64_t m, int64_t c, float bpreg, float alpha, fl
  * rows split between threads. Returns the summed loss. ce_row does one row i. */
 static double ce_row(float *restrict a, int64_t i, int64_t c, float scale)
 {
-    const int64_t c16 = c - c % LANES;
-    const float top = row_max(a, c);
-    float part[LANES] = {0}, sum_e = 0.0f;
-    for (int64_t k = 0; k < c16; k += LANES)
-        for (int l = 0; l < LANES; ++l) {
-            const float e = exp_poly(a[k + l] - top);
-            a[k + l] = e;
-            part[l] += e;
-        }
-    for (int64_t k = c16; k < c; ++k) {
-        a[k] = exp_poly(a[k] - top);
-        sum_e += a[k];
-    }
-    for (int l = 0; l < LANES; ++l)
-        sum_e += part[l];
+    const float sum_e = exp_and_sum(a, c, row_max(a, c));
     const float inv = 1.0f / sum_e;
     const float p = a[i] * inv;
     const double loss = -log((double)(p + 1e-24f));
@@ -675,21 +682,8 @@ double ce_grad(float *O, int64_t m, int64_t c, float scale, float *restrict dbia
  * max, minus the target's score), a turned into scale * (softmax - one-hot at t). */
 static double softmax_ce_row(float *restrict a, int64_t t, int64_t c, float scale)
 {
-    const int64_t c16 = c - c % LANES;
     const float top = row_max(a, c), target = a[t];
-    float part[LANES] = {0}, sum_e = 0.0f;
-    for (int64_t k = 0; k < c16; k += LANES)
-        for (int l = 0; l < LANES; ++l) {
-            const float e = exp_poly(a[k + l] - top);
-            a[k + l] = e;
-            part[l] += e;
-        }
-    for (int64_t k = c16; k < c; ++k) {
-        a[k] = exp_poly(a[k] - top);
-        sum_e += a[k];
-    }
-    for (int l = 0; l < LANES; ++l)
-        sum_e += part[l];
+    const float sum_e = exp_and_sum(a, c, top);
     const float inv = 1.0f / sum_e;
     for (int64_t k = 0; k < c; ++k)
         a[k] = (a[k] * inv) * scale;
