@@ -285,7 +285,7 @@ def test_a_niced_runner_nices_the_session_of_each_worker(niceness):
         assert not own_session and worker == own
 
 
-def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
+def test_ctrl_c_reaches_the_workers_of_a_niced_runner(tmp_path):
     """Workers in sessions of their own miss the terminal's Ctrl+C: the runner passes it on
     and returns only when they have ended."""
     import signal
@@ -297,7 +297,9 @@ def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
         # A suite started in the background (`make test &`) ignores SIGINT, and so would
         # the runner: it takes the default Ctrl+C handling, as from a terminal.
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from pathlib import Path\n"
         "from bench import studies\n"
+        f"studies.PROJECT_ROOT = Path({str(tmp_path)!r})\n"  # no stop file of this checkout
         "studies.plan = lambda *a, **k: [(2, [sys.executable, '-c', "
         "'import time; time.sleep(120.25)'])]\n"
         "try:\n"
@@ -317,10 +319,12 @@ def test_ctrl_c_reaches_the_workers_of_a_niced_runner():
     assert left.stdout == ""  # no worker outlived its runner
 
 
-def test_ctrl_c_while_workers_start_ends_those_already_started(monkeypatch):
+def test_ctrl_c_while_workers_start_ends_those_already_started(monkeypatch, tmp_path):
     """Ctrl+C between two workers' starts: the one already running is passed it too."""
     import subprocess
     import sys
+
+    monkeypatch.setattr(studies, "PROJECT_ROOT", tmp_path)  # no stop file of this checkout
 
     worker = [
         sys.executable,

@@ -166,6 +166,27 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
+def _signatures() -> dict[str, tuple[list, object]]:
+    """kernels.c's functions: name -> (argument types, result type), as ctypes needs them."""
+    p, i64, f32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double
+    char = ctypes.c_char
+    return {
+        "adagrad_rows": ([p, p, p, p, i64, p, p, i64, i64, p, p, p, f32, f32, f32], i64),
+        "adagrad_dense": ([i64, p, p, p, p, p, f32, f32, f32], None),
+        "gemm_split": ([ctypes.c_int, char, char, i64, i64, i64, p, i64, p, i64, p, p, i64], i64),
+        "gemm_pair": ([ctypes.POINTER(GemmSpec), ctypes.POINTER(GemmSpec)], i64),
+        "gather_rows": ([p, i64, i64, p, i64, p], i64),
+        "gru_gates_forward": ([p, p, p, p, i64, i64], None),
+        "gru_gates_backward": ([p, p, p, p, p, p, p, p, i64, i64], None),
+        "gather_bias": ([p, p, p, p, i64, i64, i64, p], i64),
+        "ce_grad": ([p, i64, i64, f32, p], f64),
+        "bpr_max_grad": ([p, i64, i64, f32, f32, f32, p], f64),
+        "softmax_ce_grad": ([p, i64, i64, p, f32], f64),
+        "centred_unit_forward": ([p, i64, i64, p, p], None),
+        "centred_unit_backward": ([p, p, p, i64, i64, p], None),
+    }
+
+
 @functools.cache
 def kernel() -> ctypes.CDLL | None:
     """The loaded library (the functions of kernels.c), or None (the PyTorch forms, said
@@ -177,51 +198,13 @@ def kernel() -> ctypes.CDLL | None:
     except (RuntimeError, OSError) as err:
         log.warning("training step: pure-PyTorch path (compiled kernels unavailable: %s)", err)
         return None
-    p, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    lib.adagrad_rows.argtypes = [p, p, p, p, i64, p, p, i64, i64, p, p, p, f32, f32, f32]
-    lib.adagrad_rows.restype = i64
-    lib.adagrad_dense.argtypes = [i64, p, p, p, p, p, f32, f32, f32]
-    lib.adagrad_dense.restype = None
-    lib.gemm_split.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char,
-        ctypes.c_char,
-        i64,
-        i64,
-        i64,
-        p,
-        i64,
-        p,
-        i64,
-        p,
-        p,
-        i64,
-    ]
-    lib.gemm_split.restype = i64
-    lib.gemm_pair.argtypes = [ctypes.POINTER(GemmSpec), ctypes.POINTER(GemmSpec)]
-    lib.gemm_pair.restype = i64
+    for name, (argtypes, restype) in _signatures().items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
     blas = numpy_openblas() if os.environ.get("BENCH_BLAS", "1") != "0" else None
     lib.blas = blas is not None
     if blas is not None:
         lib.set_blas(ctypes.c_void_p(blas[0]), ctypes.c_void_p(blas[1]))
-    lib.gather_rows.argtypes = [p, i64, i64, p, i64, p]
-    lib.gather_rows.restype = i64
-    lib.gru_gates_forward.argtypes = [p, p, p, p, i64, i64]
-    lib.gru_gates_forward.restype = None
-    lib.gru_gates_backward.argtypes = [p, p, p, p, p, p, p, p, i64, i64]
-    lib.gru_gates_backward.restype = None
-    lib.gather_bias.argtypes = [p, p, p, p, i64, i64, i64, p]
-    lib.gather_bias.restype = i64
-    lib.ce_grad.argtypes = [p, i64, i64, f32, p]
-    lib.ce_grad.restype = ctypes.c_double
-    lib.bpr_max_grad.argtypes = [p, i64, i64, f32, f32, f32, p]
-    lib.bpr_max_grad.restype = ctypes.c_double
-    lib.softmax_ce_grad.argtypes = [p, i64, i64, p, f32]
-    lib.softmax_ce_grad.restype = ctypes.c_double
-    lib.centred_unit_forward.argtypes = [p, i64, i64, p, p]
-    lib.centred_unit_forward.restype = None
-    lib.centred_unit_backward.argtypes = [p, p, p, i64, i64, p]
-    lib.centred_unit_backward.restype = None
     if lib.blas and not products_agree(lib):
         log.warning(
             "training step: numpy's OpenBLAS gave other products than torch; torch computes them"
