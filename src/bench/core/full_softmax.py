@@ -10,10 +10,11 @@ products plus those passes; the backward only multiplies it by the loss's own gr
 where that is not 1. On the CPU the products go where the GRU4Rec step's go:
 the split products of the compiled kernels (native.matmul) or torch's, whichever this
 machine measured faster at this thread count (product_choice). The full-softmax shapes
-(a hundred rows against tens of thousands of items) ranked the two the same way on both
-hosts measured: split faster on the AMD EPYC (benchmarks/results/peer_epoch_cost.json),
-torch's 1.04-1.23x faster on the Intel Xeon at batch 100-256, 50-256 units. Same value
-and gradients as the autograd form (tested).
+(hundreds of rows against tens of thousands of items) mostly rank the two the same way:
+split faster on the AMD EPYC (benchmarks/results/peer_epoch_cost.json); on the Intel
+Xeon torch's 1.04-1.23x faster at 11 of 12 shapes measured (batch 100-400, 50-256
+units, one and two threads), the split 1.35x faster at 400 x 50 on one thread. Same
+value and gradients as the autograd form (tested).
 """
 
 from __future__ import annotations
