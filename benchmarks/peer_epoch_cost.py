@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from bench.allocator import keep_freed_memory
 from bench.core import native
 from bench.core.evaluate import evaluate
 from bench.core.prefixes import PrefixScorer, TrainingPrefixes
@@ -85,29 +84,40 @@ def gemm_floor(n_items: int, batch: int, hidden: int, repeats: int) -> dict:
     return out
 
 
+def peer_and_batches(peer: str, data, count: int):
+    """(model, optimizer, training prefixes, `count` batches of them): the peer with its
+    defaults, seeded, and its batches in one seeded random order of the prefixes."""
+    torch.manual_seed(0)
+    cls, batch, _ = PEERS[peer]
+    model = cls(len(data.item_map))
+    opt = model.configure_optimizers()["optimizer"]
+    pairs = TrainingPrefixes(data.train, model.max_prefix, torch.device("cpu"))
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
+    batches = [pairs.batch(order[i * batch : (i + 1) * batch]) for i in range(count)]
+    return model, opt, pairs, batches
+
+
+def train_steps(model, opt, batches) -> None:
+    """One training step per batch, as the peer's fit takes it."""
+    for b in batches:
+        opt.zero_grad()
+        model.loss(*b).backward()
+        opt.step()
+
+
 def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dict:
+    # imported here: peer_step_ab.py runs this module's helpers on code from before it
+    from bench.allocator import keep_freed_memory
+
     keep_freed_memory()  # as bench.run does
     torch.set_num_threads(threads)
     data = dataset(name)
     n_items = len(data.item_map)
-    torch.manual_seed(0)
-    cls, batch, _ = PEERS[peer]
-    model = cls(n_items)
-    opt = model.configure_optimizers()["optimizer"]
-    pairs = TrainingPrefixes(data.train, model.max_prefix, torch.device("cpu"))
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
-    batches = [pairs.batch(order[i * batch : (i + 1) * batch]) for i in range(steps + 10)]
-
-    def step(batch):
-        opt.zero_grad()
-        model.loss(*batch).backward()
-        opt.step()
-
-    for b in batches[:10]:
-        step(b)
+    batch = PEERS[peer][1]
+    model, opt, pairs, batches = peer_and_batches(peer, data, steps + 10)
+    train_steps(model, opt, batches[:10])
     t0 = time.perf_counter()
-    for b in batches[10:]:
-        step(b)
+    train_steps(model, opt, batches[10:])
     per_step = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
     for b in batches[10:]:

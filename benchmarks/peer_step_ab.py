@@ -29,19 +29,19 @@ import time
 from pathlib import Path
 
 from common import machine_info
+from peer_epoch_cost import PEERS
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "peer_step_ab.json"
-# peer -> (its defaults' batch size, steps timed)
-PEERS = {"srgnn": (100, 80), "sgnnhn": (256, 20)}
+# peer -> steps timed (its defaults, batch size included, are peer_epoch_cost.PEERS's)
+STEPS = {"srgnn": 80, "sgnnhn": 20}
 
 
 def child(peer: str, mode: str, steps: int, dataset_name: str) -> dict:
     """One process's measurement; mode: default, kept, or run (as bench.run does)."""
     import torch
 
-    from bench.core.prefixes import TrainingPrefixes
-    from common import load_named_dataset
+    from peer_epoch_cost import dataset, peer_and_batches, train_steps
 
     kept = False
     if mode in ("kept", "run"):
@@ -53,31 +53,10 @@ def child(peer: str, mode: str, steps: int, dataset_name: str) -> dict:
             raise SystemExit("this code has no bench.allocator")
         kept = bool(keep_freed_memory and keep_freed_memory())
     torch.set_num_threads(1)
-    from bench.paths import default_data_dir
-
-    data = load_named_dataset(dataset_name, str(default_data_dir()))
-    torch.manual_seed(0)
-    if peer == "srgnn":
-        from bench.peers.srgnn import SRGNN as cls
-    else:
-        from bench.peers.sgnnhn import SGNNHN as cls
-    model = cls(len(data.item_map))
-    opt = model.configure_optimizers()["optimizer"]
-    pairs = TrainingPrefixes(data.train, model.max_prefix, torch.device("cpu"))
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
-    batch = PEERS[peer][0]
-    batches = [pairs.batch(order[i * batch : (i + 1) * batch]) for i in range(steps + 5)]
-
-    def step(b):
-        opt.zero_grad()
-        model.loss(*b).backward()
-        opt.step()
-
-    for b in batches[:5]:
-        step(b)
+    model, opt, _, batches = peer_and_batches(peer, dataset(dataset_name), steps + 5)
+    train_steps(model, opt, batches[:5])
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    for b in batches[5:]:
-        step(b)
+    train_steps(model, opt, batches[5:])
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     return {
         "kept": kept,
@@ -95,7 +74,7 @@ def measure(peer: str, mode: str, dataset_name: str, src: Path | None = None) ->
     env = dict(os.environ, BENCH_DATA_DIR=str(default_data_dir()))  # a worktree has no ../shared
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
-    argv = [sys.executable, __file__, "--child", peer, mode, str(PEERS[peer][1]), dataset_name]
+    argv = [sys.executable, __file__, "--child", peer, mode, str(STEPS[peer]), dataset_name]
     out = subprocess.run(argv, cwd=HERE, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{peer} ({mode}, {src or 'this checkout'}): failed\n{out.stderr[-3000:]}")
@@ -115,8 +94,8 @@ def compare(args, sides: dict) -> list[dict]:
         rows.append(
             {
                 "model": peer,
-                "batch_size": PEERS[peer][0],
-                "steps": PEERS[peer][1],
+                "batch_size": PEERS[peer][1],
+                "steps": STEPS[peer],
                 "runs": runs,
                 "paired_speedup_median": statistics.median(speedups),
                 "paired_speedups": speedups,
@@ -139,7 +118,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", metavar="REV", help="compare revision REV's code with this one's")
-    ap.add_argument("--models", nargs="+", choices=list(PEERS), default=list(PEERS))
+    ap.add_argument("--models", nargs="+", choices=list(STEPS), default=list(STEPS))
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--dataset", default="diginetica_srgnn")
     args = ap.parse_args()
