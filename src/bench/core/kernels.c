@@ -538,20 +538,8 @@ static double finish_loss(const float *O, int64_t m, int64_t c, double *row_loss
     for (int64_t i = 0; i < m && !failed; ++i)
         total += row_loss[i];
     free(row_loss);
-    if (dbias == NULL)
-        return total;
-    const int64_t block = 512;
-#pragma omp parallel for schedule(static) if (m * c >= PAR_MIN)
-    for (int64_t k0 = 0; k0 < c; k0 += block) {
-        const int64_t k1 = k0 + block < c ? k0 + block : c;
-        for (int64_t k = k0; k < k1; ++k)
-            dbias[k] = 0.0f;
-        for (int64_t i = 0; i < m; ++i) {
-            const float *restrict row = O + i * c;
-            for (int64_t k = k0; k < k1; ++k)
-                dbias[k] += row[k];
-        }
-    }
+    if (dbias != NULL)
+        column_sums(O, m, c, dbias, m * c >= PAR_MIN);
     return total;
 }
 
