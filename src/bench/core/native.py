@@ -469,6 +469,10 @@ def gather_bias(lib, by, shift_t, shift_n, cols, n_targets) -> torch.Tensor | No
     return out
 
 
+# softmax_ce_grad's result where a target is outside the scores' columns (kernels.c)
+LOSS_BAD_TARGET = -2.0
+
+
 def _loss_or_raise(loss: float, name: str, m: int, c: int) -> float:
     """The loss kernels' result, or a clear error where they could not allocate their
     scratch (they return a negative loss then, kernels.c LOSS_NO_MEMORY; a NaN passes on
@@ -498,7 +502,7 @@ def softmax_ce_grad(lib, scores, targets, scale) -> float | None:
     m, c = scores.shape
     targets = targets.contiguous()
     loss = lib.softmax_ce_grad(scores.data_ptr(), m, c, targets.data_ptr(), scale)
-    if loss == -2.0:  # kernels.c LOSS_BAD_TARGET
+    if loss == LOSS_BAD_TARGET:
         raise IndexError(f"softmax cross-entropy: a target is outside [0, {c})")
     return _loss_or_raise(loss, "softmax cross-entropy", m, c)
 
