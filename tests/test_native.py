@@ -12,6 +12,7 @@ and tanh within 3 ulp of the exact values, against torch's 1) and sum in another
 they agree to float rounding too; the output bias is the same subtraction, bit-equal.
 """
 
+import contextlib
 import copy
 import logging
 from functools import partial
@@ -31,6 +32,17 @@ from tests.conftest import make_sessions
 # One rounding of sqrt, carried through a few steps; far below any real difference.
 close = partial(torch.testing.assert_close, rtol=1e-6, atol=1e-7)
 needs_kernel = pytest.mark.skipif(native.kernel() is None, reason="no C compiler on this machine")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch, and the kernels on its OpenMP pool, at n threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _tables(shape, seed):
@@ -117,12 +129,8 @@ def test_compiled_gate_backward_equals_the_pytorch_form_exactly(m, hs, threads):
     number of threads (bit-equal to a float32 running sum over the rows)."""
     gi, gh, dh, h = _gate_inputs(m, hs, seed=6)
     dbi, dbh = torch.full((3 * hs,), 9.0), torch.full((3 * hs,), 9.0)  # overwritten, not added to
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         dgi, dgh = native.gru_gates_backward(native.kernel(), dh, h, gi, gh, dbi, dbh)
-    finally:
-        torch.set_num_threads(before)
     ref_i, ref_h = _gates_backward(dh.clone(), h, gi, gh, hs)
     assert torch.equal(dgi, ref_i) and torch.equal(dgh, ref_h)
     for sums, ref in ((dbi, ref_i), (dbh, ref_h)):
@@ -137,16 +145,12 @@ def test_compiled_gate_backward_equals_the_pytorch_form_exactly(m, hs, threads):
 def test_compiled_gate_forward_is_the_same_with_any_number_of_threads():
     """Rows split between threads (128 x 400: parallel) give the same bits as one thread."""
     gi, gh, _, h = _gate_inputs(128, 400, seed=7)
-    before = torch.get_num_threads()
     results = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
+    for threads in (1, 2, 3):
+        with torch_threads(threads):
             acts = gi.clone()
             out = native.gru_gates_forward(native.kernel(), acts, gh, h)
-            results.append((acts, out))
-    finally:
-        torch.set_num_threads(before)
+        results.append((acts, out))
     for acts, out in results[1:]:
         assert torch.equal(acts, results[0][0]) and torch.equal(out, results[0][1])
 
@@ -212,13 +216,9 @@ def test_compiled_centred_unit_equals_the_pytorch_form(n, d):
     (y, dx), (y_ref, dx_ref) = forms(True), forms(False)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(dx, dx_ref, rtol=1e-5, atol=1e-6)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         y1, norm1 = native.centred_unit_forward(native.kernel(), x)
         dx1 = native.centred_unit_backward(native.kernel(), y1, norm1, dy)
-    finally:
-        torch.set_num_threads(before)
     assert torch.equal(y1, y) and torch.equal(dx1, dx)
     assert native.centred_unit_forward(native.kernel(), x.T) is None  # not contiguous
     assert native.centred_unit_backward(native.kernel(), y1, norm1, dy[:1]) is None
@@ -256,9 +256,7 @@ def test_split_products_equal_torchs(m, d, c, threads):
     g = torch.Generator().manual_seed(m + d + c)
     h, Wc, dO, bias = (torch.randn(*s, generator=g) for s in ((m, d), (c, d), (m, c), (c,)))
     lib = native.kernel()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for split_n in (True, False):
             scores = native.matmul(lib, h, Wc, trans_b=True, row_bias=bias, split_n=split_n)
             torch.testing.assert_close(scores, torch.addmm(bias, h, Wc.T), rtol=1e-5, atol=1e-5)
@@ -268,8 +266,6 @@ def test_split_products_equal_torchs(m, d, c, threads):
             native.matmul(lib, dO, h, trans_a=True, out=rows[m:], split_n=split_n)
             torch.testing.assert_close(rows[m:], dO.T @ h, rtol=1e-5, atol=1e-5)
             assert bool((rows[:m] == 7.0).all())  # nothing written outside out
-    finally:
-        torch.set_num_threads(before)
     assert native.matmul(lib, h.T, Wc) is None  # not contiguous: the caller uses torch
 
 
@@ -287,9 +283,7 @@ def test_pair_products_equal_torchs(m, hs, threads):
     b_ih, b_hh = torch.randn(3 * hs, generator=g), torch.randn(3 * hs, generator=g)
     dgi, dgh = torch.randn(m, 3 * hs, generator=g), torch.randn(m, 3 * hs, generator=g)
     lib = native.kernel()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         gi, gh = native.matmul_pair(
             lib, (inp, w_ih, False, True, b_ih, None), (h, w_hh, False, True, b_hh, None)
         )
@@ -297,8 +291,6 @@ def test_pair_products_equal_torchs(m, hs, threads):
         native.matmul_pair(
             lib, (dgi, inp, True, False, None, dw_ih), (dgh, h, True, False, None, dw_hh)
         )
-    finally:
-        torch.set_num_threads(before)
     close = partial(torch.testing.assert_close, rtol=1e-5, atol=1e-4)
     close(gi, torch.addmm(b_ih, inp, w_ih.T))
     close(gh, torch.addmm(b_hh, h, w_hh.T))
@@ -362,14 +354,11 @@ def test_compiled_softmax_cross_entropy_equals_torchs(m, c):
     exact = scores.double().requires_grad_()
     ref = torch.nn.functional.cross_entropy(exact, targets, reduction="sum")
     (ref_grad,) = torch.autograd.grad(ref, exact)
-    before, results = torch.get_num_threads(), []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+    results = []
+    for threads in (1, 2):
+        with torch_threads(threads):
             grad = scores.clone()
             results.append((native.softmax_ce_grad(native.kernel(), grad, targets, 0.5), grad))
-    finally:
-        torch.set_num_threads(before)
     (loss, grad), (loss2, grad2) = results
     assert loss == loss2 and torch.equal(grad, grad2)
     assert loss == pytest.approx(ref.item(), rel=1e-6)
@@ -534,11 +523,9 @@ def test_kernel_results_do_not_depend_on_the_thread_count(loss):
     scores = torch.randn(64, 600, generator=g) * 3
     idx = torch.randint(0, 2000, (1500,), generator=g)  # about 1,060 distinct rows of 50
     rows, dense = torch.randn(1500, 50, generator=g), torch.randn(40_000, generator=g)
-    before = torch.get_num_threads()
     out = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+    for threads in (1, 2):
+        with torch_threads(threads):
             dbias = torch.empty(600)
             if loss == "ce":
                 L, G = native.ce_grad(native.kernel(), scores.clone(), 0.1, dbias)
@@ -561,8 +548,6 @@ def test_kernel_results_do_not_depend_on_the_thread_count(loss):
             plan = native.DenseTensors(None, None, [flat], [flat_acc], [mom], [dense])
             native.adagrad_dense(native.kernel(), plan, 0.05, 1e-6, 0.3)
             out.append((L, G, dbias, table, acc, flat, flat_acc, mom))
-    finally:
-        torch.set_num_threads(before)
     for one, two in zip(*out):
         assert torch.equal(one, two)
 
