@@ -20,13 +20,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
+# One pytest worker per core (pytest-xdist), each test file on one worker: the README walk's
+# steps build on each other; tests/conftest.py gives each worker one thread.
+XDIST := -n auto --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # The long end-to-end checks (accuracy parity with the official code, study retraining
 # paths, pruning); CI runs them after `make test`.
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

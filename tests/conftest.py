@@ -51,3 +51,15 @@ def bench_run(*args, cwd) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per core), each worker and every run
+    it starts get one thread: two workers with a thread per core each wait on each other's
+    spinning threads, while one thread each keeps every core busy. Tests of threaded
+    kernels set their thread counts themselves (tests/test_native.py)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
