@@ -9,7 +9,8 @@ step and its peak resident memory:
 - `--before REV`: the code of revision REV (a temporary git worktree) against this
   checkout's, each as `bench.run` runs it (freed memory kept where that code does so).
 Settings and code are per process, hence one process per measurement. Each comparison
-is a section of benchmarks/results/peer_step_ab.json; a run replaces only its own.
+is a section of benchmarks/results/peer_step_ab.json (`revisions`: one entry per pair of
+revisions); a run replaces only its own.
 
   python benchmarks/peer_step_ab.py                       # machine otherwise idle
   python benchmarks/peer_step_ab.py --before 5a9fd2b      # what changed since then
@@ -138,12 +139,13 @@ def main() -> None:
             finally:
                 git("worktree", "remove", "--force", str(tree))
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "src"))
-        report["revisions"] = {
-            **common,
-            "before": rev,
-            "after": head + (" with uncommitted changes in src/" if dirty else ""),
-            "rows": rows,
-        }
+        after = head + (" with uncommitted changes in src/" if dirty else "")
+        earlier = report.get("revisions", [])
+        earlier = [earlier] if isinstance(earlier, dict) else earlier  # one, before 2026-12-05
+        report["revisions"] = [
+            *(c for c in earlier if (c["before"], c["after"]) != (rev, after)),
+            {**common, "before": rev, "after": after, "rows": rows},
+        ]
     from datetime import datetime, timezone
 
     import torch

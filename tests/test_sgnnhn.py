@@ -1,7 +1,7 @@
 """SGNN-HN (bench.peers.sgnnhn): its scores against a per-prefix computation written from
 the model's definition (dense adjacency, padded nothing), its fused loss against
 autograd's, its learning-rate schedule, and a training run through bench.run; the item
-table's gradient of both peers (sparse lookup into the dense output gradient)."""
+table's gradient of both peers (the lookup's rows added into the output layer's)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.peers.sgnnhn import SGNNHN, centred_unit
-from bench.peers.srgnn import SRGNN
+from bench.peers.srgnn import SRGNN, table_and_rows
 from tests.test_peers import graph_of, padded
 
 
@@ -100,23 +100,61 @@ def test_the_fused_loss_equals_the_cross_entropy_of_the_scores():
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def table_sized_sums(m, prefixes, lengths, targets) -> list[str]:
+    """The operators of one backward that add or copy whole item tables (profiler)."""
+    loss = m.loss(prefixes, lengths, targets)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        loss.backward()
+    shape = list(m.embedding.weight.shape)
+    return [
+        e.name
+        for e in prof.events()
+        if e.name in ("aten::add", "aten::add_", "aten::copy_", "aten::fill_")
+        and e.input_shapes
+        and e.input_shapes[0] == shape
+    ]
+
+
 @pytest.mark.parametrize("model", ["srgnn", "sgnnhn"])
-def test_the_item_tables_gradient_is_dense_and_that_of_a_dense_lookup(model):
-    """The lookup's sparse rows are added into the output layer's dense gradient: after
-    backward the table's .grad is one dense tensor (what fused Adam steps), equal to the
-    gradient with a dense lookup, on the CPU's compiled paths (float32)."""
+def test_the_lookup_rows_are_added_into_the_output_gradient_in_place(model, monkeypatch):
+    """The item table's two uses (bench.peers.srgnn.table_and_rows) give one dense .grad,
+    the same bits as autograd's sum of the two uses taken separately (a sparse lookup),
+    without the table-sized sum and copy that autograd makes of those."""
+    module = sys.modules[(SRGNN if model == "srgnn" else SGNNHN).__module__]
     cls = SRGNN if model == "srgnn" else SGNNHN
     torch.manual_seed(2)
     m = cls(300, hidden_size=16)
-    dense = copy.deepcopy(m)
-    dense.embedding.sparse = False
+    separate = copy.deepcopy(m)
     prefixes, lengths = padded([[1, 2, 3], [4], [5, 5, 6, 7], [8, 9]])
     targets = torch.tensor([3, 0, 299, 9])
-    for net in (m, dense):
-        net.loss(prefixes, lengths, targets).backward()
-    assert m.embedding.sparse and not m.embedding.weight.grad.is_sparse
-    torch.testing.assert_close(m.embedding.weight.grad, dense.embedding.weight.grad)
+    assert table_sized_sums(m, prefixes, lengths, targets) == []
+    separately = lambda w, items: (w, F.embedding(items, w, sparse=True))
+    monkeypatch.setattr(module, "table_and_rows", separately)
+    assert "aten::copy_" in table_sized_sums(separate, prefixes, lengths, targets)
+    assert not m.embedding.weight.grad.is_sparse
+    assert torch.equal(m.embedding.weight.grad, separate.embedding.weight.grad)
     torch.optim.Adam(m.parameters(), fused=True).step()  # takes it as it is
+
+
+def test_table_and_rows_gives_the_gradient_of_both_uses_or_of_either_alone():
+    """Against finite differences with both uses, and by hand where one goes unused (its
+    gradient is then zero); a broadcast gradient of the table is not written into."""
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    items = torch.tensor([1, 1, 4])
+
+    def both(w):
+        table, rows = table_and_rows(w, items)
+        return (table**2).sum() + (rows**3).sum()
+
+    assert torch.autograd.gradcheck(both, (w,))
+    rows_only = torch.zeros_like(w).index_add(0, items, 2 * w.detach()[items])
+    (got,) = torch.autograd.grad((table_and_rows(w, items)[1] ** 2).sum(), w)
+    assert torch.equal(got, rows_only)
+    (got,) = torch.autograd.grad((table_and_rows(w, items)[0] ** 2).sum(), w)
+    assert torch.equal(got, 2 * w.detach())
+    table, rows = table_and_rows(w, items)
+    (got,) = torch.autograd.grad(table.sum() + rows.sum(), w)  # d_table: expanded ones
+    assert torch.equal(got, torch.ones_like(w).index_add(0, items, torch.ones(3, 3).double()))
 
 
 def test_the_learning_rate_steps_down_after_every_lr_dc_step_epochs():

@@ -45,6 +45,7 @@ from bench.peers.srgnn import (
     check_knobs,
     item_table,
     session_graphs,
+    table_and_rows,
     uniform_init,
 )
 
@@ -138,9 +139,11 @@ class SGNNHN(SessionModel):
         self.linear_transform = nn.Linear(2 * h, h)
         uniform_init(self, h)
 
-    def star_graph(self, g: SessionGraphs, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The satellites' final states (after the highway) and the star node per row."""
-        h0 = self.embedding(g.items)
+    def star_graph(
+        self, g: SessionGraphs, h0: torch.Tensor, n_rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The satellites' final states (after the highway) and the star node per row, from
+        the graph's looked-up item rows h0."""
         count = torch.bincount(g.node_row, minlength=n_rows).clamp(min=1)
         star = h0.new_zeros(n_rows, h0.shape[1]).index_add(0, g.node_row, h0)
         star = star / count[:, None]
@@ -158,8 +161,12 @@ class SGNNHN(SessionModel):
     def session_embedding(self, prefixes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The normalised session representation (B x d)."""
         g = session_graphs(prefixes, lengths)
+        return self.read_out(prefixes, lengths, g, self.embedding(g.items))
+
+    def read_out(self, prefixes, lengths, g: SessionGraphs, h0: torch.Tensor) -> torch.Tensor:
+        """session_embedding from the graph's looked-up item rows h0."""
         B, L = prefixes.shape
-        hidden, star = self.star_graph(g, B)
+        hidden, star = self.star_graph(g, h0, B)
         column = torch.arange(L, device=prefixes.device).expand(B, L)[prefixes != PAD]
         seq = hidden[g.position_node] + self.position(column)
         last = seq[torch.cumsum(lengths, 0) - 1]  # each row's last real position
@@ -174,8 +181,10 @@ class SGNNHN(SessionModel):
 
     def loss(self, prefixes, lengths, targets) -> torch.Tensor:
         """Cross-entropy over every item, without a second scores matrix."""
-        z = self.tau * self.session_embedding(prefixes, lengths)
-        return full_softmax_cross_entropy(z, centred_unit(self.embedding.weight), targets)
+        g = session_graphs(prefixes, lengths)
+        table, rows = table_and_rows(self.embedding.weight, g.items)
+        z = self.tau * self.read_out(prefixes, lengths, g, rows)
+        return full_softmax_cross_entropy(z, centred_unit(table), targets)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.l2, fused=True)
