@@ -166,11 +166,11 @@ def item_table(n_items: int, hidden_size: int) -> nn.Embedding:
 class _TableAndRows(torch.autograd.Function):
     """The item table's two uses in training as one autograd node: the whole table (the
     output layer's) and the rows the session graphs look up. Used separately, autograd
-    sums their gradients into a new table-sized tensor each step (a copy of the whole
-    table: 8 ms of SR-GNN's 45 ms on Diginetica, one thread), or with a dense lookup
-    zeroes a table-sized buffer and adds it whole. Here the looked-up rows are added
-    into the output layer's gradient, a fresh product nothing else holds, in place; the
-    sum is the same, in the same order."""
+    sums their gradients into a new table-sized tensor each step (a sparse lookup: the
+    whole table copied), or with a dense lookup zeroes a table-sized buffer and adds it
+    whole. Here the looked-up rows are added into the output layer's gradient, a fresh
+    product nothing else holds, in place; the sum is the same, in the same order. A small
+    gain (benchmarks/peer_step_ab.py: within a noisy host's spread)."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, items: torch.Tensor):
