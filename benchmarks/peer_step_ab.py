@@ -140,10 +140,8 @@ def main() -> None:
                 git("worktree", "remove", "--force", str(tree))
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "src"))
         after = head + (" with uncommitted changes in src/" if dirty else "")
-        earlier = report.get("revisions", [])
-        earlier = [earlier] if isinstance(earlier, dict) else earlier  # one, before 2026-12-05
         report["revisions"] = [
-            *(c for c in earlier if (c["before"], c["after"]) != (rev, after)),
+            *(c for c in report.get("revisions", []) if (c["before"], c["after"]) != (rev, after)),
             {**common, "before": rev, "after": after, "rows": rows},
         ]
     from datetime import datetime, timezone

@@ -120,8 +120,8 @@ def test_the_lookup_rows_are_added_into_the_output_gradient_in_place(model, monk
     """The item table's two uses (bench.peers.srgnn.table_and_rows) give one dense .grad,
     the same bits as autograd's sum of the two uses taken separately (a sparse lookup),
     without the table-sized sum and copy that autograd makes of those."""
-    module = sys.modules[(SRGNN if model == "srgnn" else SGNNHN).__module__]
     cls = SRGNN if model == "srgnn" else SGNNHN
+    module = sys.modules[cls.__module__]
     torch.manual_seed(2)
     m = cls(300, hidden_size=16)
     separate = copy.deepcopy(m)
