@@ -59,8 +59,7 @@ studies: $(STAMP)
 # (benchmarks/results/peer_epoch_cost.json) SR-GNN takes about 0.8 hours on yoochoose1/64
 # and 4 on Diginetica, SGNN-HN about 1.9 and 7.5. PEERS and SPLITS pick a part, e.g.
 #   make peers PEERS=sgnnhn SPLITS=yoochoose1_64
-PEER_RUN = $(PY) -m bench.run eval.per_epoch=true eval.unknown_test_items=miss \
-	'eval.also_tie_modes=[standard]' save_model=false
+PEER_RUN = $(PY) -m bench.run eval=peer_papers save_model=false
 PEERS ?= srgnn sgnnhn
 SPLITS ?= yoochoose1_64 diginetica_srgnn
 peers: $(STAMP)

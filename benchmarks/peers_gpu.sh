@@ -58,8 +58,7 @@ for run in ${RUNS:-sgnnhn:diginetica_srgnn srgnn:diginetica_srgnn}; do
     last=$base/try$((tries + 1))
     status=0
     # shellcheck disable=SC2086  # EXTRA is a list of overrides
-    timeout "$left" "$python" -m bench.run model="$model" dataset="$split" \
-      eval.per_epoch=true eval.unknown_test_items=miss 'eval.also_tie_modes=[standard]' \
+    timeout "$left" "$python" -m bench.run model="$model" dataset="$split" eval=peer_papers \
       save_model=false hydra.run.dir="$last" "${resume[@]}" ${EXTRA:-} || status=$?
     echo "$model $split: exit $status${resume:+ (${resume[0]})}, $((SECONDS - deadline + budget))s into the budget"
   fi

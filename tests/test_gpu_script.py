@@ -129,6 +129,8 @@ def test_the_peers_device_script_returns_records_and_resumes_a_run_stopped_at_it
     record = json.loads((got / "result.json").read_text())
     assert record["method"] == "srgnn" and len(record["epochs"]) == 1
     assert "recall@20" in record["epochs"][0]["eval"]  # the test set after each epoch
+    committed = ROOT / "results" / "records" / "peers" / "srgnn" / "yoochoose1_64" / "result.json"
+    assert record["eval"] == json.loads(committed.read_text())["eval"]  # as `make peers` ran
     assert "finished by an earlier call" in call("again")
     (tmp_path / "work" / "srgnn" / "synthetic" / "try1" / "result.json").unlink()
     assert "skipped, 59s of the budget left" in call("b", BUDGET_S="59")
