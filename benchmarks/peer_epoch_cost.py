@@ -1,14 +1,15 @@
 """What an epoch of a neural peer costs here, before any study of it is planned.
 
 For each peer (`--models`), SR-GNN split and thread count: the peer's default settings
-(SR-GNN: batch 100, hidden 100; SGNN-HN: batch 256, d 256, the last 10 items) on the
-full training set, `--steps` timed training steps (after a
-warm-up) in a random order of the training prefixes, hence the seconds per epoch; the
-GEMM floor, the output layer's three products alone (scores, and the gradients of the
-session embedding and of the item table) at the same shapes, timed as torch computes them
-and as the compiled split product does, the faster counted; the share of a step spent
-building the session graphs; and one evaluation of the test set through the shared
-evaluator. Written to benchmarks/results/peer_epoch_cost.json.
+(SR-GNN: batch 100, hidden 100; SGNN-HN: batch 256, d 256, the last 10 items; NARM: batch
+512, embedding 50, hidden 100, the first 19 items) on the full training set, `--steps`
+timed training steps (after a warm-up) in a random order of the training prefixes, hence
+the seconds per epoch; the GEMM floor, the output layer's three products alone (scores,
+and the gradients of the session embedding and of the item table) at the same shapes (the
+item table's width), timed as torch computes them and as the compiled split product does,
+the faster counted; for the graph peers the share of a step spent building the session
+graphs; and one evaluation of the test set through the shared evaluator. Written to
+benchmarks/results/peer_epoch_cost.json.
 
   python benchmarks/peer_epoch_cost.py --models sgnnhn   # with the machine otherwise idle
 
@@ -32,6 +33,7 @@ from bench.core.evaluate import evaluate
 from bench.core.prefixes import PrefixScorer, TrainingPrefixes
 from bench.datasets import load_dataset
 from bench.paths import conf_dir, default_data_dir
+from bench.peers.narm import NARM
 from bench.peers.sgnnhn import SGNNHN
 from bench.peers.srgnn import SRGNN, session_graphs
 
@@ -41,7 +43,9 @@ SPLITS = ("diginetica_srgnn", "yoochoose1_64")
 PEERS = {
     "srgnn": (SRGNN, 100, "SR-GNN, published settings (batch 100, hidden 100, step 1)"),
     "sgnnhn": (SGNNHN, 256, "SGNN-HN, defaults (batch 256, d 256, step 1, last 10 items)"),
+    "narm": (NARM, 512, "NARM, published settings (batch 512, embedding 50, hidden 100)"),
 }
+GRAPH_PEERS = ("srgnn", "sgnnhn")
 
 
 def dataset(name: str):
@@ -90,7 +94,8 @@ def peer_and_batches(peer: str, data, count: int):
     torch.manual_seed(0)
     cls, batch, _ = PEERS[peer]
     model = cls(len(data.item_map))
-    opt = model.configure_optimizers()["optimizer"]
+    conf = model.configure_optimizers()
+    opt = conf["optimizer"] if isinstance(conf, dict) else conf
     pairs = TrainingPrefixes(data.train, model.max_prefix, torch.device("cpu"))
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
     batches = [pairs.batch(order[i * batch : (i + 1) * batch]) for i in range(count)]
@@ -119,11 +124,13 @@ def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dic
     t0 = time.perf_counter()
     train_steps(model, opt, batches[10:])
     per_step = (time.perf_counter() - t0) / steps
-    t0 = time.perf_counter()
-    for b in batches[10:]:
-        session_graphs(b[0], b[1])
-    graphs = (time.perf_counter() - t0) / steps
-    floor = gemm_floor(n_items, batch, model.hidden_size, repeats)
+    graphs = None
+    if peer in GRAPH_PEERS:
+        t0 = time.perf_counter()
+        for b in batches[10:]:
+            session_graphs(b[0], b[1])
+        graphs = (time.perf_counter() - t0) / steps / per_step
+    floor = gemm_floor(n_items, batch, model.embedding.weight.shape[1], repeats)
     steps_per_epoch = -(-len(pairs) // batch)
     t0 = time.perf_counter()
     result = evaluate(
@@ -143,13 +150,17 @@ def measure(peer: str, name: str, threads: int, steps: int, repeats: int) -> dic
         "gemm_floor_ms_per_step": floor["floor_s"] * 1e3,
         "gemm_floor": {k: v * 1e3 for k, v in floor.items()},
         "share_of_gemm_floor": floor["floor_s"] / per_step,
-        "graph_building_share": graphs / per_step,
+        "graph_building_share": graphs,
         "evaluation_s": eval_s,
         "evaluated_events": result.n_events,
     }
 
 
 SPLIT_TITLES = {"diginetica_srgnn": "Diginetica", "yoochoose1_64": "yoochoose1/64"}
+
+
+def share(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
 
 
 def table(report: dict) -> str:
@@ -164,10 +175,13 @@ def table(report: dict) -> str:
             f"| {PEERS[r['model']][0].title} | {SPLIT_TITLES[r['dataset']]} | "
             f"{r['training_prefixes']:,} | {r['items']:,} | {r['threads']} | {r['batch_size']} | "
             f"{r['ms_per_step']:.1f} | {r['epoch_minutes']:.1f} | {r['share_of_gemm_floor']:.0%} | "
-            f"{r['graph_building_share']:.1%} | {r['evaluation_s']:.1f} s |"
+            f"{share(r['graph_building_share'])} | {r['evaluation_s']:.1f} s |"
         )
-    dates = ", ".join(f"{PEERS[m][0].title} {d[:10]}" for m, d in report["date"].items())
-    return "\n".join(lines) + f"\n\nMeasured on {report['machine']} ({dates}).\n"
+    where = "; ".join(
+        f"{PEERS[m][0].title} on {report['machine'][m]}, {d[:10]}"
+        for m, d in report["date"].items()
+    )
+    return "\n".join(lines) + f"\n\nMeasured: {where}.\n"
 
 
 def main() -> None:
@@ -189,7 +203,11 @@ def main() -> None:
 
 
 def run(args) -> None:
-    old = json.loads(OUT.read_text()) if OUT.exists() else {"rows": [], "date": {}}
+    old = json.loads(OUT.read_text()) if OUT.exists() else {"rows": [], "date": {}, "machine": {}}
+    machine = (
+        f"{native.cpu_name()} ({platform.machine()}), {torch.get_num_threads()} threads max "
+        f"here, torch {torch.__version__}"
+    )
     rows = [r for r in old["rows"] if r["model"] not in args.models]
     for peer in args.models:
         for name in SPLITS:
@@ -199,7 +217,7 @@ def run(args) -> None:
                 print(
                     f"{peer} {name} {threads} thread(s): {r['ms_per_step']:.1f} ms/step, "
                     f"{r['epoch_minutes']:.1f} min/epoch, {r['share_of_gemm_floor']:.0%} of the "
-                    f"GEMM floor, graphs {r['graph_building_share']:.1%}, "
+                    f"GEMM floor, graphs {share(r['graph_building_share'])}, "
                     f"evaluation {r['evaluation_s']:.1f} s",
                     flush=True,
                 )
@@ -208,8 +226,7 @@ def run(args) -> None:
             {
                 "what": {p: PEERS[p][2] for p in PEERS}
                 | {"step": "batch gather, graphs, forward, backward, fused Adam"},
-                "machine": f"{native.cpu_name()} ({platform.machine()}), "
-                f"{torch.get_num_threads()} threads max here, torch {torch.__version__}",
+                "machine": old["machine"] | dict.fromkeys(args.models, machine),
                 "date": old["date"]
                 | {
                     p: datetime.now(timezone.utc).isoformat(timespec="seconds") for p in args.models

@@ -15,7 +15,7 @@
 #   tests:  RUNS=srgnn:synthetic EXTRA="n_epochs=1" bash benchmarks/peers_gpu.sh OUT
 #
 # Environment: RUNS (model:split pairs, in order; "sgnnhn:diginetica_srgnn
-# srgnn:diginetica_srgnn"), BUDGET_S (seconds for all runs, each stopped at what is left;
+# narm:diginetica_srgnn narm:yoochoose1_64 srgnn:diginetica_srgnn"), BUDGET_S (seconds for all runs, each stopped at what is left;
 # 540, inside one call's 600), EXTRA (more overrides), PYTHON (python3), BENCH_DATA_DIR,
 # WORK (the runs' directories, kept between calls on a warm machine; /tmp/peers).
 set -euo pipefail
@@ -41,7 +41,7 @@ json.dump(c["bench"]["history"], open(sys.argv[2], "w"), indent=1)' \
   fi
 }
 
-for run in ${RUNS:-sgnnhn:diginetica_srgnn srgnn:diginetica_srgnn}; do
+for run in ${RUNS:-sgnnhn:diginetica_srgnn narm:diginetica_srgnn narm:yoochoose1_64 srgnn:diginetica_srgnn}; do
   model=${run%%:*} split=${run#*:}
   base=${WORK:-/tmp/peers}/$model/$split # not OUT: checkpoints are larger than what comes back
   mkdir -p "$base"

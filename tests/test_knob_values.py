@@ -17,6 +17,7 @@ METHODS = [
     ["model=gru4rec_seq"],
     ["model=srgnn"],
     ["model=sgnnhn"],
+    ["model=narm"],
     *[
         [f"baseline={b}"]
         for b in ("pop", "spop", "itemknn", "bprmf", "sknn", "vsknn", "stan", "sr", "ar")

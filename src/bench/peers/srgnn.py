@@ -128,8 +128,11 @@ class GatedGraphStep(nn.Module):
         return new + update * (hidden - new)
 
 
-KNOB_RANGES = {  # the graph peers' knobs: a test and what it expects
+KNOB_RANGES = {  # the peers' knobs: a test and what it expects
     "hidden_size": (lambda v: v >= 1, ">= 1"),
+    "embedding_size": (lambda v: v >= 1, ">= 1"),
+    "dropout_embed": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "dropout_context": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "step": (lambda v: v >= 1, ">= 1"),
     "tau": (lambda v: v > 0, "> 0"),
     "max_length": (lambda v: v >= 1, ">= 1"),

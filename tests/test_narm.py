@@ -1,0 +1,173 @@
+"""NARM (bench.peers.narm) against a re-statement of the authors' Theano graph in numpy
+(time-major padded batch, masked GRU scan, attention softmax over masked logits then
+renormalised, bilinear decoder through the full table), its quirks by hand, and a run
+through bench.run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.api import PAD
+from bench.peers.narm import NARM, hard_sigmoid, unscaled_dropout
+
+
+def theano_hard_sigmoid(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def authors_scores(m: NARM, seqs: list[list[int]]) -> np.ndarray:
+    """The authors' build_model with use_noise = 0, in float64: their loader keeps each
+    sequence's first 19 items; x and mask are (maxlen x n), padding item 0 (our items are
+    shifted by one so that 0 is free); dropout at test time multiplies by the keep
+    probability; the softmax's padding class is dropped afterwards."""
+    P = {k: v.detach().double().numpy() for k, v in m.named_parameters()}
+    Wemb = np.vstack([np.zeros((1, P["embedding.weight"].shape[1])), P["embedding.weight"]])
+    seqs = [[i + 1 for i in s[: m.max_length]] for s in seqs]
+    maxlen, n = max(map(len, seqs)), len(seqs)
+    x = np.zeros((maxlen, n), dtype=np.int64)
+    for j, s in enumerate(seqs):
+        x[: len(s), j] = s
+    mask = (x != 0).astype(float)
+    emb = Wemb[x] * (1 - m.dropout_embed)
+    below = emb @ P["w_input"] + P["b_input"]
+    H = P["u_state"].shape[0]
+    h, proj = np.zeros((n, H)), []
+    for t in range(maxlen):  # their theano.scan over _step
+        pre = h @ P["u_gates"] + below[t][:, : 2 * H]
+        z, r = theano_hard_sigmoid(pre[:, :H]), theano_hard_sigmoid(pre[:, H:])
+        cand = np.tanh((h * r) @ P["u_state"] + below[t][:, 2 * H :])
+        new = (1.0 - z) * h + z * cand
+        h = mask[t][:, None] * new + (1.0 - mask[t])[:, None] * h
+        proj.append(h)
+    proj = np.stack(proj)  # maxlen x n x H
+    last = proj[-1]
+    sim = np.stack(
+        [
+            (P["v"] @ theano_hard_sigmoid(P["a_states"] @ s.T + P["a_last"] @ last.T)).sum(0)
+            for s in proj
+        ]
+    )  # maxlen x n
+    logits = sim.T * mask.T
+    att = np.exp(logits - logits.max(1, keepdims=True))
+    att = att / att.sum(1, keepdims=True) * mask.T
+    weight = att / att.sum(1)[:, None]
+    pooled = (proj * weight.T[:, :, None]).sum(0)
+    c = np.concatenate([pooled, last], 1) * (1 - m.dropout_context)
+    ytem = Wemb @ P["bilinear"]
+    return (c @ ytem.T)[:, 1:]
+
+
+SEQS = [[3, 1, 4, 1, 5], [9], [2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3, 3, 8, 3]]
+
+
+def padded(seqs):
+    width = max(map(len, seqs))
+    rows = [s + [PAD] * (width - len(s)) for s in seqs]
+    return torch.tensor(rows), torch.tensor([len(s) for s in seqs])
+
+
+def test_scores_equal_the_authors_graph_restated_in_numpy():
+    torch.manual_seed(0)
+    m = NARM(10, embedding_size=6, hidden_size=5).eval()
+    with torch.no_grad():  # larger weights than the init, so that the hard sigmoids clip
+        for p in m.parameters():
+            p.mul_(3.0)
+    got = m.score(*padded(SEQS)).detach().double().numpy()
+    want = authors_scores(m, SEQS)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+
+
+def test_a_prefix_keeps_its_first_max_length_items():
+    torch.manual_seed(1)
+    m = NARM(10, embedding_size=4, hidden_size=3, max_length=4).eval()
+    long, cut = [5, 2, 7, 1, 9, 9, 3], [5, 2, 7, 1]
+    a = m.score(*padded([long]))
+    b = m.score(*padded([cut]))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(m.score(*padded([[2, 7, 1, 9]])), b)  # not the last four
+
+
+def test_hard_sigmoid_and_the_unrescaled_dropout_by_hand():
+    x = torch.tensor([-3.0, -2.5, 0.0, 1.0, 2.5, 4.0])
+    assert hard_sigmoid(x).tolist() == pytest.approx([0.0, 0.0, 0.5, 0.7, 1.0, 1.0])
+    ones = torch.ones(10_000)
+    torch.manual_seed(0)
+    train = unscaled_dropout(ones, 0.25, training=True)
+    assert set(train.unique().tolist()) == {0.0, 1.0}  # kept values are not scaled up
+    assert train.mean().item() == pytest.approx(0.75, abs=0.02)
+    assert unscaled_dropout(ones, 0.25, training=False).unique().tolist() == [0.75]
+
+
+def test_the_authors_initialisation():
+    torch.manual_seed(0)
+    n_items, d, h = 4000, 50, 100
+    m = NARM(n_items, embedding_size=d, hidden_size=h)
+    spread = lambda w: w.detach().std().item()
+    assert spread(m.embedding.weight) == pytest.approx((2 / n_items) ** 0.5, rel=0.05)
+    assert spread(m.w_input) == pytest.approx((2 / d) ** 0.5, rel=0.05)
+    assert spread(m.bilinear) == pytest.approx((2 / d) ** 0.5, rel=0.05)
+    assert spread(m.a_states) == pytest.approx((2 / h) ** 0.5, rel=0.05)
+    for u in (m.u_gates[:, :h], m.u_gates[:, h:], m.u_state):
+        torch.testing.assert_close(u.T @ u, torch.eye(h), atol=1e-5, rtol=0)
+    assert not m.b_input.any()
+
+
+def test_the_loss_and_its_gradients_equal_cross_entropy_of_the_scores():
+    torch.manual_seed(2)
+    args = dict(embedding_size=6, hidden_size=5, dropout_embed=0.0, dropout_context=0.0)
+    a, b = NARM(12, **args), NARM(12, **args)
+    b.load_state_dict(a.state_dict())
+    prefixes, lengths = padded(SEQS)
+    targets = torch.tensor([4, 0, 11])
+    a.loss(prefixes, lengths, targets).backward()
+    F.cross_entropy(b.score(prefixes, lengths), targets).backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_it_trains_and_is_scored_through_bench_run(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=narm",
+            "n_epochs=2",
+            "batch_size=64",
+            "eval.per_epoch=true",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["method"] == "narm" and len(record["epochs"]) == 2
+    assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
+    assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
+
+
+def test_a_knob_out_of_range_is_one_line(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "model=narm",
+            "model.params.dropout_context=1.0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 2
+    assert "dropout_context: got 1.0; expected in [0, 1)" in p.stderr.strip().splitlines()[-1]
