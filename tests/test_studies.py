@@ -42,6 +42,7 @@ def test_final_seeds_are_read_from_each_search_config():
         "gru4rec_bpr-max": 5,
         "srgnn": 5,
         "sgnnhn": 5,
+        "narm": 5,
     }
     assert protocol.final_seeds("no_such_search") == 1
 
