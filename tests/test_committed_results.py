@@ -154,3 +154,23 @@ def test_the_committed_srgnn_lockstep_agrees_with_the_authors_code():
         for metric in ("recall@20", "mrr@20"):
             theirs, ours = epoch["theirs"][metric], epoch["ours"][metric]
             assert theirs > 0.05 and abs(ours - theirs) / theirs <= 0.02, (epoch, metric)
+
+
+def test_the_committed_narm_lockstep_agrees_with_the_authors_code():
+    """NARM here and the authors' Theano code (run by PyTensor), as committed: the same
+    weights give the same probabilities and cost (their 1e-8 inside the log and their
+    float32 softmax sums aside), and trained in lockstep for whole epochs each side's own
+    evaluation lands within 2% relative on Recall@20 and MRR@20 after every epoch."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "narm_parity.json").read_text())
+    same = report["same_weights"]
+    assert same["max_abs_probability_difference"] <= 1e-3 * same["max_probability"]
+    assert abs(same["loss_ours"] - same["cost_theirs"]) <= 1e-4 * same["cost_theirs"]
+    lockstep = report["lockstep"]
+    pairs = report["sample"]["train_pairs"]
+    assert lockstep["epochs"] >= 2
+    assert lockstep["steps"] == lockstep["epochs"] * -(-pairs // lockstep["batch"])
+    assert len(lockstep["per_epoch"]) == lockstep["epochs"]
+    for epoch in lockstep["per_epoch"]:
+        for metric in ("recall@20", "mrr@20"):
+            theirs, ours = epoch["theirs"][metric], epoch["ours"][metric]
+            assert theirs > 0.003 and abs(ours - theirs) / theirs <= 0.02, (epoch, metric)
