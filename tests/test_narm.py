@@ -1,13 +1,9 @@
 """NARM (bench.peers.narm) against a re-statement of the authors' Theano graph in numpy
 (time-major padded batch, masked GRU scan, attention softmax over masked logits then
-renormalised, bilinear decoder through the full table), its quirks by hand, and a run
-through bench.run."""
+renormalised, bilinear decoder through the full table) and its quirks by hand (its run
+through bench.run: test_peers.py)."""
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -130,44 +126,3 @@ def test_the_loss_and_its_gradients_equal_cross_entropy_of_the_scores():
     F.cross_entropy(b.score(prefixes, lengths), targets).backward()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_it_trains_and_is_scored_through_bench_run(tmp_path):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "model=narm",
-            "n_epochs=2",
-            "batch_size=64",
-            "eval.per_epoch=true",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert p.returncode == 0, p.stderr[-2000:]
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["method"] == "narm" and len(record["epochs"]) == 2
-    assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
-    assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
-
-
-def test_a_knob_out_of_range_is_one_line(tmp_path):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "model=narm",
-            "model.params.dropout_context=1.0",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 2
-    assert "dropout_context: got 1.0; expected in [0, 1)" in p.stderr.strip().splitlines()[-1]

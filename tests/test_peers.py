@@ -1,10 +1,14 @@
 """The neural peers (bench.peers): SR-GNN's session graphs against a per-prefix loop
 written from the paper's definition, its attention against hand-computed values, its
 learning-rate schedule as the authors' code steps it, and the output layer's fused
-cross-entropy against autograd's, its products where the machine's choice puts them."""
+cross-entropy against autograd's, its products where the machine's choice puts them; each
+peer trained and scored through bench.run, and its knobs' one-line errors."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from itertools import pairwise
 
 import pytest
@@ -169,3 +173,38 @@ def test_fused_cross_entropy_equals_autograd_in_value_and_gradients(
     assert torch.allclose(got, want, rtol=rtol)
     for a, b in zip(got_grads, want_grads):
         assert torch.allclose(a, b, rtol=grad_rtol, atol=atol)
+
+
+# Each peer of the package through bench.run: small settings that train in seconds, and one
+# knob out of its range with the one-line error it must give.
+PEER_RUNS = {
+    "sgnnhn": ["model.params.hidden_size=32", "model.params.max_length=4", "batch_size=64"],
+    "narm": ["batch_size=64"],
+}
+KNOB_ERRORS = {
+    "sgnnhn": ("model.params.max_length=0", "max_length: got 0; expected >= 1"),
+    "narm": ("model.params.dropout_context=1.0", "dropout_context: got 1.0; expected in [0, 1)"),
+}
+
+
+def bench_run(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "bench.run", *overrides, f"hydra.run.dir={tmp_path}"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("peer", PEER_RUNS)
+def test_each_peer_trains_and_is_scored_through_bench_run(tmp_path, peer):
+    p = bench_run(tmp_path, f"model={peer}", *PEER_RUNS[peer], "n_epochs=2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["method"] == peer and len(record["epochs"]) == 2
+    assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
+    assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
+
+
+@pytest.mark.parametrize("peer", KNOB_ERRORS)
+def test_a_peer_knob_out_of_range_is_one_line(tmp_path, peer):
+    knob, error = KNOB_ERRORS[peer]
+    p = bench_run(tmp_path, f"model={peer}", knob)
+    assert p.returncode == 2
+    assert error in p.stderr.strip().splitlines()[-1]

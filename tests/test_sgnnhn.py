@@ -1,12 +1,11 @@
 """SGNN-HN (bench.peers.sgnnhn): its scores against a per-prefix computation written from
 the model's definition (dense adjacency, padded nothing), its fused loss against
-autograd's, its learning-rate schedule, and a training run through bench.run; the item
-table's gradient of both peers (the lookup's rows added into the output layer's)."""
+autograd's and its learning-rate schedule (its run through bench.run: test_peers.py); the
+item table's gradient of both peers (the lookup's rows added into the output layer's)."""
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import subprocess
@@ -167,48 +166,6 @@ def test_the_learning_rate_steps_down_after_every_lr_dc_step_epochs():
         opt.step()
         sched.step()
     assert seen == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
-
-
-def test_a_knob_out_of_range_is_one_line(tmp_path):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "model=sgnnhn",
-            "model.params.max_length=0",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 2
-    assert "max_length: got 0; expected >= 1" in p.stderr.strip().splitlines()[-1]
-
-
-def test_it_trains_and_is_scored_through_bench_run(tmp_path):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "model=sgnnhn",
-            "model.params.hidden_size=32",
-            "model.params.max_length=4",
-            "n_epochs=2",
-            "batch_size=64",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert p.returncode == 0, p.stderr[-2000:]
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["method"] == "sgnnhn" and len(record["epochs"]) == 2
-    assert record["epochs"][1]["loss"] < record["epochs"][0]["loss"]
-    assert 0 < record["metrics"]["mrr@20"] < record["metrics"]["recall@20"] <= 1
 
 
 def test_the_package_puts_large_tensors_on_huge_pages_unless_told_otherwise():
