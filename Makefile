@@ -57,7 +57,7 @@ studies: $(STAMP)
 # evaluated after every epoch: the headline's "published settings, run here" rows. Records
 # go to results/records/peers (committed). 30 epochs each; on one thread
 # (benchmarks/results/peer_epoch_cost.json) SR-GNN takes about 0.8 hours on yoochoose1/64
-# and 4 on Diginetica, SGNN-HN about 1.9 and 7.5, NARM about 0.7 and 2. PEERS and SPLITS
+# and 4 on Diginetica, SGNN-HN about 1.9 and 7.5, NARM about 0.6 and 1.7. PEERS and SPLITS
 # pick a part, e.g.
 #   make peers PEERS=sgnnhn SPLITS=yoochoose1_64
 PEER_RUN = $(PY) -m bench.run eval=peer_papers save_model=false

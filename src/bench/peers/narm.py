@@ -49,7 +49,8 @@ def unscaled_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if p == 0.0:
         return x
     keep = 1.0 - p
-    return x * torch.bernoulli(torch.full_like(x, keep)) if training else x * keep
+    # a uniform draw below keep is the 0/1 mask (torch's bernoulli_ is 2.7x slower here)
+    return x * (torch.rand_like(x) < keep) if training else x * keep
 
 
 def normal_by_rows(weight: torch.Tensor) -> None:
@@ -112,16 +113,18 @@ class NARM(SessionModel):
     def encode(self, prefixes: torch.Tensor, lengths: torch.Tensor, emb: torch.Tensor):
         """The session representation [attention pool; last state] (B x 2h), before the
         dropout on it, from the looked-up rows emb (B x L x d; padding rows are ignored)."""
-        B, L = prefixes.shape
+        B = prefixes.shape[0]
         h = self.u_state.shape[0]
         real = prefixes != PAD
         x = unscaled_dropout(emb, self.dropout_embed, self.training) @ self.w_input + self.b_input
         state = emb.new_zeros(B, h)
         states = []
-        for t in range(L):
-            zr = hard_sigmoid(state @ self.u_gates + x[:, t, : 2 * h])
-            z, r = zr[:, :h], zr[:, h:]
-            n = torch.tanh((state * r) @ self.u_state + x[:, t, 2 * h :])
+        # unbind and split, not slices: a slice's backward fills a zero tensor of the whole
+        # B x L x 3h input per use (38 of them a step at L = 19), these one stack and cats
+        for t, xt in enumerate(x.unbind(1)):
+            x_zr, x_n = xt.split([2 * h, h], 1)
+            z, r = hard_sigmoid(state @ self.u_gates + x_zr).chunk(2, 1)
+            n = torch.tanh((state * r) @ self.u_state + x_n)
             state = torch.where(real[:, t, None], (1 - z) * state + z * n, state)
             states.append(state)
         hs = torch.stack(states, 1)  # B x L x h
