@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srgnn_parity import make_sample
+from srgnn_parity import make_sample, padded
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "narm_parity.json"
@@ -164,14 +164,6 @@ class RealItems(torch.nn.Module):
 
         shifted = torch.where(prefixes == PAD, PAD, prefixes + 1)
         return self.model.score(shifted, lengths)[:, 1:]
-
-
-def padded(seqs: list[list[int]]):
-    from bench.api import PAD
-
-    width = max(map(len, seqs))
-    rows = [s + [PAD] * (width - len(s)) for s in seqs]
-    return torch.tensor(rows), torch.tensor([len(s) for s in seqs])
 
 
 def run_authors(args, tmp: Path, job: dict) -> dict:

@@ -88,6 +88,17 @@ torch.save({"scores": scores.detach(), "loss": loss.detach(), "grads": grads}, s
 """
 
 
+def padded(prefixes: list[list[int]]):
+    """(B x L item indices right-padded with PAD, lengths): a batch as the peers take it."""
+    import torch
+
+    from bench.api import PAD
+
+    width = max(map(len, prefixes))
+    rows = [p + [PAD] * (width - len(p)) for p in prefixes]
+    return torch.tensor(rows), torch.tensor([len(p) for p in prefixes])
+
+
 def read_sessions(path: Path) -> list[list[str]]:
     with gzip.open(path, "rt") as f:
         return [line.split() for line in f if line.strip()]
@@ -102,7 +113,6 @@ def lockstep(args, sample_dir: Path, epochs: int) -> dict:
 
     import torch
 
-    from bench.api import PAD
     from bench.datasets import load_dataset
     from bench.peers.srgnn import SRGNN
 
@@ -160,12 +170,8 @@ def lockstep(args, sample_dir: Path, epochs: int) -> dict:
             theirs_loss = theirs_model.loss_function(scores, torch.tensor(targets).long() - 1)
             theirs_loss.backward()
             theirs_model.optimizer.step()
-            batch = [[i - 1 for i in prefixes[j]] for j in idx]
-            width = max(map(len, batch))
-            x = torch.tensor([b + [PAD] * (width - len(b)) for b in batch])
-            ours_loss = ours_model.loss(
-                x, torch.tensor([len(b) for b in batch]), torch.tensor([labels[j] - 1 for j in idx])
-            )
+            x, lengths = padded([[i - 1 for i in prefixes[j]] for j in idx])
+            ours_loss = ours_model.loss(x, lengths, torch.tensor([labels[j] - 1 for j in idx]))
             ours_opt["optimizer"].zero_grad()
             ours_loss.backward()
             ours_opt["optimizer"].step()
@@ -300,7 +306,6 @@ def same_weights(args, shared: Path, tmp: Path) -> dict:
     """Our model's parameters in their SessionGraph: scores, loss and gradients compared."""
     import torch
 
-    from bench.api import PAD
     from bench.peers.srgnn import SRGNN
 
     sessions = read_sessions(shared / "diginetica/srgnn/test_sessions.txt.gz")[:60]
@@ -328,9 +333,7 @@ def same_weights(args, shared: Path, tmp: Path) -> dict:
         text=True,
     )
     ref = torch.load(tmp / "theirs.pt")
-    width = max(map(len, prefixes))
-    x = torch.tensor([p + [PAD] * (width - len(p)) for p in prefixes])
-    lengths = torch.tensor([len(p) for p in prefixes])
+    x, lengths = padded(prefixes)
     scores = model.score(x, lengths)
     loss = model.loss(x, lengths, torch.tensor(targets))
     loss.backward()

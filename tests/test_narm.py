@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.api import PAD
 from bench.peers.narm import NARM, hard_sigmoid, unscaled_dropout
+from tests.test_peers import padded
 
 
 def theano_hard_sigmoid(x):
@@ -61,12 +61,6 @@ def authors_scores(m: NARM, seqs: list[list[int]]) -> np.ndarray:
 
 
 SEQS = [[3, 1, 4, 1, 5], [9], [2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3, 3, 8, 3]]
-
-
-def padded(seqs):
-    width = max(map(len, seqs))
-    rows = [s + [PAD] * (width - len(s)) for s in seqs]
-    return torch.tensor(rows), torch.tensor([len(s) for s in seqs])
 
 
 def test_scores_equal_the_authors_graph_restated_in_numpy():
