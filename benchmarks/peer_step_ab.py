@@ -35,7 +35,7 @@ from peer_epoch_cost import PEERS
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "peer_step_ab.json"
 # peer -> steps timed (its defaults, batch size included, are peer_epoch_cost.PEERS's)
-STEPS = {"srgnn": 80, "sgnnhn": 20}
+STEPS = {"srgnn": 80, "sgnnhn": 20, "narm": 30}
 
 
 def child(peer: str, mode: str, steps: int, dataset_name: str) -> dict:
