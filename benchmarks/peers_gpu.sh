@@ -15,9 +15,10 @@
 #   tests:  RUNS=srgnn:synthetic EXTRA="n_epochs=1" bash benchmarks/peers_gpu.sh OUT
 #
 # Environment: RUNS (model:split pairs, in order; "sgnnhn:diginetica_srgnn
-# narm:diginetica_srgnn narm:yoochoose1_64 srgnn:diginetica_srgnn"), BUDGET_S (seconds for
-# all runs, each stopped at what is left; 540, inside one call's 600), EXTRA (more overrides), PYTHON (python3), BENCH_DATA_DIR,
-# WORK (the runs' directories, kept between calls on a warm machine; /tmp/peers).
+# narm:diginetica_srgnn narm:yoochoose1_64 srgnn:diginetica_srgnn"), BUDGET_S (seconds
+# for all runs, each stopped at what is left; 540, inside one call's 600), EXTRA (more
+# overrides), PYTHON (python3), BENCH_DATA_DIR, WORK (the runs' directories, kept between
+# calls on a warm machine; /tmp/peers).
 set -euo pipefail
 out=${1:?usage: peers_gpu.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)

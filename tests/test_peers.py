@@ -7,8 +7,6 @@ peer trained and scored through bench.run, and its knobs' one-line errors."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from itertools import pairwise
 
 import pytest
@@ -19,6 +17,7 @@ from bench.api import PAD
 from bench.core import native
 from bench.core.full_softmax import full_softmax_cross_entropy
 from bench.peers.srgnn import SRGNN, session_graphs
+from tests.conftest import bench_run
 from tests.test_native import needs_blas
 
 
@@ -179,7 +178,7 @@ def test_fused_cross_entropy_equals_autograd_in_value_and_gradients(
 # knob out of its range with the one-line error it must give.
 PEER_RUNS = {
     "sgnnhn": ["model.params.hidden_size=32", "model.params.max_length=4", "batch_size=64"],
-    "narm": ["batch_size=64"],
+    "narm": ["batch_size=64", "eval.per_epoch=true"],
 }
 KNOB_ERRORS = {
     "sgnnhn": ("model.params.max_length=0", "max_length: got 0; expected >= 1"),
@@ -187,14 +186,11 @@ KNOB_ERRORS = {
 }
 
 
-def bench_run(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "bench.run", *overrides, f"hydra.run.dir={tmp_path}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.parametrize("peer", PEER_RUNS)
 def test_each_peer_trains_and_is_scored_through_bench_run(tmp_path, peer):
-    p = bench_run(tmp_path, f"model={peer}", *PEER_RUNS[peer], "n_epochs=2")
+    p = bench_run(
+        f"model={peer}", *PEER_RUNS[peer], "n_epochs=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["method"] == peer and len(record["epochs"]) == 2
@@ -205,6 +201,6 @@ def test_each_peer_trains_and_is_scored_through_bench_run(tmp_path, peer):
 @pytest.mark.parametrize("peer", KNOB_ERRORS)
 def test_a_peer_knob_out_of_range_is_one_line(tmp_path, peer):
     knob, error = KNOB_ERRORS[peer]
-    p = bench_run(tmp_path, f"model={peer}", knob)
+    p = bench_run(f"model={peer}", knob, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert p.returncode == 2
     assert error in p.stderr.strip().splitlines()[-1]
