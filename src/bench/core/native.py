@@ -130,6 +130,13 @@ def numpy_openblas() -> tuple[int, int] | None:
     return None
 
 
+def flag_sets(parallel: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The compiler flags a build tries, in order: with -march=native, then without it
+    (for a compiler that refuses it); OpenMP's where `parallel` and openmp_flags() allow."""
+    omp = openmp_flags() if parallel else ()
+    return CFLAGS + NATIVE_FLAGS + omp, CFLAGS + omp
+
+
 def build(parallel: bool = True) -> Path:
     """Compile the kernels into the cache (atomically: concurrent workers may build too);
     without -march=native where this compiler refuses it; with OpenMP where `parallel` and
@@ -141,13 +148,13 @@ def build(parallel: bool = True) -> Path:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     except OSError as err:
         raise RuntimeError(f"C compiler {cc} does not run: {err}") from err
-    omp = openmp_flags() if parallel else ()
-    parts = [SOURCE.read_text(), cc, version, *CFLAGS, *NATIVE_FLAGS, *omp, platform.machine()]
+    attempts = flag_sets(parallel)
+    parts = [SOURCE.read_text(), cc, version, *attempts[0], platform.machine()]
     key = hashlib.sha256("\0".join([*parts, _cpu_flags()]).encode()).hexdigest()[:16]
     target = default_cache_dir() / f"kernels-{key}.so"
     if target.is_file():
         return target
-    for flags in (CFLAGS + NATIVE_FLAGS + omp, CFLAGS + omp):  # the second without -march
+    for flags in attempts:
         try:
             with atomic_path(target, suffix=".so") as tmp:
                 cmd = [cc, *flags, "-o", str(tmp), str(SOURCE), "-lm"]
