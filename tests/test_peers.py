@@ -134,9 +134,9 @@ def test_fused_cross_entropy_scaled_twice_differentiated_and_checked():
 @needs_blas
 @pytest.mark.parametrize("forced, split_calls", [("1", 3), ("0", 0)])
 def test_full_softmax_products_follow_the_machines_choice(monkeypatch, forced, split_calls):
-    """The output layer's three products go to the split products exactly where the
-    GRU4Rec step's would (product_choice; BENCH_BLAS forces either side), with the same
-    loss either way."""
+    """The output layer's three products go to the split products where the machine's
+    choice for them says (product_choice's `output` family; BENCH_BLAS forces either
+    side), with the same loss either way."""
     calls = []
     matmul = native.matmul
     monkeypatch.setattr(native, "matmul", lambda *a, **k: calls.append(1) or matmul(*a, **k))

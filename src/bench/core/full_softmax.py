@@ -7,14 +7,14 @@ the two products. Here the scores buffer is turned into the softmax in place and
 the gradient in place (by one compiled kernel on the CPU, native.softmax_ce_grad: three
 passes over each row), so one B x n_items matrix lives and the time is the three matrix
 products plus those passes; the backward only multiplies it by the loss's own gradient
-where that is not 1. On the CPU the products go where the GRU4Rec step's go:
-the split products of the compiled kernels (native.matmul) or torch's, whichever this
-machine measured faster at this thread count (product_choice). The full-softmax shapes
-(hundreds of rows against tens of thousands of items) mostly rank the two the same way:
-split faster on the AMD EPYC (benchmarks/results/peer_epoch_cost.json); on the Intel
-Xeon torch's 1.04-1.23x faster at 11 of 12 shapes measured (batch 100-400, 50-256
-units, one and two threads), the split 1.35x faster at 400 x 50 on one thread. Same
-value and gradients as the autograd form (tested).
+where that is not 1. On the CPU the products go to the split products of the compiled
+kernels (native.matmul) or to torch's, whichever this machine measured faster at this
+thread count on the peers' output-layer shapes (product_choice's `output` family: hundreds
+of rows against tens of thousands of items, a choice of its own since the GRU4Rec step's
+shapes can rank the two the other way). Measured: the split faster on the AMD EPYC hosts
+(0.67-0.96 of torch's time at one thread); on the Intel Xeon torch's 1.04-1.23x faster at
+11 of 12 shapes (batch 100-400, 50-256 units, one and two threads), the split 1.35x
+faster at 400 x 50 on one thread. Same value and gradients as the autograd form (tested).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from bench.core import native, product_choice
 
 def _product(a, b, trans_a=False, trans_b=False) -> torch.Tensor:
     """a @ b (a.T, b.T by flag) by the compiled split product where this machine's choice
-    is them, else by torch."""
+    for the output layer is them, else by torch."""
     lib = native.kernel() if a.is_cpu else None
-    if product_choice.split_products_chosen(lib):
+    if product_choice.split_products_chosen(lib, "output"):
         c = native.matmul(lib, a, b, trans_a, trans_b)
         if c is not None:
             return c

@@ -1,14 +1,18 @@
-"""Which library computes the training step's large products on this machine: the split
-products over the OpenBLAS that numpy ships (native.matmul, native.matmul_pair) or torch's
-own (MKL in its x86 wheels).
+"""Which library computes the large products on this machine: the split products over
+the OpenBLAS that numpy ships (native.matmul, native.matmul_pair) or torch's own (MKL in
+its x86 wheels). Two families are chosen apart: the GRU4Rec step's products and the
+neural peers' full-softmax output layer (full_softmax.py).
 
 Neither wins everywhere. On the host the split products were written on, torch's
 two-thread product was 10-25% slower per product; on a later one the whole step ran
 7-18% faster with torch's at most settings (benchmarks/README.md, "Split large
-products"). So the choice is measured once per machine and thread count, on the step's
-own shapes, and kept in the cache beside the compiled kernels: every later run there
-takes the same path (the two round differently in the last bits, so a run must not
-switch between them by chance).
+products"). So the choice is measured once per machine, thread count and family, on the
+family's own shapes, and kept in the cache beside the compiled kernels: every later run
+there takes the same path (the two round differently in the last bits, so a run must not
+switch between them by chance). The families rank the libraries differently: on an AMD
+EPYC host at one thread torch's won the step's shapes by 3% while the split products
+computed the peers' output layers 4-33% faster (a thin one, 512 x 50 over 43k items,
+1.5x), hence a choice each.
 `BENCH_BLAS=1` takes the split products wherever they are available, `BENCH_BLAS=0` never.
 """
 
@@ -31,46 +35,54 @@ from bench.atomic import write_text
 from bench.core import native
 from bench.paths import default_cache_dir
 
-# (rows, units): batch sizes and layer sizes across the official paramfiles' range; the
-# columns are the rows plus this many shared negatives (the official default).
+# The step's (rows, units): batch sizes and layer sizes across the official paramfiles'
+# range; the columns are the rows plus this many shared negatives (the official default).
 SHAPES = ((32, 100), (128, 100), (512, 100), (32, 480), (128, 480), (512, 480))
 N_SAMPLE = 2048
+# The output layer's (rows, units, items): the peers' published settings (SR-GNN 100 x 100,
+# NARM 512 x 50, SGNN-HN 256 x 256) over full Diginetica's and yoochoose1/64's catalogues.
+OUTPUT_SHAPES = ((100, 100, 43_097), (512, 50, 43_097), (256, 256, 17_376), (100, 100, 17_376))
+FAMILIES = ("step", "output")
 REPEATS = 10
 log = logging.getLogger(__name__)
 
 
-def split_products_chosen(lib) -> bool:
-    """Whether the fused step and the full-softmax output layer (full_softmax.py) hand
-    their large products to the split products (lib.blas: they are available and agree
-    with torch's) at the current thread count."""
+def split_products_chosen(lib, family: str = "step") -> bool:
+    """Whether a family's large products (`step`: the fused GRU4Rec step's; `output`: the
+    full-softmax output layer's) go to the split products (lib.blas: they are available
+    and agree with torch's) at the current thread count."""
     if lib is None or not lib.blas:
         return False
     forced = os.environ.get("BENCH_BLAS")
     if forced in ("0", "1"):
         return forced == "1"
-    return _chosen(lib, torch.get_num_threads())
+    return _chosen(lib, torch.get_num_threads(), family)
 
 
-def record_path(lib, threads: int) -> Path:
+def record_path(lib, threads: int, family: str = "step") -> Path:
     """The record of one machine's choice: keyed by the compiled library (its source,
-    compiler and CPU flags), the BLAS found, torch's version and the thread count."""
+    compiler and CPU flags), the BLAS found, torch's version, the thread count and the
+    family (the step's key as before the families, so its records stay valid)."""
     blas = sorted(f.name for f in native.mapped_files() if "openblas" in f.name)
     parts = [str(lib._name), *blas, torch.__version__, str(threads)]
+    if family != "step":
+        parts.append(family)
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     return default_cache_dir() / f"products-{key}.json"
 
 
 @functools.cache
-def _chosen(lib, threads: int) -> bool:
-    path = record_path(lib, threads)
+def _chosen(lib, threads: int, family: str) -> bool:
+    path = record_path(lib, threads, family)
     try:
         return json.loads(path.read_text())["chosen"] == "split"
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    rec = measure(lib, threads)
+    rec = measure(lib, threads, family)
     write_text(path, json.dumps(rec, indent=1))
     log.info(
-        "training step: large products by %s here (%s threads; split / torch %.2f, %s)",
+        "%s: large products by %s here (%s threads; split / torch %.2f, %s)",
+        "training step" if family == "step" else "full-softmax output layer",
         rec["chosen"],
         threads,
         rec["split_over_torch"],
@@ -79,12 +91,18 @@ def _chosen(lib, threads: int) -> bool:
     return rec["chosen"] == "split"
 
 
-def measure(lib, threads: int) -> dict:
-    """Best-of-REPEATS seconds of the step's products on SHAPES in both forms, interleaved:
-    the split products win where their geometric mean ratio to torch's is below 1."""
+def measure(lib, threads: int, family: str = "step") -> dict:
+    """Best-of-REPEATS seconds of a family's products on its shapes in both forms,
+    interleaved: the split products win where their geometric mean ratio to torch's is
+    below 1."""
+    if family not in FAMILIES:
+        raise ValueError(f"product family {family!r}: expected one of {', '.join(FAMILIES)}")
+    shapes = SHAPES if family == "step" else OUTPUT_SHAPES
+    products = _products if family == "step" else _output_products
+    keys = ("rows", "units") if family == "step" else ("rows", "units", "items")
     ratios, rows = [], []
-    for m, units in SHAPES:
-        split, by_torch = _products(lib, m, units)
+    for shape in shapes:
+        split, by_torch = products(lib, *shape)
         best = {"split": math.inf, "torch": math.inf}
         for round_ in range(REPEATS + 1):  # the first round warms both up, uncounted
             for name, run in (("split", split), ("torch", by_torch)):
@@ -93,11 +111,12 @@ def measure(lib, threads: int) -> dict:
                 if round_:
                     best[name] = min(best[name], time.perf_counter() - t0)
         ratios.append(best["split"] / best["torch"])
-        rows.append({"rows": m, "units": units, "split_s": best["split"], "torch_s": best["torch"]})
+        rows.append(dict(zip(keys, shape)) | {"split_s": best["split"], "torch_s": best["torch"]})
     ratio = math.exp(sum(map(math.log, ratios)) / len(ratios))
     return {
         "chosen": "split" if ratio < 1 else "torch",
         "split_over_torch": ratio,
+        "family": family,
         "threads": threads,
         "cpu": native.cpu_name(),
         "shapes": rows,
@@ -130,17 +149,39 @@ def _products(lib, m: int, units: int):
     return split, by_torch
 
 
+def _output_products(lib, m: int, units: int, items: int):
+    """The full-softmax output layer's three products (full_softmax.py): the scores, the
+    queries' gradient and the item table's; as the split products and as torch's."""
+    gen = torch.Generator().manual_seed(0)
+    h, table, d_scores = (
+        torch.randn(*s, generator=gen) for s in ((m, units), (items, units), (m, items))
+    )
+
+    def split():
+        native.matmul(lib, h, table, trans_b=True)
+        native.matmul(lib, d_scores, table)
+        native.matmul(lib, d_scores, h, trans_a=True)
+
+    def by_torch():
+        h @ table.T, d_scores @ table, d_scores.T @ h
+
+    return split, by_torch
+
+
 def main() -> int:
-    """At install time (a quiet machine), after the kernels are built: the choice at one
-    thread (a study's workers) and at torch's default count (a single run), a line each."""
+    """At install time (a quiet machine), after the kernels are built: each family's
+    choice at one thread (a study's workers) and at torch's default count (a single
+    run), a line each."""
     lib = native.kernel()
     if lib is None or not lib.blas:
         print("large products: torch's (no split products here)")
         return 0
-    for threads in sorted({1, torch.get_num_threads()}):
+    for threads in sorted({1, torch.get_num_threads()}):  # ends at the default count
         torch.set_num_threads(threads)
-        how = "split over numpy's OpenBLAS" if split_products_chosen(lib) else "torch's"
-        print(f"large products at {threads} threads: {how} ({record_path(lib, threads)})")
+        for family in FAMILIES:
+            how = "split over numpy's OpenBLAS" if split_products_chosen(lib, family) else "torch's"
+            path = record_path(lib, threads, family)
+            print(f"large products ({family}) at {threads} threads: {how} ({path})")
     return 0
 
 
