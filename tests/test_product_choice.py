@@ -3,6 +3,7 @@ step's, the full-softmax output layer's): measured once, kept, followed, and ove
 (product_choice.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,21 @@ def test_each_family_keeps_and_follows_its_own_choice(fresh_cache, monkeypatch):
     output_path.write_text(json.dumps({"chosen": "torch"}))
     full_softmax_cross_entropy(h, table, torch.randint(0, 300, (16,))).backward()
     assert len(calls) == 3
+
+
+@needs_blas
+def test_the_record_is_keyed_by_numpys_blas_alone(monkeypatch):
+    """A run maps scipy's 32-bit OpenBLAS beside numpy's (install time does not): the
+    record install time wrote must still be the one a run reads."""
+    lib = native.kernel()
+    mapped = native.mapped_files()
+    at_install = product_choice.record_path(lib, 1)
+    scipys = Path("/x/libscipy_openblas-6cdc3b4a.so")
+    monkeypatch.setattr(native, "mapped_files", lambda: mapped | {scipys})
+    assert product_choice.record_path(lib, 1) == at_install
+    other = Path("/x/libscipy_openblas64_-00000000.so")  # another numpy build: another key
+    monkeypatch.setattr(native, "mapped_files", lambda: mapped | {other})
+    assert product_choice.record_path(lib, 1) != at_install
 
 
 def test_an_unknown_family_is_named_in_a_one_line_error():

@@ -112,6 +112,10 @@ def openmp_flags() -> tuple[str, ...]:
     return ("-fopenmp",) if loaded_openmp() == {"libgomp.so.1"} else ()
 
 
+# numpy's OpenBLAS (scipy-openblas with 64-bit integers), by its file name's start
+NUMPY_BLAS = "libscipy_openblas64_"
+
+
 def numpy_openblas() -> tuple[int, int] | None:
     """Addresses of cblas sgemm and openblas_set_num_threads_local in the OpenBLAS that
     numpy's wheels ship (scipy-openblas, 64-bit integers), for the kernels' split matrix
@@ -119,7 +123,7 @@ def numpy_openblas() -> tuple[int, int] | None:
     be found), and then torch computes those products."""
     import numpy  # noqa: F401  (maps its BLAS into the process)
 
-    for path in sorted(f for f in mapped_files() if f.name.startswith("libscipy_openblas64_")):
+    for path in sorted(f for f in mapped_files() if f.name.startswith(NUMPY_BLAS)):
         try:
             blas = ctypes.CDLL(str(path))
             fns = blas.scipy_cblas_sgemm64_, blas.openblas_set_num_threads_local

@@ -61,9 +61,10 @@ def split_products_chosen(lib, family: str = "step") -> bool:
 
 def record_path(lib, threads: int, family: str = "step") -> Path:
     """The record of one machine's choice: keyed by the compiled library (its source,
-    compiler and CPU flags), the BLAS found, torch's version, the thread count and the
-    family (the step's key as before the families, so its records stay valid)."""
-    blas = sorted(f.name for f in native.mapped_files() if "openblas" in f.name)
+    compiler and CPU flags), the BLAS the split products call (numpy's: not any other
+    OpenBLAS a run maps, such as scipy's 32-bit one, or install time's record would not be
+    a run's), torch's version, the thread count and the family."""
+    blas = sorted(f.name for f in native.mapped_files() if f.name.startswith(native.NUMPY_BLAS))
     parts = [str(lib._name), *blas, torch.__version__, str(threads)]
     if family != "step":
         parts.append(family)
