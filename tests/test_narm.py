@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.api import PAD
 from bench.peers.narm import NARM, hard_sigmoid, unscaled_dropout
 from tests.test_peers import padded
 
@@ -120,3 +121,50 @@ def test_the_loss_and_its_gradients_equal_cross_entropy_of_the_scores():
     F.cross_entropy(b.score(prefixes, lengths), targets).backward()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def masked_scan(m: NARM, prefixes: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """NARM.encode as the authors compute it: every position of the padded batch, the
+    state kept where a row is padding, attention masked over the padding."""
+    h = m.u_state.shape[0]
+    real = prefixes != PAD
+    x = emb @ m.w_input + m.b_input
+    state, states = emb.new_zeros(len(prefixes), h), []
+    for t in range(prefixes.shape[1]):
+        z, r = hard_sigmoid(state @ m.u_gates + x[:, t, : 2 * h]).chunk(2, 1)
+        n = torch.tanh((state * r) @ m.u_state + x[:, t, 2 * h :])
+        state = torch.where(real[:, t, None], (1 - z) * state + z * n, state)
+        states.append(state)
+    hs = torch.stack(states, 1)
+    e = hard_sigmoid(hs @ m.a_states.T + (state @ m.a_last.T)[:, None]) @ m.v[0]
+    weight = torch.softmax(e.masked_fill(~real, -torch.inf), 1)
+    return torch.cat([(weight[:, :, None] * hs).sum(1), state], 1)
+
+
+def test_the_packed_scan_equals_the_masked_scan_in_values_and_gradients():
+    """encode runs the GRU over the real positions only, rows sorted longest first; the
+    authors' masked scan over the padded batch is its twin. Lengths 1-25 with ties, cut
+    to the first 19, and two columns of padding past the longest row (as the evaluator's
+    fixed-width prefixes have)."""
+    torch.manual_seed(3)
+    m = NARM(40, embedding_size=6, hidden_size=5, dropout_embed=0.0).double()
+    with torch.no_grad():  # so that the hard sigmoids clip somewhere
+        for p in m.parameters():
+            p.mul_(2.0)
+    lengths = torch.randint(1, 26, (64,))
+    lengths[:5] = 3
+    prefixes = torch.full((64, 27), PAD)
+    for i, n in enumerate(lengths.tolist()):
+        prefixes[i, :n] = torch.randint(0, 40, (n,))
+    prefixes, lengths = m.first_items(prefixes, lengths)
+    prefixes = torch.cat([prefixes, torch.full((64, 2), PAD)], 1)
+    emb = F.embedding(prefixes.clamp(min=0), m.embedding.weight)
+    weights = torch.randn(64, 10, dtype=torch.float64)
+    got = m.encode(prefixes, lengths, emb)
+    want = masked_scan(m, prefixes, emb)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    names, params = zip(*((n, p) for n, p in m.named_parameters() if n != "bilinear"))
+    got_grads = torch.autograd.grad((got * weights).sum(), params, retain_graph=True)
+    want_grads = torch.autograd.grad((want * weights).sum(), params)
+    for name, a, b in zip(names, got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)

@@ -112,27 +112,42 @@ class NARM(SessionModel):
 
     def encode(self, prefixes: torch.Tensor, lengths: torch.Tensor, emb: torch.Tensor):
         """The session representation [attention pool; last state] (B x 2h), before the
-        dropout on it, from the looked-up rows emb (B x L x d; padding rows are ignored)."""
+        dropout on it, from the looked-up rows emb (B x L x d; padding rows are ignored).
+
+        The authors scan every position of the padded batch and keep the state where a
+        row is padding. Here the rows are sorted longest first and only the real positions
+        are taken, time-major (the layout of PyTorch's packed sequences): at position t
+        the rows still running are the first few, so the scan does the work of the real
+        positions alone, a fifth of the padded batch's on the SR-GNN splits (prefixes of
+        4.1-4.5 items on average, batches 19 wide). Same values (tested against the
+        masked scan)."""
         B = prefixes.shape[0]
         h = self.u_state.shape[0]
-        real = prefixes != PAD
-        x = unscaled_dropout(emb, self.dropout_embed, self.training) @ self.w_input + self.b_input
+        order = lengths.argsort(descending=True, stable=True)
+        real = (prefixes[order] != PAD).T  # L x B, time-major, rows longest first
+        running = real.sum(1).tolist()  # the rows still running at each position
+        rows = emb[order].transpose(0, 1)[real]  # the real positions, time-major
+        x = unscaled_dropout(rows, self.dropout_embed, self.training) @ self.w_input
+        x = x + self.b_input
         state = emb.new_zeros(B, h)
         states = []
-        # unbind and split, not slices: a slice's backward fills a zero tensor of the whole
-        # B x L x 3h input per use (38 of them a step at L = 19), these one stack and cats
-        for t, xt in enumerate(x.unbind(1)):
+        for n, xt in zip(running, x.split(running)):
+            if n == 0:
+                break
+            state = state[:n]
             x_zr, x_n = xt.split([2 * h, h], 1)
             z, r = hard_sigmoid(state @ self.u_gates + x_zr).chunk(2, 1)
-            n = torch.tanh((state * r) @ self.u_state + x_n)
-            state = torch.where(real[:, t, None], (1 - z) * state + z * n, state)
+            cand = torch.tanh((state * r) @ self.u_state + x_n)
+            state = (1 - z) * state + z * cand
             states.append(state)
-        hs = torch.stack(states, 1)  # B x L x h
-        last = state  # a padded position keeps the state: this is each row's last real one
-        e = hard_sigmoid(hs @ self.a_states.T + (last @ self.a_last.T)[:, None]) @ self.v[0]
-        weight = torch.softmax(e.masked_fill(~real, -torch.inf), 1)
-        pooled = (weight[:, :, None] * hs).sum(1)
-        return torch.cat([pooled, last], 1)
+        hs = torch.cat(states)  # the real positions' states, time-major
+        first = torch.tensor([0, *running[:-1]], device=hs.device).cumsum(0)
+        last = hs[first[real.sum(0) - 1] + torch.arange(B, device=hs.device)]
+        row = real.nonzero()[:, 1]  # the (sorted) row of each real position
+        e = hard_sigmoid(hs @ self.a_states.T + (last @ self.a_last.T)[row]) @ self.v[0]
+        weight = torch.softmax(e.new_full(real.shape, -torch.inf).masked_scatter(real, e), 0)
+        pooled = torch.zeros_like(last).index_add(0, row, weight[real][:, None] * hs)
+        return torch.cat([pooled, last], 1)[order.argsort()]
 
     def query(self, prefixes, lengths, rows: torch.Tensor) -> torch.Tensor:
         """The decoder's query (B x d): the dropped-out session through the bilinear map."""
