@@ -156,11 +156,11 @@ def test_the_packed_scan_equals_the_masked_scan_in_values_and_gradients():
     prefixes = torch.full((64, 27), PAD)
     for i, n in enumerate(lengths.tolist()):
         prefixes[i, :n] = torch.randint(0, 40, (n,))
-    prefixes, lengths = m.first_items(prefixes, lengths)
+    prefixes = m.first_items(prefixes)
     prefixes = torch.cat([prefixes, torch.full((64, 2), PAD)], 1)
     emb = F.embedding(prefixes.clamp(min=0), m.embedding.weight)
     weights = torch.randn(64, 10, dtype=torch.float64)
-    got = m.encode(prefixes, lengths, emb)
+    got = m.encode(prefixes, emb)
     want = masked_scan(m, prefixes, emb)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     names, params = zip(*((n, p) for n, p in m.named_parameters() if n != "bilinear"))

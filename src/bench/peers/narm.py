@@ -106,11 +106,11 @@ class NARM(SessionModel):
             for u in (self.u_gates[:, :h], self.u_gates[:, h:], self.u_state):
                 u.copy_(nn.init.orthogonal_(torch.empty(h, h)))
 
-    def first_items(self, prefixes: torch.Tensor, lengths: torch.Tensor):
+    def first_items(self, prefixes: torch.Tensor) -> torch.Tensor:
         """Each prefix cut to its first max_length items (the authors' loader)."""
-        return prefixes[:, : self.max_length], lengths.clamp(max=self.max_length)
+        return prefixes[:, : self.max_length]
 
-    def encode(self, prefixes: torch.Tensor, lengths: torch.Tensor, emb: torch.Tensor):
+    def encode(self, prefixes: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The session representation [attention pool; last state] (B x 2h), before the
         dropout on it, from the looked-up rows emb (B x L x d; padding rows are ignored).
 
@@ -123,12 +123,12 @@ class NARM(SessionModel):
         masked scan)."""
         B = prefixes.shape[0]
         h = self.u_state.shape[0]
-        order = lengths.argsort(descending=True, stable=True)
+        order = (prefixes != PAD).sum(1).argsort(descending=True, stable=True)
         real = (prefixes[order] != PAD).T  # L x B, time-major, rows longest first
         running = real.sum(1).tolist()  # the rows still running at each position
         rows = emb[order].transpose(0, 1)[real]  # the real positions, time-major
-        x = unscaled_dropout(rows, self.dropout_embed, self.training) @ self.w_input
-        x = x + self.b_input
+        dropped = unscaled_dropout(rows, self.dropout_embed, self.training)
+        x = torch.addmm(self.b_input, dropped, self.w_input)
         state = emb.new_zeros(B, h)
         states = []
         for n, xt in zip(running, x.split(running)):
@@ -149,22 +149,22 @@ class NARM(SessionModel):
         pooled = torch.zeros_like(last).index_add(0, row, weight[real][:, None] * hs)
         return torch.cat([pooled, last], 1)[order.argsort()]
 
-    def query(self, prefixes, lengths, rows: torch.Tensor) -> torch.Tensor:
+    def query(self, prefixes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The decoder's query (B x d): the dropped-out session through the bilinear map."""
-        c = self.encode(prefixes, lengths, rows)
+        c = self.encode(prefixes, rows)
         return unscaled_dropout(c, self.dropout_context, self.training) @ self.bilinear.T
 
     def score(self, prefixes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        prefixes, lengths = self.first_items(prefixes, lengths)
+        prefixes = self.first_items(prefixes)
         rows = F.embedding(prefixes.clamp(min=0), self.embedding.weight)
-        return self.query(prefixes, lengths, rows) @ self.embedding.weight.T
+        return self.query(prefixes, rows) @ self.embedding.weight.T
 
     def loss(self, prefixes, lengths, targets) -> torch.Tensor:
         """Cross-entropy over every item, without a second scores matrix."""
-        prefixes, lengths = self.first_items(prefixes, lengths)
+        prefixes = self.first_items(prefixes)
         table, rows = table_and_rows(self.embedding.weight, prefixes.clamp(min=0).flatten())
         rows = rows.view(*prefixes.shape, -1)
-        return full_softmax_cross_entropy(self.query(prefixes, lengths, rows), table, targets)
+        return full_softmax_cross_entropy(self.query(prefixes, rows), table, targets)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr, fused=True)
