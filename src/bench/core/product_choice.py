@@ -66,7 +66,7 @@ def record_path(lib, threads: int, family: str = "step") -> Path:
     a run's), torch's version, the thread count and the family."""
     blas = sorted(f.name for f in native.mapped_files() if f.name.startswith(native.NUMPY_BLAS))
     parts = [str(lib._name), *blas, torch.__version__, str(threads)]
-    if family != "step":
+    if family != "step":  # the step's key as before there were families
         parts.append(family)
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     return default_cache_dir() / f"products-{key}.json"
