@@ -127,24 +127,23 @@ def measure(lib, threads: int, family: str = "step") -> dict:
 
 def _products(lib, m: int, units: int):
     """The products of one step with one GRU layer (hand_derived.py): the output layer's
-    three, the GRU layer's forward and backward pairs; as the split products and as torch's."""
-    gen = torch.Generator().manual_seed(0)
-    n = m + N_SAMPLE
-    h, w, d_out = (torch.randn(*s, generator=gen) for s in ((m, units), (n, units), (m, n)))
-    w_gru = torch.randn(3 * units, units, generator=gen)
-    d_gates = torch.randn(m, 3 * units, generator=gen)
+    three (over the rows and the shared negatives), the GRU layer's forward and backward
+    pairs; as the split products and as torch's."""
+    output_split, output_by_torch = _output_products(lib, m, units, m + N_SAMPLE)
+    gen = torch.Generator().manual_seed(1)
+    h, w_gru, d_gates = (
+        torch.randn(*s, generator=gen) for s in ((m, units), (3 * units, units), (m, 3 * units))
+    )
 
     def split():
-        native.matmul(lib, h, w, trans_b=True)
-        native.matmul(lib, d_out, w)
-        native.matmul(lib, d_out, h, trans_a=True)
+        output_split()
         fwd = (h, w_gru, False, True, None, None)
         native.matmul_pair(lib, fwd, fwd)
         bwd = (d_gates, h, True, False, None, None)
         native.matmul_pair(lib, bwd, bwd)
 
     def by_torch():
-        h @ w.T, d_out @ w, d_out.T @ h
+        output_by_torch()
         h @ w_gru.T, h @ w_gru.T, d_gates.T @ h, d_gates.T @ h
 
     return split, by_torch
