@@ -55,10 +55,9 @@ studies: $(STAMP)
 
 # The neural peers with their published settings on both SR-GNN splits, train -> test,
 # evaluated after every epoch: the headline's "published settings, run here" rows. Records
-# go to results/records/peers (committed). 30 epochs each; on one thread
-# (benchmarks/results/peer_epoch_cost.json) SR-GNN takes about 0.8 hours on yoochoose1/64
-# and 4 on Diginetica, SGNN-HN about 1.9 and 7.5, NARM about 0.6 and 1.7. PEERS and SPLITS
-# pick a part, e.g.
+# go to results/records/peers (committed). 30 epochs each: hours per run are the minutes
+# per epoch of benchmarks/results/peer_epoch_cost.json (README, "Cost per epoch") / 2,
+# e.g. SGNN-HN on Diginetica about 6 on one thread. PEERS and SPLITS pick a part, e.g.
 #   make peers PEERS=sgnnhn SPLITS=yoochoose1_64
 PEER_RUN = $(PY) -m bench.run eval=peer_papers save_model=false
 PEERS ?= srgnn sgnnhn narm

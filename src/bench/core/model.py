@@ -84,7 +84,6 @@ class GRU4RecModel(nn.Module):
         self.cells = nn.ModuleList(
             nn.GRUCell(sizes[i], self.layers[i]) for i in range(first, len(self.layers))
         )
-        self.first_cell_layer = first
         self.drop_embed = nn.Dropout(cfg.dropout_p_embed)
         self.drop_hidden = nn.Dropout(cfg.dropout_p_hidden)
         self.Wy = nn.Parameter(torch.empty(n_items, self.layers[-1]))
