@@ -341,3 +341,22 @@ def test_the_figure_draws_a_setting_measured_on_two_hosts_as_two_lines():
     new = {**old, "host": "Xeon", "bare": {"events_per_s": 500.0}}
     rows = plots.throughput_rows([{"dataset": "d", "rows": [old, new]}])
     assert list(rows["host"]) == ["", "Xeon"] and rows.groupby(["layers", "host"]).ngroups == 2
+
+
+def test_host_drift_summary_spreads_and_rank_correlation():
+    host_drift = benchmark_module("host_drift")
+    assert host_drift.ranks([3.0, 1.0, 2.0]) == [2, 0, 1]
+    rows = [
+        {"step_ms": 2.0, "probe_ms": 1.0},
+        {"step_ms": 3.0, "probe_ms": 1.5},
+        {"step_ms": 4.0, "probe_ms": 8.0},  # a burst: one rank, not a lever
+        {"step_ms": 1.0, "probe_ms": 0.5},
+    ]
+    s = host_drift.summary(rows)
+    assert s["windows"] == 4
+    assert s["step_ms_range"] == [1.0, 4.0] and s["step_slowest_over_fastest"] == 4.0
+    assert s["probe_slowest_over_fastest"] == 16.0
+    assert s["rank_correlation_step_probe"] == pytest.approx(1.0)
+    rows[0]["probe_ms"], rows[1]["probe_ms"] = 1.5, 1.0  # two middle ranks swapped
+    # ranks (1, 2, 3, 0) against (2, 1, 3, 0), both of mean 1.5: co-deviation 4, deviation 5
+    assert host_drift.summary(rows)["rank_correlation_step_probe"] == pytest.approx(0.8)
