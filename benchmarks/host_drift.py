@@ -15,33 +15,22 @@ the code's path; the CPU seconds per step say whether the process waited or ran 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
+from scipy.stats import spearmanr
+
 from common import add_data_options, data_dir, machine_info, write_report
+from step_profile import step_engine
 from throughput import subset
 
 HERE = Path(__file__).resolve().parent
 
 
-def windows(args, n_items: int, train) -> list[dict]:
+def windows(args, data) -> list[dict]:
     import torch
 
-    from bench.core.config import GRU4RecConfig
-    from bench.core.train import SessionParallelTrainer
-
-    cfg = GRU4RecConfig(
-        layers=[args.layers],
-        loss=args.loss,
-        batch_size=args.batch_size,
-        n_sample=2048,
-        sample_alpha=0.5,
-        logq=1.0 if args.loss == "ce" else None,
-        n_epochs=1,
-        learning_rate=0.05,
-    )
-    engine = SessionParallelTrainer(cfg, train, n_items, seed=0)
+    engine = step_engine(data, args.loss, args.batch_size, args.layers, n_sample=2048)
     engine.start_epoch()
     engine.run_steps(0, args.window)  # warm-up
     x, w = torch.randn(512, 480), torch.randn(2560, 480)
@@ -74,14 +63,6 @@ def windows(args, n_items: int, train) -> list[dict]:
     return rows
 
 
-def ranks(values: list[float]) -> list[int]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    out = [0] * len(values)
-    for rank, i in enumerate(order):
-        out[i] = rank
-    return out
-
-
 def summary(rows: list[dict]) -> dict:
     """The spread of each series and how closely the step's time follows the probe's (rank
     correlation: a window that a burst of the neighbour's load hit is one rank, not a
@@ -94,7 +75,7 @@ def summary(rows: list[dict]) -> dict:
         "step_slowest_over_fastest": max(step) / min(step),
         "probe_ms_range": [min(probe), max(probe)],
         "probe_slowest_over_fastest": max(probe) / min(probe),
-        "rank_correlation_step_probe": statistics.correlation(ranks(step), ranks(probe)),
+        "rank_correlation_step_probe": float(spearmanr(step, probe).statistic),
     }
 
 
@@ -111,10 +92,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--out", default=str(HERE / "results" / "host_drift.json"))
     args = ap.parse_args()
-    n_items, train = subset(args.dataset, data_dir(args), 0)
-    rows = windows(args, n_items, train)
+    rows = windows(args, subset(args.dataset, data_dir(args), 0))
     result = summary(rows)
-    print({k: v for k, v in result.items()})
+    print(result)
     write_report(
         args.out,
         "host_drift",

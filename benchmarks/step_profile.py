@@ -81,9 +81,8 @@ def instrument(engine, clock: PhaseClock) -> None:
     engine.hand_derived = timed_step
 
 
-def profile_setting(args, data, loss: str, batch: int, layers: int) -> dict:
-    import torch
-
+def step_engine(data, loss: str, batch: int, layers: int, n_sample: int):
+    """The engine whose step is profiled: one GRU layer, the benchmarks' fixed settings."""
     from bench.core.config import GRU4RecConfig
     from bench.core.train import SessionParallelTrainer
 
@@ -92,13 +91,19 @@ def profile_setting(args, data, loss: str, batch: int, layers: int) -> dict:
         layers=[layers],
         loss=loss,
         batch_size=batch,
-        n_sample=args.n_sample,
+        n_sample=n_sample,
         sample_alpha=0.5,
         logq=1.0 if loss == "ce" else None,
         n_epochs=1,
         learning_rate=0.05,
     )
-    engine = SessionParallelTrainer(cfg, tr, n_items, seed=0)
+    return SessionParallelTrainer(cfg, tr, n_items, seed=0)
+
+
+def profile_setting(args, data, loss: str, batch: int, layers: int) -> dict:
+    import torch
+
+    engine = step_engine(data, loss, batch, layers, args.n_sample)
     n = min(args.steps, engine.n_steps - args.warmup)
     engine.start_epoch()
     engine.run_steps(0, args.warmup)
