@@ -105,6 +105,51 @@ def test_progress_counts_the_budget_cost_and_what_is_left(tmp_path):
     assert p.cpu_hours_left() == pytest.approx((25 * 90 + 1.15 * 110) / 3600)
 
 
+def _study_with_costs(root: Path, study: studies.Study, complete: list[float], pruned: list[float]):
+    s = optuna.create_study(
+        study_name=study.name,
+        direction="maximize",
+        storage=f"sqlite:///{root / 'sweeps' / (study.name + '.db')}",
+    )
+    for seconds, state in [(c, TrialState.COMPLETE) for c in complete] + [
+        (c, TrialState.PRUNED) for c in pruned
+    ]:
+        trial = s.ask()
+        trial.set_user_attr("cpu_seconds", seconds)
+        s.tell(trial, 0.1 if state == TrialState.COMPLETE else None, state=state)
+
+
+def test_a_study_with_few_trials_is_priced_from_those_under_the_same_pruner(tmp_path):
+    """A study whose only finished trial is its unpruned first one would price all the rest
+    as complete trials: below OWN_COST_FROM trials it takes the share a finished trial costs
+    of a complete one from the studies under the same pruner."""
+    (tmp_path / "sweeps").mkdir()
+    ran = studies.Study("srgnn", "yoochoose1_64")  # successive halving
+    _study_with_costs(tmp_path, ran, complete=[100.0, 100.0], pruned=[25.0] * 4)
+    new = studies.Study("sgnnhn", "diginetica_srgnn")  # successive halving too
+    _study_with_costs(tmp_path, new, complete=[1000.0], pruned=[])
+    other = studies.Study("sknn", "yoochoose1_64")  # no pruner: not in the pool
+    _study_with_costs(tmp_path, other, complete=[10.0] * 5, pruned=[])
+    rows = [studies.progress(s, tmp_path) for s in (ran, new, other)]
+    assert studies.OWN_COST_FROM == 5
+    # (2 x 100 + 4 x 25) / 6 = 50 s a finished trial, half a complete one
+    assert rows[0].trial_share == 0.5 and rows[2].trial_share == 1.0
+    assert rows[1].trial_share is None
+    assert studies.trial_shares(rows) == {"successive_halving": 0.5, "none": 1.0}
+    # 29 trials at half of 1000 s, and five seeds at 1.15 x 1000 s
+    assert rows[1].cpu_hours_left(0.5) == pytest.approx((29 * 500 + 5 * 1150) / 3600)
+    assert rows[1].cpu_hours_left() == pytest.approx((29 * 1000 + 5 * 1150) / 3600)
+    # a study with its own trials keeps its own mean: 24 x 50 s and five seeds
+    assert rows[0].cpu_hours_left(0.9) == pytest.approx((24 * 50 + 5 * 115) / 3600)
+    lines = studies.status_lines(rows[1:2], pool=rows)
+    assert f"| sgnnhn_diginetica_srgnn | 1 of 30 | 0 | 0 | 0.28 | {20250 / 3600:.2f}† | 0 |" in lines
+    assert lines[-1].endswith("(successive_halving 0.50)")
+    # without the pool, nothing to borrow: its own mean, no mark
+    assert "| sgnnhn_diginetica_srgnn | 1 of 30 | 0 | 0 | 0.28 | 9.65 | 0 |" in (
+        studies.status_lines(rows[1:2])
+    )
+
+
 def test_an_unknown_study_is_a_one_line_error(capsys):
     assert studies.main(["--only", "nope"]) == 2
     err = capsys.readouterr().err.strip()

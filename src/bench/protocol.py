@@ -37,6 +37,18 @@ UNTUNED = ("pop", "spop")
 
 
 @functools.cache
+def pruner(search: str) -> str | None:
+    """The pruner a search's conf/hparams_search file sets (None: it sets none, or there is
+    no such search, so the sweeper's default)."""
+    from omegaconf import OmegaConf
+
+    path = conf_dir() / "hparams_search" / f"{search}.yaml"
+    if not path.is_file():
+        return None
+    return OmegaConf.load(path).hydra.sweeper.get("pruner")
+
+
+@functools.cache
 def final_seeds(search: str) -> int:
     """Seeds of a search's final retraining, as its conf/hparams_search file sets them (1 for
     a study named after no search there)."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.paths import PROJECT_ROOT
-from bench.protocol import BUDGET, SEARCHES, SPLITS, UNTUNED, final_seeds
+from bench.protocol import BUDGET, SEARCHES, SPLITS, UNTUNED, final_seeds, pruner
 
 # While this file exists (`--stop`), no study starts a new trial or seed: each worker
 # ends after its trial in progress, and the next start (which removes it) continues.
@@ -46,6 +46,10 @@ EVAL = ["eval.unknown_test_items=miss", "eval.also_tie_modes=[standard]"]
 EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official"]}
 # The final retraining trains on all of train, train_tr plus the validation part.
 FINAL_TRAIN_FACTOR = 1.15
+# Below this many finished trials a study's own mean cost is mostly its first trial (the
+# published settings, alone at every rung, so never pruned): the rest of its trials are
+# priced from the studies under the same pruner that have run this many.
+OWN_COST_FROM = 5
 
 
 @dataclass
@@ -129,15 +133,30 @@ class Progress:
         want = final_seeds(self.study.search)
         return self.finished >= self.study.budget and self.final_seeds >= want
 
-    def cpu_hours_left(self) -> float | None:
+    @property
+    def own_cost(self) -> bool:
+        """Whether enough trials finished for the study's own mean cost per trial to hold."""
+        return self.finished >= OWN_COST_FROM
+
+    @property
+    def trial_share(self) -> float | None:
+        """A finished trial's mean cost as a share of a complete one's: what pruning saves."""
+        if not (self.own_cost and self.per_trial_cpu and self.complete_cpu):
+            return None
+        return self.per_trial_cpu / self.complete_cpu
+
+    def cpu_hours_left(self, share: float | None = None) -> float | None:
         """Trials still to run at this study's mean cost per finished trial, plus the final
         retraining: per seed, a complete trial's mean cost on the larger training split
         (train is 1/(1 - valid fraction), about 1.15x train_tr); None before any trial.
-        Costs are of the trials run on CPU where there are any (a GPU trial's CPU seconds
-        are only its host process's)."""
+        Before OWN_COST_FROM trials, `share` (the trial_share of the studies under the same
+        pruner) prices a trial from this study's complete ones. Costs are of the trials run
+        on CPU where there are any (a GPU trial's CPU seconds are only its host process's)."""
         if not self.finished:
             return None
         per_trial = self.per_trial_cpu or self.cpu_seconds / self.finished
+        if not self.own_cost and share is not None and self.complete_cpu:
+            per_trial = share * self.complete_cpu
         left = max(0, self.study.budget - self.finished) * per_trial
         want = final_seeds(self.study.search)
         per_seed = FINAL_TRAIN_FACTOR * (self.complete_cpu or per_trial)
@@ -183,15 +202,31 @@ def progress(study: Study, root: Path = PROJECT_ROOT) -> Progress:
     return out
 
 
-def status_lines(rows: list[Progress]) -> list[str]:
+def trial_shares(rows: list[Progress]) -> dict[str | None, float]:
+    """Per pruner, the mean trial_share of the studies under it that have their own."""
+    shares: dict[str | None, list[float]] = {}
+    for p in rows:
+        if p.trial_share is not None:
+            shares.setdefault(pruner(p.study.search), []).append(p.trial_share)
+    return {k: sum(v) / len(v) for k, v in shares.items()}
+
+
+def status_lines(rows: list[Progress], pool: list[Progress] | None = None) -> list[str]:
+    """The progress table; `pool` (default: `rows`) gives the per-pruner trial shares that
+    price the trials of a study with too few of its own."""
+    shares = trial_shares(rows if pool is None else pool)
     lines = [
         "| Study | Finished (of budget) | Pruned | Failed | CPU-h spent | CPU-h to finish | "
         "Final seeds |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    total_spent, total_left, unknown = 0.0, 0.0, []
+    total_spent, total_left, unknown, borrowed = 0.0, 0.0, [], {}
     for p in rows:
-        left = p.cpu_hours_left()
+        borrows = not p.own_cost and 0 < p.finished < p.study.budget and p.complete_cpu
+        share = shares.get(pruner(p.study.search)) if borrows else None
+        if share is not None:
+            borrowed[pruner(p.study.search)] = share
+        left = p.cpu_hours_left(share)
         spent = p.cpu_seconds / 3600
         total_spent += spent
         if left is None and not p.done:
@@ -200,7 +235,8 @@ def status_lines(rows: list[Progress]) -> list[str]:
         lines.append(
             f"| {p.study.name} | {p.finished} of {p.study.budget} | {p.pruned} | {p.failed} | "
             f"{spent:.2f}{'*' if p.cpu_estimated else ''} | "
-            f"{'–' if left is None else f'{left:.2f}'} | {p.final_seeds} |"
+            f"{'–' if left is None else f'{left:.2f}'}{'†' if share is not None else ''} | "
+            f"{p.final_seeds} |"
         )
     lines.append(
         f"\nTotal: {total_spent:.1f} CPU-hours spent, {total_left:.1f} to finish"
@@ -213,6 +249,14 @@ def status_lines(rows: list[Progress]) -> list[str]:
     )
     if any(p.cpu_estimated for p in rows):
         lines.append("* includes trials run before CPU time was recorded: wall time x 2 threads")
+    if borrowed:
+        lines.append(
+            f"† fewer than {OWN_COST_FROM} finished trials: each trial still to run is priced "
+            "at this study's complete trial times the mean share a finished trial costs of "
+            "a complete one in the studies under the same pruner ("
+            + ", ".join(f"{k or 'default'} {v:.2f}" for k, v in sorted(borrowed.items(), key=str))
+            + ")"
+        )
     return lines
 
 
@@ -395,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         stage_storages([p for p in paths if p.is_file()])
         return stage_headline()
     if args.status:
-        print("\n".join(status_lines([progress(s) for s in studies])))
+        every = [progress(s) for s in all_studies()]
+        chosen = [p for p in every if p.study in studies]
+        print("\n".join(status_lines(chosen, pool=every)))
         return 0
     stop = PROJECT_ROOT / STOP_FILE
     if args.stop:
