@@ -142,7 +142,8 @@ def test_a_study_with_few_trials_is_priced_from_those_under_the_same_pruner(tmp_
     # a study with its own trials keeps its own mean: 24 x 50 s and five seeds
     assert rows[0].cpu_hours_left(0.9) == pytest.approx((24 * 50 + 5 * 115) / 3600)
     lines = studies.status_lines(rows[1:2], pool=rows)
-    assert f"| sgnnhn_diginetica_srgnn | 1 of 30 | 0 | 0 | 0.28 | {20250 / 3600:.2f}† | 0 |" in lines
+    left = (29 * 500 + 5 * 1150) / 3600
+    assert f"| sgnnhn_diginetica_srgnn | 1 of 30 | 0 | 0 | 0.28 | {left:.2f}† | 0 |" in lines
     assert lines[-1].endswith("(successive_halving 0.50)")
     # without the pool, nothing to borrow: its own mean, no mark
     assert "| sgnnhn_diginetica_srgnn | 1 of 30 | 0 | 0 | 0.28 | 9.65 | 0 |" in (
