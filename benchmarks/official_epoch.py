@@ -76,6 +76,8 @@ def one_epoch(official, iterate, data, device: str, setting: dict) -> dict:
     out = {
         "seconds": seconds,
         "minibatches_per_s": counter["steps"] / seconds,
+        # a window's span on the monotonic clock (sliced_pair.py)
+        **({"window": [counter["t0"], counter["t1"]]} if steps else {}),
         **({} if steps else {"events_per_s_printed": float(m.group(3))}),
         **{k: counter[k] for k in ("steps", "events")},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -280,6 +280,8 @@ def worker_epoch(args, n_items: int, tr, st: dict) -> dict:
         "setup_s": setup_s,
         "compiled_kernels": eng.optimizer.kernel is not None,
     }
+    if st.get("window_steps"):  # its span on the monotonic clock (sliced_pair.py)
+        out["window"] = list(stats.window)
     if loop == "lightning":
         out["checkpoint_s"] = checkpoint_s
     if args.device == "cuda":
@@ -300,9 +302,11 @@ def first_steps(eng, steps: int, warmup: int) -> SimpleNamespace:
     run_chunked(eng, 0, warmup)
     t0 = time.perf_counter()
     run_chunked(eng, warmup, end)
-    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
     events = eng.events_before(end) - eng.events_before(warmup)
+    seconds = t1 - t0
     return SimpleNamespace(
+        window=(t0, t1),
         seconds=seconds,
         steps=end - warmup,
         events=events,
@@ -334,7 +338,8 @@ def run_settings(cmd: list[str], n: int, env=None) -> list[dict | str]:
     return got
 
 
-def run_ours(args, group: list[dict], harness: str) -> list[dict | str]:
+def ours_command(args, group: list[dict], harness: str) -> tuple[list[str], dict]:
+    """The worker process of ours over `group` (command and environment)."""
     cmd = [
         sys.executable,
         __file__,
@@ -351,11 +356,17 @@ def run_ours(args, group: list[dict], harness: str) -> list[dict | str]:
         json.dumps(group),
     ]
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
+    return cmd, env
+
+
+def run_ours(args, group: list[dict], harness: str) -> list[dict | str]:
+    cmd, env = ours_command(args, group, harness)
     return run_settings(cmd, len(group), env)
 
 
-def run_official(args, tsv: Path, group: list[dict]) -> list[dict | str]:
-    """The official code's epochs (benchmarks/official_epoch.py, under its own Python)."""
+def official_command(args, tsv: Path, group: list[dict]) -> list[str]:
+    """The official code's process over `group` (benchmarks/official_epoch.py, under its
+    own Python)."""
     settings = [
         {
             "params": f"loss={'cross-entropy' if st['loss'] == 'ce' else st['loss']},"
@@ -367,7 +378,7 @@ def run_official(args, tsv: Path, group: list[dict]) -> list[dict | str]:
         }
         for st in group
     ]
-    cmd = [
+    return [
         args.official_python,
         str(HERE / "official_epoch.py"),
         args.official,
@@ -375,7 +386,11 @@ def run_official(args, tsv: Path, group: list[dict]) -> list[dict | str]:
         group[0]["device"],
         json.dumps(settings),
     ]
-    got = run_settings(cmd, len(group))
+
+
+def run_official(args, tsv: Path, group: list[dict]) -> list[dict | str]:
+    """The official code's epochs."""
+    got = run_settings(official_command(args, tsv, group), len(group))
     for r in got:
         if isinstance(r, dict):
             # Its printed e/s counts every minibatch as a full batch (fit() sets n_valid to

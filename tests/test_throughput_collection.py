@@ -2,6 +2,7 @@
 the catalogue sweep measured in separate sittings, folded into one file whose table the
 README shows; and the sweep's synthetic sessions, which must hold exactly the catalogue."""
 
+import itertools
 import json
 import re
 import sys
@@ -359,3 +360,34 @@ def test_host_drift_summary_spreads_and_rank_correlation():
     rows[0]["probe_ms"], rows[1]["probe_ms"] = 1.5, 1.0  # two middle ranks swapped
     # ranks (1, 2, 3, 0) against (2, 1, 3, 0), both of mean 1.5: co-deviation 4, deviation 5
     assert host_drift.summary(rows)["rank_correlation_step_probe"] == pytest.approx(0.8)
+
+
+def test_sliced_pair_counts_only_the_turns_inside_a_window():
+    sliced_pair = benchmark_module("sliced_pair")
+    turns = [(0.0, 2.0), (4.0, 6.0), (8.0, 10.0)]
+    assert sliced_pair.running_seconds(turns, (1.0, 9.0)) == 1.0 + 2.0 + 1.0
+    assert sliced_pair.running_seconds(turns, (2.5, 3.5)) == 0.0
+
+
+def test_sliced_pair_runs_two_processes_in_alternating_turns_until_both_exit():
+    """The controller stops one process while the other runs: the turns never overlap, the
+    first goes to the side named, they alternate while both live, and a side left alone
+    runs on to its end."""
+    sliced_pair = benchmark_module("sliced_pair")
+    import subprocess
+
+    def child(steps: int) -> subprocess.Popen:  # needs `steps` x 10 ms of running time
+        code = f"import time\nfor _ in range({steps}): time.sleep(0.01)\n"
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    procs = {"a": child(15), "b": child(40)}
+    turns = sliced_pair.take_turns(procs, "b", slice_s=0.05)
+    assert all(p.returncode == 0 for p in procs.values())
+    spans = sorted((start, end, side) for side, ts in turns.items() for start, end in ts)
+    assert spans[0][2] == "b"
+    assert all(end <= nxt for (_, end, _), (nxt, _, _) in itertools.pairwise(spans))
+    last_a = max(i for i, s in enumerate(spans) if s[2] == "a")
+    assert [s[2] for s in spans[: last_a + 1]] == ["b", "a"] * ((last_a + 1) // 2)
+    assert {s[2] for s in spans[last_a + 1 :]} == {"b"}
+    # each side ran at least its sleeps' worth (interpreter start-up comes on top)
+    assert sum(end - start for start, end in turns["b"]) >= 0.4
