@@ -82,10 +82,13 @@ def instrument(engine, clock: PhaseClock) -> None:
 
 
 def step_engine(data, loss: str, batch: int, layers: int, n_sample: int):
-    """The engine whose step is profiled: one GRU layer, the benchmarks' fixed settings."""
+    """The engine whose step is profiled: one GRU layer, the benchmarks' fixed settings,
+    in a process that keeps freed memory as bench.run's do (throughput.worker says why)."""
+    from bench.allocator import keep_freed_memory
     from bench.core.config import GRU4RecConfig
     from bench.core.train import SessionParallelTrainer
 
+    keep_freed_memory()
     n_items, tr = data
     cfg = GRU4RecConfig(
         layers=[layers],

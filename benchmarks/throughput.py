@@ -206,7 +206,14 @@ def load_subset(path: str):
 
 def worker(args) -> None:
     """One harness over the settings given (each one epoch, or its window); prints a line
-    per setting, `RESULT {...}` or `FAILED {...}`, so that one failure spares the rest."""
+    per setting, `RESULT {...}` or `FAILED {...}`, so that one failure spares the rest.
+    Freed memory is kept in the process, as bench.run keeps it for every job: glibc's
+    default hands some of a step's buffers back to the kernel, depending on the order of
+    the process's first allocations, and ours' ce 512 x 480 epochs then fell into a second
+    mode 15-20% slower, with 13x the page faults (benchmarks/README.md)."""
+    from bench.allocator import keep_freed_memory
+
+    keep_freed_memory()
     n_items, tr = load_subset(args.subset_file)
     for i, st in enumerate(json.loads(args.settings)):
         try:
