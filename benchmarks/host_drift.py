@@ -8,6 +8,8 @@ Diginetica, the engine's own step) with `--probe` products of a fixed 512 x 480 
 480 x 2560 matrix pair, for `--seconds`: if the step's time moves and the probe's moves
 with it, the machine's speed changed (frequency, a neighbour on the physical core), not
 the code's path; the CPU seconds per step say whether the process waited or ran slower.
+(The clusters themselves turned out to be the worker's allocator settings, see
+allocator_modes.py; what this measures, the host's speed within one process, stands.)
 
   python benchmarks/host_drift.py --seconds 120     # with the machine otherwise idle
 """

@@ -190,6 +190,7 @@ def main() -> None:
                 "window_warmup": WINDOW_WARMUP,
                 "window_events": args.window_events,
                 "threads_each": os.environ.get("OMP_NUM_THREADS", "torch's default"),
+                "allocator": "kept",  # ours' worker keeps freed memory, as bench.run does
             },
             "pairs": pairs,
             "ratio_median": statistics.median(ratios),

@@ -213,7 +213,8 @@ def worker(args) -> None:
     mode 15-20% slower, with 13x the page faults (benchmarks/README.md)."""
     from bench.allocator import keep_freed_memory
 
-    keep_freed_memory()
+    if args.allocator == "kept":
+        keep_freed_memory()
     n_items, tr = load_subset(args.subset_file)
     for i, st in enumerate(json.loads(args.settings)):
         try:
@@ -345,8 +346,11 @@ def run_settings(cmd: list[str], n: int, env=None) -> list[dict | str]:
     return got
 
 
-def ours_command(args, group: list[dict], harness: str) -> tuple[list[str], dict]:
-    """The worker process of ours over `group` (command and environment)."""
+def ours_command(
+    args, group: list[dict], harness: str, allocator: str = "kept"
+) -> tuple[list[str], dict]:
+    """The worker process of ours over `group` (command and environment); `allocator`
+    "glibc" leaves glibc's defaults (allocator_modes.py)."""
     cmd = [
         sys.executable,
         __file__,
@@ -361,6 +365,8 @@ def ours_command(args, group: list[dict], harness: str) -> tuple[list[str], dict
         harness,
         "--settings",
         json.dumps(group),
+        "--allocator",
+        allocator,
     ]
     env = os.environ | ({} if HARNESSES[harness][3] else {"BENCH_NATIVE": "0"})
     return cmd, env
@@ -636,6 +642,7 @@ def main() -> None:
     ap.add_argument("--device", help=argparse.SUPPRESS)
     ap.add_argument("--harness", help=argparse.SUPPRESS)
     ap.add_argument("--subset-file", help=argparse.SUPPRESS)
+    ap.add_argument("--allocator", default="kept", help=argparse.SUPPRESS)  # allocator_modes.py
     args = ap.parse_args()
     if args.worker:  # reads the parent's subset file
         worker(args)

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -391,3 +392,26 @@ def test_sliced_pair_runs_two_processes_in_alternating_turns_until_both_exit():
     assert {s[2] for s in spans[last_a + 1 :]} == {"b"}
     # each side ran at least its sleeps' worth (interpreter start-up comes on top)
     assert sum(end - start for start, end in turns["b"]) >= 0.4
+
+
+def test_allocator_modes_summarises_each_mode_and_the_worker_keeps_freed_memory_by_default():
+    allocator_modes = benchmark_module("allocator_modes")
+    runs = [
+        {"mode": "glibc", "events_per_s": 14.0, "minflt": 1_390_000, "stime": 5.0},
+        {"mode": "kept", "events_per_s": 17.0, "minflt": 85_000, "stime": 1.0},
+        {"mode": "glibc", "events_per_s": 17.0, "minflt": 105_000, "stime": 1.2},
+        {"mode": "kept", "events_per_s": 18.0, "minflt": 85_500, "stime": 0.8},
+        {"mode": "glibc", "events_per_s": 16.0, "minflt": 105_300, "stime": 1.1},
+    ]
+    s = allocator_modes.summary(runs)
+    assert s["glibc"] == {
+        "events_per_s_range": [14.0, 17.0],
+        "minflt_range": [105_000, 1_390_000],
+        "stime_median": 1.2,
+    }
+    assert s["kept"]["minflt_range"] == [85_000, 85_500] and s["kept"]["stime_median"] == 0.9
+    args = SimpleNamespace(subset_file="s.npz", n_sample=2048)
+    cmd, _ = throughput.ours_command(args, [{"device": "cpu"}], "bare")
+    assert cmd[cmd.index("--allocator") + 1] == "kept"  # as bench.run runs every job
+    cmd, _ = throughput.ours_command(args, [{"device": "cpu"}], "bare", allocator="glibc")
+    assert cmd[cmd.index("--allocator") + 1] == "glibc"

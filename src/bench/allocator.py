@@ -9,8 +9,10 @@ the faults fewer, not the zeroing. Measured on full Diginetica, one thread, proc
 paired back to back (benchmarks/peer_step_ab.py, results/peer_step_ab.json): SR-GNN
 1,899 faults and 10-12 ms of system time per step before, none after, the step
 1.15-1.27x faster; SGNN-HN 2,834-2,881 faults and 37-38 ms per step before, none after,
-1.06-1.13x faster. The GRU4Rec step, whose buffers are smaller and reused, faults no
-pages either way.
+1.06-1.13x faster. The GRU4Rec step's buffers are smaller, yet at batch 512 x 480 units
+glibc's defaults still put some processes into a mode with 13x the page faults and
+15-20% slower epochs, by the order of their first allocations
+(benchmarks/allocator_modes.py: one of five runs; none with freed memory kept).
 
 What is freed is reused by the next allocation; the process just does not give it back,
 so its peak resident memory grows by what the heap's fragmentation keeps (in the runs
