@@ -37,24 +37,23 @@ UNTUNED = ("pop", "spop")
 
 
 @functools.cache
-def pruner(search: str) -> str | None:
-    """The pruner a search's conf/hparams_search file sets (None: it sets none, or there is
-    no such search, so the sweeper's default)."""
+def _sweeper(search: str):
+    """The `hydra.sweeper` node of a search's conf/hparams_search file (None: no such search)."""
     from omegaconf import OmegaConf
 
     path = conf_dir() / "hparams_search" / f"{search}.yaml"
-    if not path.is_file():
-        return None
-    return OmegaConf.load(path).hydra.sweeper.get("pruner")
+    return OmegaConf.load(path).hydra.sweeper if path.is_file() else None
 
 
-@functools.cache
+def pruner(search: str) -> str | None:
+    """The pruner a search's file sets (None: it sets none, or there is no such search, so
+    the sweeper's default)."""
+    sweeper = _sweeper(search)
+    return None if sweeper is None else sweeper.get("pruner")
+
+
 def final_seeds(search: str) -> int:
     """Seeds of a search's final retraining, as its conf/hparams_search file sets them (1 for
     a study named after no search there)."""
-    from omegaconf import OmegaConf
-
-    path = conf_dir() / "hparams_search" / f"{search}.yaml"
-    if not path.is_file():
-        return 1
-    return int(OmegaConf.load(path).hydra.sweeper.final_seeds)
+    sweeper = _sweeper(search)
+    return 1 if sweeper is None else int(sweeper.final_seeds)
