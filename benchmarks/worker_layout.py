@@ -47,12 +47,16 @@ def paramfile_config(name: str, n_epochs: int = 1):
 
 
 def worker(args) -> None:
-    """Builds the trainer, says READY, waits for GO on stdin, trains one epoch."""
+    """Builds the trainer, says READY, waits for GO on stdin, trains one epoch. Freed
+    memory is kept as a study's bench.run job keeps it (results/worker_layout.json was
+    measured before the worker did: throughput.worker says what that changed)."""
     import torch
 
+    from bench.allocator import keep_freed_memory
     from bench.core.train import SessionParallelTrainer, fit
     from bench.data.sessions import Sessions
 
+    keep_freed_memory()
     data = load_named_dataset(args.dataset, args.data_dir)
     tr = data.train
     if args.events and args.events < tr.n_events:
