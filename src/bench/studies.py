@@ -47,8 +47,8 @@ EXTRA = {"gru4rec_ce": ["params=official"], "gru4rec_bpr-max": ["params=official
 # The final retraining trains on all of train, train_tr plus the validation part.
 FINAL_TRAIN_FACTOR = 1.15
 # Below this many finished trials a study's own mean cost is mostly its first trial (the
-# published settings, alone at every rung, so never pruned): the rest of its trials are
-# priced from the studies under the same pruner that have run this many.
+# published settings, enqueued, which the pruner never judges): the rest of its trials
+# are priced from the studies under the same pruner that have run this many.
 OWN_COST_FROM = 5
 
 
