@@ -156,6 +156,8 @@ def main() -> None:
     ap.add_argument("--official-python", default=sys.executable)
     ap.add_argument("--out", default=str(HERE / "results" / "sliced_pair.json"))
     args = ap.parse_args()
+    if not (Path(args.official) / "gru4rec_pytorch.py").is_file():
+        ap.error(f"--official: no gru4rec_pytorch.py in {args.official}")
     impl = time.get_clock_info("perf_counter").implementation  # both sides stamp on it
     if "CLOCK_MONOTONIC" not in impl:
         sys.exit(f"error: perf_counter is {impl} here, not the system-wide CLOCK_MONOTONIC")
@@ -168,7 +170,10 @@ def main() -> None:
     write_gru4rec_tsv(tsv, tr)
     pairs = []
     for i in range(args.pairs):
-        pair = one_pair(args, subset_file, tsv, SIDES[i % 2])
+        try:
+            pair = one_pair(args, subset_file, tsv, SIDES[i % 2])
+        except RuntimeError as e:  # a side's failure, its last output included
+            sys.exit(f"error: pair {i + 1}: {e}")
         pairs.append(pair)
         print(
             f"pair {i + 1}: ours {pair['ours']['events_per_s']:,.0f} e/s, official "
