@@ -12,15 +12,20 @@ spends its extra time faulting pages in.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import add_data_options, data_dir, machine_info, write_report
-from throughput import WINDOW_WARMUP, ours_command, run_settings, save_subset, subset
+from common import data_dir, machine_info, write_report
+from throughput import (
+    full_split_file,
+    ours_command,
+    run_settings,
+    setting_fields,
+    setting_parser,
+    window_setting,
+)
 
 HERE = Path(__file__).resolve().parent
 MODES = ("glibc", "kept")
@@ -28,16 +33,8 @@ USAGE = ("ru_utime", "ru_stime", "ru_minflt")
 
 
 def one_run(args, subset_file: str, mode: str) -> dict:
-    st = {
-        "device": "cpu",
-        "loss": args.loss,
-        "batch_size": args.batch_size,
-        "layers": args.layers,
-        "window_steps": args.steps,
-        "window_warmup": WINDOW_WARMUP,
-    }
     common = SimpleNamespace(subset_file=subset_file, n_sample=args.n_sample)
-    cmd, env = ours_command(common, [st], "bare", allocator=mode)
+    cmd, env = ours_command(common, [window_setting(args, args.steps)], "bare", allocator=mode)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = run_settings(cmd, 1, env)[0]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -68,21 +65,12 @@ def summary(runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_data_options(ap)
-    ap.add_argument("--loss", choices=["ce", "bpr-max"], default="ce")
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--layers", type=int, default=480)
-    ap.add_argument("--n-sample", type=int, default=2048)
+    ap = setting_parser(__doc__)
     ap.add_argument("--steps", type=int, default=600, help="timed steps per run")
     ap.add_argument("--runs", type=int, default=5, help="runs per mode, alternating")
     ap.add_argument("--out", default=str(HERE / "results" / "allocator_modes.json"))
     args = ap.parse_args()
-    n_items, tr = subset(args.dataset, data_dir(args), 0)
-    subset_file = str(Path(tempfile.mkdtemp()) / "subset.npz")
-    save_subset(Path(subset_file), n_items, tr)
+    subset_file, _ = full_split_file(args.dataset, data_dir(args))
     runs = []
     for i in range(args.runs):
         for mode in MODES if i % 2 == 0 else MODES[::-1]:
@@ -97,14 +85,7 @@ def main() -> None:
         args.out,
         "allocator_modes",
         {
-            "setting": {
-                "dataset": args.dataset,
-                "loss": args.loss,
-                "batch_size": args.batch_size,
-                "layers": args.layers,
-                "n_sample": args.n_sample,
-                "steps": args.steps,
-            },
+            "setting": {**setting_fields(args), "steps": args.steps},
             "runs": runs,
             "summary": summary(runs),
             "machine": machine_info(),

@@ -18,7 +18,6 @@ the turns' cores.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -31,13 +30,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import add_data_options, data_dir, machine_info, write_gru4rec_tsv, write_report
+from common import data_dir, machine_info, write_gru4rec_tsv, write_report
 from throughput import (
     WINDOW_WARMUP,
+    full_split_file,
     official_command,
     ours_command,
-    save_subset,
-    subset,
+    setting_fields,
+    setting_parser,
+    window_setting,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -87,15 +88,9 @@ def take_turns(procs: dict[str, subprocess.Popen], first: str, slice_s: float) -
 
 
 def one_pair(args, subset_file: str, tsv: Path, first: str) -> dict:
-    st = {
-        "device": "cpu",
-        "loss": args.loss,
-        "batch_size": args.batch_size,
-        "layers": args.layers,
-        # to the end of the epoch unless --window-events cuts it
-        "window_steps": -(-args.window_events // args.batch_size) if args.window_events else 10**9,
-        "window_warmup": WINDOW_WARMUP,
-    }
+    # to the end of the epoch unless --window-events cuts it
+    steps = -(-args.window_events // args.batch_size) if args.window_events else 10**9
+    st = window_setting(args, steps)
     common = SimpleNamespace(
         subset_file=subset_file,
         n_sample=args.n_sample,
@@ -141,14 +136,7 @@ def one_pair(args, subset_file: str, tsv: Path, first: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_data_options(ap)
-    ap.add_argument("--loss", choices=["ce", "bpr-max"], default="ce")
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--layers", type=int, default=480)
-    ap.add_argument("--n-sample", type=int, default=2048)
+    ap = setting_parser(__doc__)
     ap.add_argument("--pairs", type=int, default=3, help="sliced pairs (the first turn alternates)")
     ap.add_argument("--slice-s", type=float, default=2.0, help="seconds of one turn")
     ap.add_argument("--window-events", type=int, default=None, help="default: the whole epoch")
@@ -162,11 +150,8 @@ def main() -> None:
     if "CLOCK_MONOTONIC" not in impl:
         sys.exit(f"error: perf_counter is {impl} here, not the system-wide CLOCK_MONOTONIC")
     args.data_dir = data_dir(args)
-    n_items, tr = subset(args.dataset, args.data_dir, 0)
-    tmp = Path(tempfile.mkdtemp())
-    subset_file = str(tmp / "subset.npz")
-    save_subset(Path(subset_file), n_items, tr)
-    tsv = tmp / "train.tsv"
+    subset_file, tr = full_split_file(args.dataset, args.data_dir)
+    tsv = Path(subset_file).with_name("train.tsv")
     write_gru4rec_tsv(tsv, tr)
     pairs = []
     for i in range(args.pairs):
@@ -186,11 +171,7 @@ def main() -> None:
         "sliced_pair",
         {
             "setting": {
-                "dataset": args.dataset,
-                "loss": args.loss,
-                "batch_size": args.batch_size,
-                "layers": args.layers,
-                "n_sample": args.n_sample,
+                **setting_fields(args),
                 "train_events": len(tr.items),
                 "window_warmup": WINDOW_WARMUP,
                 "window_events": args.window_events,

@@ -204,6 +204,47 @@ def load_subset(path: str):
         return int(z["n_items"]), Sessions(z["items"], z["offsets"], z["ids"])
 
 
+def setting_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the scripts that time one CPU setting of the grid: the dataset and
+    the setting (512 x 480 cross-entropy unless told)."""
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_data_options(ap)
+    ap.add_argument("--loss", choices=["ce", "bpr-max"], default="ce")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=480)
+    ap.add_argument("--n-sample", type=int, default=2048)
+    return ap
+
+
+def setting_fields(args) -> dict:
+    """That setting as a report names it."""
+    keys = ("dataset", "loss", "batch_size", "layers", "n_sample")
+    return {k: getattr(args, k) for k in keys}
+
+
+def window_setting(args, steps: int) -> dict:
+    """That setting as a worker reads it: `steps` minibatches after the warm-up (more than
+    the epoch has: to its end)."""
+    return {
+        "device": "cpu",
+        "loss": args.loss,
+        "batch_size": args.batch_size,
+        "layers": args.layers,
+        "window_steps": steps,
+        "window_warmup": WINDOW_WARMUP,
+    }
+
+
+def full_split_file(dataset: str, data_dir: str) -> tuple[str, object]:
+    """A dataset's whole training split saved for the workers: (the file, the sessions)."""
+    n_items, tr = subset(dataset, data_dir, 0)
+    path = Path(tempfile.mkdtemp()) / "subset.npz"
+    save_subset(path, n_items, tr)
+    return str(path), tr
+
+
 def worker(args) -> None:
     """One harness over the settings given (each one epoch, or its window); prints a line
     per setting, `RESULT {...}` or `FAILED {...}`, so that one failure spares the rest.
