@@ -636,7 +636,11 @@ def test_study_figures_leave_the_global_matplotlib_style_alone(tmp_path):
     from bench.report import plots
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
-    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), 4)
+    objective = lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1)
+    study.optimize(objective, plots.MIN_IMPORTANCE_TRIALS - 1)
+    paths, reason = plots.study_figures(study, tmp_path)  # too few: the history only
+    assert len(paths) == 2 and reason.endswith("needs 5+ complete trials with parameters")
+    study.optimize(objective, 1)
     with matplotlib.rc_context():
         matplotlib.style.use("default")  # whatever an earlier test left behind
         before = dict(matplotlib.rcParams)

@@ -166,6 +166,11 @@ def study_figures(study, out: Path) -> tuple[list[Path], str | None]:
         return _study_figures(study, out)
 
 
+# Below this many complete trials an importance says nothing about the parameters (and
+# with two, Optuna's PED-ANOVA drew a different figure from one run to the next).
+MIN_IMPORTANCE_TRIALS = 5
+
+
 def _study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     import warnings
 
@@ -184,10 +189,11 @@ def _study_figures(study, out: Path) -> tuple[list[Path], str | None]:
     ax.set_title(f"Study {study.study_name}\noptimisation history", fontsize=10)
     ax.set_ylabel(f"validation {metric} (objective)")
     paths += save(ax.figure, out, f"study_{study.study_name}_history")
-    if len(done) < 2 or not any(len(t.params) for t in done):
+    if len(done) < MIN_IMPORTANCE_TRIALS or not any(len(t.params) for t in done):
         return (
             paths,
-            f"study {study.study_name}: parameter importance needs 2+ trials with parameters",
+            f"study {study.study_name}: parameter importance needs "
+            f"{MIN_IMPORTANCE_TRIALS}+ complete trials with parameters",
         )
     try:
         ax = ovm.plot_param_importances(study)
