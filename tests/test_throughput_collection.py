@@ -377,11 +377,11 @@ def test_sliced_pair_runs_two_processes_in_alternating_turns_until_both_exit():
     sliced_pair = benchmark_module("sliced_pair")
     import subprocess
 
-    def child(steps: int) -> subprocess.Popen:  # needs `steps` x 10 ms of running time
-        code = f"import time\nfor _ in range({steps}): time.sleep(0.01)\n"
+    def child(cpu_s: float) -> subprocess.Popen:  # spins until it has used `cpu_s` of CPU
+        code = f"import time\nwhile time.process_time() < {cpu_s}: pass\n"
         return subprocess.Popen([sys.executable, "-c", code])
 
-    procs = {"a": child(15), "b": child(40)}
+    procs = {"a": child(0.15), "b": child(0.4)}
     turns = sliced_pair.take_turns(procs, "b", slice_s=0.05)
     assert all(p.returncode == 0 for p in procs.values())
     spans = sorted((start, end, side) for side, ts in turns.items() for start, end in ts)
@@ -390,7 +390,7 @@ def test_sliced_pair_runs_two_processes_in_alternating_turns_until_both_exit():
     last_a = max(i for i, s in enumerate(spans) if s[2] == "a")
     assert [s[2] for s in spans[: last_a + 1]] == ["b", "a"] * ((last_a + 1) // 2)
     assert {s[2] for s in spans[last_a + 1 :]} == {"b"}
-    # each side ran at least its sleeps' worth (interpreter start-up comes on top)
+    # a side's CPU time only grows in its turns: b ran at least its 0.4 s of CPU
     assert sum(end - start for start, end in turns["b"]) >= 0.4
 
 
