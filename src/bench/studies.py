@@ -139,6 +139,11 @@ class Progress:
         return self.finished >= OWN_COST_FROM
 
     @property
+    def needs_share(self) -> bool:
+        """Whether trials are still to run with too few finished to price them by."""
+        return not self.own_cost and bool(self.complete_cpu) and self.finished < self.study.budget
+
+    @property
     def trial_share(self) -> float | None:
         """A finished trial's mean cost as a share of a complete one's: what pruning saves."""
         if not (self.own_cost and self.per_trial_cpu and self.complete_cpu):
@@ -155,7 +160,7 @@ class Progress:
         if not self.finished:
             return None
         per_trial = self.per_trial_cpu or self.cpu_seconds / self.finished
-        if not self.own_cost and share is not None and self.complete_cpu:
+        if share is not None and self.needs_share:
             per_trial = share * self.complete_cpu
         left = max(0, self.study.budget - self.finished) * per_trial
         want = final_seeds(self.study.search)
@@ -222,10 +227,10 @@ def status_lines(rows: list[Progress], pool: list[Progress] | None = None) -> li
     ]
     total_spent, total_left, unknown, borrowed = 0.0, 0.0, [], {}
     for p in rows:
-        borrows = not p.own_cost and 0 < p.finished < p.study.budget and p.complete_cpu
-        share = shares.get(pruner(p.study.search)) if borrows else None
+        kind = pruner(p.study.search)
+        share = shares.get(kind) if p.needs_share else None
         if share is not None:
-            borrowed[pruner(p.study.search)] = share
+            borrowed[kind] = share
         left = p.cpu_hours_left(share)
         spent = p.cpu_seconds / 3600
         total_spent += spent
