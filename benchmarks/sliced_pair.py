@@ -19,7 +19,6 @@ the turns' cores.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -36,6 +35,7 @@ from throughput import (
     full_split_file,
     official_command,
     ours_command,
+    read_results,
     setting_fields,
     setting_parser,
     window_setting,
@@ -52,14 +52,11 @@ def running_seconds(turns: list[tuple[float, float]], window: tuple[float, float
 
 
 def parse_result(stdout: str, side: str) -> dict:
-    """The side's one RESULT line; a FAILED line or none is the side's error."""
-    for line in stdout.splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag == "RESULT":
-            return json.loads(rest)
-        if tag == "FAILED":
-            raise RuntimeError(f"{side}: {json.loads(rest)['error']}")
-    raise RuntimeError(f"{side}: its process printed no result")
+    """The side's one result; a FAILED line or none is the side's error."""
+    (r,) = read_results(stdout, 1)
+    if isinstance(r, dict):
+        return r
+    raise RuntimeError(f"{side}: {r or 'its process printed no result'}")
 
 
 def take_turns(procs: dict[str, subprocess.Popen], first: str, slice_s: float) -> dict:

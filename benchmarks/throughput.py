@@ -365,6 +365,18 @@ def first_steps(eng, steps: int, warmup: int) -> SimpleNamespace:
     )
 
 
+def read_results(stdout: str, n: int) -> list[dict | str | None]:
+    """A worker's `RESULT {...}` / `FAILED {...}` lines by setting index: the result, the
+    error, or None where the setting printed neither."""
+    got: list[dict | str | None] = [None] * n
+    for line in stdout.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag in ("RESULT", "FAILED"):
+            rec = json.loads(rest)
+            got[rec.pop("index")] = rec if tag == "RESULT" else rec["error"]
+    return got
+
+
 def run_settings(cmd: list[str], n: int, env=None) -> list[dict | str]:
     """Run a worker over `n` settings: each one's result, or its error as a string (a
     worker that dies leaves the settings it had not reported with its exit and stderr).
@@ -373,12 +385,7 @@ def run_settings(cmd: list[str], n: int, env=None) -> list[dict | str]:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
-    got: list[dict | str | None] = [None] * n
-    for line in p.stdout.splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag in ("RESULT", "FAILED"):
-            rec = json.loads(rest)
-            got[rec.pop("index")] = rec if tag == "RESULT" else rec["error"]
+    got = read_results(p.stdout, n)
     for i, r in enumerate(got):
         if r is None:
             got[i] = f"worker exited ({p.returncode}) before it: {p.stderr[-800:]}"
