@@ -135,8 +135,11 @@ def test_the_example_study_prunes_on_epochs_and_retrains_the_best(tmp_path):
         (["+model.params.dropout=true"], "model.params.dropout: got True; expected a number"),
         (
             ["model.target=examples.my_model:Nope"],
-            "model.target: 'examples.my_model:Nope' is not a subclass of bench.api.SessionModel "
-            "(not found)",
+            "model.target: module 'examples.my_model' has no 'Nope'",
+        ),
+        (
+            ["model.target=examples.my_model:nn"],
+            "model.target: 'examples.my_model:nn' is not a subclass of bench.api.SessionModel",
         ),
         (
             ["model.target=no_such_pkg.mod:X"],
@@ -144,7 +147,8 @@ def test_the_example_study_prunes_on_epochs_and_retrains_the_best(tmp_path):
         ),
         (
             ["model.target=examples.my_model.PrefixGRU"],
-            "model.target: got 'examples.my_model.PrefixGRU'; expected 'package.module:Class'",
+            "model.target: got 'examples.my_model.PrefixGRU'; expected 'package.module:Class' "
+            "(e.g. model.target=examples.my_model:PrefixGRU)",
         ),
         (["+layers=[100]"], "layers: not used by method external (model.target)"),
         (["n_epochs=0"], "n_epochs: got 0; expected a positive integer"),

@@ -30,7 +30,7 @@ def load_target(target) -> type[SessionModel]:
     if not isinstance(target, str) or target.count(":") != 1:
         raise BenchError(
             f"model.target: got {target!r}; expected 'package.module:Class' "
-            "(e.g. model.target=examples.my_model:LastItemModel)"
+            "(e.g. model.target=examples.my_model:PrefixGRU)"
         )
     module_name, attr = target.split(":")
     if "" not in sys.path and "." not in sys.path:  # the working directory, as `python -m` does
@@ -39,12 +39,11 @@ def load_target(target) -> type[SessionModel]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise BenchError(f"model.target: cannot import module '{module_name}' ({e})") from None
-    cls = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        raise BenchError(f"model.target: module '{module_name}' has no '{attr}'")
+    cls = getattr(module, attr)
     if not (inspect.isclass(cls) and issubclass(cls, SessionModel)):
-        raise BenchError(
-            f"model.target: '{target}' is not a subclass of bench.api.SessionModel"
-            + (" (not found)" if cls is None else "")
-        )
+        raise BenchError(f"model.target: '{target}' is not a subclass of bench.api.SessionModel")
     if inspect.isabstract(cls):
         raise BenchError(f"model.target: '{target}' does not define score(prefixes, lengths)")
     return cls
