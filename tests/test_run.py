@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bench.core import native, product_choice
+from bench.job_options import added_key_error
 from tests.conftest import bench_run
 
 FAST = ["n_epochs=1", "n_sample=64", "batch_size=32"]
@@ -114,6 +115,11 @@ def test_multirun_over_losses(tmp_path):
             "set hydra.sweeper.storage instead",
         ),
         (["study.trial=3"], "error: study.trial: set by the study sweeper for each of its jobs"),
+        # `+` adds a key Hydra did not know (its advice for a misspelt knob): refused
+        # unless something checks it where it is read.
+        (["+n_epoch=3"], "error: +n_epoch: not a setting that anything reads (misspelt?)"),
+        (["+eval.cutofs=[5]"], "error: +eval.cutofs: not a setting that anything reads"),
+        (["+trainer.foo=1"], "error: +trainer.foo: not a setting that anything reads"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -178,6 +184,23 @@ def test_a_study_knob_given_to_a_study_is_one_line_before_any_trial(tmp_path):
     assert not (tmp_path / "s.db").exists() and "Traceback" not in p.stderr
 
 
+def test_a_misspelt_added_key_given_to_a_study_is_one_line_before_any_trial(tmp_path):
+    p = run(
+        [
+            "-m",
+            "hparams_search=pop",
+            "+dataset.sesion_key=x",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        cwd=tmp_path,
+    )
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode != 0 and len(errors) == 1, p.stderr
+    assert errors[0].startswith("error: +dataset.sesion_key: not a setting that anything reads")
+    assert not (tmp_path / "s.db").exists() and "Traceback" not in p.stderr
+
+
 def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     """A non-editable install (the package in site-packages, no checkout around it) takes
     the current directory as the project: runs, logger output and study storages land
@@ -224,3 +247,20 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     )
     assert p.returncode == 2 and p.stdout == "", p.stdout[-2000:]
     assert p.stderr.count("\n") == 1 and f"no sweeps/ folder in {work}" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "key, refused",
+    [
+        ("model.params.hidden", False),  # checked against the model's signature
+        ("layers", False),  # checked against the method that runs
+        ("hydra.sweeper.params.x", False),
+        ("logger", False),  # a config group: Hydra checks the option
+        ("n_epoch", True),
+        ("eval.cutofs", True),
+        ("dataset.params.n_item", True),
+        ("logger.foo", True),
+    ],
+)
+def test_only_keys_checked_where_they_are_read_may_be_added(key, refused):
+    assert (added_key_error(key) is not None) == refused

@@ -47,6 +47,26 @@ def check_harness_knobs(cfg: DictConfig) -> None:
             raise BenchError(f"{key}: got {value!r}; expected an integer >= 0")
 
 
+def added_key_error(key: str) -> str | None:
+    """The one line for a `+key=value` override that adds a key nothing checks: Hydra
+    suggests `+` when a misspelt knob is not in the config, and the job would otherwise run
+    without it. None for the keys that are checked where they are read: a model's own
+    knobs (model.params.*, against its signature), GRU4Rec's knobs (against the method
+    that runs), Hydra's settings and a config group."""
+    from bench.methods.base import ALL_KNOBS
+    from bench.paths import conf_dir
+
+    top = key.split(".", 1)[0]
+    if key.startswith(("model.params.", "hydra.")) or key in ALL_KNOBS:
+        return None
+    if "." not in key and (conf_dir() / top).is_dir():
+        return None
+    return (
+        f"+{key}: not a setting that anything reads (misspelt?); "
+        "`python -m bench.run --cfg job` lists the settings"
+    )
+
+
 def pick_device(accelerator: str) -> str:
     if accelerator == "cpu":
         return "cpu"

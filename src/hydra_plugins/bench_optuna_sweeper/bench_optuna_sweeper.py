@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import interrupts
 from bench.errors import BenchError
+from bench.job_options import added_key_error
 from bench.study import FINISHED, study_knob_error
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
@@ -200,6 +201,8 @@ def fixed_overrides(arguments: list[str]) -> list[str]:
     for o in OverridesParser.create().parse_overrides(arguments):
         if o.key_or_group.startswith("study."):
             raise BenchError(study_knob_error(o.key_or_group))
+        if o.is_add() and (problem := added_key_error(o.key_or_group)):
+            raise BenchError(problem)
         if o.is_sweep_override():
             raise BenchError(
                 f"hparams_search: '{o.input_line}' is a sweep; an Optuna study takes fixed values "
