@@ -256,7 +256,7 @@ def test_a_readme_block_is_not_replaced_by_a_smaller_table(records, tmp_path, ca
     assert "GRU4Rec XE" in readme.read_text() and (out / "tables" / "comparison.md").is_file()
 
 
-def test_readme_block_receives_the_generated_table(records, tmp_path):
+def test_readme_block_receives_the_generated_table(records, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(
         "intro\n<!-- comparison:start -->\nold table\n<!-- comparison:end -->\noutro\n"
@@ -277,6 +277,10 @@ def test_readme_block_receives_the_generated_table(records, tmp_path):
     assert "old table" not in text and "| GRU4Rec XE |" in text
     (tmp_path / "plain.md").write_text("no markers\n")
     assert report_main([*args, "--readme", str(tmp_path / "plain.md")]) == 2
+    assert report_main([*args, "--readme", str(tmp_path / "missing.md")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --readme: {tmp_path / 'missing.md'} is not a file"
+    )
 
 
 def test_readme_blocks_are_filled_by_name(records, tmp_path):
@@ -558,6 +562,7 @@ def test_headline_with_an_unreadable_storage_is_a_one_line_error(tmp_path, capsy
     assert main(["--storage", "postgresql://nobody@127.0.0.1:1/none", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --storage: cannot read studies") and "\n" not in err
+    assert err.endswith(")")  # the driver's first line, inside the parentheses
 
 
 def test_headline_validation_column_names_the_configured_trial():
@@ -824,3 +829,10 @@ def test_the_figure_draws_one_line_per_table_row(records, tmp_path, monkeypatch)
     assert len([r for r in rows if r.startswith("GRU4Rec")]) == 2 and len(rows) >= 4
     for ax in drawn[0].axes:
         assert [line.get_label() for line in ax.get_lines()] == rows
+
+
+def test_an_unknown_tie_mode_is_refused_by_the_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        report_main(["--tie-mode", "weird"])
+    assert e.value.code == 2
+    assert "--tie-mode: invalid choice: 'weird'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from bench.atomic import write_text
+from bench.core.metrics import TIE_MODES
 from bench.paths import PROJECT_ROOT
 from bench.report.output import (
     Staging,
@@ -40,7 +41,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--metrics", default="recall@20,mrr@20", help="comma-separated, e.g. recall@10,ndcg@20"
     )
-    p.add_argument("--tie-mode", default="conservative")
+    p.add_argument("--tie-mode", default="conservative", choices=TIE_MODES)
     p.add_argument("--title", default="Next-item prediction, full ranking")
     p.add_argument(
         "--readme",
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     """Everything is checked and written to a staging folder first; only a run that got
     through every step replaces the previous outputs (and then the README block)."""
     from bench import terminal
-    from bench.report.collect import collect
+    from bench.report.collect import collect, storage_error
     from bench.report.tables import comparison_table, to_markdown
 
     args = parse(argv)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         col = collect(roots, storages)
     except Exception as e:  # a storage URL that cannot be opened
-        return error(f"--storage: cannot read studies ({type(e).__name__}: {e})")
+        return error(storage_error(e))
     for path, reason in col.skipped:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
     if col.runs.empty:
@@ -135,6 +136,8 @@ def select_runs(col, args) -> str | None:
 def readme_problem(args, markdown: str) -> str | None:
     """Why the README's table may not be replaced by `markdown` (None: it may)."""
     block = args.readme_block
+    if not args.readme.is_file():
+        return f"--readme: {args.readme} is not a file"
     before = block_rows(args.readme, block)
     if before is None:
         return f"--readme: {args.readme} has no <!-- {block}:start/end --> markers"

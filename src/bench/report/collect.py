@@ -249,6 +249,12 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
     return rows
 
 
+def storage_error(e: Exception) -> str:
+    """The one line for a storage URL that cannot be opened: the driver's first line."""
+    first = (str(e).splitlines() or [""])[0]
+    return f"--storage: cannot read studies ({type(e).__name__}: {first})"
+
+
 def collect(roots: list[Path], storages: list[str]) -> Collection:
     rows, curves, skipped = read_records(roots)
     known = {r["record"] for r in rows}

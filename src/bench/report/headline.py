@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.atomic import write_text
     from bench.paths import PROJECT_ROOT
     from bench.report import plots
-    from bench.report.collect import collect
+    from bench.report.collect import collect, storage_error
     from bench.report.output import Staging, block_rows, default_storages, update_readme
 
     p = argparse.ArgumentParser(prog="python -m bench.report.headline", description=TITLE)
@@ -603,10 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         col = collect(peers, storages)
     except Exception as e:  # a storage URL that cannot be opened
-        print(
-            f"error: --storage: cannot read studies ({type(e).__name__}: {e})".splitlines()[0],
-            file=sys.stderr,
-        )
+        print(f"error: {storage_error(e)}", file=sys.stderr)
         return 2
     h = build(col.runs, col.studies, col.curves)
     md = to_markdown(h)
