@@ -157,6 +157,16 @@ def test_an_unknown_study_is_a_one_line_error(capsys):
     assert err.startswith("error: --only:") and "\n" not in err
 
 
+@pytest.mark.parametrize("option", ["--threads", "--workers", "--probe"])
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_a_count_below_one_is_refused_by_its_option(capsys, option, value):
+    with pytest.raises(SystemExit) as e:
+        studies.main([option, value, "--dry-run"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"argument {option}: got '{value}'; expected a positive integer")
+
+
 def test_dry_run_lists_the_unfinished_studies(capsys, monkeypatch, tmp_path):
     """One command per study of the search that the committed storages do not hold done
     (whichever those are as the studies advance), none for a done one; a stop file

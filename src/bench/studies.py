@@ -382,6 +382,13 @@ def stop_requested() -> bool:
     return (PROJECT_ROOT / STOP_FILE).exists()
 
 
+def positive_int(text: str) -> int:
+    """argparse's type for counts: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive integer")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.studies", description=__doc__.split("\n")[0])
     p.add_argument(
@@ -390,17 +397,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", nargs="*", default=[], help="study names or searches to run (default: all)"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per worker")
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch/OpenMP threads per worker"
+    )
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="workers per tuned study (and seeds retrained at a time)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument(
         "--probe",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="run each study only to N finished trials, without retraining: "
         "every study's cost measured early, for the estimate",
