@@ -7,7 +7,7 @@ options, so what a record says about its evaluation is what was done.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.core.knob_types import fits
 from bench.errors import BenchError
@@ -17,10 +17,10 @@ def check_eval_config(ev: DictConfig) -> None:
     """Fail before training, not after it, on a bad evaluation option."""
     from bench.core.metrics import check_tie_mode, metric_names
 
-    for option, modes in (
-        ("tie_mode", [ev.tie_mode]),
-        ("also_tie_modes", ev.get("also_tie_modes") or []),
-    ):
+    also = ev.get("also_tie_modes") or []
+    if not isinstance(also, ListConfig | list):
+        raise BenchError(f"eval.also_tie_modes: got {also!r}; expected a list, e.g. [standard]")
+    for option, modes in (("tie_mode", [ev.tie_mode]), ("also_tie_modes", also)):
         for mode in modes:
             try:
                 check_tie_mode(mode, f"eval.{option}")
@@ -39,10 +39,38 @@ def check_eval_config(ev: DictConfig) -> None:
             f"eval.primary_metric: '{ev.primary_metric}' is not computed; expected one of "
             f"{sorted(metric_names(cutoffs))}"
         )
+    if ev.get("filter_seen") not in (None, True, False):
+        raise BenchError(
+            f"eval.filter_seen: got {ev.filter_seen!r}; expected true, false or null "
+            "(the dataset's setting)"
+        )
+    check_sampled(ev.get("sampled"))
     if ev.get("unknown_test_items", "drop") not in ("drop", "miss"):
         raise BenchError(
             f"eval.unknown_test_items: got '{ev.unknown_test_items}'; expected drop or miss"
         )
+
+
+def check_sampled(sampled) -> None:
+    """eval.sampled: null, or {n: a positive integer, by: uniform | popularity}."""
+    if sampled is None:
+        return
+    valid = (
+        isinstance(sampled, DictConfig | dict)
+        and set(sampled) == {"n", "by"}
+        and fits(sampled["n"], int)
+        and sampled["n"] >= 1
+        and sampled["by"] in ("uniform", "popularity")
+    )
+    if not valid:
+        raise BenchError(
+            f"eval.sampled: got {_plain(sampled)!r}; "
+            "expected null or {n: N >= 1, by: uniform|popularity}"
+        )
+
+
+def _plain(value):
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
 
 
 class Evaluator:
@@ -58,15 +86,8 @@ class Evaluator:
         if ev.get("sampled"):
             from bench.core.evaluate import SampledCandidates
 
-            try:
-                self.sampled = SampledCandidates.make(
-                    int(ev.sampled.n),
-                    str(ev.sampled.by),
-                    data.train.support(len(data.item_map)),
-                    device,
-                )
-            except ValueError as e:
-                raise BenchError(str(e)) from None
+            support = data.train.support(len(data.item_map))
+            self.sampled = SampledCandidates.make(ev.sampled.n, ev.sampled.by, support, device)
         # Predictions lost to items unknown to training, counted as misses
         # (eval.unknown_test_items=miss).
         self.misses = data.unscorable_predictions if ev.unknown_test_items == "miss" else 0
