@@ -129,6 +129,8 @@ def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | Non
     kind = ds.get("kind", "files")
     tune = dict(ds.get("tune") or {})
     if kind == "synthetic":
+        if problem := synthetic.check_params(dict(ds.get("params") or {})):
+            raise BenchError(problem)
         train_df, test_df = synthetic.generate(**dict(ds.get("params") or {}))
         train_path = test_path = f"<synthetic generator {dict(ds.get('params') or {})}>"
         label = synthetic.LABEL
@@ -141,7 +143,11 @@ def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | Non
     else:
         raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic, files or recipe")
     if split == "tune" and not tune.get("train"):
-        fraction = float(tune.get("valid_fraction", 0.1))
+        fraction = tune.get("valid_fraction", 0.1)
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
+            raise BenchError(
+                f"dataset.tune.valid_fraction: got {fraction!r}; expected a number in (0, 1)"
+            )
         train_df, test_df = carve_validation(train_df, fraction, train_path)
         test_path = f"{train_path} [most recent {fraction:g} of sessions]"
         train_path = f"{train_path} [all but the most recent {fraction:g} of sessions]"

@@ -15,6 +15,37 @@ from bench.data.io import ITEM, SESSION, TIME
 
 LABEL = "SYNTHETIC (seeded generator, not real data)"
 
+# Each parameter's lower bound (and upper, for the probability), so a bad setting is one
+# line before anything is drawn rather than an error from inside numpy.
+BOUNDS = {
+    "n_items": (2, None),
+    "n_train_sessions": (1, None),
+    "n_test_sessions": (1, None),
+    "zipf_exponent": (0.0, None),
+    "n_successors": (1, None),
+    "p_follow": (0.0, 1.0),
+    "mean_length": (2.0, None),
+    "max_length": (2, None),
+    "seed": (0, None),
+}
+
+
+def check_params(params: dict) -> str | None:
+    """Why `params` cannot drive the generator (unknown name, wrong type, out of bounds),
+    as `dataset.params.<name>: ...`; None when they can."""
+    for name, value in params.items():
+        key = f"dataset.params.{name}"
+        if name not in BOUNDS:
+            return f"{key}: not a parameter of the synthetic generator ({', '.join(BOUNDS)})"
+        low, high = BOUNDS[name]
+        whole = isinstance(low, int)
+        if not isinstance(value, int if whole else int | float) or isinstance(value, bool):
+            return f"{key}: got {value!r}; expected {'an integer' if whole else 'a number'}"
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            return f"{key}: got {value!r}; expected a value {bound}"
+    return None
+
 
 def generate(
     n_items: int = 1000,
