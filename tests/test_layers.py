@@ -15,7 +15,7 @@ SRC = Path(__file__).parents[1] / "src"
 # (layer, module prefixes), in order: each layer imports only from itself and those above.
 LAYERS = [
     ("base", ("bench", "bench.errors", "bench.paths", "bench.terminal", "bench.interrupts",
-              "bench.protocol", "bench.atomic", "bench.allocator")),
+              "bench.protocol", "bench.atomic", "bench.allocator", "bench.knob_types")),
     ("data", ("bench.data", "bench.datasets")),
     ("core", ("bench.core", "bench.api", "bench.peers")),
     ("records", ("bench.records",)),

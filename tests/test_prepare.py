@@ -108,3 +108,27 @@ def test_bench_run_prepares_a_recipe_dataset_on_first_use(shared_data, tmp_path)
     assert rec["dataset"]["train_events"] == 1674 and rec["dataset"]["train_path"].endswith(
         "train.parquet"
     )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"foo": 1}, "recipe generic: option 'foo' unknown; its options: test_days, dedup, "),
+        ({"test_days": "abc"}, "recipe generic: option test_days: got 'abc'; expected a number"),
+        ({"dedup": 3}, "recipe generic: option dedup: got 3; expected true or false"),
+        ({"columns": {"session:sid": None}}, "recipe generic: option columns: got {'session:sid'"),
+        ({"columns": "sid"}, "recipe generic: option columns: got 'sid'; expected a mapping of"),
+    ],
+)
+def test_a_bad_recipe_option_is_one_line_before_the_raw_file_is_read(tmp_path, options, message):
+    """Checked against the recipe's and its reader's parameters: the raw file here does
+    not even exist, so nothing was read when the option is refused."""
+    with pytest.raises(BenchError) as e:
+        prep.prepare("generic", tmp_path / "absent.tsv", options, tmp_path / "cache")
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_recipe_without_options_says_so():
+    with pytest.raises(BenchError, match=r"^recipe rsc15: option 'x' unknown; its options: none$"):
+        prep.resolve_options("rsc15", {"x": 1})
+    prep.resolve_options("generic", {"test_days": 2, "columns": {"session": "sid"}})

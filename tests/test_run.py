@@ -253,6 +253,7 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     "key, refused",
     [
         ("model.params.hidden", False),  # checked against the model's signature
+        ("dataset.options.test_days", False),  # checked against the recipe's options
         ("layers", False),  # checked against the method that runs
         ("hydra.sweeper.params.x", False),
         ("logger", False),  # a config group: Hydra checks the option

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench.core.knob_types import fits
 from bench.errors import BenchError
+from bench.knob_types import fits
 
 
 def check_eval_config(ev: DictConfig) -> None:

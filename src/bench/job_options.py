@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench.core.knob_types import fits
 from bench.errors import BenchError
+from bench.knob_types import fits
 
 # The harness's own knobs (conf/run.yaml, conf/trainer), by kind; the choices of split and
 # trainer.step are the data layer's and the trainer's own lists (check_harness_knobs).
@@ -51,13 +51,14 @@ def added_key_error(key: str) -> str | None:
     """The one line for a `+key=value` override that adds a key nothing checks: Hydra
     suggests `+` when a misspelt knob is not in the config, and the job would otherwise run
     without it. None for the keys that are checked where they are read: a model's own
-    knobs (model.params.*, against its signature), GRU4Rec's knobs (against the method
-    that runs), Hydra's settings and a config group."""
+    knobs (model.params.*, against its signature), a recipe's options (dataset.options.*,
+    against the recipe's), GRU4Rec's knobs (against the method that runs), Hydra's
+    settings and a config group."""
     from bench.methods.base import ALL_KNOBS
     from bench.paths import conf_dir
 
     top = key.split(".", 1)[0]
-    if key.startswith(("model.params.", "hydra.")) or key in ALL_KNOBS:
+    if key.startswith(("model.params.", "dataset.options.", "hydra.")) or key in ALL_KNOBS:
         return None
     if "." not in key and (conf_dir() / top).is_dir():
         return None

@@ -51,8 +51,8 @@ def settings_of(name: str) -> tuple[str, ...]:
 
 def make_baseline(name: str, params: dict | None = None):
     """The named baseline; an unknown name, an unknown setting or a bad value is one line."""
-    from bench.core.knob_types import mismatch, parameter_types
     from bench.errors import BenchError
+    from bench.knob_types import mismatch, parameter_types
 
     if name not in BASELINES:
         raise BenchError(f"baseline: unknown '{name}'; expected one of {', '.join(BASELINES)}")

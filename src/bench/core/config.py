@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bench.core.knob_types import mismatch
+from bench.knob_types import mismatch
 
 LOSSES = ("ce", "bpr-max", "top1-max", "top1", "bpr")
 ALIASES = {"cross-entropy": "ce", "xe": "ce", "bpr_max": "bpr-max", "top1_max": "top1-max"}

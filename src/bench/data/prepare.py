@@ -10,11 +10,12 @@ items, samples, date range) are stored next to the data as stats.json.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,9 +24,10 @@ import pandas as pd
 from bench.data import codes, recipes
 from bench.data import raw as raw_readers
 from bench.data.download import file_digest
-from bench.data.io import TIME
+from bench.data.io import TIME, Columns
 from bench.data.stats import split_statistics
 from bench.errors import BenchError
+from bench.knob_types import mismatch, parameter_types
 from bench.paths import default_cache_dir
 
 PARTS = ("train", "test", "train_tr", "train_valid")
@@ -171,9 +173,36 @@ def resolve_options(name: str, options: dict | None) -> tuple[Recipe, dict, dict
     if name not in RECIPES:
         raise BenchError(f"recipe: unknown '{name}'; expected one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
+    for key, value in (options or {}).items():
+        if problem := option_problem(recipe, key, value):
+            raise BenchError(f"recipe {name}: {problem}")
     opts = {**recipe.options, **(options or {})}
     reader_opts = {"columns": opts.pop("columns")} if "columns" in opts else {}
     return recipe, opts, reader_opts
+
+
+def option_problem(recipe: Recipe, key: str, value) -> str | None:
+    """Why `key=value` is not an option of the recipe: the build function's parameters
+    and the reader's (`columns`), each of its declared type; None when it is."""
+    takes = {
+        fn: {n: t for n, t in parameter_types(fn).items() if n not in ("raw", "path")}
+        for fn in (getattr(recipes, recipe.build), raw_readers.RAW_READERS[recipe.reader])
+    }
+    types = {n: t for fn_types in takes.values() for n, t in fn_types.items()}
+    names = [
+        n for fn in takes for n in inspect.signature(fn).parameters if n not in ("raw", "path")
+    ]
+    if key not in names:
+        return f"option '{key}' unknown; its options: {', '.join(names) or 'none'}"
+    if key == "columns":
+        roles = [f.name for f in fields(Columns)]
+        named = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        if not (named and set(value) <= set(roles)):
+            return (
+                f"option columns: got {value!r}; expected a mapping of {', '.join(roles)} "
+                "to column names, e.g. {session: sid, time: ts}"
+            )
+    return mismatch(f"option {key}", value, types.get(key, object))
 
 
 def cache_key(name: str, opts: dict, reader_opts: dict, raw_hash: str) -> str:
@@ -207,10 +236,7 @@ def prepare(
         parts = {p: pd.read_parquet(entry / f"{p}.parquet") for p in stats["parts"]}
         return Prepared(name, parts, stats, entry, True)
     frame, ids = codes.encode(raw_readers.RAW_READERS[recipe.reader](raw_path, **reader_opts))
-    try:
-        parts, steps = getattr(recipes, recipe.build)(frame, **opts)
-    except TypeError as e:
-        raise BenchError(f"recipe {name}: bad option ({e})") from None
+    parts, steps = getattr(recipes, recipe.build)(frame, **opts)
     del frame
     stats = {
         "recipe": name,

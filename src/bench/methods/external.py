@@ -18,8 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.api import SessionModel
-from bench.core.knob_types import fits, mismatch, parameter_types
 from bench.errors import BenchError
+from bench.knob_types import fits, mismatch, parameter_types
 from bench.methods.base import FitContext, Method, check_early_stopping
 
 HARNESS_KNOBS = ("batch_size", "n_epochs", "patience", "stop_metric")
