@@ -95,6 +95,18 @@ def test_unreadable_storage_is_one_line(tmp_path, capsys):
     )
 
 
+def test_a_missing_or_empty_storage_is_one_line_and_no_file_is_made(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    assert migrate_main([str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {missing}: no such file (a study storage to migrate)"
+    assert not missing.exists()
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.storages.RDBStorage(empty)  # the schema, no study
+    assert migrate_main([empty]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {empty}: holds no study"
+
+
 @pytest.mark.real_data
 def test_a_committed_study_resumes_after_migration(shared_data, tmp_path):
     """One more SR trial on the committed (migrated) yoochoose1/64 study, the same command

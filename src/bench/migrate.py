@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import optuna
 
@@ -59,11 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for arg in args.storages:
         url = arg if "://" in arg else f"sqlite:///{arg}"
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            # Opening it would create an empty storage and report nothing done.
+            print(f"error: {arg}: no such file (a study storage to migrate)", file=sys.stderr)
+            return 2
         try:
             storage = optuna.storages.RDBStorage(url)
             summaries = optuna.get_all_study_summaries(storage)
         except Exception as e:  # a storage URL that cannot be opened
             print(f"error: {arg}: cannot open ({str(e).splitlines()[0]})", file=sys.stderr)
+            return 2
+        if not summaries:
+            print(f"error: {arg}: holds no study", file=sys.stderr)
             return 2
         for summary in summaries:
             n = migrate_study(storage, summary.study_name)
