@@ -836,3 +836,18 @@ def test_an_unknown_tie_mode_is_refused_by_the_option(capsys):
         report_main(["--tie-mode", "weird"])
     assert e.value.code == 2
     assert "--tie-mode: invalid choice: 'weird'" in capsys.readouterr().err
+
+
+def test_a_storage_file_that_does_not_exist_is_one_line_and_is_not_created(tmp_path, capsys):
+    """SQLite would create an empty storage, and the table would silently lack its studies."""
+    from bench.report.headline import main as headline_main
+
+    typo = tmp_path / "sweeps" / "typo.db"
+    for main, out in ((report_main, "r"), (headline_main, "h")):
+        argv = ["--storage", f"sqlite:///{typo}", "--out", str(tmp_path / out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"error: --storage: cannot read studies (FileNotFoundError: no such file {typo})"
+        )
+    assert not typo.exists() and not typo.parent.exists()

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import optuna
 
 from bench.optuna_adapter import set_finished_trial_attr, trial_id
 from bench.paths import portable_path, portable_storage, portable_text
 from bench.records import RunRecord
-from bench.study import PARAMS_ATTR
+from bench.study import PARAMS_ATTR, missing_sqlite_file
 
 
 def migrate_study(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for arg in args.storages:
         url = arg if "://" in arg else f"sqlite:///{arg}"
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-            # Opening it would create an empty storage and report nothing done.
+        if missing_sqlite_file(url):
             print(f"error: {arg}: no such file (a study storage to migrate)", file=sys.stderr)
             return 2
         try:

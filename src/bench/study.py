@@ -51,6 +51,15 @@ def ran_on_gpu(device: str | None) -> bool:
     return bool(device) and not str(device).startswith("cpu")
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL that does not exist (None otherwise): a reader must not
+    open it, since SQLite would create an empty storage and the reader report nothing."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///"))
+    return None if path.is_file() else path
+
+
 def make_storage(
     url: str,
     heartbeat_interval: int | None = None,

@@ -196,9 +196,13 @@ def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, li
     (kept in the study's `final` attribute) without a collected record."""
     import optuna
 
+    from bench.study import missing_sqlite_file
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies, rows = [], []
     for url in storages:
+        if path := missing_sqlite_file(url):
+            raise FileNotFoundError(f"no such file {path}")
         for summary in sorted(optuna.get_all_study_summaries(url), key=lambda s: s.study_name):
             study = optuna.load_study(study_name=summary.study_name, storage=url)
             studies.append(study)
