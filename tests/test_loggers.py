@@ -176,3 +176,55 @@ def test_progress_bar_is_on_at_a_terminal_only(monkeypatch):
     assert not want_progress_bar("auto")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert want_progress_bar("auto")  # not under Hydra here: a plain terminal
+
+
+def logger_config(**chosen):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {
+            "logger": chosen,
+            "study": {"name": None, "trial": None, "phase": None},
+            "dataset": {"name": "synthetic"},
+            "method": "gru4rec",
+            "seed": 0,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "chosen, message",
+    [
+        ({"csv": {"save_dir": "/proc/no"}}, "logger.csv.save_dir: cannot create /proc/no ("),
+        (
+            {"tensorboard": {"save_dir": "/proc/no"}},
+            "logger.tensorboard.save_dir: cannot create /proc/no (",
+        ),
+    ],
+)
+def test_a_log_folder_that_cannot_be_made_is_one_line_before_any_data(tmp_path, chosen, message):
+    """Lightning would fail on it at its first write, after the data has loaded."""
+    from bench.errors import BenchError
+    from bench.loggers import RunLoggers
+
+    with pytest.raises(BenchError) as e:
+        RunLoggers(logger_config(**chosen), tmp_path)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_tracking_server_that_answers_no_connection_is_one_line_at_once(tmp_path):
+    """MLflow's client would retry with back-off for about four minutes; the message is
+    the harness's own check, made before MLflow is asked."""
+    import socket
+
+    from bench.errors import BenchError
+    from bench.loggers import RunLoggers
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BenchError) as e:
+        RunLoggers(logger_config(mlflow={"tracking_uri": f"http://127.0.0.1:{port}"}), tmp_path)
+    assert str(e.value) == (
+        f"logger.mlflow.tracking_uri: cannot reach 127.0.0.1:{port} (Connection refused)"
+    )

@@ -12,7 +12,9 @@ a tracking UI groups and filters them.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,6 +43,34 @@ def run_identity(cfg: DictConfig) -> tuple[str, str, dict[str, str]]:
     return DEFAULT_EXPERIMENT, f"{cfg.method}_{name}_seed{cfg.seed}", {}
 
 
+def _writable_dir(logger: str, path) -> Path:
+    """The logger's folder, made now: Lightning would fail on it only at the first write,
+    after the data has loaded."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BenchError(
+            f"logger.{logger}.save_dir: cannot create {path} ({e.strerror or type(e).__name__})"
+        ) from None
+    return Path(path)
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that answers no connection is one line now: MLflow's client
+    retries with back-off for about four minutes before it gives up."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise BenchError(
+            f"logger.mlflow.tracking_uri: cannot reach {parts.hostname}:{port} ({reason})"
+        ) from None
+
+
 class RunLoggers:
     """The chosen Lightning loggers, fed by bench.run."""
 
@@ -56,12 +86,13 @@ class RunLoggers:
             if "csv" in chosen:
                 from lightning.pytorch.loggers import CSVLogger
 
-                save = chosen["csv"].get("save_dir") or run_dir / "logs"
+                save = _writable_dir("csv", chosen["csv"].get("save_dir") or run_dir / "logs")
                 self.loggers.append(CSVLogger(save_dir=str(save), name="", version=""))
             if "tensorboard" in chosen:
                 from lightning.pytorch.loggers import TensorBoardLogger
 
-                save = _project_path(chosen["tensorboard"]["save_dir"])
+                where = _project_path(chosen["tensorboard"]["save_dir"])
+                save = _writable_dir("tensorboard", where)
                 self.loggers.append(
                     TensorBoardLogger(
                         save_dir=str(save),
@@ -78,6 +109,7 @@ class RunLoggers:
                     path = _project_path(uri)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     uri = f"sqlite:///{path}"
+                check_reachable(uri)
                 self.loggers.append(
                     MLFlowLogger(
                         experiment_name=chosen["mlflow"].get("experiment") or experiment,
@@ -87,6 +119,8 @@ class RunLoggers:
                     )
                 )
                 _ = self.loggers[-1].run_id  # opens the store and starts the run here, now
+        except BenchError:
+            raise
         except ModuleNotFoundError as e:
             raise BenchError(
                 f"logger: {e.name} is not installed; install the loggers extra (pip install -e "
