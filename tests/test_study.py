@@ -896,3 +896,51 @@ def test_a_study_ends_with_its_summary_in_three_lines():
         "best: trial 7, validation mrr@20 0.3123; layers=96 learning_rate=0.07123",
         "final: 2 seed(s) on the test split, mrr@20 0.3000 ± 0.0020 (conservative ties)",
     ]
+
+
+def composed(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    import bench.run  # noqa: F401  (registers the resolvers the search files use)
+    from bench.paths import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("run", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("dataset", ["diginetica_srgnn", "yoochoose1_64"])
+def test_every_shipped_search_passes_the_sweeper_options_check(dataset):
+    """Each searched parameter is a setting of its job config, so no trial fails at launch."""
+    from bench.paths import conf_dir
+    from hydra_plugins.bench_optuna_sweeper.bench_optuna_sweeper import check_options
+
+    searches = sorted(p.stem for p in (conf_dir() / "hparams_search").glob("*.yaml"))
+    assert len(searches) >= 14
+    for search in searches:
+        cfg = composed(f"hparams_search={search}", f"dataset={dataset}")
+        check_options(cfg.hydra.sweeper, cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["hydra.sweeper.direction=up"], "hydra.sweeper.direction: unknown 'up'; expected max"),
+        (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials: got 0; expected an integer >= 1"),
+        (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs: got 0; expected an integer >= 1"),
+        (["hydra.sweeper.budget=0"], "hydra.sweeper.budget: got 0; expected an integer >= 1"),
+        (["hydra.sweeper.max_failures=0"], "hydra.sweeper.max_failures: got 0; expected an"),
+        (["hydra.sweeper.final_seeds=-1"], "hydra.sweeper.final_seeds: got -1; expected an"),
+        (
+            ["+hydra.sweeper.params.n_simz={type:int,low:1,high:9}"],
+            "hydra.sweeper.params.n_simz: not a setting of the job's config",
+        ),
+    ],
+)
+def test_a_bad_sweeper_option_is_one_line_before_the_storage_opens(overrides, message):
+    from bench.errors import BenchError
+    from hydra_plugins.bench_optuna_sweeper.bench_optuna_sweeper import check_options
+
+    cfg = composed("hparams_search=itemknn", *overrides)
+    with pytest.raises(BenchError) as e:
+        check_options(cfg.hydra.sweeper, cfg)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -119,6 +119,7 @@ class BenchOptunaSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         fixed = fixed_overrides(arguments)
+        check_options(self.cfg, self.config)
         loop = StudyLoop(self.cfg, self.config, self.launcher)
         loop.prepare(fixed)
         log.info(
@@ -194,6 +195,43 @@ def closing_summary(summary: dict, metric: str) -> str:
             f"{stats['mean']:.4f} ± {stats['std']:.4f} (conservative ties)"
         )
     return "\n".join(lines)
+
+
+# The sweeper's counts and the least value each takes.
+LEAST = {
+    "n_trials": 1,
+    "budget": 1,
+    "n_jobs": 1,
+    "n_startup_trials": 0,
+    "pruner_warmup_epochs": 0,
+    "pruner_startup_trials": 0,
+    "heartbeat_interval": 0,
+    "grace_period": 0,
+    "max_retry": 0,
+    "max_failures": 1,
+    "final_seeds": 0,
+}
+ABSENT = object()
+
+
+def check_options(cfg: DictConfig, job: DictConfig) -> None:
+    """The sweeper's own options, before its storage is opened: each one line naming it
+    (a direction Optuna does not know, a count below its least, a searched parameter the
+    job config does not hold, which Hydra would refuse only when the first trial starts)."""
+    if cfg.direction not in ("maximize", "minimize"):
+        raise BenchError(
+            f"hydra.sweeper.direction: unknown '{cfg.direction}'; expected maximize or minimize"
+        )
+    for name, least in LEAST.items():
+        value = cfg.get(name)
+        if value is not None and value < least:
+            raise BenchError(f"hydra.sweeper.{name}: got {value}; expected an integer >= {least}")
+    for name in cfg.params:
+        if OmegaConf.select(job, name, default=ABSENT) is ABSENT:
+            raise BenchError(
+                f"hydra.sweeper.params.{name}: not a setting of the job's config "
+                "(misspelt? `python -m bench.run --cfg job` lists them)"
+            )
 
 
 def fixed_overrides(arguments: list[str]) -> list[str]:
