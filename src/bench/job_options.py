@@ -57,10 +57,9 @@ def added_key_error(key: str) -> str | None:
     from bench.methods.base import ALL_KNOBS
     from bench.paths import conf_dir
 
-    top = key.split(".", 1)[0]
     if key.startswith(("model.params.", "dataset.options.", "hydra.")) or key in ALL_KNOBS:
         return None
-    if "." not in key and (conf_dir() / top).is_dir():
+    if "." not in key and (conf_dir() / key).is_dir():
         return None
     return (
         f"+{key}: not a setting that anything reads (misspelt?); "
