@@ -254,6 +254,7 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
     [
         ("model.params.hidden", False),  # checked against the model's signature
         ("dataset.options.test_days", False),  # checked against the recipe's options
+        ("baseline.params.k", False),  # checked against the baseline's settings
         ("layers", False),  # checked against the method that runs
         ("hydra.sweeper.params.x", False),
         ("logger", False),  # a config group: Hydra checks the option

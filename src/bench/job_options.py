@@ -51,13 +51,14 @@ def added_key_error(key: str) -> str | None:
     """The one line for a `+key=value` override that adds a key nothing checks: Hydra
     suggests `+` when a misspelt knob is not in the config, and the job would otherwise run
     without it. None for the keys that are checked where they are read: a model's own
-    knobs (model.params.*, against its signature), a recipe's options (dataset.options.*,
-    against the recipe's), GRU4Rec's knobs (against the method that runs), Hydra's
-    settings and a config group."""
+    knobs (model.params.*, against its signature), a baseline's (baseline.params.*), a
+    recipe's options (dataset.options.*), GRU4Rec's knobs (against the method that runs),
+    Hydra's settings and a config group."""
     from bench.methods.base import ALL_KNOBS
     from bench.paths import conf_dir
 
-    if key.startswith(("model.params.", "dataset.options.", "hydra.")) or key in ALL_KNOBS:
+    checked = ("model.params.", "baseline.params.", "dataset.options.", "hydra.")
+    if key.startswith(checked) or key in ALL_KNOBS:
         return None
     if "." not in key and (conf_dir() / key).is_dir():
         return None
