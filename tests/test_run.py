@@ -117,9 +117,9 @@ def test_multirun_over_losses(tmp_path):
         (["study.trial=3"], "error: study.trial: set by the study sweeper for each of its jobs"),
         # `+` adds a key Hydra did not know (its advice for a misspelt knob): refused
         # unless something checks it where it is read.
-        (["+n_epoch=3"], "error: +n_epoch: not a setting that anything reads (misspelt?)"),
-        (["+eval.cutofs=[5]"], "error: +eval.cutofs: not a setting that anything reads"),
-        (["+trainer.foo=1"], "error: +trainer.foo: not a setting that anything reads"),
+        (["+n_epoch=3"], "error: +n_epoch: not a setting that anything reads (did you mean n_ep"),
+        (["+eval.cutofs=[5]"], "error: +eval.cutofs: not a setting that anything reads (did you"),
+        (["+trainer.foo=1"], "error: +trainer.foo: not a setting that anything reads (misspelt?)"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -266,3 +266,12 @@ def test_an_installed_copy_keeps_its_files_in_the_current_directory(tmp_path):
 )
 def test_only_keys_checked_where_they_are_read_may_be_added(key, refused):
     assert (added_key_error(key) is not None) == refused
+
+
+def test_a_refused_added_key_names_the_setting_closest_in_spelling():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"n_epochs": 3, "eval": {"cutoffs": [20], "tie_mode": "standard"}})
+    assert "(did you mean eval.cutoffs?)" in added_key_error("eval.cutofs", cfg)
+    assert "(did you mean n_epochs?)" in added_key_error("n_epoch", cfg)
+    assert "(misspelt?)" in added_key_error("colour", cfg)

@@ -4,6 +4,7 @@ bad option costs one line, not a loaded dataset."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -47,13 +48,23 @@ def check_harness_knobs(cfg: DictConfig) -> None:
             raise BenchError(f"{key}: got {value!r}; expected an integer >= 0")
 
 
-def added_key_error(key: str) -> str | None:
+def setting_names(tree: dict, prefix: str = "") -> list[str]:
+    """Every setting of a config (as a plain dict) as its dotted path."""
+    names = []
+    for k, v in tree.items():
+        path = f"{prefix}{k}"
+        names += setting_names(v, f"{path}.") if isinstance(v, dict) and v else [path]
+    return names
+
+
+def added_key_error(key: str, config: DictConfig | None = None) -> str | None:
     """The one line for a `+key=value` override that adds a key nothing checks: Hydra
     suggests `+` when a misspelt knob is not in the config, and the job would otherwise run
     without it. None for the keys that are checked where they are read: a model's own
     knobs (model.params.*, against its signature), a baseline's (baseline.params.*), a
     recipe's options (dataset.options.*), GRU4Rec's knobs (against the method that runs),
-    Hydra's settings and a config group."""
+    Hydra's settings and a config group. The setting of `config` closest in spelling is
+    suggested."""
     from bench.methods.base import ALL_KNOBS
     from bench.paths import conf_dir
 
@@ -62,8 +73,12 @@ def added_key_error(key: str) -> str | None:
         return None
     if "." not in key and (conf_dir() / key).is_dir():
         return None
+    tree = OmegaConf.to_container(config, resolve=False) if config is not None else {}
+    names = [n for n in setting_names(tree) if n != key and not n.startswith("hydra.")]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    hint = f"did you mean {close[0]}?" if close else "misspelt?"
     return (
-        f"+{key}: not a setting that anything reads (misspelt?); "
+        f"+{key}: not a setting that anything reads ({hint}); "
         "`python -m bench.run --cfg job` lists the settings"
     )
 

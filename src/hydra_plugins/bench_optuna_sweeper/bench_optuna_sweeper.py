@@ -118,7 +118,7 @@ class BenchOptunaSweeper(Sweeper):
             raise SweepError(f"error: {e}") from None
 
     def _sweep(self, arguments: list[str]) -> Any:
-        fixed = fixed_overrides(arguments)
+        fixed = fixed_overrides(arguments, self.config)
         check_options(self.cfg, self.config)
         loop = StudyLoop(self.cfg, self.config, self.launcher)
         loop.prepare(fixed)
@@ -234,12 +234,12 @@ def check_options(cfg: DictConfig, job: DictConfig) -> None:
             )
 
 
-def fixed_overrides(arguments: list[str]) -> list[str]:
+def fixed_overrides(arguments: list[str], job: DictConfig) -> list[str]:
     """The command line's overrides, each a single value (a study takes no grid)."""
     for o in OverridesParser.create().parse_overrides(arguments):
         if o.key_or_group.startswith("study."):
             raise BenchError(study_knob_error(o.key_or_group))
-        if o.is_add() and (problem := added_key_error(o.key_or_group)):
+        if o.is_add() and (problem := added_key_error(o.key_or_group, job)):
             raise BenchError(problem)
         if o.is_sweep_override():
             raise BenchError(
