@@ -149,8 +149,6 @@ def test_report_cli_skips_bad_records_and_is_byte_identical_on_rerun(records, tm
     args = [
         "--records",
         str(records),
-        "--storage",
-        "sqlite:///" + str(tmp_path / "none.db"),
         "--out",
         str(out),
         "--benchmark",
@@ -180,8 +178,6 @@ def test_report_bad_metric_is_one_line(records, tmp_path, capsys):
         [
             "--records",
             str(records),
-            "--storage",
-            "sqlite:///" + str(tmp_path / "x.db"),
             "--out",
             str(tmp_path / "o"),
             "--metrics",
@@ -264,8 +260,6 @@ def test_readme_block_receives_the_generated_table(records, tmp_path, capsys):
     args = [
         "--records",
         str(records),
-        "--storage",
-        "sqlite:///" + str(tmp_path / "n.db"),
         "--out",
         str(tmp_path / "o"),
     ]

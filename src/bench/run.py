@@ -26,6 +26,7 @@ from bench.job_options import (
     checkpoint_dir,
     device_name,
     pick_device,
+    refuse_bad_overrides,
     resume_path,
     want_progress_bar,
 )
@@ -140,21 +141,6 @@ def _fit_and_record(cfg, out_dir: Path, method, loggers, ctx, cpu_start: float) 
     return record
 
 
-def _refuse_bad_overrides(overrides, cfg: DictConfig) -> None:
-    """Overrides that would be ignored or overwritten: `study.*` (the sweeper's) and a `+`
-    that adds a key nothing reads."""
-    from bench.job_options import added_key_error
-    from bench.study import study_knob_error
-
-    for o in overrides:
-        key = o.split("=", 1)[0]
-        if key.lstrip("+~").startswith("study."):
-            raise BenchError(study_knob_error(key.lstrip("+~")))
-        added = key.startswith("+") and not key.startswith("++")
-        if added and (problem := added_key_error(key[1:], cfg)):
-            raise BenchError(problem)
-
-
 def _under_study_sweeper() -> bool:
     try:
         return "bench_optuna" in str(HydraConfig.get().sweeper.get("_target_", ""))
@@ -176,7 +162,7 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if not _under_study_sweeper():
-            _refuse_bad_overrides(HydraConfig.get().overrides.task, cfg)
+            refuse_bad_overrides(HydraConfig.get().overrides.task, cfg)
         record, _ = run_job(cfg, out_dir)
     except TrainingInterrupted as e:
         if _under_study_sweeper():
