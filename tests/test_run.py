@@ -165,31 +165,24 @@ def test_an_unreachable_study_storage_is_one_line(tmp_path):
     assert "Traceback" not in p.stderr
 
 
-def test_a_study_knob_given_to_a_study_is_one_line_before_any_trial(tmp_path):
-    """The sweeper would overwrite study.storage for each trial: it is refused, not ignored."""
-    p = run(
-        [
-            "-m",
-            "hparams_search=pop",
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # The sweeper would overwrite study.storage for each trial: refused, not ignored.
+        (
             "study.storage=postgresql://root@127.0.0.1:5432/elsewhere",
-            f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
-            f"hydra.sweep.dir={tmp_path / 's'}",
-        ],
-        cwd=tmp_path,
-    )
-    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-    assert p.returncode != 0 and len(errors) == 1, p.stderr
-    assert errors[0].startswith("error: study.storage: set by the study sweeper")
-    assert "hydra.sweeper.storage" in errors[0]
-    assert not (tmp_path / "s.db").exists() and "Traceback" not in p.stderr
-
-
-def test_a_misspelt_added_key_given_to_a_study_is_one_line_before_any_trial(tmp_path):
+            "error: study.storage: set by the study sweeper for each of its jobs, not a knob; "
+            "set hydra.sweeper.storage instead",
+        ),
+        ("+dataset.sesion_key=x", "error: +dataset.sesion_key: not a setting that anything reads"),
+    ],
+)
+def test_a_bad_override_given_to_a_study_is_one_line_before_any_trial(tmp_path, override, message):
     p = run(
         [
             "-m",
             "hparams_search=pop",
-            "+dataset.sesion_key=x",
+            override,
             f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
             f"hydra.sweep.dir={tmp_path / 's'}",
         ],
@@ -197,7 +190,7 @@ def test_a_misspelt_added_key_given_to_a_study_is_one_line_before_any_trial(tmp_
     )
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode != 0 and len(errors) == 1, p.stderr
-    assert errors[0].startswith("error: +dataset.sesion_key: not a setting that anything reads")
+    assert errors[0].startswith(message)
     assert not (tmp_path / "s.db").exists() and "Traceback" not in p.stderr
 
 
