@@ -81,9 +81,10 @@ def carve_validation(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tuning split from training data: the most recent `fraction` of sessions (by start
     time; file order where there is no time) become validation, the rest train_tr."""
-    if not 0 < fraction < 1:
+    number = isinstance(fraction, int | float) and not isinstance(fraction, bool)
+    if not (number and 0 < fraction < 1):
         raise BenchError(
-            f"dataset.tune.valid_fraction: got {fraction}; expected a number in (0, 1)"
+            f"dataset.tune.valid_fraction: got {fraction!r}; expected a number in (0, 1)"
         )
     codes, _ = pd.factorize(df[SESSION], sort=False)
     starts = pd.Series(df[TIME].to_numpy()).groupby(codes).min().to_numpy()
@@ -144,10 +145,6 @@ def _load(ds: dict, data_dir: str, split: str) -> tuple[PreparedData, dict | Non
         raise BenchError(f"dataset.kind: unknown '{kind}'; expected synthetic, files or recipe")
     if split == "tune" and not tune.get("train"):
         fraction = tune.get("valid_fraction", 0.1)
-        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
-            raise BenchError(
-                f"dataset.tune.valid_fraction: got {fraction!r}; expected a number in (0, 1)"
-            )
         train_df, test_df = carve_validation(train_df, fraction, train_path)
         test_path = f"{train_path} [most recent {fraction:g} of sessions]"
         train_path = f"{train_path} [all but the most recent {fraction:g} of sessions]"

@@ -86,14 +86,14 @@ def added_key_error(key: str, config: DictConfig | None = None) -> str | None:
 def refuse_bad_overrides(overrides: list[str], cfg: DictConfig) -> None:
     """Command-line overrides that would be overwritten or ignored: `study.*` (the
     sweeper's channel to its jobs) and a `+` that adds a key nothing reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from bench.study import study_knob_error
 
-    for o in overrides:
-        key = o.split("=", 1)[0]
-        if key.lstrip("+~").startswith("study."):
-            raise BenchError(study_knob_error(key.lstrip("+~")))
-        added = key.startswith("+") and not key.startswith("++")
-        if added and (problem := added_key_error(key[1:], cfg)):
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.key_or_group.startswith("study."):
+            raise BenchError(study_knob_error(o.key_or_group))
+        if o.is_add() and (problem := added_key_error(o.key_or_group, cfg)):
             raise BenchError(problem)
 
 

@@ -31,8 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import interrupts
 from bench.errors import BenchError
-from bench.job_options import added_key_error
-from bench.study import FINISHED, study_knob_error
+from bench.job_options import refuse_bad_overrides
+from bench.study import FINISHED
 
 # No `from __future__ import annotations` here: Hydra imports plugins outside
 # sys.modules, where dataclasses cannot resolve string annotations.
@@ -235,12 +235,10 @@ def check_options(cfg: DictConfig, job: DictConfig) -> None:
 
 
 def fixed_overrides(arguments: list[str], job: DictConfig) -> list[str]:
-    """The command line's overrides, each a single value (a study takes no grid)."""
+    """The command line's overrides, each a single value (a study takes no grid), none
+    of them one a run refuses."""
+    refuse_bad_overrides(arguments, job)
     for o in OverridesParser.create().parse_overrides(arguments):
-        if o.key_or_group.startswith("study."):
-            raise BenchError(study_knob_error(o.key_or_group))
-        if o.is_add() and (problem := added_key_error(o.key_or_group, job)):
-            raise BenchError(problem)
         if o.is_sweep_override():
             raise BenchError(
                 f"hparams_search: '{o.input_line}' is a sweep; an Optuna study takes fixed values "
