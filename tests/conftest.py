@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,28 @@ def shared_data() -> Path:
     if os.environ.get("BENCH_REQUIRE_SHARED") == "1":
         pytest.fail(f"BENCH_REQUIRE_SHARED=1 but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    admin = "dbname=postgres host=127.0.0.1 port=5432 user=root"
+    try:
+        conn = psycopg.connect(admin, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as e:
+        if os.environ.get("BENCH_REQUIRE_SHARED") == "1":
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI but unreachable: {e}")
+        pytest.skip(f"no PostgreSQL server reachable on 127.0.0.1:5432 ({e})")
+    name = f"bench_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://root@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
 
 
 def make_sessions(lengths, n_items=10, seed=0):

@@ -98,13 +98,24 @@ def test_unreadable_storage_is_one_line(tmp_path, capsys):
 def test_a_missing_or_empty_storage_is_one_line_and_no_file_is_made(tmp_path, capsys):
     missing = tmp_path / "typo.db"
     assert migrate_main([str(missing)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == f"error: {missing}: no such file (a study storage to migrate)"
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such file"
     assert not missing.exists()
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     optuna.storages.RDBStorage(empty)  # the schema, no study
     assert migrate_main([empty]) == 2
     assert capsys.readouterr().err.strip() == f"error: {empty}: holds no study"
+
+
+def test_a_database_that_is_not_a_study_storage_is_refused_and_left_as_it_was(tmp_path, capsys):
+    """Optuna would add its tables to any database it opens: the wrong file must stay as it was."""
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("create table sessions (id integer)")
+    before = other.read_bytes()
+    assert migrate_main([str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {other}: not a study storage (no Optuna tables in it)"
+    assert other.read_bytes() == before
 
 
 @pytest.mark.real_data

@@ -555,7 +555,8 @@ def test_headline_with_an_unreadable_storage_is_a_one_line_error(tmp_path, capsy
 
     assert main(["--storage", "postgresql://nobody@127.0.0.1:1/none", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --storage: cannot read studies") and "\n" not in err
+    assert err.startswith("error: --storage: postgresql://nobody@127.0.0.1:1/none: cannot open (")
+    assert "\n" not in err
     assert err.endswith(")")  # the driver's first line, inside the parentheses
 
 
@@ -841,7 +842,21 @@ def test_a_storage_file_that_does_not_exist_is_one_line_and_is_not_created(tmp_p
         argv = ["--storage", f"sqlite:///{typo}", "--out", str(tmp_path / out)]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
-        assert err == (
-            f"error: --storage: cannot read studies (FileNotFoundError: no such file {typo})"
-        )
+        assert err == f"error: --storage: sqlite:///{typo}: no such file"
     assert not typo.exists() and not typo.parent.exists()
+
+
+def test_a_database_without_studies_is_refused_and_gets_no_tables(pg_url, tmp_path, capsys):
+    """A report pointed at the wrong database must neither print an empty table nor leave
+    Optuna's tables in it."""
+    import sqlalchemy
+
+    from bench.report.headline import main as headline_main
+
+    for main, out in ((report_main, "r"), (headline_main, "h")):
+        assert main(["--storage", pg_url, "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: --storage: {pg_url}: not a study storage (no Optuna tables in it)"
+    engine = sqlalchemy.create_engine(pg_url)
+    assert sqlalchemy.inspect(engine).get_table_names() == []
+    engine.dispose()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import optuna
@@ -112,28 +111,6 @@ def test_small_real_study_and_dashboard(shared_data, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database on the local server, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = "dbname=postgres host=127.0.0.1 port=5432 user=root"
-    try:
-        conn = psycopg.connect(admin, connect_timeout=5, autocommit=True)
-    except psycopg.OperationalError as e:
-        if os.environ.get("BENCH_REQUIRE_SHARED") == "1":
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required in CI but unreachable: {e}")
-        pytest.skip(f"no PostgreSQL server reachable on 127.0.0.1:5432 ({e})")
-    name = f"bench_test_{uuid.uuid4().hex[:10]}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://root@127.0.0.1:5432/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.close()
 
 
 @pytest.mark.slow  # long: CI runs it in make test-slow

@@ -17,7 +17,7 @@ import optuna
 from bench.optuna_adapter import set_finished_trial_attr, trial_id
 from bench.paths import portable_path, portable_storage, portable_text
 from bench.records import RunRecord
-from bench.study import PARAMS_ATTR, missing_sqlite_file
+from bench.study import PARAMS_ATTR, unreadable_storage
 
 
 def migrate_study(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for arg in args.storages:
         url = arg if "://" in arg else f"sqlite:///{arg}"
-        if missing_sqlite_file(url):
-            print(f"error: {arg}: no such file (a study storage to migrate)", file=sys.stderr)
+        if problem := unreadable_storage(url):
+            print(f"error: {arg}: {problem}", file=sys.stderr)
             return 2
         try:
             storage = optuna.storages.RDBStorage(url)

@@ -51,13 +51,24 @@ def ran_on_gpu(device: str | None) -> bool:
     return bool(device) and not str(device).startswith("cpu")
 
 
-def missing_sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL that does not exist (None otherwise): a reader must not
-    open it, since SQLite would create an empty storage and the reader report nothing."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = Path(url.removeprefix("sqlite:///"))
-    return None if path.is_file() else path
+def unreadable_storage(url: str) -> str | None:
+    """Why a reader (report, headline, migrate) cannot read `url` as a study storage, or
+    None. Optuna opens any database by creating its tables there, so a misspelt SQLite path
+    or the wrong database would become an empty storage and the reader report nothing."""
+    import sqlalchemy
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return "no such file"
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            tables = sqlalchemy.inspect(engine).get_table_names()
+        finally:
+            engine.dispose()
+    except Exception as e:  # sqlalchemy/driver errors: bad URL, server down, not a database
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"cannot open ({first})"
+    return None if "studies" in tables else "not a study storage (no Optuna tables in it)"
 
 
 def make_storage(

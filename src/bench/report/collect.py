@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.errors import BenchError
 from bench.records import RANKS_KEY, RunRecord
 
 METHOD_LABELS = {
@@ -196,13 +197,13 @@ def read_studies(storages: list[str], known_records: set[str]) -> tuple[list, li
     (kept in the study's `final` attribute) without a collected record."""
     import optuna
 
-    from bench.study import missing_sqlite_file
+    from bench.study import unreadable_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies, rows = [], []
     for url in storages:
-        if path := missing_sqlite_file(url):
-            raise FileNotFoundError(f"no such file {path}")
+        if problem := unreadable_storage(url):
+            raise BenchError(f"{url}: {problem}")
         for summary in sorted(optuna.get_all_study_summaries(url), key=lambda s: s.study_name):
             study = optuna.load_study(study_name=summary.study_name, storage=url)
             studies.append(study)
@@ -255,6 +256,8 @@ def final_rows(study, url: str, known_records: set[str]) -> list[dict]:
 
 def storage_error(e: Exception) -> str:
     """The one line for a storage URL that cannot be opened: the driver's first line."""
+    if isinstance(e, BenchError):
+        return f"--storage: {e}"
     first = (str(e).splitlines() or [""])[0]
     return f"--storage: cannot read studies ({type(e).__name__}: {first})"
 
