@@ -55,12 +55,15 @@ def test_single_run_writes_record_and_prints_table(tmp_path):
 
 
 def test_per_epoch_evaluation_gives_a_learning_curve(tmp_path):
+    """`++` of a setting that exists sets it (only a `++` that adds an unread key is refused)."""
     out = tmp_path / "run"
-    p = run(
-        ["n_epochs=2", *FAST[1:], *SMALL, f"hydra.run.dir={out}", "eval.per_epoch=true"], tmp_path
-    )
+    args = ["n_epochs=2", *FAST[1:], *SMALL, f"hydra.run.dir={out}", "++eval.per_epoch=true"]
+    p = run([*args, "++eval.cutoffs=[5,20]"], tmp_path)
     assert p.returncode == 0, p.stderr
     rec = json.loads((out / "result.json").read_text())
+    assert set(rec["metrics"]) == {
+        f"{m}@{k}" for m in ("recall", "mrr", "hr", "ndcg") for k in (5, 20)
+    }
     assert [len(e["eval"]) for e in rec["epochs"]] == [len(rec["metrics"])] * 2
     assert rec["epochs"][-1]["eval"] == rec["metrics"]  # the last epoch's evaluation is the result
 
@@ -120,6 +123,8 @@ def test_multirun_over_losses(tmp_path):
         (["+n_epoch=3"], "error: +n_epoch: not a setting that anything reads (did you mean n_ep"),
         (["+eval.cutofs=[5]"], "error: +eval.cutofs: not a setting that anything reads (did you"),
         (["+trainer.foo=1"], "error: +trainer.foo: not a setting that anything reads (misspelt?)"),
+        (["++n_epoch=3"], "error: ++n_epoch: not a setting that anything reads (did you mean"),
+        (["++eval.cutofs=[5]"], "error: ++eval.cutofs: not a setting that anything reads (did"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, message):
@@ -175,6 +180,7 @@ def test_an_unreachable_study_storage_is_one_line(tmp_path):
             "set hydra.sweeper.storage instead",
         ),
         ("+dataset.sesion_key=x", "error: +dataset.sesion_key: not a setting that anything reads"),
+        ("++dataset.sesion_key=x", "error: ++dataset.sesion_key: not a setting that anything"),
     ],
 )
 def test_a_bad_override_given_to_a_study_is_one_line_before_any_trial(tmp_path, override, message):

@@ -57,7 +57,7 @@ def setting_names(tree: dict, prefix: str = "") -> list[str]:
     return names
 
 
-def added_key_error(key: str, config: DictConfig | None = None) -> str | None:
+def added_key_error(key: str, config: DictConfig | None = None, sign: str = "+") -> str | None:
     """The one line for a `+key=value` override that adds a key nothing checks: Hydra
     suggests `+` when a misspelt knob is not in the config, and the job would otherwise run
     without it. None for the keys that are checked where they are read: a model's own
@@ -78,23 +78,43 @@ def added_key_error(key: str, config: DictConfig | None = None) -> str | None:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
     hint = f"did you mean {close[0]}?" if close else "misspelt?"
     return (
-        f"+{key}: not a setting that anything reads ({hint}); "
+        f"{sign}{key}: not a setting that anything reads ({hint}); "
         "`python -m bench.run --cfg job` lists the settings"
     )
 
 
-def refuse_bad_overrides(overrides: list[str], cfg: DictConfig) -> None:
+def refuse_bad_overrides(overrides: list[str], cfg: DictConfig, config_name: str) -> None:
     """Command-line overrides that would be overwritten or ignored: `study.*` (the
-    sweeper's channel to its jobs) and a `+` that adds a key nothing reads."""
+    sweeper's channel to its jobs), and a `+key` or a `++key` that adds a key nothing
+    reads (`++` sets a key that exists and adds one that does not): `cfg` is the job's
+    config, composed from `config_name` with the overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from bench.study import study_knob_error
 
-    for o in OverridesParser.create().parse_overrides(overrides):
-        if o.key_or_group.startswith("study."):
-            raise BenchError(study_knob_error(o.key_or_group))
-        if o.is_add() and (problem := added_key_error(o.key_or_group, cfg)):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    for o in parsed:
+        key = o.key_or_group
+        if key.startswith("study."):
+            raise BenchError(study_knob_error(key))
+        if o.is_add() and (problem := added_key_error(key, cfg)):
             raise BenchError(problem)
+        if o.is_force_add() and (problem := added_key_error(key, cfg, sign="++")):
+            others = [x.input_line for x in parsed if x is not o and not x.is_sweep_override()]
+            if not _holds_without(key, config_name, others):
+                raise BenchError(problem)
+
+
+def _holds_without(key: str, config_name: str, overrides: list[str]) -> bool:
+    """Whether the job's config has `key` when composed without the override that sets it
+    (composed again only for a `++` of a key no method checks, so rarely)."""
+    from hydra import compose
+
+    base = compose(config_name, overrides=overrides)
+    return OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT
+
+
+_ABSENT = object()
 
 
 def pick_device(accelerator: str) -> str:

@@ -162,7 +162,8 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if not _under_study_sweeper():
-            refuse_bad_overrides(HydraConfig.get().overrides.task, cfg)
+            hydra_cfg = HydraConfig.get()
+            refuse_bad_overrides(hydra_cfg.overrides.task, cfg, hydra_cfg.job.config_name)
         record, _ = run_job(cfg, out_dir)
     except TrainingInterrupted as e:
         if _under_study_sweeper():

@@ -237,7 +237,7 @@ def check_options(cfg: DictConfig, job: DictConfig) -> None:
 def fixed_overrides(arguments: list[str], job: DictConfig) -> list[str]:
     """The command line's overrides, each a single value (a study takes no grid), none
     of them one a run refuses."""
-    refuse_bad_overrides(arguments, job)
+    refuse_bad_overrides(arguments, job, job.hydra.job.config_name)
     for o in OverridesParser.create().parse_overrides(arguments):
         if o.is_sweep_override():
             raise BenchError(
