@@ -619,3 +619,28 @@ def test_every_loop_that_calls_the_exp_polynomial_is_vectorised(tmp_path):
     loops = {_innermost_loop_line(lines, i) for i in calls}
     assert len(loops) == 7  # exp-and-sum (2), the gates forward (2), BPR-max (3)
     assert loops <= vectorised, f"not vectorised: kernels.c lines {sorted(loops - vectorised)}"
+
+
+@pytest.mark.parametrize(
+    "lines, name",
+    [
+        (
+            {"model name": "AMD EPYC", "cpu family": "25", "model\t": "17"},
+            "AMD EPYC (family 25, model 17)",
+        ),
+        (
+            {"model name": "Intel(R) Xeon(R) Platinum 8488C", "cpu family": "6", "model\t": "143"},
+            "Intel(R) Xeon(R) Platinum 8488C",
+        ),
+        ({"model name": "AMD EPYC"}, "AMD EPYC"),
+    ],
+)
+def test_a_cpu_named_only_by_its_brand_gets_its_family_and_model(monkeypatch, lines, name):
+    """Measurements are keyed by the CPU's name: two EPYC generations must not share one."""
+
+    def cpu_info(*keys):
+        key = next((k for k in keys if k in lines), None)
+        return f"{key}\t: {lines[key]}" if key else None
+
+    monkeypatch.setattr(native, "_cpu_info", cpu_info)
+    assert native.cpu_name() == name

@@ -80,9 +80,18 @@ def _cpu_flags() -> str:
 
 def cpu_name() -> str:
     """The CPU's model name (x86 Linux), else the platform's processor string: what a
-    measurement records, since which BLAS or kernel is faster depends on it."""
+    measurement records, since which BLAS or kernel is faster depends on it. A virtual
+    machine may show only the brand ("AMD EPYC"), which hosts of different generations
+    share: the family and model numbers are added then."""
+    value = lambda line: line.split(":", 1)[1].strip()
     line = _cpu_info("model name")
-    return line.split(":", 1)[1].strip() if line else platform.processor() or platform.machine()
+    if not line:
+        return platform.processor() or platform.machine()
+    name = value(line)
+    family, model = _cpu_info("cpu family"), _cpu_info("model\t")
+    if not any(c.isdigit() for c in name) and family and model:
+        name += f" (family {value(family)}, model {value(model)})"
+    return name
 
 
 def mapped_files() -> set[Path]:
