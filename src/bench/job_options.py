@@ -105,6 +105,9 @@ def refuse_bad_overrides(overrides: list[str], cfg: DictConfig, config_name: str
                 raise BenchError(problem)
 
 
+_ABSENT = object()
+
+
 def _holds_without(key: str, config_name: str, overrides: list[str]) -> bool:
     """Whether the job's config has `key` when composed without the override that sets it
     (composed again only for a `++` of a key no method checks, so rarely)."""
@@ -112,9 +115,6 @@ def _holds_without(key: str, config_name: str, overrides: list[str]) -> bool:
 
     base = compose(config_name, overrides=overrides)
     return OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT
-
-
-_ABSENT = object()
 
 
 def pick_device(accelerator: str) -> str:
