@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.paths import PROJECT_ROOT
 
 KNOWN = ("csv", "tensorboard", "mlflow")
@@ -127,7 +127,7 @@ class RunLoggers:
                 "'.[loggers]')"
             ) from None
         except Exception as e:  # a tracking store that cannot be opened or written
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise BenchError(f"logger: cannot start {sorted(chosen)} ({first})") from None
 
     def hyperparameters(self, params: dict) -> None:

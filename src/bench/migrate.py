@@ -14,6 +14,7 @@ import sys
 
 import optuna
 
+from bench.errors import first_line
 from bench.optuna_adapter import set_finished_trial_attr, trial_id
 from bench.paths import portable_path, portable_storage, portable_text
 from bench.records import RunRecord
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             storage = optuna.storages.RDBStorage(url)
             summaries = optuna.get_all_study_summaries(storage)
         except Exception as e:  # a storage URL that cannot be opened
-            print(f"error: {arg}: cannot open ({str(e).splitlines()[0]})", file=sys.stderr)
+            print(f"error: {arg}: cannot open ({first_line(e)})", file=sys.stderr)
             return 2
         if not summaries:
             print(f"error: {arg}: holds no study", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.optuna_adapter import experimental_features, off_grid_values_run_as_they_are
 
 JOURNAL_SUFFIXES = (".journal", ".log")
@@ -66,7 +66,7 @@ def unreadable_storage(url: str) -> str | None:
         finally:
             engine.dispose()
     except Exception as e:  # sqlalchemy/driver errors: bad URL, server down, not a database
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         return f"cannot open ({first})"
     return None if "studies" in tables else "not a study storage (no Optuna tables in it)"
 
@@ -111,7 +111,7 @@ def make_storage(
                 # Workers creating a fresh schema at the same moment: the other one won.
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise BenchError(f"hydra.sweeper.storage: cannot open '{url}' ({first})") from None
     raise BenchError(
         f"hydra.sweeper.storage: cannot create the schema in '{url}' (concurrent creation kept "
